@@ -302,3 +302,13 @@ def load_split(folder: Path) -> dict | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text())
+
+
+def set_default_model(name: str, directory: Path | None = None) -> None:
+    """Record ``name`` as the default model (``models/DEFAULT``), atomically."""
+    directory = directory or models_dir()
+    folder = directory / name
+    read_metadata(resolve_model_dir(folder))
+    tmp = directory / f".{DEFAULT_POINTER}.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(name + "\n")
+    os.replace(tmp, directory / DEFAULT_POINTER)

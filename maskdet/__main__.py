@@ -1,0 +1,7 @@
+"""``python -m maskdet``."""
+
+import sys
+
+from maskdet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,161 @@
+"""Safe extraction of an uploaded data set archive (.zip).
+
+An uploaded archive is hostile until proven otherwise: entries can point outside the
+target folder (absolute paths, ``..``, Windows drive letters), be symbolic links to
+server files, be encrypted, or expand to far more bytes than they occupy (zip bombs),
+possibly with sizes that lie. :func:`extract_zip` checks every entry before writing
+anything, streams each file with a byte counter, writes only inside a fresh folder of
+its own and removes that folder when anything goes wrong.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from maskdet.data import DatasetError, normalize_class_name
+
+logger = logging.getLogger(__name__)
+
+MAX_ENTRIES = 50_000
+MAX_TOTAL_BYTES = 2 * 1024**3
+"""Default limit on the uncompressed size (declared and actually written) of one archive."""
+CHUNK_BYTES = 1024 * 1024
+IGNORED_TOP_LEVEL = frozenset({"__MACOSX"})  # macOS resource forks: never data
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class ArchiveError(ValueError):
+    """The archive was refused or could not be extracted; the message says why, for the user."""
+
+
+def _safe_parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
+    """Path components of an entry, or :class:`ArchiveError` if it could land outside the target."""
+    name = info.filename
+    if "\0" in name:
+        raise ArchiveError(f"entry {name!r} has a NUL byte in its name")
+    posix = name.replace("\\", "/")  # archives made on Windows may use backslashes
+    if posix.startswith("/"):
+        raise ArchiveError(f"entry '{name}' has an absolute path")
+    if _DRIVE.match(posix):
+        raise ArchiveError(f"entry '{name}' names a drive letter")
+    parts = tuple(p for p in PurePosixPath(posix).parts if p not in ("", "."))
+    if ".." in parts:
+        raise ArchiveError(f"entry '{name}' contains '..' and would be written outside the folder")
+    return parts
+
+
+def _check_entry(info: zipfile.ZipInfo) -> tuple[str, ...]:
+    parts = _safe_parts(info)
+    file_type = stat.S_IFMT(info.external_attr >> 16)  # Unix type bits; 0 when the archiver recorded none
+    if file_type == stat.S_IFLNK:
+        raise ArchiveError(f"entry '{info.filename}' is a symbolic link; links are not accepted")
+    if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise ArchiveError(f"entry '{info.filename}' is a special file (device, pipe or socket)")
+    if info.flag_bits & 0x1:
+        raise ArchiveError(f"entry '{info.filename}' is encrypted; upload an archive without a password")
+    return parts
+
+
+def _plan(archive: zipfile.ZipFile, max_entries: int, max_total_bytes: int) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+    """Validate every entry before anything is written; return the files to extract with their paths."""
+    infos = archive.infolist()
+    if len(infos) > max_entries:
+        raise ArchiveError(f"archive has {len(infos):,} entries, more than the limit of {max_entries:,}")
+    declared = sum(info.file_size for info in infos)
+    if declared > max_total_bytes:
+        raise ArchiveError(
+            f"archive would expand to {declared / 1e6:,.1f} MB, above the {max_total_bytes / 1e6:,.1f} MB limit"
+        )
+    planned = []
+    seen: set[tuple[str, ...]] = set()
+    for info in infos:
+        parts = _check_entry(info)
+        if not parts or parts[0] in IGNORED_TOP_LEVEL or info.is_dir():
+            continue
+        if parts in seen:
+            raise ArchiveError(f"archive holds '{info.filename}' twice")
+        seen.add(parts)
+        planned.append((info, parts))
+    if not planned:
+        raise ArchiveError("archive contains no files")
+    return planned
+
+
+def _copy_limited(source: BinaryIO, target: BinaryIO, budget: int, name: str) -> int:
+    """Copy until EOF; abort as soon as more than ``budget`` bytes came out (sizes can lie)."""
+    written = 0
+    while chunk := source.read(CHUNK_BYTES):
+        written += len(chunk)
+        if written > budget:
+            raise ArchiveError(f"'{name}' expands beyond the size limit (possible zip bomb)")
+        target.write(chunk)
+    return written
+
+
+def _is_class_folder(path: Path) -> bool:
+    try:
+        normalize_class_name(path.name)
+    except DatasetError:
+        return False
+    return path.is_dir()
+
+
+def _data_set_root(folder: Path) -> Path:
+    """``folder`` itself, or its single top-level sub-folder when that one holds the class folders.
+
+    The sub-folder is tested first: a wrapper folder may itself have a class-like name (``masks/``).
+    """
+    children = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    if len(children) == 1 and children[0].is_dir() and any(_is_class_folder(p) for p in children[0].iterdir()):
+        return children[0]
+    return folder
+
+
+def extract_zip(
+    data: bytes | str | Path,
+    dest_root: str | Path,
+    *,
+    max_entries: int = MAX_ENTRIES,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+) -> Path:
+    """Extract a zip (its bytes or its path) into a new unique folder under ``dest_root``.
+
+    Returns the data set folder: the extraction folder, or the archive's single top-level
+    folder when the class folders live inside it. Raises :class:`ArchiveError` (and leaves
+    nothing behind) for unreadable archives, unsafe entries or archives over the limits.
+    """
+    source: BinaryIO | Path = io.BytesIO(data) if isinstance(data, bytes | bytearray) else Path(data)
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise ArchiveError(f"not a readable zip archive ({exc})") from exc
+    with archive:
+        planned = _plan(archive, max_entries, max_total_bytes)
+        dest_root = Path(dest_root)
+        dest_root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="upload-", dir=dest_root)).resolve()
+        budget = max_total_bytes
+        try:
+            for info, parts in planned:
+                target = folder.joinpath(*parts)
+                if not target.resolve().is_relative_to(folder):  # defence in depth; _safe_parts should forbid it
+                    raise ArchiveError(f"entry '{info.filename}' would be written outside the folder")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as entry, open(target, "xb") as out:
+                    budget -= _copy_limited(entry, out, budget, info.filename)
+        except BaseException as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, zipfile.BadZipFile | zlib.error | NotImplementedError | RuntimeError | EOFError | OSError):
+                raise ArchiveError(f"archive is corrupt or uses an unsupported feature ({exc})") from exc
+            raise
+    logger.info("extracted %d files (%d bytes) into %s", len(planned), max_total_bytes - budget, folder)
+    return _data_set_root(folder)

@@ -1,0 +1,237 @@
+"""Command line interface: ``python -m maskdet {train,evaluate,models,predict,bench}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from maskdet import __version__
+from maskdet.assets import AssetUnavailableError
+from maskdet.checkpoint import CheckpointError
+from maskdet.data import DatasetError
+from maskdet.images import ImageDecodeError, is_candidate_file
+from maskdet.settings import data_root
+
+logger = logging.getLogger(__name__)
+
+EXIT_ERROR = 1
+EXIT_SOME_FILES_FAILED = 2
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one clear message, exit status 1."""
+
+
+def _format_pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    print(f"{title}: n={metrics['n']}  accuracy={_format_pct(metrics['accuracy'])}  "
+          f"roc_auc={metrics['roc_auc'] if metrics['roc_auc'] is None else round(metrics['roc_auc'], 4)}  "
+          f"ap={metrics['average_precision'] if metrics['average_precision'] is None else round(metrics['average_precision'], 4)}")
+    for cls, values in metrics["per_class"].items():
+        print(f"  {cls:<13} precision={values['precision']:.4f} recall={values['recall']:.4f} "
+              f"f1={values['f1']:.4f} support={values['support']}")
+    (tn, fp), (fn, tp) = metrics["confusion"]
+    print(f"  confusion [[tn fp] [fn tp]] = [[{tn} {fp}] [{fn} {tp}]]")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from maskdet.checkpoint import set_default_model
+    from maskdet.engine import TrainConfig, TrainProgress, fit
+
+    config = TrainConfig(
+        arch=args.arch, data=Path(args.data), name=args.name, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, img_size=args.img_size, seed=args.seed, augment=not args.no_augment,
+        feature_views=args.feature_views, finetune_blocks=args.finetune_blocks, pretrained=not args.no_pretrained,
+        weights_path=Path(args.weights) if args.weights else None, limit_per_class=args.limit_per_class,
+    )
+    bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", file=sys.stderr,
+               disable=args.quiet)
+
+    def show(progress: TrainProgress) -> None:
+        bar.set_description_str(f"{progress.phase:<8}")
+        bar.set_postfix_str(progress.message[:60])
+        bar.update(int(progress.fraction * 1000) - bar.n)
+
+    try:
+        result = fit(config, progress=show)
+    finally:
+        bar.close()
+    meta = result.metadata
+    print(f"saved {result.path} ({meta['mode']}, {meta['training_seconds']} s, best epoch "
+          f"{meta['hyperparameters']['best_epoch']})")
+    _print_metrics("validation", meta["metrics"]["val"])
+    _print_metrics("test (held out)", meta["metrics"]["test"])
+    if args.set_default:
+        set_default_model(result.name)
+        print(f"{result.name} is now the default model")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from maskdet.evaluation import evaluate_folder
+    from maskdet.predict import load_classifier
+
+    classifier = load_classifier(args.model)
+    with tqdm(total=0, unit="img", file=sys.stderr, disable=args.json or args.quiet, desc="evaluating") as bar:
+        def show(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = evaluate_folder(classifier, Path(args.data), progress=show)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        _print_metrics(f"{result.model} on {result.data}", result.metrics)
+        for relpath, error in result.unreadable:
+            print(f"  skipped unreadable {relpath}: {error}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from maskdet.checkpoint import default_model_name, list_models
+
+    models = list_models()
+    default = default_model_name()
+    rows = [
+        {
+            "name": m["name"], "arch": m["arch"], "default": m["name"] == default, "created": m.get("created"),
+            "input_size": m["input"]["size"], "mode": m.get("mode"),
+            "test_accuracy": m.get("metrics", {}).get("test", {}).get("accuracy"),
+            "test_roc_auc": m.get("metrics", {}).get("test", {}).get("roc_auc"),
+            "params": m.get("params", {}).get("total"), "path": m["path"],
+        }
+        for m in models
+    ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no trained models yet: run `python -m maskdet train --arch mobilenet_v2 --data DIR`")
+        return 0
+    print(f"{'':2}{'name':<28}{'arch':<14}{'size':>5}{'test acc':>10}{'roc auc':>9}  created")
+    for row in rows:
+        auc = "n/a" if row["test_roc_auc"] is None else f"{row['test_roc_auc']:.4f}"
+        print(f"{'*' if row['default'] else ' ':2}{row['name']:<28}{row['arch']:<14}{row['input_size']:>5}"
+              f"{_format_pct(row['test_accuracy']):>10}{auc:>9}  {row['created']}")
+    return 0
+
+
+def iter_image_paths(paths: list[str]) -> Iterator[Path]:
+    """Files as given, folders recursed (sorted); hidden files skipped."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from (p for p in sorted(path.rglob("*")) if is_candidate_file(p))
+        else:
+            yield path
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from maskdet.predict import predict_file, build_pipeline
+
+    pipeline = build_pipeline(args.model, whole_image=args.whole_image)
+    failures = 0
+    for path in iter_image_paths(args.paths):
+        try:
+            record = predict_file(pipeline, path)
+        except ImageDecodeError as exc:
+            failures += 1
+            record = {"path": str(path), "error": exc.reason}
+        if args.json:
+            print(json.dumps(record), flush=True)
+        elif "error" in record:
+            print(f"{path}: ERROR {record['error']}")
+        else:
+            faces = record["faces"]
+            summary = ", ".join(f"{f['label']} {f['confidence']:.0%}" for f in faces) or "no face found"
+            print(f"{path} ({record['width']}x{record['height']}): {summary}")
+    return EXIT_SOME_FILES_FAILED if failures else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from maskdet.bench import format_table, run_benchmarks
+
+    results = run_benchmarks(model=args.model, quick=args.quick)
+    print(json.dumps(results) if args.json else format_table(results))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from maskdet.zoo import list_models as list_archs
+
+    parser = argparse.ArgumentParser(prog="python -m maskdet", description="Face-mask detection studio.")
+    parser.add_argument("--version", action="version", version=f"maskdet {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model on a data-set folder and save it to models/NAME")
+    train.add_argument("--arch", required=True, choices=list_archs())
+    train.add_argument("--data", required=True, help="data-set folder with one sub-folder per class")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--img-size", type=int, help="input size in pixels (default: the architecture's)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--name", help="model name (default: ARCH-DATE-TIME)")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--finetune-blocks", type=int, default=0, help="mobilenet_v2: fine-tune the last N blocks")
+    train.add_argument("--feature-views", type=int, default=2,
+                       help="frozen backbones: feature views per training image (1 clean + N-1 augmented)")
+    train.add_argument("--no-augment", action="store_true")
+    train.add_argument("--weights", help="pretrained ImageNet weights file, when they cannot be downloaded")
+    train.add_argument("--no-pretrained", action="store_true",
+                       help="train a transfer-learning architecture from random weights (not transfer learning)")
+    train.add_argument("--limit-per-class", type=int, help="use at most N training images per class")
+    train.add_argument("--set-default", action="store_true", help="make the new model the default")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a model on every image of a data-set folder")
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("-q", "--quiet", action="store_true")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    models = sub.add_parser("models", help="list trained models and their headline metrics")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
+
+    predict = sub.add_parser("predict", help="find faces in images and label each with_mask / without_mask")
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="images or folders (recursed)")
+    predict.add_argument("--model")
+    predict.add_argument("--json", action="store_true", help="one JSON line per image")
+    predict.add_argument("--whole-image", action="store_true", help="classify each full image as one face")
+    predict.set_defaults(func=cmd_predict)
+
+    bench = sub.add_parser("bench", help="measure classification, detection, pipeline and explanation speed")
+    bench.add_argument("--model")
+    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except (CliError, DatasetError, CheckpointError, AssetUnavailableError, ImageDecodeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; nothing was saved", file=sys.stderr)
+        return 130

@@ -1,0 +1,76 @@
+"""Every architecture trains one tiny epoch, saves, and loads back identically."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from maskdet.checkpoint import load_model
+from maskdet.engine import CancelToken, TrainConfig, TrainingCancelled, fit
+from maskdet.predict import Classifier
+from maskdet.zoo import PretrainedWeightsMissing, get_spec, pretrained_weights_path
+
+TINY = {"mlp": {}, "simple_cnn": {"img_size": 48}, "mobilenet_v2": {"img_size": 96}, "densenet121": {"img_size": 64}}
+
+
+@pytest.mark.parametrize("arch", list(TINY))
+def test_each_arch_trains_and_round_trips(arch, tiny_dataset, isolated_models_dir):
+    spec = get_spec(arch)
+    pretrained = arch != "densenet121"  # DenseNet121 ImageNet weights are not obtainable offline
+    events = []
+    result = fit(
+        TrainConfig(arch=arch, data=tiny_dataset, epochs=1, name=f"tiny-{arch}", pretrained=pretrained,
+                    feature_views=1, **TINY[arch]),
+        progress=events.append,
+    )
+    assert result.path == isolated_models_dir / f"tiny-{arch}"
+    meta = json.loads((result.path / "metadata.json").read_text())
+    assert meta["arch"] == arch and meta["classes"] == ["without_mask", "with_mask"]
+    assert meta["mode"] == ("cached-features" if spec.pretrained else "end-to-end")  # frozen backbone
+    assert meta["build"]["pretrained"] == (pretrained and spec.pretrained is not None)
+    assert 0.0 <= meta["metrics"]["test"]["accuracy"] <= 1.0
+    assert (result.path / "split.json").is_file()
+    # Progress reached the end, monotonically.
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert any(e.phase == "train" and e.batches > 0 for e in events)
+
+    loaded = load_model(result.path)
+    trained = result.model.state_dict()
+    for key, value in loaded.model.state_dict().items():
+        assert torch.equal(value, trained[key]), key
+    images = torch.rand(3, loaded.input.channels, loaded.input.size, loaded.input.size)
+    with torch.inference_mode():
+        assert torch.allclose(loaded.model(images), result.model(images), atol=1e-6)
+    probabilities = Classifier(loaded, precision="fp32").run(images)
+    assert probabilities.shape == (3, 2)
+
+
+def test_densenet_without_weights_says_how_to_provide_them(tiny_dataset, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert not pretrained_weights_path(get_spec("densenet121").pretrained).exists()
+    with pytest.raises(PretrainedWeightsMissing, match="--weights PATH"):
+        fit(TrainConfig(arch="densenet121", data=tiny_dataset, epochs=1, name="no-weights"))
+
+
+def test_cancel_leaves_nothing_behind(tiny_dataset, isolated_models_dir):
+    token = CancelToken()
+
+    def cancel_during_training(progress):
+        if progress.phase == "train":
+            token.cancel()
+
+    with pytest.raises(TrainingCancelled):
+        fit(TrainConfig(arch="mlp", data=tiny_dataset, epochs=3, name="cancelled"),
+            progress=cancel_during_training, cancel=token)
+    assert list(isolated_models_dir.iterdir()) == []
+
+
+def test_one_class_dataset_is_refused(tmp_path, tiny_dataset):
+    import shutil
+
+    shutil.copytree(tiny_dataset / "with_mask", tmp_path / "with_mask")
+    with pytest.raises(ValueError, match="both classes"):
+        fit(TrainConfig(arch="mlp", data=tmp_path, epochs=1, name="one-class"))
