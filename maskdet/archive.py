@@ -33,6 +33,10 @@ IGNORED_TOP_LEVEL = frozenset({"__MACOSX"})  # macOS resource forks: never data
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
+# What zipfile / zlib / the file system raise for damaged members or unsupported compression methods.
+_EXTRACTION_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError)
+
+
 class ArchiveError(ValueError):
     """The archive was refused or could not be extracted; the message says why, for the user."""
 
@@ -65,7 +69,11 @@ def _check_entry(info: zipfile.ZipInfo) -> tuple[str, ...]:
     return parts
 
 
-def _plan(archive: zipfile.ZipFile, max_entries: int, max_total_bytes: int) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+Planned = list[tuple[zipfile.ZipInfo, tuple[str, ...]]]
+"""Entries to extract, each with its checked path components."""
+
+
+def _plan(archive: zipfile.ZipFile, max_entries: int, max_total_bytes: int) -> Planned:
     """Validate every entry before anything is written; return the files to extract with their paths."""
     infos = archive.infolist()
     if len(infos) > max_entries:
@@ -75,7 +83,7 @@ def _plan(archive: zipfile.ZipFile, max_entries: int, max_total_bytes: int) -> l
         raise ArchiveError(
             f"archive would expand to {declared / 1e6:,.1f} MB, above the {max_total_bytes / 1e6:,.1f} MB limit"
         )
-    planned = []
+    planned: Planned = []
     seen: set[tuple[str, ...]] = set()
     for info in infos:
         parts = _check_entry(info)
@@ -154,7 +162,7 @@ def extract_zip(
                     budget -= _copy_limited(entry, out, budget, info.filename)
         except BaseException as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            if isinstance(exc, zipfile.BadZipFile | zlib.error | NotImplementedError | RuntimeError | EOFError | OSError):
+            if isinstance(exc, _EXTRACTION_ERRORS):
                 raise ArchiveError(f"archive is corrupt or uses an unsupported feature ({exc})") from exc
             raise
     logger.info("extracted %d files (%d bytes) into %s", len(planned), max_total_bytes - budget, folder)

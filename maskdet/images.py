@@ -9,6 +9,7 @@ data set scanner, training, the CLI and the pages behave identically.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,10 @@ IGNORED_FILE_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 # We enforce our own pixel limit before decoding; PIL's global limit would otherwise warn or raise
 # a different error type for the same condition.
 Image.MAX_IMAGE_PIXELS = None
+
+
+# What Pillow's format plugins raise on malformed data (struct/index errors come from hand-written parsers).
+_DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError, ZeroDivisionError)
 
 
 class ImageDecodeError(ValueError):
@@ -116,6 +121,8 @@ def open_image(
                 image = Image.open(io.BytesIO(data))
             except UnidentifiedImageError:
                 raise ImageDecodeError("not an image (format not recognised)") from None
+            except _DECODER_ERRORS as exc:  # a header PIL recognised but could not parse
+                raise ImageDecodeError(f"corrupt image header ({exc or type(exc).__name__})") from exc
             width, height = image.size
             if width <= 0 or height <= 0:
                 raise ImageDecodeError(f"invalid dimensions {width}x{height}")
@@ -139,7 +146,7 @@ def open_image(
                 image = ImageOps.exif_transpose(image) or image
                 rgb = _to_rgb(image)
                 rgb.load()
-            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            except _DECODER_ERRORS as exc:
                 message = str(exc) or type(exc).__name__
                 if "truncated" in message or isinstance(exc, EOFError):
                     raise ImageDecodeError(f"truncated or corrupt {info.format} file ({message})") from exc

@@ -40,10 +40,14 @@ def compute_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = T
     n = int(len(y_true))
     y_pred = (scores >= threshold).astype(np.int64)
     both_classes = len(np.unique(y_true)) == 2
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=[0, 1], zero_division=0
-    )
-    (tn, fp), (fn, tp) = confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist() if n else ([0, 0], [0, 0])
+    if n:
+        precision, recall, f1, support = precision_recall_fscore_support(
+            y_true, y_pred, labels=[0, 1], zero_division=0
+        )
+        (tn, fp), (fn, tp) = confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist()
+    else:  # e.g. a folder whose every image is unreadable: scikit-learn refuses empty input
+        precision = recall = f1 = support = np.zeros(len(CLASSES))
+        tn = fp = fn = tp = 0
     return {
         "n": n,
         "accuracy": float((y_pred == y_true).mean()) if n else None,

@@ -137,10 +137,16 @@ class FacePipeline:
 
 
 LABEL_COLOURS_RGB = {"with_mask": (40, 167, 69), "without_mask": (220, 53, 69)}
+UNCERTAIN_COLOUR_RGB = (128, 128, 128)
 
 
-def draw_predictions(image: np.ndarray, faces: list[FacePrediction], mirror_text: bool = False) -> np.ndarray:
-    """A copy of an RGB uint8 image with a coloured box and 'label confidence' per face."""
+def draw_predictions(
+    image: np.ndarray, faces: list[FacePrediction], mirror_text: bool = False, uncertain_below: float = 0.0
+) -> np.ndarray:
+    """A copy of an RGB uint8 image with a coloured box and 'label confidence' per face.
+
+    Faces whose confidence is below ``uncertain_below`` are drawn in grey as 'Unsure: label confidence'.
+    """
     import cv2
 
     canvas = np.ascontiguousarray(image).copy()
@@ -148,9 +154,10 @@ def draw_predictions(image: np.ndarray, faces: list[FacePrediction], mirror_text
     scale = max(0.5, max(canvas.shape[:2]) / 1000)
     for face in faces:
         x0, y0, x1, y1 = face.box
-        colour = LABEL_COLOURS_RGB[face.label]
+        uncertain = face.confidence < uncertain_below
+        colour = UNCERTAIN_COLOUR_RGB if uncertain else LABEL_COLOURS_RGB[face.label]
         cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness)
-        text = f"{'Mask' if face.label == 'with_mask' else 'No mask'} {face.confidence:.0%}"
+        text = f"{'Unsure: ' if uncertain else ''}{'Mask' if face.label == 'with_mask' else 'No mask'} {face.confidence:.0%}"
         (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thickness // 2))
         top = max(0, y0 - height - baseline - 4)
         cv2.rectangle(canvas, (x0, top), (x0 + width + 6, top + height + baseline + 4), colour, -1)

@@ -1,0 +1,382 @@
+"""Side-by-side comparison of trained models: one row per model, best values, latency, unseen data.
+
+Everything the Compare page shows comes from here, so it can be tested without Streamlit:
+
+- :func:`summarize` turns a model's metadata (held-out test metrics, raw test scores,
+  history, size, training time) into a typed :class:`ModelSummary`;
+- :func:`cpu_latency_ms` times the product's :class:`~maskdet.predict.Classifier` on one
+  face (batch 1, median of N runs), cached in memory per weights SHA-256;
+- :func:`comparison_table` / :func:`best_mask` build the table and mark the best value of
+  each column (higher is better for quality, lower for cost and errors);
+- :func:`evaluate_dataset` scores a model on another data-set folder and caches metrics,
+  labels and scores on disk under ``cache_dir()/evaluations``, keyed by (weights SHA-256,
+  data fingerprint), so a second look at the same model and folder costs nothing;
+- :func:`table_csv` / :func:`metrics_json` export what the page shows.
+
+All metrics come from :func:`maskdet.metrics.compute_metrics`, the one implementation the
+CLI, the training engine and the tests share.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from maskdet.checkpoint import load_model
+from maskdet.data import load_catalog, scan_dataset
+from maskdet.evaluation import evaluate_folder
+from maskdet.predict import Classifier
+from maskdet.settings import CLASSES, cache_dir
+
+logger = logging.getLogger(__name__)
+
+LATENCY_RUNS = 30
+LATENCY_WARMUP = 3
+PROBE_FACE_PX = 160  # a typical face crop; the Classifier resizes it, as it does in the product
+EVALUATIONS_SUBDIR = "evaluations"
+EVALUATION_CACHE_VERSION = 1
+
+Direction = Literal["max", "min"]
+StageProgress = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)``; stage is ``"reading"`` (first visit of a folder) or ``"classifying"``."""
+
+# Table columns, in display order. Per-class columns are generated from CLASSES.
+COL_MODEL = "model"
+COL_ARCH = "arch"
+COL_ACCURACY = "accuracy"
+COL_AUC = "ROC AUC"
+COL_AP = "avg precision"
+COL_FP = "false positives"
+COL_FN = "false negatives"
+COL_N = "test images"
+COL_PARAMS = "parameters"
+COL_SIZE = "checkpoint MB"
+COL_TRAIN_S = "training s"
+COL_LATENCY = "CPU ms / face"
+
+
+def class_column(metric: str, class_name: str) -> str:
+    """Column name of a per-class metric, e.g. ``F1 with_mask``."""
+    return f"{metric} {class_name}"
+
+
+PER_CLASS_METRICS = ("precision", "recall", "F1")
+BEST_DIRECTION: dict[str, Direction] = {
+    COL_ACCURACY: "max",
+    COL_AUC: "max",
+    COL_AP: "max",
+    **{class_column(m, c): "max" for c in reversed(CLASSES) for m in PER_CLASS_METRICS},
+    COL_FP: "min",
+    COL_FN: "min",
+    COL_PARAMS: "min",
+    COL_SIZE: "min",
+    COL_TRAIN_S: "min",
+    COL_LATENCY: "min",
+}
+"""Which way is better for each column that has a best value (``test images`` and names have none)."""
+TABLE_COLUMNS = [COL_MODEL, COL_ARCH, COL_ACCURACY, COL_AUC, COL_AP,
+                 *[class_column(m, c) for c in reversed(CLASSES) for m in PER_CLASS_METRICS],
+                 COL_FP, COL_FN, COL_N, COL_PARAMS, COL_SIZE, COL_TRAIN_S, COL_LATENCY]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What the comparison needs about one trained model, read from its metadata (no weights loaded)."""
+
+    name: str
+    arch: str
+    path: Path
+    created: str
+    weights_sha256: str
+    input_size: int
+    test: dict | None  # compute_metrics() of the held-out test split; None if the model did not record it
+    labels: list[int] = field(repr=False)  # held-out test labels, for curves
+    scores: list[float] = field(repr=False)  # P(with_mask) of the same images
+    history: list[dict] = field(repr=False)  # per epoch: epoch, train_loss, train_acc, val_loss, val_acc
+    params: int | None
+    weights_bytes: int | None
+    training_seconds: float | None
+    training_data: str | None
+    training_fingerprint: str | None
+    latency_ms: float | None = None  # filled in by with_latency()
+
+
+def summarize(metadata: dict) -> ModelSummary:
+    """A :class:`ModelSummary` from :func:`maskdet.checkpoint.list_models` metadata; missing parts become None."""
+    test_eval = (metadata.get("evaluation") or {}).get("test") or {}
+    dataset = metadata.get("dataset") or {}
+    weights = metadata.get("weights") or {}
+    params = (metadata.get("params") or {}).get("total")
+    seconds = metadata.get("training_seconds")
+    return ModelSummary(
+        name=str(metadata["name"]),
+        arch=str(metadata.get("arch", "?")),
+        path=Path(metadata["path"]),
+        created=str(metadata.get("created", "")),
+        weights_sha256=str(weights.get("sha256", "")),
+        input_size=int((metadata.get("input") or {}).get("size", 0)),
+        test=(metadata.get("metrics") or {}).get("test"),
+        labels=[int(v) for v in test_eval.get("labels", [])],
+        scores=[float(v) for v in test_eval.get("scores", [])],
+        history=list(metadata.get("history") or []),
+        params=int(params) if params is not None else None,
+        weights_bytes=int(weights["bytes"]) if "bytes" in weights else None,
+        training_seconds=float(seconds) if seconds is not None else None,
+        training_data=dataset.get("path"),
+        training_fingerprint=dataset.get("fingerprint"),
+    )
+
+
+# --- CPU latency ----------------------------------------------------------------------------------
+
+_latency_ms: dict[str, float] = {}
+# NOTE: one lock for all measurements. Several Streamlit sessions may ask at once; timing two
+# models concurrently on a shared CPU would make both numbers wrong, so measurements queue up.
+_latency_lock = threading.Lock()
+
+
+def probe_face(size: int = PROBE_FACE_PX) -> Image.Image:
+    """A smooth, face-crop-sized RGB image (fixed seed): latency does not depend on the pixels."""
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.rand(1, 3, 8, 8, generator=generator)
+    pixels = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")[0]
+    return Image.fromarray((pixels.permute(1, 2, 0).numpy() * 255).astype(np.uint8), "RGB")
+
+
+def measure_latency_ms(classifier: Classifier, runs: int = LATENCY_RUNS, warmup: int = LATENCY_WARMUP) -> float:
+    """Median wall time, in ms, of ``classifier.predict_proba`` on one face crop (resize + normalise + forward)."""
+    if runs < 1:
+        raise ValueError("runs must be at least 1")
+    face = probe_face()
+    for _ in range(warmup):
+        classifier.predict_proba([face])
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        classifier.predict_proba([face])
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings) * 1000
+
+
+def cpu_latency_ms(summary: ModelSummary, runs: int = LATENCY_RUNS) -> float:
+    """CPU latency per face of ``summary``'s model, measured once per weights SHA-256 per process.
+
+    Raises :class:`maskdet.checkpoint.CheckpointError` when the model cannot be loaded.
+    """
+    with _latency_lock:
+        cached = _latency_ms.get(summary.weights_sha256)
+        if cached is None:
+            classifier = Classifier(load_model(summary.path, device="cpu"))
+            cached = measure_latency_ms(classifier, runs=runs)
+            _latency_ms[summary.weights_sha256] = cached
+            logger.info("CPU latency of %s: %.2f ms per face (median of %d)", summary.name, cached, runs)
+        return cached
+
+
+def with_latency(summary: ModelSummary, runs: int = LATENCY_RUNS) -> ModelSummary:
+    """A copy of ``summary`` with ``latency_ms`` measured (or taken from the in-memory cache)."""
+    return replace(summary, latency_ms=cpu_latency_ms(summary, runs=runs))
+
+
+# --- the comparison table -------------------------------------------------------------------------
+
+def _metric(metrics: dict | None, key: str) -> float | None:
+    return None if metrics is None else metrics.get(key)
+
+
+def comparison_table(summaries: Sequence[ModelSummary]) -> pd.DataFrame:
+    """One row per model, columns :data:`TABLE_COLUMNS`; unknown values are NaN."""
+    rows = []
+    for s in summaries:
+        test = s.test
+        per_class = (test or {}).get("per_class", {})
+        row: dict[str, object] = {
+            COL_MODEL: s.name,
+            COL_ARCH: s.arch,
+            COL_ACCURACY: _metric(test, "accuracy"),
+            COL_AUC: _metric(test, "roc_auc"),
+            COL_AP: _metric(test, "average_precision"),
+            COL_FP: _metric(test, "false_positives"),
+            COL_FN: _metric(test, "false_negatives"),
+            COL_N: _metric(test, "n"),
+            COL_PARAMS: s.params,
+            COL_SIZE: None if s.weights_bytes is None else s.weights_bytes / 1e6,
+            COL_TRAIN_S: s.training_seconds,
+            COL_LATENCY: s.latency_ms,
+        }
+        for class_name in CLASSES:
+            values = per_class.get(class_name, {})
+            for metric in PER_CLASS_METRICS:
+                row[class_column(metric, class_name)] = values.get(metric.lower())
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    numeric = [c for c in TABLE_COLUMNS if c not in (COL_MODEL, COL_ARCH)]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce").astype("float64")
+    return frame
+
+
+def best_mask(frame: pd.DataFrame, directions: Mapping[str, Direction] = BEST_DIRECTION) -> pd.DataFrame:
+    """Boolean frame shaped like ``frame``: True where a cell holds its column's best value (ties all win).
+
+    Only columns in ``directions`` take part, and only when at least two models have a value:
+    a lone number is not "best" of anything.
+    """
+    mask = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    for column, direction in directions.items():
+        if column not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.notna().sum() < 2:
+            continue
+        best = values.max() if direction == "max" else values.min()
+        mask[column] = np.isclose(values.to_numpy(dtype=float), best, rtol=1e-12, atol=0.0)
+    return mask
+
+
+# --- unseen data ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataEvaluation:
+    """A model scored on a whole data-set folder: metrics plus labels and scores for curves."""
+
+    model: str
+    weights_sha256: str
+    data: str
+    fingerprint: str
+    metrics: dict
+    labels: list[int] = field(repr=False)
+    scores: list[float] = field(repr=False)
+    unreadable: int = 0  # files skipped because they could not be decoded
+
+    def to_json(self) -> dict:
+        return {"version": EVALUATION_CACHE_VERSION, "model": self.model, "weights_sha256": self.weights_sha256,
+                "data": self.data, "fingerprint": self.fingerprint, "metrics": self.metrics,
+                "labels": self.labels, "scores": self.scores, "unreadable": self.unreadable}
+
+
+def dataset_fingerprint(data: str | Path) -> str:
+    """The folder's fingerprint (names, sizes, modification times); raises DatasetError for a bad folder."""
+    return scan_dataset(data).fingerprint
+
+
+def evaluation_cache_path(weights_sha256: str, fingerprint: str) -> Path:
+    """Where the evaluation of these weights on this data version is cached."""
+    if not weights_sha256 or not fingerprint:
+        raise ValueError("an evaluation cache key needs both a weights SHA-256 and a data fingerprint")
+    return cache_dir() / EVALUATIONS_SUBDIR / f"{weights_sha256}-{fingerprint}.json"
+
+
+def cached_evaluation(summary: ModelSummary, fingerprint: str) -> DataEvaluation | None:
+    """The cached evaluation of ``summary``'s weights on data with ``fingerprint``, or None."""
+    path = evaluation_cache_path(summary.weights_sha256, fingerprint)
+    if not path.is_file():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+        if payload.get("version") != EVALUATION_CACHE_VERSION:
+            return None
+        payload.pop("version")
+        evaluation = DataEvaluation(**payload)
+    except (OSError, ValueError, TypeError) as exc:
+        logger.warning("ignoring unreadable evaluation cache %s (%s)", path, exc)
+        return None
+    if evaluation.weights_sha256 != summary.weights_sha256 or evaluation.fingerprint != fingerprint:
+        return None
+    # The model may have been renamed since; the weights are what was evaluated.
+    return evaluation if evaluation.model == summary.name else DataEvaluation(**{**payload, "model": summary.name})
+
+
+def evaluate_dataset(
+    summary: ModelSummary, data: str | Path, progress: StageProgress | None = None
+) -> DataEvaluation:
+    """Score ``summary``'s model on every readable image of ``data``; cached per (weights, data fingerprint).
+
+    Raises :class:`~maskdet.data.DatasetError` for an unusable folder and
+    :class:`~maskdet.checkpoint.CheckpointError` for a model that cannot be loaded.
+    """
+    data = Path(data)
+    fingerprint = dataset_fingerprint(data)
+    cached = cached_evaluation(summary, fingerprint)
+    if cached is not None:
+        logger.info("evaluation of %s on %s: cache hit", summary.name, data)
+        return cached
+
+    def report(stage: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda done, total: progress(stage, done, total))
+
+    load_catalog(data, progress=report("reading"))  # decodes a new folder once (cached); the evaluation reuses it
+    classifier = Classifier(load_model(summary.path, device="cpu"))
+    result = evaluate_folder(classifier, data, progress=report("classifying"))
+    evaluation = DataEvaluation(
+        model=summary.name, weights_sha256=summary.weights_sha256, data=str(result.data), fingerprint=fingerprint,
+        metrics=result.metrics, labels=result.labels.tolist(), scores=[round(float(s), 6) for s in result.scores],
+        unreadable=len(result.unreadable),
+    )
+    path = evaluation_cache_path(summary.weights_sha256, fingerprint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    staging.write_text(json.dumps(evaluation.to_json()))
+    os.replace(staging, path)
+    return evaluation
+
+
+def unseen_table(summaries: Sequence[ModelSummary], evaluations: Mapping[str, DataEvaluation]) -> pd.DataFrame:
+    """Held-out test numbers next to unseen-data numbers, one row per evaluated model (keyed by name)."""
+    rows = []
+    for s in summaries:
+        evaluation = evaluations.get(s.name)
+        if evaluation is None:
+            continue
+        row: dict[str, object] = {COL_MODEL: s.name, "unseen images": evaluation.metrics["n"]}
+        for label, key in (("accuracy", "accuracy"), ("ROC AUC", "roc_auc"), ("avg precision", "average_precision")):
+            test_value, unseen_value = _metric(s.test, key), evaluation.metrics.get(key)
+            row[f"test {label}"] = test_value
+            row[f"unseen {label}"] = unseen_value
+            row[f"Δ {label}"] = None if test_value is None or unseen_value is None else unseen_value - test_value
+        row[f"unseen {COL_FP}"] = evaluation.metrics["false_positives"]
+        row[f"unseen {COL_FN}"] = evaluation.metrics["false_negatives"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+def table_csv(frame: pd.DataFrame) -> str:
+    """The comparison table as CSV text (full precision, no index)."""
+    return frame.to_csv(index=False)
+
+
+def metrics_json(summaries: Sequence[ModelSummary], unseen: Sequence[DataEvaluation] = ()) -> str:
+    """Every model's full held-out metrics, cost figures and unseen-data metrics as a JSON document."""
+    by_sha: dict[str, list[dict]] = {}
+    for evaluation in unseen:
+        by_sha.setdefault(evaluation.weights_sha256, []).append(
+            {"data": evaluation.data, "fingerprint": evaluation.fingerprint, "unreadable": evaluation.unreadable,
+             "metrics": evaluation.metrics}
+        )
+    models = [
+        {
+            "name": s.name, "arch": s.arch, "path": str(s.path), "created": s.created,
+            "weights_sha256": s.weights_sha256, "input_size": s.input_size, "params": s.params,
+            "checkpoint_bytes": s.weights_bytes, "training_seconds": s.training_seconds,
+            "cpu_latency_ms_per_face": s.latency_ms,
+            "training_data": {"path": s.training_data, "fingerprint": s.training_fingerprint},
+            "test": s.test, "history": s.history, "unseen": by_sha.get(s.weights_sha256, []),
+        }
+        for s in summaries
+    ]
+    return json.dumps({"positive_class": CLASSES[1], "models": models}, indent=2)

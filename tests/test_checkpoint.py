@@ -1,0 +1,115 @@
+"""Checkpoints that are not ours are refused without executing anything; saves are atomic."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import pytest
+import torch
+
+from maskdet.checkpoint import (
+    CheckpointError,
+    default_model_name,
+    list_models,
+    load_model,
+    resolve_model,
+    save_model,
+    set_default_model,
+)
+from maskdet.zoo import BuildOptions, get_spec
+
+MARKER_NAME = "pwned"
+
+
+class _RunsCode:
+    """Unpickling this calls os.system-like code; loading must never get that far."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _save_tiny(name: str, directory, arch: str = "mlp", size: int = 12):
+    spec = get_spec(arch)
+    model = spec.build(BuildOptions(pretrained=False, img_size=size))
+    return save_model(model, {"arch": arch, "input": spec.input_config(size).to_json()}, name, directory=directory)
+
+
+def test_pickle_and_malicious_torch_files_execute_nothing(tmp_path):
+    marker = tmp_path / MARKER_NAME
+    evil_pickle = tmp_path / "model.pkl"
+    evil_pickle.write_bytes(pickle.dumps(_RunsCode(marker)))
+    evil_torch = tmp_path / "model.pt"
+    torch.save({"state": _RunsCode(marker)}, evil_torch)
+    for path in (evil_pickle, evil_torch):
+        with pytest.raises(CheckpointError, match="not a maskdet model"):
+            load_model(path)
+    # A model folder whose weights file is secretly a pickle.
+    folder = _save_tiny("victim", tmp_path / "models")
+    shutil.copy(evil_torch, folder / "model.safetensors")
+    with pytest.raises(CheckpointError):
+        load_model(folder)
+    assert not marker.exists()
+
+
+def test_truncated_weights_and_tampered_metadata(tmp_path):
+    folder = _save_tiny("m", tmp_path)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_model(folder)
+    folder = _save_tiny("n", tmp_path)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["arch"] = "simple_cnn"
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="do not fit architecture 'simple_cnn'"):
+        load_model(folder)
+    meta["arch"], meta["classes"] = "mlp", ["cat", "dog"]
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="classes"):
+        load_model(folder)
+    (folder / "metadata.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not readable JSON"):
+        load_model(folder)
+
+
+def test_interrupted_save_keeps_the_previous_model(tmp_path, monkeypatch):
+    folder = _save_tiny("keep", tmp_path)
+    before = (folder / "model.safetensors").read_bytes()
+    import maskdet.checkpoint as checkpoint
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(checkpoint, "save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _save_tiny("keep", tmp_path)
+    monkeypatch.undo()
+    assert (folder / "model.safetensors").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep"]
+    load_model(folder)
+
+
+def test_default_model_resolution(tmp_path):
+    with pytest.raises(CheckpointError, match="no trained model"):
+        resolve_model(None, tmp_path)
+    _save_tiny("first", tmp_path)
+    _save_tiny("second", tmp_path)
+    assert {m["name"] for m in list_models(tmp_path)} == {"first", "second"}
+    set_default_model("first", tmp_path)
+    assert default_model_name(tmp_path) == "first"
+    assert resolve_model(None, tmp_path) == tmp_path / "first"
+    assert resolve_model("second", tmp_path) == tmp_path / "second"
+    with pytest.raises(CheckpointError, match="does not exist"):
+        resolve_model("third", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden", "x" * 101])
+def test_model_names_cannot_escape_the_models_folder(tmp_path, name):
+    with pytest.raises(CheckpointError, match="invalid model name"):
+        _save_tiny(name, tmp_path)

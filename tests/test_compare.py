@@ -1,0 +1,186 @@
+"""maskdet.compare on two tiny real models: summaries, best values, latency, the unseen-data cache, export."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from maskdet import compare
+from maskdet.checkpoint import list_models
+from maskdet.compare import (
+    COL_ACCURACY,
+    COL_AUC,
+    COL_FN,
+    COL_LATENCY,
+    COL_MODEL,
+    COL_N,
+    COL_PARAMS,
+    TABLE_COLUMNS,
+    best_mask,
+    cached_evaluation,
+    comparison_table,
+    cpu_latency_ms,
+    dataset_fingerprint,
+    evaluate_dataset,
+    evaluation_cache_path,
+    metrics_json,
+    summarize,
+    table_csv,
+    unseen_table,
+    with_latency,
+)
+from maskdet.evaluation import evaluate_folder
+from maskdet.metrics import compute_metrics
+from maskdet.predict import load_classifier
+
+
+@pytest.fixture
+def summaries(tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
+    monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_models_dir))
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    return {m["name"]: summarize(m) for m in list_models()}
+
+
+def test_summary_reads_metadata(summaries: dict, tiny_models_dir: Path) -> None:
+    assert set(summaries) == {"tiny-mlp", "tiny-cnn"}
+    s = summaries["tiny-cnn"]
+    meta = json.loads((tiny_models_dir / "tiny-cnn" / "metadata.json").read_text())
+    assert (s.arch, s.input_size, s.path) == ("simple_cnn", 48, tiny_models_dir / "tiny-cnn")
+    assert s.weights_sha256 == meta["weights"]["sha256"]
+    assert s.weights_bytes == (tiny_models_dir / "tiny-cnn" / "model.safetensors").stat().st_size
+    assert s.params == meta["params"]["total"] > 0
+    assert s.training_seconds == meta["training_seconds"] and s.training_fingerprint == meta["dataset"]["fingerprint"]
+    assert [h["epoch"] for h in s.history] == [1, 2]
+    assert s.latency_ms is None
+    # The stored test metrics are exactly what the shared implementation says about the stored scores.
+    assert len(s.labels) == len(s.scores) == s.test["n"] > 0
+    recomputed = compute_metrics(s.labels, s.scores)
+    assert recomputed["confusion"] == s.test["confusion"]
+    assert recomputed["accuracy"] == pytest.approx(s.test["accuracy"])
+
+
+def test_summary_of_a_model_without_metrics() -> None:
+    s = summarize({"name": "bare", "arch": "mlp", "path": "/nowhere", "weights": {"sha256": "ab"}})
+    assert s.test is None and s.labels == [] and s.params is None and s.weights_bytes is None
+    row = comparison_table([s]).iloc[0]
+    assert row[COL_MODEL] == "bare" and np.isnan(row[COL_ACCURACY]) and np.isnan(row[COL_PARAMS])
+
+
+def test_table_rows_and_best_values(summaries: dict) -> None:
+    table = comparison_table(list(summaries.values()))
+    assert list(table.columns) == TABLE_COLUMNS
+    assert set(table[COL_MODEL]) == set(summaries)
+    cnn = table.set_index(COL_MODEL).loc["tiny-cnn"]
+    assert cnn[COL_N] == summaries["tiny-cnn"].test["n"]
+    assert cnn["F1 with_mask"] == pytest.approx(summaries["tiny-cnn"].test["per_class"]["with_mask"]["f1"])
+    mask = best_mask(table)
+    # simple_cnn (48 px) has far fewer parameters than the MLP (50x50 grey pixels into 1024 units): fewer wins.
+    assert mask.set_index(table[COL_MODEL])[COL_PARAMS].to_dict() == {"tiny-cnn": True, "tiny-mlp": False}
+    assert not mask[COL_MODEL].any() and not mask[COL_N].any()
+    assert not mask[COL_LATENCY].any()  # not measured yet: nothing to compare
+
+
+def test_best_mask_directions_ties_and_gaps() -> None:
+    frame = pd.DataFrame(
+        {
+            COL_MODEL: ["a", "b", "c"],
+            COL_ACCURACY: [0.9, 0.95, 0.95],  # higher is better; the tie is highlighted twice
+            COL_FN: [3, 1, 2],  # lower is better
+            COL_AUC: [np.nan, 0.8, np.nan],  # a single value is no comparison
+            COL_LATENCY: [np.nan, 2.0, 1.5],  # missing values are ignored
+        }
+    )
+    mask = best_mask(frame)
+    assert mask[COL_ACCURACY].tolist() == [False, True, True]
+    assert mask[COL_FN].tolist() == [False, True, False]
+    assert not mask[COL_AUC].any()
+    assert mask[COL_LATENCY].tolist() == [False, False, True]
+    assert not mask[COL_MODEL].any()
+
+
+def test_latency_is_measured_once_per_weights(summaries: dict) -> None:
+    s = summaries["tiny-mlp"]
+    first = cpu_latency_ms(s, runs=5)
+    assert 0 < first < 1000
+    started = time.perf_counter()
+    again = with_latency(s, runs=5)
+    assert again.latency_ms == first  # the in-memory cache: a new measurement would not be bit-identical
+    assert time.perf_counter() - started < 0.05
+    row = comparison_table([again]).iloc[0]
+    assert row[COL_LATENCY] == first
+
+
+def test_measure_latency_refuses_zero_runs(summaries: dict) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        compare.measure_latency_ms(load_classifier(str(summaries["tiny-mlp"].path)), runs=0)
+
+
+def test_unseen_evaluation_matches_the_cli_path_and_is_cached(summaries: dict, tiny_dataset: Path) -> None:
+    s = summaries["tiny-cnn"]
+    fingerprint = dataset_fingerprint(tiny_dataset)
+    assert cached_evaluation(s, fingerprint) is None
+    stages = []
+    evaluation = evaluate_dataset(s, tiny_dataset, progress=lambda stage, done, total: stages.append((stage, done, total)))
+    assert ("classifying", 24, 24) in stages
+    assert evaluation.metrics["n"] == 24 and evaluation.unreadable == 0
+    assert evaluation.metrics == compute_metrics(evaluation.labels, evaluation.scores)
+    direct = evaluate_folder(load_classifier(str(s.path)), tiny_dataset)
+    assert evaluation.metrics["confusion"] == direct.metrics["confusion"]
+    np.testing.assert_allclose(evaluation.scores, direct.scores, atol=1e-5)
+
+    path = evaluation_cache_path(s.weights_sha256, fingerprint)
+    assert path.is_file() and path.parent.name == "evaluations"
+    stages.clear()
+    again = evaluate_dataset(s, tiny_dataset, progress=lambda *args: stages.append(args))
+    assert stages == [] and again == evaluation  # served from disk, no model run
+    assert cached_evaluation(summaries["tiny-mlp"], fingerprint) is None  # other weights, other entry
+
+
+def test_changed_folder_or_damaged_cache_means_a_new_evaluation(summaries: dict, tiny_dataset: Path,
+                                                                  tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    s = summaries["tiny-mlp"]
+    first = evaluate_dataset(s, data)
+    (data / "without_mask" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    fingerprint = dataset_fingerprint(data)
+    assert fingerprint != first.fingerprint and cached_evaluation(s, fingerprint) is None
+    second = evaluate_dataset(s, data)
+    assert second.unreadable == 1 and second.metrics["n"] == first.metrics["n"]
+    evaluation_cache_path(s.weights_sha256, fingerprint).write_text("{not json")
+    assert cached_evaluation(s, fingerprint) is None
+    assert evaluate_dataset(s, data).metrics == second.metrics
+
+
+def test_unseen_table_puts_test_and_unseen_side_by_side(summaries: dict, tiny_dataset: Path) -> None:
+    s = summaries["tiny-cnn"]
+    evaluation = evaluate_dataset(s, tiny_dataset)
+    frame = unseen_table(list(summaries.values()), {s.name: evaluation})
+    assert frame[COL_MODEL].tolist() == ["tiny-cnn"]  # only evaluated models
+    row = frame.iloc[0]
+    assert row["test accuracy"] == s.test["accuracy"] and row["unseen accuracy"] == evaluation.metrics["accuracy"]
+    assert row["Δ accuracy"] == pytest.approx(evaluation.metrics["accuracy"] - s.test["accuracy"])
+    assert row["unseen images"] == 24
+
+
+def test_exports(summaries: dict, tiny_dataset: Path) -> None:
+    models = list(summaries.values())
+    table = comparison_table(models)
+    parsed = pd.read_csv(io.StringIO(table_csv(table)))
+    assert list(parsed.columns) == TABLE_COLUMNS and len(parsed) == 2
+    assert parsed[COL_ACCURACY].tolist() == pytest.approx(table[COL_ACCURACY].tolist())
+
+    evaluation = evaluate_dataset(summaries["tiny-mlp"], tiny_dataset)
+    document = json.loads(metrics_json(models, [evaluation]))
+    assert document["positive_class"] == "with_mask"
+    exported = {m["name"]: m for m in document["models"]}
+    assert exported["tiny-cnn"]["test"] == summaries["tiny-cnn"].test and exported["tiny-cnn"]["unseen"] == []
+    assert exported["tiny-mlp"]["unseen"][0]["metrics"] == evaluation.metrics
+    assert exported["tiny-mlp"]["checkpoint_bytes"] == summaries["tiny-mlp"].weights_bytes

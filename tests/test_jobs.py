@@ -1,0 +1,154 @@
+"""The background training job runner, without Streamlit: real training on real images."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from maskdet.checkpoint import list_models
+from maskdet.engine import TrainConfig
+from maskdet.jobs import JobAlreadyRunning, JobState, JobStatus, TrainingJobRunner
+
+JOB_TIMEOUT_S = 240  # a tiny job takes seconds; the shared CI machine can be very busy
+CANCEL_WITHIN_S = 5.0
+
+
+def endless(data: Path, name: str = "endless") -> TrainConfig:
+    """A tiny MLP run that would go on for a very long time unless cancelled."""
+    return TrainConfig(arch="mlp", data=data, name=name, epochs=100_000, patience=100_000, img_size=24)
+
+
+def wait_until(runner: TrainingJobRunner, condition, timeout: float = JOB_TIMEOUT_S) -> JobStatus:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = runner.snapshot()
+        if condition(status):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"condition not reached in {timeout} s; last status {runner.snapshot()}")
+
+
+@pytest.fixture
+def runner():
+    runner = TrainingJobRunner()
+    yield runner
+    runner.cancel()  # never leave a worker thread training into the next test's models folder
+    runner.wait(JOB_TIMEOUT_S)
+
+
+def test_job_trains_reports_progress_and_saves(runner, tiny_dataset, isolated_models_dir, caplog):
+    caplog.set_level(logging.INFO, logger="maskdet")
+    assert runner.snapshot().state == JobState.IDLE
+
+    job_id = runner.start(TrainConfig(arch="mlp", data=tiny_dataset, name="job-mlp", epochs=3, img_size=32))
+    seen: list[JobStatus] = []
+    status = runner.snapshot()
+    while status.active:
+        seen.append(status)
+        time.sleep(0.02)
+        status = runner.snapshot()
+    status = runner.wait(JOB_TIMEOUT_S)
+
+    assert status.job_id == job_id and status.state == JobState.FINISHED, status.error
+    assert status.model_name == "job-mlp" and Path(status.model_path) == isolated_models_dir / "job-mlp"
+    assert status.fraction == 1.0 and status.error is None
+    assert 0.0 <= status.metrics["test"]["accuracy"] <= 1.0
+    assert status.finished >= status.started and status.elapsed() == status.finished - status.started
+    assert status.config["arch"] == "mlp" and status.config["epochs"] == 3 and status.config["batch_size"] == 64
+    assert [m["name"] for m in list_models()] == ["job-mlp"]
+    assert json.loads((isolated_models_dir / "job-mlp" / "metadata.json").read_text())["history"]
+    # Readers saw the job move forward: several phases, a monotonic overall fraction, per-epoch history.
+    fractions = [s.progress.fraction for s in seen if s.progress]
+    assert fractions == sorted(fractions) and len(set(fractions)) > 2
+    assert {"train"} <= {s.progress.phase for s in seen if s.progress}
+    assert [row["epoch"] for row in status.progress.history] == [1, 2, 3]
+    # The log has the runner's lines, phase changes, each epoch's summary and the engine's own logging.
+    log = "\n".join(status.log)
+    assert f"Job {job_id}: training job-mlp (mlp)" in log
+    assert "Epoch 3/3: val loss" in log
+    assert "training job-mlp (end-to-end)" in log  # maskdet.engine's logger.info
+    assert "saved model" in log  # maskdet.checkpoint's logger.info
+    assert log.splitlines()[-1].endswith(f"Finished: job-mlp saved in {isolated_models_dir / 'job-mlp'}")
+
+
+def test_one_job_at_a_time_and_cancel(runner, tiny_dataset, isolated_models_dir):
+    runner.start(endless(tiny_dataset))
+    wait_until(runner, lambda s: s.progress is not None and s.progress.phase == "train")
+
+    with pytest.raises(JobAlreadyRunning, match="already running"):
+        runner.start(TrainConfig(arch="mlp", data=tiny_dataset, name="second"))
+    assert runner.snapshot().config["name"] == "endless"  # the running job is untouched
+
+    asked = time.monotonic()
+    assert runner.cancel()
+    assert runner.snapshot().state in (JobState.CANCELLING, JobState.CANCELLED)
+    status = runner.wait(CANCEL_WITHIN_S)
+    assert status.state == JobState.CANCELLED, status
+    assert time.monotonic() - asked < CANCEL_WITHIN_S
+    assert status.model_name is None and "Cancelled: nothing was saved" in status.log[-1]
+    assert list(isolated_models_dir.iterdir()) == []  # no model, no staging folder
+    assert not runner.cancel()  # nothing left to cancel
+
+    runner.start(TrainConfig(arch="mlp", data=tiny_dataset, name="after-cancel", epochs=1, img_size=24))
+    assert runner.wait(JOB_TIMEOUT_S).state == JobState.FINISHED
+    assert (isolated_models_dir / "after-cancel" / "metadata.json").is_file()
+
+
+def test_cancel_while_extracting_features(runner, datasets_root, isolated_models_dir, tmp_path, monkeypatch):
+    """Cancelling during the longest phase of a frozen-backbone run (feature extraction) is prompt too."""
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))  # no cached features from earlier runs
+    runner.start(TrainConfig(arch="mobilenet_v2", data=datasets_root / "synthetic-masks-2k", name="mnv2", img_size=96))
+    wait_until(runner, lambda s: s.progress is not None and s.progress.phase == "extract")
+    asked = time.monotonic()
+    runner.cancel()
+    status = runner.wait(CANCEL_WITHIN_S)
+    assert status.state == JobState.CANCELLED and time.monotonic() - asked < CANCEL_WITHIN_S
+    assert not (isolated_models_dir / "mnv2").exists()
+    assert not list((tmp_path / "cache").rglob("features/*"))  # no half-written feature cache
+
+
+def test_failures_are_reported_and_the_runner_keeps_working(
+    runner, tiny_dataset, isolated_models_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # no DenseNet121 weights here
+    runner.start(TrainConfig(arch="densenet121", data=tiny_dataset, name="densenet", epochs=1))
+    status = runner.wait(JOB_TIMEOUT_S)
+    assert status.state == JobState.FAILED
+    assert "densenet121" in status.error and "weights-file field" in status.error
+    assert status.model_name is None and f"Failed: {status.error.splitlines()[0]}" in "\n".join(status.log)
+
+    one_class = tmp_path / "one-class"
+    shutil.copytree(tiny_dataset / "with_mask", one_class / "with_mask")
+    runner.start(TrainConfig(arch="mlp", data=one_class, name="one-class", epochs=1))
+    status = runner.wait(JOB_TIMEOUT_S)
+    assert status.state == JobState.FAILED and "both classes" in status.error
+
+    runner.start(TrainConfig(arch="mlp", data=tiny_dataset, name="fine", epochs=1, img_size=24))
+    assert runner.wait(JOB_TIMEOUT_S).state == JobState.FINISHED
+    assert [m["name"] for m in list_models()] == ["fine"]
+
+
+def test_bad_config_is_refused_before_a_job_starts(runner, tiny_dataset):
+    with pytest.raises(ValueError, match="unknown architecture"):
+        runner.start(TrainConfig(arch="resnet9000", data=tiny_dataset))
+    with pytest.raises(ValueError, match="invalid model name"):
+        runner.start(TrainConfig(arch="mlp", data=tiny_dataset, name="../escape"))
+    assert runner.snapshot() == JobStatus()
+
+
+def test_log_captures_only_the_job_thread(runner, tiny_dataset, caplog):
+    caplog.set_level(logging.INFO, logger="maskdet")
+    runner.start(endless(tiny_dataset))
+    wait_until(runner, lambda s: s.progress is not None and s.progress.phase == "train")
+    logging.getLogger("maskdet.engine").info("a message from another thread")
+    runner.cancel()
+    status = runner.wait(JOB_TIMEOUT_S)
+    assert status.state == JobState.CANCELLED
+    assert not any("another thread" in line for line in status.log)
+    assert not logging.getLogger("maskdet").handlers  # the job's handler is gone with the job

@@ -1,0 +1,207 @@
+"""The Dataset page under AppTest: real data, empty and one-class folders, corrupt images, zip uploads."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from ui.dataset_picker import SOURCE_PATH, SOURCE_UPLOAD
+
+PAGE = Path(__file__).resolve().parent.parent / "pages" / "dataset.py"
+TIMEOUT = 180  # the first scan of face-mask-4k on a slow CI machine
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fresh analysis cache on disk and in Streamlit, and an empty data-set root unless a test sets one."""
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "root").mkdir()
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "root"))
+    st.cache_data.clear()
+
+
+def real_jpegs(datasets_root: Path, class_name: str, count: int) -> list[Path]:
+    files = sorted(p for p in (datasets_root / "face-mask-4k" / class_name).glob("*.jpg") if "copy" not in p.name)
+    return files[:: len(files) // count][:count]
+
+
+def build(root: Path, files: dict[str, list[Path]]) -> Path:
+    for class_folder, paths in files.items():
+        (root / class_folder).mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            shutil.copy(path, root / class_folder / path.name)
+    return root
+
+
+def open_path(path: Path) -> AppTest:
+    """Run the page with ``path`` typed into the picker."""
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    at.radio(key="dataset_source").set_value(SOURCE_PATH).run()
+    return at.text_input(key="dataset_path").input(str(path)).run()
+
+
+def texts(elements) -> str:  # noqa: ANN001 - AppTest element lists have no public type
+    return "\n".join(str(e.value) for e in elements)
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, texts(at.exception)
+
+
+def test_face_mask_4k(datasets_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(datasets_root))
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+
+    assert_clean(at)
+    assert at.selectbox(key="dataset_listed").value == "face-mask-4k"
+    assert metrics(at)["Files"] == "4,094"
+    assert int(metrics(at)["Near-duplicate groups"].replace(",", "")) > 50
+    assert not at.error
+    assert "balanced" in texts(at.success)
+    assert "No near-duplicate group crosses splits" in texts(at.success)
+    assert at.tabs[4].label.startswith("Duplicates (")
+    samples = [caption for image in at.tabs[1].image for caption in image.captions]  # the sample grid
+    assert samples
+
+    at.button(key="dataset_resample").click().run()
+    assert_clean(at)
+    assert [caption for image in at.tabs[1].image for caption in image.captions] != samples
+
+
+def test_listed_data_set_and_empty_root(datasets_root: Path, tmp_path: Path) -> None:
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    assert "No data sets found" in texts(at.info)
+
+    build(tmp_path / "root" / "tiny", {"with_mask": real_jpegs(datasets_root, "with_mask", 3)})
+    build(tmp_path / "root" / "tiny", {"without_mask": real_jpegs(datasets_root, "without_mask", 3)})
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="dataset_listed").options == ["tiny"]
+    assert metrics(at)["Readable images"] == "6"
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    at = open_path(tmp_path / "empty")
+    assert_clean(at)
+    assert "no class folders" in texts(at.error)
+
+
+def test_class_folders_without_files(tmp_path: Path) -> None:
+    (tmp_path / "hollow" / "with_mask").mkdir(parents=True)
+    (tmp_path / "hollow" / "without_mask").mkdir()
+    at = open_path(tmp_path / "hollow")
+    assert_clean(at)
+    assert "contains no files" in texts(at.error)
+
+
+def test_missing_path_and_unknown_class_folder(tmp_path: Path) -> None:
+    at = open_path(tmp_path / "nowhere")
+    assert_clean(at)
+    assert "is not an existing folder" in texts(at.error)
+
+    (tmp_path / "odd" / "cats").mkdir(parents=True)
+    at.text_input(key="dataset_path").input(str(tmp_path / "odd")).run()
+    assert_clean(at)
+    assert "unknown class folder 'cats'" in texts(at.error)
+
+
+def test_one_class_folder(datasets_root: Path, tmp_path: Path) -> None:
+    root = build(tmp_path / "one", {"WithMask": real_jpegs(datasets_root, "with_mask", 5)})
+    at = open_path(root)
+    assert_clean(at)
+    assert metrics(at)["Readable images"] == "5"
+    warnings = texts(at.warning)
+    assert "No readable images for without_mask" in warnings
+    assert "Some split has no image of some class" in warnings
+    assert "No readable images in this class." in texts(at.caption)
+
+
+def test_corrupt_image_and_label_conflict(datasets_root: Path, tmp_path: Path) -> None:
+    masked = real_jpegs(datasets_root, "with_mask", 4)
+    unmasked = real_jpegs(datasets_root, "without_mask", 4)
+    root = build(tmp_path / "ds", {"with_mask": masked, "without_mask": unmasked})
+    data = masked[0].read_bytes()
+    (root / "with_mask" / "broken.jpg").write_bytes(data[: len(data) // 3])
+    shutil.copy(unmasked[0], root / "with_mask" / "also_unmasked.jpg")  # and a label conflict
+
+    at = open_path(root)
+
+    assert_clean(at)
+    assert metrics(at)["Unreadable"] == "1"
+    assert metrics(at)["Label conflicts"] == "1"
+    assert "1 groups are filed under both classes" in texts(at.error)
+    assert "label conflict" in texts(at.tabs[4].markdown)
+    assert "2 images of label-conflict groups are in no split" in texts(at.tabs[5].caption)
+    assert "1 files cannot be decoded" in texts(at.warning)
+    table = at.tabs[3].dataframe[0].value
+    assert table["file"].tolist() == ["with_mask/broken.jpg"]
+    assert "truncated" in table["reason"][0]
+
+
+def test_only_corrupt_images(datasets_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "bad" / "with_mask").mkdir(parents=True)
+    data = real_jpegs(datasets_root, "with_mask", 1)[0].read_bytes()
+    (tmp_path / "bad" / "with_mask" / "half.jpg").write_bytes(data[: len(data) // 2])
+    at = open_path(tmp_path / "bad")
+    assert_clean(at)
+    assert "None of the 1 files could be decoded" in texts(at.error)
+    assert at.dataframe[0].value["file"].tolist() == ["with_mask/half.jpg"]
+
+
+def zip_of(root: Path, prefix: str = "") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                archive.write(path, prefix + path.relative_to(root).as_posix())
+    return buffer.getvalue()
+
+
+def test_zip_upload(datasets_root: Path, tmp_path: Path) -> None:
+    source = build(
+        tmp_path / "src",
+        {
+            "with_mask": real_jpegs(datasets_root, "with_mask", 3),
+            "no_mask": real_jpegs(datasets_root, "without_mask", 2),
+        },
+    )
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    at.radio(key="dataset_source").set_value(SOURCE_UPLOAD).run()
+    assert "Choose a data set to audit." in texts(at.info)
+
+    at.file_uploader(key="dataset_zip").set_value(("masks.zip", zip_of(source, "masks/"), "application/zip")).run()
+
+    assert_clean(at)
+    assert metrics(at)["Readable images"] == "5"
+    uploads = tmp_path / "cache" / "uploads"
+    assert [p.name for p in uploads.iterdir()][0].startswith("upload-")
+    at.run()  # a rerun reuses the extracted folder
+    assert len(list(uploads.iterdir())) == 1
+
+
+def test_hostile_zip_upload(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("with_mask/ok.jpg", b"x")
+        archive.writestr(zipfile.ZipInfo("../../escape.jpg"), b"x")
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    at.radio(key="dataset_source").set_value(SOURCE_UPLOAD).run()
+    at.file_uploader(key="dataset_zip").set_value(("evil.zip", buffer.getvalue(), "application/zip")).run()
+
+    assert_clean(at)
+    assert "Cannot use `evil.zip`" in texts(at.error) and "'..'" in texts(at.error)
+    uploads = tmp_path / "cache" / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
+    assert not list(tmp_path.rglob("escape.jpg"))

@@ -1,0 +1,92 @@
+"""``choose_dataset``: one widget for every page that needs a data set folder.
+
+Offers the data sets found under the data-set root, any folder path on the server, or an
+uploaded .zip (extracted safely by :func:`maskdet.archive.extract_zip`). Each upload is
+extracted once per session and content: reruns reuse the folder, so its fingerprint and
+every cache keyed by it stay valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import streamlit as st
+
+from maskdet.archive import ArchiveError, extract_zip
+from maskdet.data import list_datasets
+from maskdet.settings import cache_dir, data_root
+
+logger = logging.getLogger(__name__)
+
+SOURCE_FOLDERS = "Data sets on the server"
+SOURCE_PATH = "Folder path"
+SOURCE_UPLOAD = "Upload a .zip"
+SOURCES = (SOURCE_FOLDERS, SOURCE_PATH, SOURCE_UPLOAD)
+UPLOADS_SUBDIR = "uploads"
+
+
+def choose_dataset(key: str) -> Path | None:
+    """Let the user pick a data set folder; None until a usable choice is made.
+
+    ``key`` prefixes every widget key, so several pickers can live in one app. Problems
+    (no data sets, a missing path, a refused archive) are shown in place.
+    """
+    source = st.radio("Data set source", SOURCES, key=f"{key}_source", horizontal=True)
+    if source == SOURCE_FOLDERS:
+        return _choose_listed(key)
+    if source == SOURCE_PATH:
+        return _choose_path(key)
+    return _choose_upload(key)
+
+
+def _choose_listed(key: str) -> Path | None:
+    root = data_root()
+    datasets = {path.name: path for path in list_datasets(root)}
+    if not datasets:
+        st.info(
+            f"No data sets found under `{root}`. A data set is a folder with class sub-folders such as "
+            "`with_mask/` and `without_mask/`; set `MASKDET_DATA_ROOT` to another folder, type a path or upload a .zip."
+        )
+        return None
+    name = st.selectbox("Data set", list(datasets), key=f"{key}_listed", help=f"Folders under `{root}`")
+    return datasets[name]
+
+
+def _choose_path(key: str) -> Path | None:
+    text = st.text_input(
+        "Folder on the server", key=f"{key}_path", placeholder="/data/my-masks (holding with_mask/ and without_mask/)"
+    ).strip()
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        st.error(f"`{path}` is not an existing folder on the server.")
+        return None
+    return path
+
+
+def _choose_upload(key: str) -> Path | None:
+    upload = st.file_uploader(
+        "Zip archive of class folders",
+        type=["zip"],
+        key=f"{key}_zip",
+        help="e.g. with_mask/*.jpg and without_mask/*.jpg, optionally inside one top-level folder",
+    )
+    if upload is None:
+        return None
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    extracted: dict[str, str] = st.session_state.setdefault(f"{key}_extracted", {})
+    folder = extracted.get(digest)
+    if folder is None or not Path(folder).is_dir():
+        try:
+            with st.spinner(f"Extracting {upload.name}…"):
+                folder = str(extract_zip(data, cache_dir() / UPLOADS_SUBDIR))
+        except ArchiveError as exc:
+            st.error(f"Cannot use `{upload.name}`: {exc}")
+            return None
+        extracted[digest] = folder
+        logger.info("upload %s extracted to %s", upload.name, folder)
+    return Path(folder)

@@ -1,0 +1,50 @@
+"""``list_trained_models``: the trained-model list every page shows, cached yet never stale.
+
+Listing reads every ``models/*/metadata.json``; pages call it on each rerun, so it is
+cached. The cache key includes a cheap signature of the models folder (its own
+modification time, which every atomic save, replacement or deletion of a model folder
+changes, plus the default-model pointer's), so a model finished by a training job shows
+up on every page at once. :func:`invalidate_models` drops the cache explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import streamlit as st
+
+from maskdet.checkpoint import DEFAULT_POINTER, list_models
+from maskdet.settings import models_dir
+
+logger = logging.getLogger(__name__)
+
+MODELS_TTL_S = 60  # a safety net for changes the signature cannot see (a metadata.json edited in place)
+
+
+def _signature(folder: Path) -> tuple[int, int]:
+    """(folder mtime, default pointer mtime) in ns; 0 for what does not exist."""
+
+    def mtime(path: Path) -> int:
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    return mtime(folder), mtime(folder / DEFAULT_POINTER)
+
+
+@st.cache_data(ttl=MODELS_TTL_S, show_spinner=False)
+def _list_models(folder: str, signature: tuple[int, int]) -> list[dict]:
+    return list_models(Path(folder))
+
+
+def list_trained_models() -> list[dict]:
+    """Metadata of every trained model in ``models_dir()``, newest first (see :func:`maskdet.checkpoint.list_models`)."""
+    folder = models_dir()
+    return _list_models(str(folder), _signature(folder))
+
+
+def invalidate_models() -> None:
+    """Forget cached model lists (for every session), e.g. right after a training job saved a model."""
+    _list_models.clear()
