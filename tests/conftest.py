@@ -59,3 +59,50 @@ def tiny_models_dir(tmp_path_factory, tiny_dataset) -> Path:
         fit(TrainConfig(arch="mlp", data=tiny_dataset, epochs=2, name="tiny-mlp"))
         fit(TrainConfig(arch="simple_cnn", data=tiny_dataset, epochs=2, img_size=48, name="tiny-cnn"))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_mobilenet(tmp_path_factory, datasets_root) -> Path:
+    """Folder of a real MobileNetV2 classifier (112 px, 3 epochs, 150 images per class of synthetic-masks-2k).
+
+    Trained once per session (~15 s) in its own models folder; good enough to label pasted faces
+    correctly almost always. Read-only for tests: load it by path.
+    """
+    from maskdet.engine import TrainConfig, fit
+
+    folder = tmp_path_factory.mktemp("tiny-mobilenet")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MASKDET_MODELS_DIR", str(folder))
+        result = fit(TrainConfig(arch="mobilenet_v2", data=datasets_root / "synthetic-masks-2k", name="tiny-mobilenet",
+                                 epochs=3, img_size=112, feature_views=1, limit_per_class=150))
+    return result.path
+
+
+@pytest.fixture(scope="session")
+def held_out_faces(tiny_mobilenet, datasets_root) -> dict[str, list[Path]]:
+    """Real face crops per class from the held-out test split of ``tiny_mobilenet`` (never trained on)."""
+    import json
+
+    split = json.loads((tiny_mobilenet / "split.json").read_text())
+    root = datasets_root / "synthetic-masks-2k"
+    return {cls: [root / rel for rel in split["test"] if rel.startswith(f"{cls}/")] for cls in ("with_mask", "without_mask")}
+
+
+def compose_frame(faces: list[Path], boxes: list[tuple[int, int, int]], size: tuple[int, int] = (640, 480),
+                  background: tuple[int, int, int] = (96, 120, 140)):
+    """An RGB uint8 frame of ``size`` with each face image resized to ``side`` px and pasted at (x, y)."""
+    import numpy as np
+    from PIL import Image
+
+    from maskdet.images import load_rgb
+
+    canvas = Image.new("RGB", size, background)
+    for path, (x, y, side) in zip(faces, boxes, strict=True):
+        canvas.paste(load_rgb(path).resize((side, side), Image.Resampling.LANCZOS), (x, y))
+    return np.asarray(canvas)
+
+
+@pytest.fixture(scope="session")
+def frame_composer():
+    """:func:`compose_frame`: paste real faces at known places on a plain 640x480 background."""
+    return compose_frame

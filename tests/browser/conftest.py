@@ -1,0 +1,193 @@
+"""Real-browser test harness: the dashboard in a subprocess, headless Chromium driven by Selenium.
+
+- ``dashboard``: ``streamlit run streamlit_app.py`` on a free loopback port (one per session),
+  with ``MASKDET_MODELS_DIR`` holding a copy of the real ``tiny_mobilenet`` (the default model),
+  ``MASKDET_DATA_ROOT`` holding one tiny real data set, and ``tests/browser/loopback`` on its
+  PYTHONPATH: a test-only ``sitecustomize`` that keeps WebRTC ICE on 127.0.0.1 (this machine
+  is offline; see that file). Its log is saved to ``artifacts/browser/server.log``.
+- ``open_browser(video=None)``: Debian Chromium + chromedriver with a fresh profile; ``video``
+  (a .y4m file) becomes the fake camera. Flags from the WebRTC probe notes: loopback ICE,
+  no DNS, no background traffic.
+- ``webcam_video``: a y4m clip of real held-out faces on a 640x480 background: masked faces,
+  then unmasked faces, then an empty scene (Chromium loops it).
+
+Missing Chromium fails the tests when ``CI`` is set and skips them elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts" / "browser"
+LOOPBACK_DIR = Path(__file__).resolve().parent / "loopback"
+CHROMIUM_BINARIES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SERVER_START_TIMEOUT_S = 90
+DEFAULT_MODEL = "tiny-mobilenet"
+DATASET_NAME = "tiny-faces"
+VIDEO_FPS = 20
+FRAMES_PER_FACE = 12  # 0.6 s per face; 4 faces per class + an empty scene = a 5.4 s loop
+FACES_PER_CLASS = 4
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1400,1100",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+]
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    url: str
+    models_dir: Path
+    data_root: Path
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """(browser binary, chromedriver) from the Debian packages ``chromium`` and ``chromium-driver``."""
+    binary = next((path for path in CHROMIUM_BINARIES if os.access(path, os.X_OK)), None)
+    if binary is None or not os.access(CHROMEDRIVER, os.X_OK):
+        _unavailable("headless Chromium not found: apt-get install chromium chromium-driver")
+    return binary, CHROMEDRIVER
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the dashboard exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"the dashboard did not answer within {SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
+    """The real dashboard on a free loopback port, with one real model and one real tiny data set."""
+    models = tmp_path_factory.mktemp("browser-models")
+    shutil.copytree(tiny_mobilenet, models / DEFAULT_MODEL)
+    data_root = tmp_path_factory.mktemp("browser-data")
+    shutil.copytree(tiny_dataset, data_root / DATASET_NAME)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = ARTIFACTS / "server.log"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MASKDET_MODELS_DIR": str(models),
+        "MASKDET_DEFAULT_MODEL": DEFAULT_MODEL,
+        "MASKDET_DATA_ROOT": str(data_root),
+        "PYTHONPATH": os.pathsep.join([str(LOOPBACK_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "MASKDET_ICE_SERVERS": "[]",
+    }
+    command = [
+        sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.address", "127.0.0.1",
+        "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+    ]
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log)
+        yield Dashboard(url=url, models_dir=models, data_root=data_root, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def open_browser(chromium, tmp_path, request) -> Iterator[Callable[..., object]]:
+    """Factory: a fresh headless Chromium (``video``: a .y4m fake camera); a failing test saves a screenshot."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    drivers = []
+
+    def open_(video: Path | None = None):
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium[0]
+        profile = tmp_path / f"profile-{len(drivers)}"
+        for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+            options.add_argument(flag)
+        if video is not None:
+            options.add_argument(f"--use-file-for-fake-video-capture={video}")
+        driver = webdriver.Chrome(service=Service(chromium[1]), options=options)
+        driver.set_page_load_timeout(60)
+        drivers.append(driver)
+        return driver
+
+    yield open_
+    failed = getattr(request.node, "report_call", None) is not None and request.node.report_call.failed
+    for index, driver in enumerate(drivers):
+        if failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(ARTIFACTS / f"FAILED-{request.node.name}-{index}.png"))
+        driver.quit()
+
+
+@pytest.fixture(scope="session")
+def webcam_video(tmp_path_factory, held_out_faces, frame_composer) -> Path:
+    """A looping fake-camera clip (y4m, 640x480, 20 fps): 4 masked faces, 4 unmasked faces, an empty scene."""
+    import av
+
+    path = tmp_path_factory.mktemp("camera") / "faces.y4m"
+    scenes = [[held_out_faces["with_mask"][i]] for i in range(FACES_PER_CLASS)]
+    scenes += [[held_out_faces["without_mask"][i]] for i in range(FACES_PER_CLASS)]
+    scenes.append([])
+    with av.open(str(path), "w", format="yuv4mpegpipe") as container:
+        stream = container.add_stream("wrapped_avframe", rate=VIDEO_FPS)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        for index, faces in enumerate(scenes):
+            for step in range(FRAMES_PER_FACE):
+                box = (140 + 40 * (index % 3) + 3 * step, 110 + 2 * step, 200)  # drifts like a real head
+                rgb = frame_composer(faces, [box] * len(faces))
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

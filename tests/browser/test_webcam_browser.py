@@ -1,0 +1,89 @@
+"""The Webcam page in headless Chromium: a fake camera plays real faces, the server annotates them.
+
+The camera clip (``webcam_video``) shows held-out masked faces, then unmasked faces, then an
+empty scene, in a loop. After START the readout must count frames, report FPS > 0, faces of
+both classes and the no-face state; STOP must stop processing; leaving the page and coming
+back must stream again. Screenshots go to ``artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from harness import number, page_text, screenshot, sidebar_link, wait_for, wait_for_text, webrtc_button
+
+pytestmark = pytest.mark.browser
+
+FIRST_FRAME_TIMEOUT_S = 60
+BOTH_CLASSES_TIMEOUT_S = 60
+
+
+def frames(text: str) -> float | None:
+    return number(r"Frames processed: (\d+)", text)
+
+
+def fps(text: str) -> float | None:
+    return number(r"FPS: ([\d.]+)", text)
+
+
+def faces_since_start(cls: str, text: str) -> float:
+    return number(rf"(?<![a-z]){cls} [\d.]+% \((\d+) faces\)", text) or 0
+
+
+def streaming(text: str) -> bool:
+    return (frames(text) or 0) > 0 and (fps(text) or 0) > 0
+
+
+def test_live_readout_reports_both_classes_fps_and_no_face(dashboard, open_browser, webcam_video) -> None:
+    driver = open_browser(video=webcam_video)
+    driver.get(f"{dashboard.url}/webcam")
+    wait_for_text(driver, lambda t: "Press START" in t, 60, "the idle readout")
+    webrtc_button(driver, "START")
+    wait_for_text(driver, streaming, FIRST_FRAME_TIMEOUT_S, "processed frames and FPS > 0")
+
+    saw_no_face = False
+    deadline = time.monotonic() + BOTH_CLASSES_TIMEOUT_S
+    while time.monotonic() < deadline:
+        text = page_text(driver)
+        saw_no_face |= "No face in view" in text
+        if faces_since_start("with_mask", text) > 0 and faces_since_start("without_mask", text) > 0 and saw_no_face:
+            break
+        time.sleep(0.3)
+    print(text)
+    assert "Average confidence since START" in text
+    assert faces_since_start("with_mask", text) > 0, text
+    assert faces_since_start("without_mask", text) > 0, text
+    assert saw_no_face, "the empty scene never showed 'No face in view'"
+    assert "could not be processed" not in text  # no errors in the frame callback
+    wait_for_text(driver, lambda t: "Faces now: without_mask 0, with_mask 1" in t, 30, "a masked face in view")
+    text = page_text(driver)
+    assert (fps(text) or 0) > 0, text
+    wait_for(driver, "iframe[title='streamlit_webrtc.component.webrtc_streamer']")
+    screenshot(driver, "webcam.png")
+
+    webrtc_button(driver, "STOP")
+    stopped = wait_for_text(driver, lambda t: "Stopped" in t, 30, "the stopped state")
+    time.sleep(2)
+    after = page_text(driver)
+    assert frames(after) == frames(stopped), "frames kept being processed after STOP"
+    assert fps(after) == 0.0
+
+
+def test_leaving_the_page_and_coming_back_streams_again(dashboard, open_browser, webcam_video) -> None:
+    driver = open_browser(video=webcam_video)
+    driver.get(f"{dashboard.url}/webcam")
+    webrtc_button(driver, "START")
+    wait_for_text(driver, streaming, FIRST_FRAME_TIMEOUT_S, "the first stream")
+
+    sidebar_link(driver, "Home")  # the component unmounts while the stream runs
+    wait_for_text(driver, lambda t: "Trained models" in t, 30, "the Home page")
+    sidebar_link(driver, "Webcam")
+    wait_for_text(driver, lambda t: "Live readout" in t, 30, "the Webcam page again")
+    webrtc_button(driver, "START")
+    text = wait_for_text(driver, lambda t: streaming(t) and "Stopped" not in t, FIRST_FRAME_TIMEOUT_S,
+                         "a second stream after coming back")
+    first = frames(text)
+    time.sleep(3)
+    assert frames(page_text(driver)) > first, "the second stream is not processing frames"
+    screenshot(driver, "webcam-after-navigation.png")

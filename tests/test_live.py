@@ -1,0 +1,215 @@
+"""Live frame processing: real faces pasted on 640x480 frames, run through LiveProcessor with real models.
+
+Faces come from the held-out test split of a real tiny MobileNetV2 (``tiny_mobilenet``), so the
+classifier never saw them; detection is the real CenterFace with the Webcam page's options.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import tracemalloc
+
+import av
+import numpy as np
+import pytest
+
+from maskdet.assets import AssetUnavailableError
+from maskdet.detect import get_detector
+from maskdet.live import (
+    HISTORY_FRAMES,
+    ICE_SERVERS_ENV,
+    LIVE_DETECTOR_OPTIONS,
+    UNCERTAIN,
+    LiveProcessor,
+    LiveStats,
+    parse_ice_servers,
+    rtc_configuration,
+)
+from maskdet.predict import UNCERTAIN_COLOUR_RGB, FacePipeline, FacePrediction, load_classifier
+
+FACE = 180
+LEFT, RIGHT = (60, 150, FACE), (400, 150, FACE)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_mobilenet) -> FacePipeline:
+    try:
+        detector = get_detector("centerface", **LIVE_DETECTOR_OPTIONS)
+    except AssetUnavailableError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CenterFace model unavailable: {exc}")
+        pytest.skip(f"CenterFace model unavailable: {exc}")
+    return FacePipeline(load_classifier(str(tiny_mobilenet)), detector)
+
+
+def face(label: str, confidence: float) -> FacePrediction:
+    return FacePrediction(box=(10, 10, 60, 60), label=label, confidence=confidence, face_score=0.9,
+                          p_with_mask=confidence if label == "with_mask" else 1 - confidence)
+
+
+def test_counts_faces_per_class_on_real_frames(pipeline, held_out_faces, frame_composer) -> None:
+    processor = LiveProcessor(pipeline, threshold=0.5)
+    masked, unmasked = held_out_faces["with_mask"][:10], held_out_faces["without_mask"][:10]
+    right_now = {"with_mask": 0, "without_mask": 0, "both": 0}
+    for with_mask, without_mask in zip(masked, unmasked, strict=True):
+        for cls, path in (("with_mask", with_mask), ("without_mask", without_mask)):
+            out = processor.process_frame(frame_composer([path], [LEFT]))
+            now = processor.snapshot().faces_now
+            right_now[cls] += now == {**dict.fromkeys(now, 0), cls: 1}
+            assert out.shape == (480, 640, 3) and out.dtype == np.uint8
+        processor.process_frame(frame_composer([with_mask, without_mask], [LEFT, RIGHT]))
+        now = processor.snapshot().faces_now
+        right_now["both"] += now["with_mask"] == 1 and now["without_mask"] == 1
+    snapshot = processor.snapshot()
+    print(right_now, snapshot)
+    assert snapshot.frames == 30 and snapshot.errors == 0
+    assert right_now["with_mask"] >= 8 and right_now["without_mask"] >= 8 and right_now["both"] >= 7
+    assert snapshot.fps > 0 and snapshot.median_ms and snapshot.median_ms > 0
+    for cls in ("with_mask", "without_mask"):
+        assert snapshot.faces_total[cls] >= 16
+        assert 0.5 <= snapshot.average_confidence[cls] <= 1.0
+
+
+def test_no_face_in_view(pipeline, frame_composer) -> None:
+    processor = LiveProcessor(pipeline)
+    frame = frame_composer([], [])
+    out = processor.process_frame(frame)
+    snapshot = processor.snapshot()
+    assert snapshot.frames == 1 and not snapshot.face_in_view
+    assert snapshot.average_confidence == {"without_mask": None, "with_mask": None}
+    assert np.array_equal(out, frame)  # nothing drawn
+
+
+def test_mirror_flips_before_detection(pipeline, held_out_faces, frame_composer) -> None:
+    frame = frame_composer([held_out_faces["without_mask"][0]], [LEFT])
+    plain = LiveProcessor(pipeline, mirror=False)
+    mirrored = LiveProcessor(pipeline, mirror=True)
+    plain_box = plain.pipeline.predict(frame)[0].box
+    out = mirrored.process_frame(frame)
+    assert sum(mirrored.snapshot().faces_now.values()) == 1
+    # the face sits on the left of the camera frame, so on the right of the mirrored output ...
+    changed = np.argwhere((out != frame[:, ::-1]).any(axis=2))
+    assert changed[:, 1].min() > 640 - plain_box[2] - 40
+    # ... and everything outside the drawn box and label is the mirrored camera frame
+    assert changed[:, 1].max() < 640 - plain_box[0] + 40
+
+
+def test_exception_is_recorded_and_the_stream_goes_on(pipeline, held_out_faces, frame_composer) -> None:
+    processor = LiveProcessor(pipeline)
+    bad = np.zeros((480, 640, 3), dtype=np.float32)  # not uint8: the detector refuses it
+    assert processor.process_frame(bad) is bad
+    snapshot = processor.snapshot()
+    assert snapshot.errors == 1 and "uint8" in snapshot.last_error and snapshot.frames == 1
+    good = processor.process_frame(frame_composer([held_out_faces["with_mask"][0]], [LEFT]))
+    snapshot = processor.snapshot()
+    assert snapshot.frames == 2 and snapshot.face_in_view and good.shape == (480, 640, 3)
+    assert snapshot.errors == 1  # the error stays visible until a reset
+    processor.reset()
+    assert processor.snapshot().errors == 0 and processor.snapshot().last_error is None
+
+
+def test_av_frame_callback_round_trip(pipeline, held_out_faces, frame_composer) -> None:
+    processor = LiveProcessor(pipeline)
+    frame = av.VideoFrame.from_ndarray(frame_composer([held_out_faces["with_mask"][1]], [RIGHT]), format="rgb24")
+    out = processor.video_frame_callback(frame.reformat(format="yuv420p"))  # what a browser camera delivers
+    assert isinstance(out, av.VideoFrame) and (out.width, out.height) == (640, 480)
+    assert processor.snapshot().face_in_view
+
+
+def test_threshold_marks_unsure_faces_grey_and_keeps_them_out_of_class_figures(pipeline) -> None:
+    stats = LiveStats()
+    stats.record_frame([face("with_mask", 0.9), face("without_mask", 0.55), face("without_mask", 0.8)], 0.6, 0.01)
+    stats.record_frame([face("with_mask", 0.7)], 0.6, 0.01)
+    snapshot = stats.snapshot()
+    assert snapshot.faces_now == {"without_mask": 0, "with_mask": 1, UNCERTAIN: 0}
+    assert snapshot.faces_total == {"without_mask": 1, "with_mask": 2, UNCERTAIN: 1}
+    assert snapshot.average_confidence["with_mask"] == pytest.approx(0.8)
+    assert snapshot.average_confidence["without_mask"] == pytest.approx(0.8)
+
+    from maskdet.predict import draw_predictions
+
+    canvas = draw_predictions(np.zeros((100, 100, 3), np.uint8), [face("with_mask", 0.55)], uncertain_below=0.6)
+    assert tuple(canvas[35, 10]) == UNCERTAIN_COLOUR_RGB  # left edge of the box
+
+
+def test_fps_is_measured_over_a_sliding_window() -> None:
+    now = [100.0]
+    stats = LiveStats(fps_window_s=2.0, clock=lambda: now[0])
+    for _ in range(90):  # 3 s of a 30 fps camera
+        now[0] += 1 / 30
+        stats.record_frame([], 0.5, 0.01)
+    assert stats.snapshot().fps == pytest.approx(30, rel=0.02)
+    now[0] += 5  # the stream stopped
+    snapshot = stats.snapshot()
+    assert snapshot.fps == 0.0 and snapshot.frames == 90 and snapshot.seconds_since_frame == pytest.approx(5)
+
+
+def test_memory_stays_flat_over_thousands_of_frames() -> None:
+    stats = LiveStats()
+    faces = [face("with_mask", 0.9), face("without_mask", 0.8)]
+    for _ in range(1000):
+        stats.record_frame(faces, 0.5, 0.01)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(10_000):
+        stats.record_frame(faces, 0.5, 0.01)
+        stats.snapshot()
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    assert grown < 50_000, grown
+    assert len(stats._counters.stamps) == HISTORY_FRAMES
+    assert stats.snapshot().frames == 11_000
+
+
+def test_snapshots_from_another_thread_while_frames_are_processed(pipeline, held_out_faces, frame_composer) -> None:
+    processor = LiveProcessor(pipeline)
+    frames = [frame_composer([held_out_faces[cls][0]], [LEFT]) for cls in ("with_mask", "without_mask")] * 10
+    seen: list[int] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            snapshot = processor.snapshot()
+            assert sum(snapshot.faces_total.values()) >= snapshot.frames - 1 - snapshot.errors  # never torn
+            seen.append(snapshot.frames)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for index, frame in enumerate(frames):
+        processor.configure(threshold=0.5 + (index % 2) * 0.01, mirror=bool(index % 3))  # the page moves sliders
+        processor.process_frame(frame)
+    done.set()
+    thread.join()
+    assert seen == sorted(seen) and processor.snapshot().frames == len(frames) and processor.snapshot().errors == 0
+
+
+def test_changing_the_model_resets_the_figures(pipeline, tiny_mobilenet, held_out_faces, frame_composer) -> None:
+    processor = LiveProcessor(pipeline)
+    processor.process_frame(frame_composer([held_out_faces["with_mask"][0]], [LEFT]))
+    processor.configure(pipeline=FacePipeline(pipeline.classifier, pipeline.detector))  # same models: a page rerun
+    assert processor.snapshot().frames == 1
+    processor.configure(pipeline=FacePipeline(load_classifier(str(tiny_mobilenet)), pipeline.detector))
+    assert processor.snapshot().frames == 0
+
+
+def test_ice_servers_default_to_none_and_come_from_the_environment(monkeypatch) -> None:
+    monkeypatch.delenv(ICE_SERVERS_ENV, raising=False)
+    assert rtc_configuration() == {"iceServers": []}
+    servers = [{"urls": "stun:stun.example.org:3478"},
+               {"urls": ["turn:turn.example.org:3478?transport=udp"], "username": "u", "credential": "p"}]
+    assert rtc_configuration(fallback=servers) == {"iceServers": servers}  # e.g. from secrets.toml
+    monkeypatch.setenv(ICE_SERVERS_ENV, json.dumps(servers[:1]))
+    assert rtc_configuration(fallback=servers) == {"iceServers": servers[:1]}  # the environment wins
+
+
+@pytest.mark.parametrize("value, reason", [
+    ("[{urls: 1}", "not valid JSON"),
+    ('{"urls": "stun:x"}', "must be a list"),
+    ('[{"url": "stun:x"}]', "needs a \"urls\" field"),
+    ('[{"urls": "http://x"}]', "stun:/turn: URLs"),
+])
+def test_bad_ice_servers_are_refused_with_a_reason(value: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_ice_servers(value)
