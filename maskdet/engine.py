@@ -269,7 +269,7 @@ def train_one_epoch(
         loss = loss_fn(logits, labels)
         loss.backward()
         optimizer.step()
-        total_loss += float(loss) * len(labels)
+        total_loss += loss.item() * len(labels)
         correct += int((logits.argmax(1) == labels).sum())
         seen += len(labels)
         on_batch(index, len(items), total_loss / seen, correct / seen)
@@ -375,22 +375,27 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
             raise DatasetError(f"{config.data}: too few images to give the {name} split both classes")
     logger.info("training %s (%s) on %s: %s", config.name, reporter.mode, config.data, split.counts())
 
-    tensors = {}
-    labels = {}
-    for offset, name in enumerate(("train", "val", "test")):
-        paths = getattr(split, name)
-        labels[name] = torch.tensor([split.labels[p] for p in paths], dtype=torch.long)
-        tensors[name] = load_images(
-            scan.root, paths, input_cfg,
-            lambda d, t, o=offset: reporter.update("load", o + d / t, 3, message=f"Decoding images ({d}/{t})"),
-            workers,
-        )
+    labels = {
+        name: torch.tensor([split.labels[p] for p in getattr(split, name)], dtype=torch.long)
+        for name in ("train", "val", "test")
+    }
+
+    def decode_all() -> dict[str, torch.Tensor]:
+        tensors = {}
+        for offset, name in enumerate(("train", "val", "test")):
+            tensors[name] = load_images(
+                scan.root, getattr(split, name), input_cfg,
+                lambda d, t, o=offset: reporter.update("load", o + d / t, 3, message=f"Decoding images ({d}/{t})"),
+                workers,
+            )
+        return tensors
+
     augmentation = build_augmentation(input_cfg) if config.augment else None
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(config.seed)
 
     if cached_mode:
-        features = _cached_features(config, spec, model, input_cfg, split, scan.fingerprint, tensors, augmentation, device, reporter)
+        features = _cached_features(config, spec, model, input_cfg, split, scan.fingerprint, decode_all, augmentation, device, reporter)
         features = {name: value.to(device) for name, value in features.items()}
         labels = {name: value.to(device) for name, value in labels.items()}
         train_inputs = features["train"]
@@ -401,6 +406,7 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
         test_batches = _batches(features["test"], labels["test"], 256, False)
     else:
         trainable = model
+        tensors = decode_all()
 
         def make_train_batches():
             return [
@@ -475,7 +481,7 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
     return TrainResult(name=config.name, path=path, metadata=metadata, model=model.eval())
 
 
-def _cached_features(config, spec, model, input_cfg, split, fingerprint, tensors, augmentation, device, reporter) -> dict:
+def _cached_features(config, spec, model, input_cfg, split, fingerprint, decode_all, augmentation, device, reporter) -> dict:
     """Backbone features for every split; training gets extra augmented views. Cached on disk."""
     views = config.feature_views if augmentation is not None else 1
     cache_path = _feature_cache_path(config, spec, input_cfg, split, fingerprint)
@@ -486,6 +492,7 @@ def _cached_features(config, spec, model, input_cfg, split, fingerprint, tensors
             return cached
         except (OSError, RuntimeError, EOFError):
             logger.warning("ignoring unreadable feature cache %s", cache_path)
+    tensors = decode_all()
     jobs = [("val", None), ("test", None), ("train", None)] + [("train", augmentation)] * (views - 1)
     total = sum(len(tensors[name]) for name, _ in jobs)
     done = 0
