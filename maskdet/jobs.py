@@ -28,14 +28,12 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from maskdet.checkpoint import validate_model_name
-from maskdet.engine import CancelToken, ProgressCallback, TrainConfig, TrainingCancelled, TrainProgress, TrainResult, fit
+from maskdet.engine import CancelToken, TrainConfig, TrainingCancelled, TrainProgress, TrainResult, fit
 
 logger = logging.getLogger(__name__)
 
 MAX_LOG_LINES = 400
 CAPTURED_LOGGER = "maskdet"  # the engine, data, zoo and checkpoint modules log under this name
-
-TrainFn = Callable[[TrainConfig, ProgressCallback | None, CancelToken | None], TrainResult]
 
 
 class JobState(StrEnum):
@@ -111,14 +109,9 @@ class _ThreadLogHandler(logging.Handler):
 
 
 class TrainingJobRunner:
-    """Holds at most one training job; thread-safe; share one instance per server.
+    """Holds at most one training job; thread-safe; share one instance per server."""
 
-    ``train_fn`` is :func:`maskdet.engine.fit` unless a caller substitutes its own
-    (same signature).
-    """
-
-    def __init__(self, train_fn: TrainFn = fit, max_log_lines: int = MAX_LOG_LINES) -> None:
-        self._train_fn = train_fn
+    def __init__(self, max_log_lines: int = MAX_LOG_LINES) -> None:
         self._lock = threading.Lock()
         self._status = JobStatus()
         self._log: deque[str] = deque(maxlen=max_log_lines)
@@ -136,8 +129,8 @@ class TrainingJobRunner:
         with self._lock:
             if self._status.active:
                 raise JobAlreadyRunning(
-                    f"a training job is already running ({self._status.config.get('name')}); "
-                    "wait for it to finish or cancel it"
+                    f"A training job is already running on this server ({self._status.config.get('name')}): "
+                    "wait for it to finish or cancel it."
                 )
             job_id = uuid.uuid4().hex[:12]
             self._cancel = CancelToken()
@@ -182,7 +175,7 @@ class TrainingJobRunner:
         captured = logging.getLogger(CAPTURED_LOGGER)
         captured.addHandler(handler)
         try:
-            result = self._train_fn(config, lambda p: self._on_progress(job_id, p), cancel)
+            result = fit(config, progress=lambda p: self._on_progress(job_id, p), cancel=cancel)
         except TrainingCancelled:
             self._finish(job_id, JobState.CANCELLED, note="Cancelled: nothing was saved")
         except Exception as exc:  # noqa: BLE001 - any failure is reported to the page, the server keeps running
