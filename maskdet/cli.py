@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr, img_size=args.img_size, seed=args.seed, augment=not args.no_augment,
         feature_views=args.feature_views, finetune_blocks=args.finetune_blocks, pretrained=not args.no_pretrained,
         weights_path=Path(args.weights) if args.weights else None, limit_per_class=args.limit_per_class,
+        command="python -m maskdet " + shlex.join(sys.argv[1:]),
     )
     bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", file=sys.stderr,
                disable=args.quiet)

@@ -93,6 +93,7 @@ class TrainConfig:
     device: str | None = None
     workers: int | None = None
     limit_per_class: int | None = None  # cap on images per class (quick experiments, tests)
+    command: str | None = None  # the command line that started the run, recorded in the model card
 
     def resolved(self) -> TrainConfig:
         """Fill unset hyper-parameters from the architecture's defaults."""
@@ -460,6 +461,7 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
     total, trainable_count = count_parameters(model)
     metadata = {
         "arch": spec.name,
+        "command": config.command,
         "input": input_cfg.to_json(),
         "build": {"finetune_blocks": config.finetune_blocks, "pretrained": bool(config.pretrained and spec.pretrained)},
         "mode": reporter.mode,

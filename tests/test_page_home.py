@@ -1,0 +1,30 @@
+"""The whole app starts (st.navigation over every page) and the home page lists data sets and models."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from maskdet.settings import REPO_ROOT
+
+APP = str(REPO_ROOT / "streamlit_app.py")
+
+
+def test_app_starts_and_lists_datasets_and_empty_models(datasets_root, isolated_models_dir, monkeypatch):
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(datasets_root))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    assert at.title[0].value.endswith("maskdet")
+    datasets = at.dataframe[0].value
+    assert set(datasets["data set"]) >= {"face-mask-4k", "synthetic-masks-2k"}
+    assert int(datasets.loc[datasets["data set"] == "face-mask-4k", "total"].iloc[0]) == 4094
+    assert any("No trained model" in info.value for info in at.info)
+
+
+def test_home_lists_trained_models(tiny_models_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_models_dir))
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path))  # no data sets: a clear hint instead
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    assert any("No data sets found" in info.value for info in at.info)
+    models = at.dataframe[0].value
+    assert set(models["name"]) >= {"tiny-mlp", "tiny-cnn"}
