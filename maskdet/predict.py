@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image
 
 from maskdet.checkpoint import LoadedModel, load_model, resolve_model
+from maskdet.images import ImageInfo, open_image
 from maskdet.runtime import configure_threads, cpu_has_fast_bf16
 from maskdet.settings import CLASSES
 
@@ -164,3 +167,68 @@ def draw_predictions(
         cv2.putText(canvas, text, (x0 + 3, top + height + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
                     max(1, thickness // 2), cv2.LINE_AA)
     return canvas
+
+
+def build_pipeline(
+    model: str | None = None, whole_image: bool = False, detector: str = "centerface", margin: float = 0.2
+) -> FacePipeline:
+    """The classifier ``model`` (None = the default model) behind a face detector.
+
+    ``whole_image`` skips detection and classifies each full image as one face (for inputs
+    that already are face crops). Raises :class:`maskdet.checkpoint.CheckpointError` and
+    :class:`maskdet.assets.AssetUnavailableError` when the model or detector cannot be loaded.
+    """
+    from maskdet.detect import get_detector
+
+    classifier = load_classifier(model)
+    return FacePipeline(classifier, get_detector("whole-image" if whole_image else detector), margin=margin)
+
+
+def predict_file(pipeline: FacePipeline, path: str | Path) -> dict:
+    """The ``predict --json`` record of one image file.
+
+    ``{"path", "width", "height", "faces": [FacePrediction.to_json(), ...]}`` with boxes in pixels
+    of the upright image (after EXIF orientation). Raises :class:`maskdet.images.ImageDecodeError`
+    for a file that is not a usable image.
+    """
+    image, _info = open_image(path)
+    faces = pipeline.predict(image)
+    return {"path": str(path), "width": image.width, "height": image.height, "faces": [f.to_json() for f in faces]}
+
+
+@dataclass(frozen=True)
+class PhotoAnalysis:
+    """One analysed photo: faces, their crops (as classified) and the annotated image."""
+
+    name: str
+    info: ImageInfo  # what the file declared (format, mode, size before EXIF rotation, frames)
+    image: np.ndarray  # HxWx3 uint8, upright RGB
+    faces: list[FacePrediction]
+    crops: list[Image.Image]  # the crop of each face, in the order of ``faces``
+    annotated: np.ndarray  # ``image`` with a box and label per face
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+def analyse_photo(source: str | Path | bytes | BinaryIO, pipeline: FacePipeline, name: str = "") -> PhotoAnalysis:
+    """Decode, detect, classify and annotate one photo (path, bytes or file object).
+
+    Raises :class:`maskdet.images.ImageDecodeError` (with a readable ``reason``) when ``source``
+    is not a usable image.
+    """
+    from maskdet.detect import Face, crop_faces
+
+    image, info = open_image(source)
+    array = np.asarray(image)
+    faces = pipeline.predict(array)
+    crops = crop_faces(image, [Face(box=f.box, score=f.face_score) for f in faces], margin=pipeline.margin)
+    return PhotoAnalysis(
+        name=name or (str(source) if isinstance(source, str | Path) else ""), info=info, image=array,
+        faces=faces, crops=crops, annotated=draw_predictions(array, faces),
+    )

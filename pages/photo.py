@@ -1,0 +1,151 @@
+"""Photo page: upload photos, see every face boxed and labelled, and why the model decided.
+
+Each upload goes through :func:`maskdet.predict.analyse_photo` (decode with EXIF orientation,
+detect, crop, classify all faces in one batch, draw); each face is explained with
+:func:`maskdet.explain.explain` (Integrated Gradients by default; SmoothGrad, Occlusion or Grad-CAM
+behind a selector). Both are cached by content, model and settings, so moving one face's
+slider recomputes only that face. A file that is not a usable image gets its own error message;
+the other files are processed as usual. The upload size limit is ``server.maxUploadSize`` in
+``.streamlit/config.toml``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from pathlib import PurePath
+
+import streamlit as st
+from PIL import Image
+
+from maskdet.assets import AssetUnavailableError
+from maskdet.checkpoint import CheckpointError, default_model_name
+from maskdet.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
+from maskdet.images import ImageDecodeError
+from maskdet.predict import Classifier, FacePipeline, PhotoAnalysis, analyse_photo
+from ui.models import list_trained_models
+from ui.resources import get_classifier, get_detector
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+DETECTORS = {
+    "centerface": "Find the faces (CenterFace)",
+    "whole-image": "Each photo is one face (already cropped)",
+}
+ANALYSIS_CACHE_ENTRIES = 64
+EXPLANATION_CACHE_ENTRIES = 256
+MIN_STEPS, STEP = 4, 4
+AUTO_EXPLAIN_FACES = 6  # group photos: faces after these are explained on request (~1 s each)
+PNG_COMPRESSION = 1  # annotated downloads: fast to encode even for 40 MP photos
+LABEL_TEXT = {"with_mask": "😷 with mask", "without_mask": "🙂 without mask"}
+
+
+@st.cache_data(show_spinner=False, max_entries=ANALYSIS_CACHE_ENTRIES)
+def _analyse(digest: str, name: str, model_key: str, detector: str, _data: bytes,
+             _pipeline: FacePipeline) -> tuple[PhotoAnalysis, bytes]:
+    """(analysis, annotated PNG) of one upload; keyed by content digest, model weights and detector."""
+    analysis = analyse_photo(_data, _pipeline, name=name)
+    buffer = io.BytesIO()
+    Image.fromarray(analysis.annotated).save(buffer, format="PNG", compress_level=PNG_COMPRESSION)
+    return analysis, buffer.getvalue()
+
+
+@st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)
+def _explain(digest: str, face: int, model_key: str, detector: str, label: str, method: str, steps: int | None,
+             baseline: str, _classifier: Classifier, _crop: Image.Image) -> Explanation:
+    """The explanation of one face crop; keyed by photo, face, model and every setting."""
+    return explain(_classifier, _crop, method=method, target=label, steps=steps, baseline=baseline)
+
+
+def _show_face(index: int, analysis: PhotoAnalysis, key: str, model_key: str, detector: str,
+               classifier: Classifier) -> None:
+    """One face: its verdict, the explanation settings, and Original | heatmap | overlay."""
+    face, crop = analysis.faces[index], analysis.crops[index]
+    st.markdown(f"**Face {index + 1}**: {LABEL_TEXT[face.label]}, {face.confidence:.1%} confident "
+                f"(detector score {face.face_score:.2f}, box {list(face.box)})")
+    if index >= AUTO_EXPLAIN_FACES and not st.toggle("Explain this face", key=f"{key}_explain"):
+        return
+    settings = st.columns(3)
+    method = settings[0].selectbox("Explanation", list(METHODS), format_func=lambda m: METHODS[m].title,
+                                   key=f"{key}_method", help="How the pixels that drove the decision are found.")
+    spec = METHODS[method]
+    steps = None
+    if spec.steps_label:
+        steps = settings[1].slider(spec.steps_label, MIN_STEPS, 4 * spec.default_steps, spec.default_steps, STEP,
+                                   key=f"{key}_{method}_steps", help="More is more precise and slower.")
+    baseline = DEFAULT_BASELINE
+    if spec.uses_baseline:
+        baseline = settings[2].selectbox("Baseline", list(BASELINES), format_func=lambda b: BASELINES[b][0],
+                                         key=f"{key}_baseline", help="The 'absence of evidence' reference image.")
+    try:
+        with st.spinner(f"{spec.title} for face {index + 1}…"):
+            result = _explain(key, index, model_key, detector, face.label, method, steps, baseline, classifier, crop)
+    except ExplanationUnsupported as exc:
+        st.warning(str(exc))
+        return
+    images = st.columns(3)
+    images[0].image(result.image, caption="Original (as the model sees it)", width="stretch")
+    images[1].image(result.heatmap, caption=f"{spec.title} heatmap", width="stretch")
+    images[2].image(result.overlay, caption="Overlay", width="stretch")
+    notes = [f"{spec.description} Took {result.seconds:.2f} s."]
+    if result.convergence_delta is not None:
+        relative = "" if result.relative_delta is None else f" ({result.relative_delta:.1%} of the change it explains)"
+        notes.append(f"Convergence delta {result.convergence_delta:+.4f} log-odds{relative}: the attributions add up "
+                     f"to {result.log_odds_gap:+.3f} log-odds between baseline and face, up to this error; "
+                     "raise the steps if it is large.")
+    st.caption(" ".join(notes))
+
+
+st.title("🖼️ Photo")
+st.caption("Upload photos: every face is found, labelled with or without a mask, and explained pixel by pixel.")
+
+models = list_trained_models()
+if not models:
+    st.info("No trained model yet: train one on the Train page, then come back.")
+    st.stop()
+names = [m["name"] for m in models]
+default = default_model_name()
+controls = st.columns(2)
+model_name = controls[0].selectbox("Model", names, index=names.index(default) if default in names else 0,
+                                   key="photo_model")
+detector_name = controls[1].radio("Faces", list(DETECTORS), format_func=DETECTORS.get, key="photo_detector",
+                                  horizontal=True)
+try:
+    classifier = get_classifier(model_name)
+    pipeline = FacePipeline(classifier, get_detector(detector_name))
+except (CheckpointError, AssetUnavailableError) as exc:
+    st.error(f"Cannot load the models: {exc}")
+    st.stop()
+model_key = str(classifier.loaded.metadata["weights"]["sha256"])
+
+uploads = st.file_uploader("Photos", type=UPLOAD_TYPES, accept_multiple_files=True, key="photo_uploads",
+                           help="JPEG, PNG, WebP, GIF, BMP or TIFF; several at once.")
+if not uploads:
+    st.info("Upload one or more photos to find the faces in them.")
+    st.stop()
+
+for number, upload in enumerate(uploads):
+    st.divider()
+    st.subheader(upload.name)
+    data = upload.getvalue()
+    digest = f"{number}-{hashlib.sha256(data).hexdigest()[:16]}"  # also unique widget keys for duplicate uploads
+    try:
+        with st.spinner(f"Finding faces in {upload.name}…"):
+            analysis, png = _analyse(digest, upload.name, model_key, detector_name, data, pipeline)
+    except ImageDecodeError as exc:
+        st.error(f"Cannot read `{upload.name}`: {exc.reason}")
+        continue
+    counts = {label: sum(f.label == label for f in analysis.faces) for label in LABEL_TEXT}
+    info = analysis.info
+    summary = ", ".join(f"{n} {LABEL_TEXT[label]}" for label, n in counts.items() if n) or "no face found"
+    st.markdown(f"{summary} · {analysis.width}x{analysis.height} {info.format} ({info.mode}"
+                f"{f', {info.frames} frames, first shown' if info.frames > 1 else ''})")
+    st.image(analysis.annotated)
+    st.download_button("Download the annotated image", png, file_name=f"{PurePath(upload.name).stem}-annotated.png",
+                       mime="image/png", key=f"{digest}_download")
+    if not analysis.faces:
+        st.info("No face found. If this photo is a close-up of one face, choose 'Each photo is one face'.")
+    for index in range(len(analysis.faces)):
+        _show_face(index, analysis, f"{digest}_{index}", model_key, detector_name, classifier)

@@ -1,0 +1,130 @@
+"""The Photo page under AppTest: real uploads, real models, broken files next to good ones.
+
+Photos are composed from real held-out face crops pasted at known places; the models are the
+session's real tiny MobileNetV2 and MLP, copied into this test's models folder.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from maskdet.checkpoint import set_default_model
+
+PAGE = Path(__file__).resolve().parent.parent / "pages" / "photo.py"
+TIMEOUT = 300  # first model and detector load plus a few IG runs on a busy 2-core machine
+FACE = 180
+LEFT, RIGHT = (60, 150, FACE), (400, 150, FACE)
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches() -> None:
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def models(isolated_models_dir: Path, tiny_mobilenet: Path, tiny_models_dir: Path) -> Path:
+    """This test's models folder holding tiny-mobilenet (the default) and tiny-mlp."""
+    shutil.copytree(tiny_mobilenet, isolated_models_dir / "tiny-mobilenet")
+    shutil.copytree(tiny_models_dir / "tiny-mlp", isolated_models_dir / "tiny-mlp")
+    set_default_model("tiny-mobilenet")
+    return isolated_models_dir
+
+
+@pytest.fixture(scope="module")
+def scene_jpeg(held_out_faces, frame_composer) -> bytes:
+    frame = frame_composer([held_out_faces["with_mask"][0], held_out_faces["without_mask"][0]], [LEFT, RIGHT])
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def texts(elements) -> str:  # noqa: ANN001 - AppTest element lists have no public type
+    return "\n".join(str(e.value) for e in elements)
+
+
+def start() -> AppTest:
+    return AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+
+
+def upload(at: AppTest, *files: tuple[str, bytes, str]) -> AppTest:
+    return at.file_uploader(key="photo_uploads").set_value(list(files)).run()
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [caption for image in at.image for caption in image.captions]
+
+
+def method_key(at: AppTest, face: int) -> str:
+    """The key of the explanation-method selector of face ``face`` (of the only photo that has faces)."""
+    return next(s.key for s in at.selectbox if s.key and s.key.endswith(f"_{face}_method"))
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, texts(at.exception)
+
+
+def test_without_models_the_page_says_what_to_do() -> None:
+    at = start()
+    assert_clean(at)
+    assert "No trained model yet" in texts(at.info)
+    assert not at.file_uploader
+
+
+def test_empty_state_preselects_the_default_model(models: Path) -> None:
+    at = start()
+    assert_clean(at)
+    assert at.selectbox(key="photo_model").value == "tiny-mobilenet"
+    assert sorted(at.selectbox(key="photo_model").options) == ["tiny-mlp", "tiny-mobilenet"]
+    uploader = at.file_uploader(key="photo_uploads")
+    assert uploader.accept_multiple_files
+    assert {"jpg", "png", "webp"} <= {t.lstrip(".") for t in uploader.allowed_type}
+    assert "Upload one or more photos" in texts(at.info)
+
+
+def test_upload_labels_and_explains_every_face_and_reports_bad_files(models: Path, scene_jpeg: bytes) -> None:
+    at = upload(start(), ("scene.jpg", scene_jpeg, "image/jpeg"), ("notes.jpg", b"not a photo", "image/jpeg"),
+                ("cut.jpg", scene_jpeg[:3000], "image/jpeg"))
+    assert_clean(at)
+    assert [h.value for h in at.subheader] == ["scene.jpg", "notes.jpg", "cut.jpg"]
+    errors = texts(at.error)
+    assert "`notes.jpg`: not an image" in errors and "`cut.jpg`: truncated" in errors
+    assert "1 😷 with mask, 1 🙂 without mask" in texts(at.markdown)
+    assert [d.label for d in at.download_button] == ["Download the annotated image"]
+    captions = image_captions(at)
+    assert captions.count("Original (as the model sees it)") == 2 and captions.count("Overlay") == 2
+    assert captions.count("Integrated Gradients heatmap") == 2
+    assert texts(at.caption).count("Convergence delta") == 2
+
+    face = method_key(at, 0)
+    at.selectbox(key=face).set_value("gradcam").run()
+    assert_clean(at)
+    assert texts(at.caption).count("Convergence delta") == 1
+    assert "Grad-CAM heatmap" in image_captions(at)
+
+    steps_key = face.replace("_method", "_integrated_gradients_steps")
+    at.selectbox(key=face).set_value("integrated_gradients").run()
+    at.slider(key=steps_key).set_value(8).run()
+    assert_clean(at)
+    assert texts(at.caption).count("Convergence delta") == 2
+
+
+def test_mlp_model_explains_without_gradcam_and_whole_image_mode(models: Path, held_out_faces) -> None:
+    crop = held_out_faces["without_mask"][1].read_bytes()
+    at = start()
+    at.selectbox(key="photo_model").set_value("tiny-mlp")
+    at.radio(key="photo_detector").set_value("whole-image")
+    at = upload(at.run(), ("face.jpg", crop, "image/jpeg"))
+    assert_clean(at)
+    width, height = Image.open(io.BytesIO(crop)).size
+    assert f"box [0, 0, {width}, {height}]" in texts(at.markdown)
+    method = method_key(at, 0)
+    at.selectbox(key=method).set_value("gradcam").run()
+    assert_clean(at)
+    assert "Grad-CAM needs a convolutional feature map" in texts(at.warning)
