@@ -24,22 +24,30 @@ NOTE (threading): ``process_frame`` runs on the video worker thread while a UI t
 :class:`LiveSettings` swapped in one assignment, so a frame always sees one consistent set.
 Memory is bounded: the FPS window and the timing history are fixed-size deques.
 
+NOTE (CPU): inference runs single-threaded (``torch_threads=1`` around each frame's inference,
+:data:`LIVE_DETECTOR_OPTIONS` for CenterFace) and all live streams of a process take turns
+(one lock). On a 2-core machine that also decodes and encodes the video, two intra-op threads
+per model spin against each other and the codecs: measured 10x slower under load
+(``benchmarks/bench_live.py``).
+
 :func:`rtc_configuration` builds the WebRTC ICE configuration from ``MASKDET_ICE_SERVERS``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from maskdet.predict import FacePipeline, FacePrediction, draw_predictions
 from maskdet.settings import CLASSES
@@ -53,6 +61,9 @@ UNCERTAIN = "uncertain"
 FPS_WINDOW_S = 2.0  # processed frames per second are measured over the last this many seconds
 HISTORY_FRAMES = 240  # bound on remembered frame timestamps / durations (a few seconds at camera rates)
 ICE_SERVERS_ENV = "MASKDET_ICE_SERVERS"
+LIVE_DETECTOR_OPTIONS = {"input_long_side": 320, "threads": 1}
+"""CenterFace options for live video: webcam faces are large, 320 px finds them at 3x the speed of 480 px."""
+LIVE_TORCH_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -158,10 +169,11 @@ class LiveStats:
         with self._lock:
             c = self._counters
             recent = [t for t in c.stamps if now - t <= self.fps_window_s]
+            span = recent[-1] - recent[0] if len(recent) >= 2 else 0.0
             durations = sorted(c.durations)
             snapshot = LiveSnapshot(
                 frames=c.frames,
-                fps=(len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) >= 2 and recent[-1] > recent[0] else 0.0,
+                fps=(len(recent) - 1) / span if span > 0 else 0.0,
                 faces_now=dict(c.faces_now),
                 faces_total=dict(c.faces_total),
                 average_confidence={
@@ -176,6 +188,24 @@ class LiveStats:
         return snapshot
 
 
+@contextlib.contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads, then restore the previous setting.
+
+    ``torch.set_num_threads`` also sets the default that threads created later start with, so it
+    is restored at once: other pages (script threads) and training keep their own setting.
+    """
+    previous = torch.get_num_threads()
+    if not count or count == previous:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class LiveProcessor:
     """Annotates frames with a :class:`FacePipeline` and feeds a :class:`LiveStats`.
 
@@ -183,16 +213,19 @@ class LiveProcessor:
     shared. ``configure`` may be called from another thread while frames are processed.
     """
 
+    _inference_lock = threading.Lock()  # shared by every processor: see the module NOTE (CPU)
+
     def __init__(self, pipeline: FacePipeline, threshold: float = 0.5, mirror: bool = False,
-                 stats: LiveStats | None = None) -> None:
+                 stats: LiveStats | None = None, torch_threads: int | None = LIVE_TORCH_THREADS) -> None:
         self.pipeline = pipeline
+        self.torch_threads = torch_threads
         self.settings = LiveSettings(threshold=threshold, mirror=mirror)
         self.stats = stats or LiveStats()
         self._logged_errors: set[str] = set()
 
     def configure(self, *, pipeline: FacePipeline | None = None, threshold: float | None = None,
                   mirror: bool | None = None) -> None:
-        """Change settings between frames; a different pipeline (model) also resets the figures."""
+        """Change settings between frames; a pipeline with another classifier or detector resets the figures."""
         changes: dict[str, Any] = {}
         if threshold is not None:
             changes["threshold"] = threshold
@@ -200,9 +233,12 @@ class LiveProcessor:
             changes["mirror"] = mirror
         if changes:
             self.settings = replace(self.settings, **changes)
-        if pipeline is not None and pipeline is not self.pipeline:
+        if pipeline is not None:
+            old = self.pipeline
+            changed = pipeline.classifier is not old.classifier or pipeline.detector is not old.detector
             self.pipeline = pipeline
-            self.stats.reset()
+            if changed:
+                self.stats.reset()
 
     def process_frame(self, rgb: np.ndarray) -> np.ndarray:
         """The annotated frame (RGB uint8 HxWx3); on error the (mirrored) frame without annotations."""
@@ -212,7 +248,8 @@ class LiveProcessor:
         try:
             if settings.mirror:
                 frame = np.ascontiguousarray(rgb[:, ::-1])
-            faces = pipeline.predict(frame)
+            with self._inference_lock, _torch_threads(self.torch_threads):
+                faces = pipeline.predict(frame)
             annotated = draw_predictions(frame, faces, uncertain_below=settings.threshold)
         except Exception as exc:  # noqa: BLE001 -- one bad frame must not end the stream; recorded and shown
             self._log_once(exc)

@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import tracemalloc
+from pathlib import Path
 
 import av
 import numpy as np
@@ -213,3 +214,39 @@ def test_ice_servers_default_to_none_and_come_from_the_environment(monkeypatch) 
 def test_bad_ice_servers_are_refused_with_a_reason(value: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_ice_servers(value)
+
+
+# The Webcam page up to the streaming component (AppTest cannot run custom components; the
+# streaming itself is covered by tests/browser/test_webcam_browser.py).
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "webcam.py")
+
+
+def test_page_without_models_says_how_to_get_one(isolated_models_dir) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not app.exception
+    assert "train one on the Train page" in app.info[0].value
+
+
+def test_page_refuses_bad_ice_servers_with_a_clear_message(monkeypatch, isolated_models_dir, tiny_mobilenet) -> None:
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    shutil.copytree(tiny_mobilenet, isolated_models_dir / tiny_mobilenet.name)
+    monkeypatch.setenv(ICE_SERVERS_ENV, '[{"urls": "https://turn.example.org"}]')
+    app = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not app.exception
+    assert "Invalid ICE server setting" in app.error[0].value and "stun:/turn:" in app.error[0].value
+    assert app.selectbox(key="webcam_model").value == tiny_mobilenet.name
+    assert app.slider(key="webcam_threshold").value == pytest.approx(0.6) and app.checkbox(key="webcam_mirror").value
+
+
+def test_single_threaded_inference_leaves_the_torch_setting_alone(pipeline, held_out_faces, frame_composer) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    processor = LiveProcessor(pipeline, torch_threads=1)
+    processor.process_frame(frame_composer([held_out_faces["with_mask"][0]], [LEFT]))
+    assert processor.snapshot().face_in_view and torch.get_num_threads() == before

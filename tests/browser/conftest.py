@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from harness import ARTIFACTS, CHROMIUM_FLAGS
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "artifacts" / "browser"
 LOOPBACK_DIR = Path(__file__).resolve().parent / "loopback"
 CHROMIUM_BINARIES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -40,14 +40,6 @@ DATASET_NAME = "tiny-faces"
 VIDEO_FPS = 20
 FRAMES_PER_FACE = 12  # 0.6 s per face; 4 faces per class + an empty scene = a 5.4 s loop
 FACES_PER_CLASS = 4
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1400,1100",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
-]
 
 
 def _unavailable(message: str) -> None:

@@ -6,22 +6,47 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+CHROMIUM_FLAGS = [  # see /tests/browser/conftest.py and the WebRTC probe notes
+
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1400,1100",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+]
+T = TypeVar("T")
 WEBRTC_IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
+
+
+def retrying(action: Callable[[], T], timeout: float = 30) -> T:
+    """Run ``action`` again while Streamlit re-renders under it (stale or covered elements)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return action()
+        except (StaleElementReferenceException, ElementClickInterceptedException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
 
 
 def page_text(driver: WebDriver) -> str:
     """All visible text of the Streamlit page (component iframes excluded)."""
     driver.switch_to.default_content()
-    return driver.find_element(By.TAG_NAME, "body").text
+    return retrying(lambda: driver.find_element(By.TAG_NAME, "body").text)
 
 
 def wait_for_text(driver: WebDriver, predicate: Callable[[str], object], timeout: float, what: str) -> str:
@@ -43,59 +68,118 @@ def wait_for(driver: WebDriver, css: str, timeout: float = 60) -> WebElement:
 def click_button(driver: WebDriver, label: str, timeout: float = 60) -> None:
     """Click the Streamlit button whose visible text is ``label``."""
     xpath = f"//button[normalize-space(.)={label!r}]"
-    WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.XPATH, xpath))).click()
+    retrying(lambda: WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.XPATH, xpath))).click())
 
 
 def webrtc_button(driver: WebDriver, label: str, timeout: float = 60) -> None:
     """Click START / STOP inside the streamlit-webrtc component iframe, then return to the page."""
-    driver.switch_to.default_content()
-    iframe = wait_for(driver, WEBRTC_IFRAME, timeout)
-    driver.switch_to.frame(iframe)
-    try:
-        xpath = f"//button[translate(normalize-space(.), 'abcdefghijklmnopqrstuvwxyz', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ')={label.upper()!r}]"
-        WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.XPATH, xpath))).click()
-    finally:
+    xpath = ("//button[translate(normalize-space(.), 'abcdefghijklmnopqrstuvwxyz', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ')"
+             f"={label.upper()!r}]")
+
+    def click() -> None:
         driver.switch_to.default_content()
+        driver.switch_to.frame(wait_for(driver, WEBRTC_IFRAME, timeout))
+        try:
+            WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.XPATH, xpath))).click()
+        finally:
+            driver.switch_to.default_content()
+
+    retrying(click)
 
 
-def sidebar_link(driver: WebDriver, title: str, timeout: float = 30) -> None:
-    """Navigate inside the app (same session) with the sidebar link ``title``."""
-    xpath = f"//a[@data-testid='stSidebarNavLink'][contains(normalize-space(.), {title!r})]"
-    WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.XPATH, xpath))).click()
+def sidebar_link(driver: WebDriver, url_path: str, timeout: float = 30) -> None:
+    """Navigate inside the app (same session) with the sidebar link to ``/url_path`` ("" = the home page)."""
+    css = f"a[data-testid='stSidebarNavLink'][href$='/{url_path}']"
+    retrying(lambda: WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.CSS_SELECTOR, css))).click())
+
+
+def _open_selectbox(driver: WebDriver, label: str, timeout: float) -> WebElement:
+    box = WebDriverWait(driver, timeout).until(
+        EC.element_to_be_clickable((By.CSS_SELECTOR, f"input[role='combobox'][aria-label={label!r}]")))
+    box.click()
+    return box
 
 
 def choose_option(driver: WebDriver, label: str, option: str, timeout: float = 30) -> None:
     """Pick ``option`` in the st.selectbox labelled ``label``."""
-    box = WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((
-        By.XPATH, f"//div[@data-testid='stSelectbox'][.//label[normalize-space(.)={label!r}]]//div[@role='combobox' or @data-baseweb='select']",
-    )))
-    box.click()
-    WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((
-        By.XPATH, f"//li[@role='option'][normalize-space(.)={option!r}]",
-    ))).click()
+    def pick() -> None:
+        _open_selectbox(driver, label, timeout)
+        WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((
+            By.XPATH, f"//*[@role='option'][normalize-space(.)={option!r}]",
+        ))).click()
+
+    retrying(pick)
 
 
 def selectbox_options(driver: WebDriver, label: str, timeout: float = 30) -> list[str]:
-    """The options of the st.selectbox labelled ``label`` (opens and closes its list)."""
-    box = WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((
-        By.XPATH, f"//div[@data-testid='stSelectbox'][.//label[normalize-space(.)={label!r}]]//div[@role='combobox' or @data-baseweb='select']",
-    )))
-    box.click()
-    options = WebDriverWait(driver, timeout).until(
-        EC.presence_of_all_elements_located((By.XPATH, "//li[@role='option']")))
-    names = [o.text.strip() for o in options]
-    box.click()
-    return names
+    """The options of the st.selectbox labelled ``label`` (opens its list, then closes it with Escape)."""
+    def read() -> list[str]:
+        box = _open_selectbox(driver, label, timeout)
+        options = WebDriverWait(driver, timeout).until(
+            EC.presence_of_all_elements_located((By.XPATH, "//*[@role='option']")))
+        names = [option.text.strip() for option in options]
+        box.send_keys(Keys.ESCAPE)
+        return names
+
+    return retrying(read)
+
+
+def input_value(driver: WebDriver, label: str) -> str | None:
+    """The current value of the input labelled ``label`` (None while it is not on the page)."""
+    fields = driver.find_elements(By.CSS_SELECTOR, f"input[aria-label={label!r}]")
+    return retrying(lambda: fields[0].get_attribute("value")) if fields else None
+
+
+def wait_for_value(driver: WebDriver, label: str, value: str, timeout: float = 30) -> None:
+    """Wait until the input labelled ``label`` shows ``value`` (e.g. after a rerun rebuilt a form)."""
+    WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: input_value(d, label) == value, f"input {label!r} never showed {value!r}")
+
+
+def wait_idle(driver: WebDriver, timeout: float = 60, quiet_s: float = 1.0) -> None:
+    """Wait until no script run is in progress for ``quiet_s`` (Streamlit's status widget is gone)."""
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        driver.switch_to.default_content()
+        if driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']"):
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"the app kept running for {timeout:.0f} s")
 
 
 def set_input(driver: WebDriver, label: str, value: str, timeout: float = 30) -> None:
-    """Type ``value`` into the text / number input labelled ``label`` (aria-label)."""
-    field = WebDriverWait(driver, timeout).until(
-        EC.element_to_be_clickable((By.CSS_SELECTOR, f"input[aria-label={label!r}]")))
-    field.click()
-    field.send_keys("\ue009a")  # Ctrl+A
-    field.send_keys("\ue017")  # Delete
-    field.send_keys(value)
+    """Type ``value`` into the text / number input labelled ``label``."""
+    def type_() -> None:
+        field = WebDriverWait(driver, timeout).until(
+            EC.element_to_be_clickable((By.CSS_SELECTOR, f"input[aria-label={label!r}]")))
+        field.click()
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(Keys.DELETE)
+        field.send_keys(value)
+
+    retrying(type_)
+
+
+def fill_inputs(driver: WebDriver, values: dict[str, str], timeout: float = 60) -> None:
+    """Type every ``label: value`` and check they all hold, typing again if a rerun rebuilt the inputs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        wait_idle(driver)
+        for label, value in values.items():
+            if input_value(driver, label) != value:
+                set_input(driver, label, value)
+        time.sleep(0.5)
+        wait_idle(driver)
+        shown = {label: input_value(driver, label) for label in values}
+        if shown == values:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"inputs show {shown}, expected {values}")
 
 
 def number(pattern: str, text: str) -> float | None:
