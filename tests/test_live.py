@@ -218,7 +218,7 @@ def test_bad_ice_servers_are_refused_with_a_reason(value: str, reason: str) -> N
 
 # The Webcam page up to the streaming component (AppTest cannot run custom components; the
 # streaming itself is covered by tests/browser/test_webcam_browser.py).
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "webcam.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "webcam.py")
 
 
 def test_page_without_models_says_how_to_get_one(isolated_models_dir) -> None:

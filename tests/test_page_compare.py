@@ -21,15 +21,15 @@ TIMEOUT = 180
 ENTRY = """
 import streamlit as st
 st.navigation([
-    st.Page("pages/compare.py", title="Compare", url_path="compare", default=True),
-    st.Page("pages/train.py", title="Train", url_path="train"),
+    st.Page("app_pages/compare.py", title="Compare", url_path="compare", default=True),
+    st.Page("app_pages/train.py", title="Train", url_path="train"),
 ]).run()
 """
 
 
 @pytest.fixture(autouse=True)
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The entry script (next to a link to the real pages/); fresh caches; an empty data-set root."""
+    """The entry script (next to a link to the real app_pages/); fresh caches; an empty data-set root."""
     monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "root").mkdir()
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "root"))
@@ -37,7 +37,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     entry = tmp_path / "app" / "streamlit_app.py"
     entry.parent.mkdir()
     entry.write_text(ENTRY)
-    (entry.parent / "pages").symlink_to(REPO / "pages", target_is_directory=True)
+    (entry.parent / "app_pages").symlink_to(REPO / "app_pages", target_is_directory=True)
     return entry
 
 

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from ui.dataset_picker import SOURCE_PATH, SOURCE_UPLOAD
 
-PAGE = Path(__file__).resolve().parent.parent / "pages" / "dataset.py"
+PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "dataset.py"
 TIMEOUT = 180  # the first scan of face-mask-4k on a slow CI machine
 
 

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from maskdet.checkpoint import set_default_model
 
-PAGE = Path(__file__).resolve().parent.parent / "pages" / "photo.py"
+PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "photo.py"
 TIMEOUT = 300  # first model and detector load plus a few IG runs on a busy 2-core machine
 FACE = 180
 LEFT, RIGHT = (60, 150, FACE), (400, 150, FACE)

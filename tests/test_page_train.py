@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from ui.dataset_picker import SOURCE_PATH
 from ui.models import list_trained_models
 
-PAGE = Path(__file__).resolve().parent.parent / "pages" / "train.py"
+PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "train.py"
 TIMEOUT = 120  # one script run, including the first import of torch on a busy machine
 JOB_TIMEOUT_S = 300
 

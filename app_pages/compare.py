@@ -180,7 +180,7 @@ st.caption(
 models = list_trained_models()
 if not models:
     st.info("No trained model yet. Train one or more on the Train page, then come back to compare them.")
-    st.page_link("pages/train.py", label="Go to the Train page", icon="🏋️")
+    st.page_link("app_pages/train.py", label="Go to the Train page", icon="🏋️")
     st.stop()
 
 summaries = _measure_latencies([summarize(m) for m in models])

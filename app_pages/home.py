@@ -13,11 +13,11 @@ from maskdet.settings import CLASSES, data_root, models_dir
 
 DATASET_LIST_TTL_S = 30  # listing walks every file; a short cache keeps reruns instant yet picks up new folders
 PAGES = [
-    ("pages/dataset.py", "Dataset", "🗂️", "audit a data set: balance, duplicates, label conflicts, the split"),
-    ("pages/train.py", "Train", "🏋️", "train a classifier from the model zoo"),
-    ("pages/compare.py", "Compare", "📊", "compare trained models on held-out and unseen data"),
-    ("pages/photo.py", "Photo", "🖼️", "find faces in a photo and check their masks"),
-    ("pages/webcam.py", "Webcam", "🎥", "live mask detection from a webcam"),
+    ("app_pages/dataset.py", "Dataset", "🗂️", "audit a data set: balance, duplicates, label conflicts, the split"),
+    ("app_pages/train.py", "Train", "🏋️", "train a classifier from the model zoo"),
+    ("app_pages/compare.py", "Compare", "📊", "compare trained models on held-out and unseen data"),
+    ("app_pages/photo.py", "Photo", "🖼️", "find faces in a photo and check their masks"),
+    ("app_pages/webcam.py", "Webcam", "🎥", "live mask detection from a webcam"),
 ]
 
 
