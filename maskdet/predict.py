@@ -18,7 +18,7 @@ from maskdet.settings import CLASSES
 
 logger = logging.getLogger(__name__)
 
-BF16_MAX_PROB_DIFF = 0.02  # bf16 is used only when it changes no probability by more than this
+BF16_MAX_PROB_DIFF = 0.05  # bf16 is used only when it changes no probability by more than this (and no label)
 
 
 class Classifier:
