@@ -144,7 +144,7 @@ UNCERTAIN_COLOUR_RGB = (128, 128, 128)
 
 
 def draw_predictions(
-    image: np.ndarray, faces: list[FacePrediction], mirror_text: bool = False, uncertain_below: float = 0.0
+    image: np.ndarray, faces: list[FacePrediction], uncertain_below: float = 0.0
 ) -> np.ndarray:
     """A copy of an RGB uint8 image with a coloured box and 'label confidence' per face.
 
