@@ -20,11 +20,11 @@ import streamlit as st
 from PIL import Image
 
 from maskdet.assets import AssetUnavailableError
-from maskdet.checkpoint import CheckpointError, default_model_name
+from maskdet.checkpoint import CheckpointError
 from maskdet.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
 from maskdet.images import ImageDecodeError
 from maskdet.predict import Classifier, FacePipeline, PhotoAnalysis, analyse_photo
-from ui.models import list_trained_models
+from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
 
 logger = logging.getLogger(__name__)
@@ -101,15 +101,8 @@ def _show_face(index: int, analysis: PhotoAnalysis, key: str, model_key: str, de
 st.title("🖼️ Photo")
 st.caption("Upload photos: every face is found, labelled with or without a mask, and explained pixel by pixel.")
 
-models = list_trained_models()
-if not models:
-    st.info("No trained model yet: train one on the Train page, then come back.")
-    st.stop()
-names = [m["name"] for m in models]
-default = default_model_name()
 controls = st.columns(2)
-model_name = controls[0].selectbox("Model", names, index=names.index(default) if default in names else 0,
-                                   key="photo_model")
+model_name = choose_model(controls[0], key="photo_model")
 detector_name = controls[1].radio("Faces", list(DETECTORS), format_func=DETECTORS.get, key="photo_detector",
                                   horizontal=True)
 try:

@@ -23,11 +23,11 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, WebRtcStreamerContext, webrtc_streamer
 
 from maskdet.assets import AssetUnavailableError
-from maskdet.checkpoint import CheckpointError, default_model_name
+from maskdet.checkpoint import CheckpointError
 from maskdet.live import LIVE_DETECTOR_OPTIONS, UNCERTAIN, LiveProcessor, LiveSnapshot, rtc_configuration
 from maskdet.predict import FacePipeline
 from maskdet.settings import CLASSES
-from ui.models import list_trained_models
+from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
 
 logger = logging.getLogger(__name__)
@@ -113,14 +113,8 @@ st.title("🎥 Live webcam")
 st.caption("Your camera's frames are sent to this server, checked for masks and sent back annotated. Browsers only "
            "allow the camera on `localhost` or over HTTPS.")
 
-models = list_trained_models()
-if not models:
-    st.info("No trained model yet: train one on the Train page, then come back.")
-    st.stop()
-names = [m["name"] for m in models]
-default = default_model_name()
 controls = st.columns([2, 2, 1])
-name = controls[0].selectbox("Model", names, index=names.index(default) if default in names else 0, key="webcam_model")
+name = choose_model(controls[0], key="webcam_model")
 threshold = controls[1].slider(
     "Confidence threshold", 0.5, 0.99, DEFAULT_THRESHOLD, 0.01, key="webcam_threshold",
     help="Faces the model is less sure about are boxed in grey as 'Unsure' and left out of the class figures.",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from maskdet.checkpoint import DEFAULT_POINTER, list_models
+from maskdet.checkpoint import DEFAULT_POINTER, default_model_name, list_models
 from maskdet.settings import models_dir
 
 logger = logging.getLogger(__name__)
@@ -48,3 +48,17 @@ def list_trained_models() -> list[dict]:
 def invalidate_models() -> None:
     """Forget cached model lists (for every session), e.g. right after a training job saved a model."""
     _list_models.clear()
+
+
+def choose_model(container, key: str) -> str:
+    """A "Model" selectbox in ``container`` with the default model preselected.
+
+    With no trained model it explains where to get one and stops the page.
+    """
+    models = list_trained_models()
+    if not models:
+        st.info("No trained model yet: train one on the Train page, then come back.")
+        st.stop()
+    names = [m["name"] for m in models]
+    default = default_model_name()
+    return container.selectbox("Model", names, index=names.index(default) if default in names else 0, key=key)
