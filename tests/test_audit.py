@@ -21,26 +21,12 @@ from maskdet.audit import (
 )
 from maskdet.data import load_catalog
 from maskdet.split import SPLIT_NAMES, make_split
+from datasets_helpers import build, real_jpegs
 
 
 @pytest.fixture(autouse=True)
 def fresh_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-
-
-def real_jpegs(datasets_root: Path, class_name: str, count: int) -> list[Path]:
-    """``count`` real JPEG photos of one class, spread over the folder and not copies of each other
-    (the set's own near-copies are named ``... copy N.jpg``)."""
-    files = sorted(p for p in (datasets_root / "face-mask-4k" / class_name).glob("*.jpg") if "copy" not in p.name)
-    return files[:: len(files) // count][:count]
-
-
-def build(root: Path, files: dict[str, list[Path]]) -> Path:
-    for class_folder, paths in files.items():
-        (root / class_folder).mkdir(parents=True, exist_ok=True)
-        for path in paths:
-            shutil.copy(path, root / class_folder / path.name)
-    return root
 
 
 def upright_size(path: Path) -> tuple[int, int]:

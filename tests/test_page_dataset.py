@@ -12,6 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from ui.dataset_picker import SOURCE_PATH, SOURCE_UPLOAD
+from datasets_helpers import build, real_jpegs
 
 PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "dataset.py"
 TIMEOUT = 180  # the first scan of face-mask-4k on a slow CI machine
@@ -24,19 +25,6 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "root").mkdir()
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "root"))
     st.cache_data.clear()
-
-
-def real_jpegs(datasets_root: Path, class_name: str, count: int) -> list[Path]:
-    files = sorted(p for p in (datasets_root / "face-mask-4k" / class_name).glob("*.jpg") if "copy" not in p.name)
-    return files[:: len(files) // count][:count]
-
-
-def build(root: Path, files: dict[str, list[Path]]) -> Path:
-    for class_folder, paths in files.items():
-        (root / class_folder).mkdir(parents=True, exist_ok=True)
-        for path in paths:
-            shutil.copy(path, root / class_folder / path.name)
-    return root
 
 
 def open_path(path: Path) -> AppTest:
