@@ -19,6 +19,7 @@ CLI, the training engine and the tests share.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -113,6 +114,11 @@ class ModelSummary:
     training_data: str | None
     training_fingerprint: str | None
     latency_ms: float | None = None  # filled in by with_latency()
+    identity: str = ""  # weights SHA-256 plus how they are read (arch, input, classes): the cache key
+
+    @property
+    def cache_key(self) -> str:
+        return self.identity or self.weights_sha256
 
 
 def summarize(metadata: dict) -> ModelSummary:
@@ -138,7 +144,17 @@ def summarize(metadata: dict) -> ModelSummary:
         training_seconds=float(seconds) if seconds is not None else None,
         training_data=dataset.get("path"),
         training_fingerprint=dataset.get("fingerprint"),
+        identity=_identity(metadata, str(weights.get("sha256", ""))),
     )
+
+
+def _identity(metadata: dict, weights_sha256: str) -> str:
+    """Same weights read as another arch, input or class list are another model: key caches on all of it."""
+    if not weights_sha256:
+        return ""
+    described = {"weights": weights_sha256, "arch": metadata.get("arch"), "input": metadata.get("input"),
+                 "classes": metadata.get("classes")}
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 # --- CPU latency ----------------------------------------------------------------------------------
@@ -178,11 +194,11 @@ def cpu_latency_ms(summary: ModelSummary, runs: int = LATENCY_RUNS) -> float:
     Raises :class:`maskdet.checkpoint.CheckpointError` when the model cannot be loaded.
     """
     with _latency_lock:
-        cached = _latency_ms.get(summary.weights_sha256)
+        cached = _latency_ms.get(summary.cache_key)
         if cached is None:
             classifier = Classifier(load_model(summary.path, device="cpu"))
             cached = measure_latency_ms(classifier, runs=runs)
-            _latency_ms[summary.weights_sha256] = cached
+            _latency_ms[summary.cache_key] = cached
             logger.info("CPU latency of %s: %.2f ms per face (median of %d)", summary.name, cached, runs)
         return cached
 
@@ -273,16 +289,16 @@ def dataset_fingerprint(data: str | Path) -> str:
     return scan_dataset(data).fingerprint
 
 
-def evaluation_cache_path(weights_sha256: str, fingerprint: str) -> Path:
-    """Where the evaluation of these weights on this data version is cached."""
-    if not weights_sha256 or not fingerprint:
-        raise ValueError("an evaluation cache key needs both a weights SHA-256 and a data fingerprint")
-    return cache_dir() / EVALUATIONS_SUBDIR / f"{weights_sha256}-{fingerprint}.json"
+def evaluation_cache_path(model_key: str, fingerprint: str) -> Path:
+    """Where the evaluation of a model (:attr:`ModelSummary.cache_key`) on this data version is cached."""
+    if not model_key or not fingerprint:
+        raise ValueError("an evaluation cache key needs both a model key and a data fingerprint")
+    return cache_dir() / EVALUATIONS_SUBDIR / f"{model_key}-{fingerprint}.json"
 
 
 def cached_evaluation(summary: ModelSummary, fingerprint: str) -> DataEvaluation | None:
     """The cached evaluation of ``summary``'s weights on data with ``fingerprint``, or None."""
-    path = evaluation_cache_path(summary.weights_sha256, fingerprint)
+    path = evaluation_cache_path(summary.cache_key, fingerprint)
     if not path.is_file():
         return None
     try:
@@ -326,7 +342,7 @@ def evaluate_dataset(
         metrics=result.metrics, labels=result.labels.tolist(), scores=[round(float(s), 6) for s in result.scores],
         unreadable=len(result.unreadable),
     )
-    path = evaluation_cache_path(summary.weights_sha256, fingerprint)
+    path = evaluation_cache_path(summary.cache_key, fingerprint)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     staging.write_text(json.dumps(evaluation.to_json()))

@@ -4,9 +4,9 @@ The run is a sequence of small verb-named steps (``prepare_data``, ``extract_fea
 ``train_one_epoch``, ``evaluate``, ``fit``), in the spirit of torchvision's reference
 ``train.py``. Two modes:
 
-- **cached features**: the backbone is frozen, so its outputs are computed once (plus
-  augmented views of the training images) and only the head trains; minutes become
-  seconds on a 2-core CPU;
+- **cached features**: the frozen part of the network (the whole backbone, or all but the last
+  fine-tuned blocks) runs once per image (plus augmented views of the training images) and only
+  the rest trains; minutes become seconds on a 2-core CPU;
 - **end to end**: everything that is trainable sees augmented images every epoch.
 
 Progress is reported to a callback as :class:`TrainProgress` snapshots; a
@@ -324,6 +324,7 @@ def _feature_cache_path(config: TrainConfig, spec: ModelSpec, input_cfg: InputCo
         "v": FEATURE_CACHE_VERSION, "arch": spec.name, "input": input_cfg.to_json(), "data": fingerprint,
         "split": hashlib.sha1(json.dumps(split.to_json(), sort_keys=True).encode()).hexdigest(),
         "views": config.feature_views if config.augment else 1, "seed": config.seed,
+        "finetune_blocks": config.finetune_blocks,
         "weights": spec.pretrained.sha256 if (spec.pretrained and config.pretrained) else "random",
     }, sort_keys=True)
     return cache_dir() / "features" / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.pt"
@@ -360,7 +361,8 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
 
     # Build first: a missing pretrained file should fail before minutes of decoding.
     model = prepare_model(spec, config).to(device)
-    cached_mode = model.backbone_frozen and any(True for _ in model.backbone.parameters())
+    frozen_prefix, trainable_rest = model.split_frozen_prefix()
+    cached_mode = any(True for _ in frozen_prefix.parameters())
     reporter.mode = "cached-features" if cached_mode else "end-to-end"
     input_cfg = spec.input_config(config.img_size)
 
@@ -396,12 +398,12 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
     generator = torch.Generator().manual_seed(config.seed)
 
     if cached_mode:
-        features = _cached_features(config, spec, model, input_cfg, split, scan.fingerprint, decode_all, augmentation, device, reporter)
+        features = _cached_features(config, spec, frozen_prefix, input_cfg, split, scan.fingerprint, decode_all, augmentation, device, reporter)
         features = {name: value.to(device) for name, value in features.items()}
         labels = {name: value.to(device) for name, value in labels.items()}
         train_inputs = features["train"]
         train_labels = labels["train"].repeat(len(train_inputs) // max(len(labels["train"]), 1))
-        trainable = model.head
+        trainable = trainable_rest
         make_train_batches = lambda: _batches(train_inputs, train_labels, config.batch_size, True, generator)  # noqa: E731
         val_batches = _batches(features["val"], labels["val"], 256, False)
         test_batches = _batches(features["test"], labels["test"], 256, False)
@@ -418,6 +420,10 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
         val_batches = [(input_cfg.normalize(x.to(device)), y) for x, y in _batches(tensors["val"], labels["val"], 128, False)]
         test_batches = [(input_cfg.normalize(x.to(device)), y) for x, y in _batches(tensors["test"], labels["test"], 128, False)]
 
+    # Dropout and shuffling draw from here on: the same run whether the features came from the cache
+    # or were just extracted (extraction's augmentations consume random numbers).
+    seed_everything(config.seed)
+    generator.manual_seed(config.seed)
     params = [p for p in trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     history: list[dict] = []
@@ -483,8 +489,8 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
     return TrainResult(name=config.name, path=path, metadata=metadata, model=model.eval())
 
 
-def _cached_features(config, spec, model, input_cfg, split, fingerprint, decode_all, augmentation, device, reporter) -> dict:
-    """Backbone features for every split; training gets extra augmented views. Cached on disk."""
+def _cached_features(config, spec, frozen_prefix, input_cfg, split, fingerprint, decode_all, augmentation, device, reporter) -> dict:
+    """Outputs of the frozen prefix for every split; training gets extra augmented views. Cached on disk."""
     views = config.feature_views if augmentation is not None else 1
     cache_path = _feature_cache_path(config, spec, input_cfg, split, fingerprint)
     if cache_path.is_file():
@@ -506,7 +512,7 @@ def _cached_features(config, spec, model, input_cfg, split, fingerprint, decode_
         def report(d: int, t: int, offset: int = offset) -> None:
             reporter.update("extract", offset + d, total, message=f"Extracting backbone features ({offset + d}/{total} images)")
 
-        features[name].append(extract_features(model.backbone, tensors[name], input_cfg, device, aug, report))
+        features[name].append(extract_features(frozen_prefix, tensors[name], input_cfg, device, aug, report))
         done += len(tensors[name])
     result = {name: torch.cat(chunks) for name, chunks in features.items()}
     cache_path.parent.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,7 @@ from PIL import Image
 from torch import nn
 
 from maskdet.predict import Classifier
+from maskdet.runtime import fold_batchnorm
 from maskdet.settings import CLASSES
 
 logger = logging.getLogger(__name__)
@@ -138,21 +139,6 @@ BASELINES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray] | None]] = {
     "mean": ("Data-set mean colour (an all-zero model input)", None),
 }
 """Baseline name -> (description, uint8 HxWxC image -> uint8 baseline image; None = normalised zero)."""
-
-
-def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold each eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` in a ``Sequential`` into it, in place."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    for child in module.children():
-        fold_batchnorm(child)
-    if isinstance(module, nn.Sequential):
-        for index in range(len(module) - 1):
-            conv, norm = module[index], module[index + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training:
-                module[index] = fuse_conv_bn_eval(conv, norm)
-                module[index + 1] = nn.Identity()
-    return module
 
 
 def _last_feature_map(model: nn.Module, size: int, channels: int) -> nn.Module | None:

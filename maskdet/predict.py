@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -13,12 +16,22 @@ from PIL import Image
 
 from maskdet.checkpoint import LoadedModel, load_model, resolve_model
 from maskdet.images import ImageInfo, open_image
-from maskdet.runtime import configure_threads, cpu_has_fast_bf16
+from maskdet.runtime import compile_enabled, compile_network, configure_threads, cpu_has_fast_bf16, fold_batchnorm
 from maskdet.settings import CLASSES
 
 logger = logging.getLogger(__name__)
 
 BF16_MAX_PROB_DIFF = 0.05  # bf16 is used only when it changes no probability by more than this (and no label)
+COMPILED_MAX_PROB_DIFF = 1e-3  # the compiled graph runs the same arithmetic; more than this means a backend bug
+
+
+def inference_network(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A private copy of ``model`` for prediction only: BatchNorm folded into the convolutions,
+    channels-last layout and weights stored in ``dtype``, so nothing is converted per call."""
+    network = fold_batchnorm(copy.deepcopy(model).eval())
+    for param in network.parameters():
+        param.requires_grad_(False)
+    return network.to(dtype=dtype, memory_format=torch.channels_last)
 
 
 class Classifier:
@@ -26,20 +39,62 @@ class Classifier:
 
     Thread-safe: the model is never mutated after construction and inference runs under
     ``torch.inference_mode``; several sessions may share one instance.
+
+    ``compile=True`` (the dashboard: long-lived, one face per webcam frame) also compiles the
+    network for single images in a background thread; until that is done, and for batches of
+    several faces, the eager network answers. The compiled graph is used only if it agrees with
+    the eager one.
     """
 
-    def __init__(self, loaded: LoadedModel, precision: str = "auto") -> None:
+    def __init__(self, loaded: LoadedModel, precision: str = "auto", compile: bool = False) -> None:
         if precision not in ("auto", "fp32", "bf16"):
             raise ValueError("precision must be auto, fp32 or bf16")
         configure_threads()
         self.loaded = loaded
         self.input = loaded.input
-        self.model = loaded.model.eval()
-        self.model.to(memory_format=torch.channels_last)
+        self.model = loaded.model.eval()  # the trained fp32 network as saved; explanations copy it
+        self._networks = {torch.float32: inference_network(self.model, torch.float32)}
         self.use_bf16 = False
         if precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16()):
+            self._networks[torch.bfloat16] = inference_network(self.model, torch.bfloat16)
             self.use_bf16 = self._bf16_matches_fp32() or precision == "bf16"
+        # NOTE: written once by the compile thread, then only read; a dict lookup is atomic.
+        self._single_image: dict[torch.dtype, Callable[[torch.Tensor], torch.Tensor]] = {}
+        self._compile_done = threading.Event()
+        if compile and compile_enabled():
+            threading.Thread(target=self._compile_single_image, name=f"compile-{loaded.name}", daemon=True).start()
+        else:
+            self._compile_done.set()
         logger.info("classifier %s ready (%s, %dpx)", loaded.name, self.precision, self.input.size)
+
+    @property
+    def compiled(self) -> bool:
+        """True once single images run through the compiled graph."""
+        return bool(self._single_image)
+
+    def wait_for_compilation(self, timeout: float | None = None) -> bool:
+        """Block until background compilation has finished (or was never started); True if it finished."""
+        return self._compile_done.wait(timeout)
+
+    def _compile_single_image(self) -> None:
+        try:
+            dtype = torch.bfloat16 if self.use_bf16 else torch.float32
+            with torch.inference_mode():  # the example must be the kind of tensor run() passes (guards)
+                probe = self._probe_batch()[:2].to(dtype=dtype, memory_format=torch.channels_last)
+            compiled = compile_network(self._networks[dtype], probe[:1])
+            if compiled is None:
+                return
+            with torch.inference_mode():
+                eager = [torch.softmax(self._networks[dtype](x).float(), 1) for x in probe.split(1)]
+                fast = [torch.softmax(compiled(x).float(), 1) for x in probe.split(1)]
+            diff = max(float((a - b).abs().max()) for a, b in zip(eager, fast, strict=True))
+            if diff > COMPILED_MAX_PROB_DIFF:
+                logger.warning("compiled %s disagrees with eager (%.4f); staying eager", self.name, diff)
+                return
+            self._single_image[dtype] = compiled
+            logger.info("classifier %s compiled for single images", self.name)
+        finally:
+            self._compile_done.set()
 
     @property
     def name(self) -> str:
@@ -68,13 +123,16 @@ class Classifier:
     @torch.inference_mode()
     def run(self, inputs: torch.Tensor, bf16: bool | None = None) -> np.ndarray:
         """Class probabilities (N, 2) for normalised inputs."""
-        bf16 = self.use_bf16 if bf16 is None else bf16
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-        if bf16:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = self.model(inputs)
-        else:
-            logits = self.model(inputs)
+        dtype = torch.bfloat16 if (self.use_bf16 if bf16 is None else bf16) else torch.float32
+        inputs = inputs.to(dtype=dtype, memory_format=torch.channels_last)
+        # The compiled graph is guarded on exactly this kind of input; anything else would recompile it.
+        single = inputs.shape == (1, self.input.channels, self.input.size, self.input.size) and inputs.is_inference()
+        network = self._single_image.get(dtype) if single else None
+        if network is None:
+            network = self._networks.get(dtype)
+        if network is None:  # bf16 asked for explicitly on a CPU where it was not prepared
+            network = self._networks.setdefault(dtype, inference_network(self.model, dtype))
+        logits = network(inputs)
         return torch.softmax(logits.float(), dim=1).numpy()
 
     def predict_proba(self, images: list[Image.Image]) -> np.ndarray:
@@ -84,9 +142,9 @@ class Classifier:
         return self.run(self.input.to_tensor(images))
 
 
-def load_classifier(name_or_path: str | None = None, precision: str = "auto") -> Classifier:
+def load_classifier(name_or_path: str | None = None, precision: str = "auto", compile: bool = False) -> Classifier:
     """The named model (a folder name in ``models/`` or a path), or the default model."""
-    return Classifier(load_model(resolve_model(name_or_path)), precision=precision)
+    return Classifier(load_model(resolve_model(name_or_path)), precision=precision, compile=compile)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ training engine can cache backbone features when the backbone is frozen.
 from __future__ import annotations
 
 import logging
+import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +110,23 @@ class MaskClassifier(nn.Module):
         if mode and self.backbone_frozen:
             self.backbone.eval()
         return self
+
+    def split_frozen_prefix(self) -> tuple[nn.Sequential, nn.Sequential]:
+        """``(prefix, rest)`` with ``rest(prefix(x)) == self(x)``: the prefix is the longest run of leading
+        stages without a trainable parameter, so its outputs can be computed once and cached while
+        ``rest`` (fine-tuned blocks and the head) trains. Both share this model's modules."""
+        stages = [*_stages(self.backbone), self.head]
+        cut = 0
+        while cut < len(stages) - 1 and not any(p.requires_grad for p in stages[cut].parameters()):
+            cut += 1
+        return nn.Sequential(*stages[:cut]), nn.Sequential(*stages[cut:])
+
+
+def _stages(module: nn.Module) -> list[nn.Module]:
+    """``module`` as a flat list of stages, opening each ``Sequential`` that holds trainable parameters."""
+    if isinstance(module, nn.Sequential) and any(p.requires_grad for p in module.parameters()):
+        return [stage for child in module for stage in _stages(child)]
+    return [module]
 
 
 @dataclass(frozen=True)
@@ -222,11 +241,31 @@ def pretrained_available(spec: ModelSpec) -> bool:
     return path.is_file()
 
 
-def _load_torchvision_state(spec: ModelSpec, model: nn.Module, options: BuildOptions, load: Callable[[], dict]) -> None:
+_DENSENET_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$")
+"""torchvision's published DenseNet files name layers ``norm.1``; its modules are ``norm1`` now."""
+
+
+def _densenet_key(key: str) -> str:
+    return _DENSENET_LEGACY_KEY.sub(r"\1\2", key)
+
+
+def _load_torchvision_state(spec: ModelSpec, model: nn.Module, options: BuildOptions,
+                            rename: Callable[[str], str] | None = None) -> None:
+    """Load the spec's verified ImageNet weights into ``model``.
+
+    ``weights_only=True``: the file is never unpickled as code. Its hash check alone is not enough,
+    since for DenseNet only an 8-hex-digit prefix is published (a forged file can match it).
+    """
     if not options.pretrained:
         return
-    ensure_pretrained(spec, options.weights_path)
-    model.load_state_dict(load())
+    path = ensure_pretrained(spec, options.weights_path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise PretrainedWeightsMissing(f"{path} is not a plain weights file; refusing it ({exc})") from exc
+    if rename is not None:
+        state = {rename(key): value for key, value in state.items()}
+    model.load_state_dict(state)
 
 
 def _set_trainable(module: nn.Module, trainable: bool) -> None:
@@ -287,13 +326,10 @@ def build_simple_cnn(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
     defaults=TrainDefaults(epochs=20, batch_size=32, lr=1e-3, patience=4),
 )
 def build_densenet121(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
-    from torchvision.models import DenseNet121_Weights, densenet121
+    from torchvision.models import densenet121
 
     net = densenet121(weights=None)
-    _load_torchvision_state(
-        spec, net, options,
-        lambda: DenseNet121_Weights.IMAGENET1K_V1.get_state_dict(progress=False, check_hash=True),
-    )
+    _load_torchvision_state(spec, net, options, rename=_densenet_key)
     backbone = nn.Sequential(net.features, nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     _set_trainable(backbone, False)
     head = nn.Sequential(nn.Linear(1024, 256), nn.ReLU(inplace=True), nn.Dropout(0.2), nn.Linear(256, 2))
@@ -311,13 +347,10 @@ def build_densenet121(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
     supports_finetune=True,
 )
 def build_mobilenet_v2(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
-    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+    from torchvision.models import mobilenet_v2
 
     net = mobilenet_v2(weights=None)
-    _load_torchvision_state(
-        spec, net, options,
-        lambda: MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(progress=False, check_hash=True),
-    )
+    _load_torchvision_state(spec, net, options)
     backbone = nn.Sequential(net.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     _set_trainable(backbone, False)
     blocks = len(net.features)

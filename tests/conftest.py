@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Dashboard classifiers compile themselves in the background (~20 s of CPU each); the many short-lived
+# test apps would only pay for it. tests/test_classifier.py switches it back on.
+os.environ.setdefault("MASKDET_COMPILE", "0")
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,15 @@ def test_summary_reads_metadata(summaries: dict, tiny_models_dir: Path) -> None:
     assert recomputed["accuracy"] == pytest.approx(s.test["accuracy"])
 
 
+def test_same_weights_read_differently_are_another_model_for_the_caches(tiny_models_dir: Path) -> None:
+    meta = json.loads((tiny_models_dir / "tiny-cnn" / "metadata.json").read_text())
+    meta.update(name="copy", path=str(tiny_models_dir / "tiny-cnn"))
+    keys = {summarize(meta).cache_key, summarize({**meta, "name": "renamed"}).cache_key}
+    assert len(keys) == 1  # a rename keeps the cached numbers
+    for forged in ({"classes": ["with_mask", "without_mask"]}, {"arch": "mlp"}, {"input": {**meta["input"], "size": 64}}):
+        assert summarize({**meta, **forged}).cache_key not in keys, forged
+
+
 def test_summary_of_a_model_without_metrics() -> None:
     s = summarize({"name": "bare", "arch": "mlp", "path": "/nowhere", "weights": {"sha256": "ab"}})
     assert s.test is None and s.labels == [] and s.params is None and s.weights_bytes is None
@@ -135,7 +144,7 @@ def test_unseen_evaluation_matches_the_cli_path_and_is_cached(summaries: dict, t
     assert evaluation.metrics["confusion"] == direct.metrics["confusion"]
     np.testing.assert_allclose(evaluation.scores, direct.scores, atol=1e-5)
 
-    path = evaluation_cache_path(s.weights_sha256, fingerprint)
+    path = evaluation_cache_path(s.cache_key, fingerprint)
     assert path.is_file() and path.parent.name == "evaluations"
     stages.clear()
     again = evaluate_dataset(s, tiny_dataset, progress=lambda *args: stages.append(args))
@@ -154,7 +163,7 @@ def test_changed_folder_or_damaged_cache_means_a_new_evaluation(summaries: dict,
     assert fingerprint != first.fingerprint and cached_evaluation(s, fingerprint) is None
     second = evaluate_dataset(s, data)
     assert second.unreadable == 1 and second.metrics["n"] == first.metrics["n"]
-    evaluation_cache_path(s.weights_sha256, fingerprint).write_text("{not json")
+    evaluation_cache_path(s.cache_key, fingerprint).write_text("{not json")
     assert cached_evaluation(s, fingerprint) is None
     assert evaluate_dataset(s, data).metrics == second.metrics
 

@@ -44,7 +44,7 @@ def test_default_model_on_its_held_out_split_as_the_product_runs_it(shipped, dat
         labels.extend(split["labels"][p] for p in chunk)
     metrics = compute_metrics(np.array(labels), np.array(scores))
     assert metrics["n"] >= 600
-    assert metrics["accuracy"] >= 0.99
+    assert metrics["accuracy"] >= 0.995
     assert metrics["roc_auc"] >= 0.999
     stored = read_metadata(folder)["metrics"]["test"]
     assert abs(metrics["accuracy"] - stored["accuracy"]) <= 0.005  # same images, same model: within noise

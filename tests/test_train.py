@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from maskdet.checkpoint import load_model
-from maskdet.engine import CancelToken, TrainConfig, TrainingCancelled, fit
+from maskdet.engine import CancelToken, TrainConfig, TrainingCancelled, fit, prepare_model
 from maskdet.predict import Classifier
 from maskdet.zoo import PretrainedWeightsMissing, get_spec, pretrained_weights_path
 
@@ -74,3 +74,34 @@ def test_one_class_dataset_is_refused(tmp_path, tiny_dataset):
     shutil.copytree(tiny_dataset / "with_mask", tmp_path / "with_mask")
     with pytest.raises(ValueError, match="both classes"):
         fit(TrainConfig(arch="mlp", data=tmp_path, epochs=1, name="one-class"))
+
+
+def test_finetuned_blocks_train_on_cached_prefix_outputs(tiny_dataset, isolated_models_dir):
+    """--finetune-blocks keeps the fast cached mode: the frozen prefix runs once, the last blocks train."""
+    config = TrainConfig(arch="mobilenet_v2", data=tiny_dataset, epochs=2, name="tiny-ft", img_size=96,
+                         finetune_blocks=2, feature_views=2, lr=1e-3)
+    pristine = prepare_model(get_spec("mobilenet_v2"), config.resolved()).state_dict()
+    result = fit(config)
+    meta = json.loads((result.path / "metadata.json").read_text())
+    assert meta["mode"] == "cached-features" and meta["build"]["finetune_blocks"] == 2
+
+    trained = load_model(result.path).model.state_dict()
+    changed = {key.split(".")[2] for key in pristine
+               if key.startswith("backbone.0.") and not torch.equal(pristine[key], trained[key])}
+    assert changed == {"17", "18"}  # the two last blocks moved; blocks 0-16 are the ImageNet weights
+    prefix, rest = result.model.eval().split_frozen_prefix()
+    images = torch.rand(2, 3, 96, 96)
+    with torch.inference_mode():
+        assert torch.allclose(rest(prefix(images)), result.model(images), atol=1e-6)
+
+
+def test_a_warm_feature_cache_gives_the_same_model_as_a_cold_one(tiny_dataset, isolated_models_dir, tmp_path, monkeypatch):
+    """Reproducible training: the documented command gives the same weights whether or not features were cached."""
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    config = dict(arch="mobilenet_v2", data=tiny_dataset, epochs=2, img_size=96, finetune_blocks=2, feature_views=3)
+    cold = fit(TrainConfig(name="cold", **config))
+    warm = fit(TrainConfig(name="warm", **config))
+    assert list((tmp_path / "cache" / "features").iterdir())  # the second run did read the cache
+    assert cold.metadata["history"] == warm.metadata["history"]
+    for key, value in cold.model.state_dict().items():
+        assert torch.equal(value, warm.model.state_dict()[key]), key

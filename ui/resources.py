@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def _classifier(path: str, metadata_mtime_ns: int) -> Classifier:
     logger.info("loading classifier %s", path)
-    return load_classifier(path)
+    return load_classifier(path, compile=True)  # the server lives long: single faces get the compiled graph
 
 
 def get_classifier(name: str | None = None) -> Classifier:

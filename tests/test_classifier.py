@@ -1,0 +1,60 @@
+"""The product's inference path (folded BatchNorm, channels-last, bf16 where faithful) agrees with the
+trained network and never touches it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from maskdet.checkpoint import load_model
+from maskdet.images import load_rgb
+from maskdet.predict import Classifier
+from maskdet.runtime import cpu_has_fast_bf16
+
+
+@pytest.fixture(scope="module")
+def face_batch(tiny_mobilenet, held_out_faces) -> tuple[Classifier, torch.Tensor]:
+    classifier = Classifier(load_model(tiny_mobilenet), precision="auto")
+    paths = held_out_faces["with_mask"][:12] + held_out_faces["without_mask"][:12]
+    return classifier, classifier.input.to_tensor([load_rgb(p) for p in paths])
+
+
+def test_fp32_inference_matches_the_trained_network(face_batch) -> None:
+    classifier, inputs = face_batch
+    with torch.inference_mode():
+        expected = torch.softmax(classifier.model(inputs), 1).numpy()
+    np.testing.assert_allclose(classifier.run(inputs, bf16=False), expected, atol=1e-4)
+
+
+@pytest.mark.skipif(not cpu_has_fast_bf16(), reason="this CPU has no native bf16; the product runs fp32 here")
+def test_bf16_is_chosen_only_when_it_keeps_every_label_on_real_faces(face_batch) -> None:
+    classifier, inputs = face_batch
+    reference, reduced = classifier.run(inputs, bf16=False), classifier.run(inputs, bf16=True)
+    assert classifier.precision == "bf16"
+    assert (reference.argmax(1) == reduced.argmax(1)).all()
+    assert np.abs(reference - reduced).max() < 0.05
+
+
+def test_the_loaded_model_keeps_its_batchnorm_and_weights(tiny_mobilenet, face_batch) -> None:
+    classifier, _ = face_batch
+    saved = load_model(tiny_mobilenet).model.state_dict()
+    assert any(isinstance(m, nn.BatchNorm2d) for m in classifier.model.modules())
+    for key, value in classifier.model.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+
+
+def test_compiled_single_image_path_agrees_with_eager(tiny_mobilenet, face_batch, monkeypatch) -> None:
+    """The dashboard's classifier compiles itself for single faces; answers stay those of the eager network."""
+    monkeypatch.setenv("MASKDET_COMPILE", "1")
+    _, inputs = face_batch
+    classifier = Classifier(load_model(tiny_mobilenet), compile=True)
+    eager_single = classifier.run(inputs[:1])  # answered by the eager network while compiling
+    assert classifier.wait_for_compilation(timeout=600)
+    assert classifier.compiled
+    np.testing.assert_allclose(classifier.run(inputs[:1]), eager_single, atol=1e-3)
+    batched = classifier.run(inputs)  # several faces: the eager network, batched
+    singles = np.concatenate([classifier.run(x) for x in inputs.split(1)])
+    np.testing.assert_allclose(singles, batched, atol=0.05)
+    assert (singles.argmax(1) == batched.argmax(1)).all()
