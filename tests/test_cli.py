@@ -101,3 +101,17 @@ def test_models_json(tiny_models_dir: Path, tmp_path: Path) -> None:
         assert Path(row["path"]).parent == tiny_models_dir
     empty = run_cli("models", "--json", models=tmp_path / "no-models", cache=tmp_path)
     assert empty.returncode == 0 and json.loads(empty.stdout) == []
+
+
+BENCH_KEYS = {"classify_ms", "reference_ms", "detect_ms", "pipeline_fps", "ig_seconds", "extract_img_per_s"}
+
+
+def test_bench_json_measures_every_promised_figure(tiny_mobilenet: Path, tmp_path: Path) -> None:
+    done = run_cli("bench", "--json", "--quick", "--model", str(tiny_mobilenet),
+                   models=tmp_path / "empty-models", cache=tmp_path / "cache")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert BENCH_KEYS <= set(result)
+    assert all(result[key] > 0 for key in BENCH_KEYS)
+    assert result["model"] == "tiny-mobilenet" and result["input_size"] == 112
+    assert result["classify_vs_reference"] == pytest.approx(result["classify_ms"] / result["reference_ms"], abs=0.01)
