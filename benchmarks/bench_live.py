@@ -86,7 +86,8 @@ def main() -> None:
                         help="intra-op threads of torch and onnxruntime to compare (default: the Webcam page's)")
     args = parser.parse_args()
     try:
-        classifier = load_classifier(args.model)
+        classifier = load_classifier(args.model, compile=True)  # as the Webcam page runs it
+        classifier.wait_for_compilation()
     except Exception as exc:  # noqa: BLE001 -- a benchmark without a model explains how to get one
         sys.exit(f"cannot load a model ({exc}); train one first, e.g. python -m maskdet train --arch mobilenet_v2 "
                  "--data <data set> --img-size 112 --epochs 3 --limit-per-class 150")
