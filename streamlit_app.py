@@ -1,8 +1,14 @@
-"""maskdet dashboard entry point: `streamlit run streamlit_app.py`."""
+"""maskdet dashboard entry point: `streamlit run streamlit_app.py`.
+
+Every page but Train shows the server's training job in the sidebar (``ui.training``): one
+job trains for all sessions, and it slows everyone's analyses while it runs.
+"""
 
 import logging
 
 import streamlit as st
+
+from ui.training import TRAIN_PAGE, sidebar_status
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -11,10 +17,13 @@ st.set_page_config(page_title="maskdet", page_icon="😷", layout="wide")
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("app_pages/dataset.py", title="Dataset", icon="🗂️", url_path="dataset"),
-    st.Page("app_pages/train.py", title="Train", icon="🏋️", url_path="train"),
+    st.Page(TRAIN_PAGE, title="Train", icon="🏋️", url_path="train"),
     st.Page("app_pages/compare.py", title="Compare", icon="📊", url_path="compare"),
     st.Page("app_pages/photo.py", title="Photo", icon="🖼️", url_path="photo"),
     st.Page("app_pages/webcam.py", title="Webcam", icon="🎥", url_path="webcam"),
 ]
 
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+if page.url_path != "train":  # the Train page draws the job in full
+    sidebar_status()
+page.run()

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from maskdet.checkpoint import CheckpointError
+from maskdet.checkpoint import METADATA_FILE, CheckpointError
 from maskdet.compare import (
     COL_ACCURACY,
     COL_ARCH,
@@ -140,6 +140,17 @@ def _training_figure(summary: ModelSummary) -> go.Figure:
     return figure
 
 
+def _summaries(models: list[dict]) -> list[ModelSummary]:
+    """A summary per listed model; one whose metadata has fields of the wrong type is left out with a warning."""
+    summaries = []
+    for metadata in models:
+        try:
+            summaries.append(summarize(metadata))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            st.warning(f"Leaving out `{metadata['name']}`: its {METADATA_FILE} is malformed ({exc}).")
+    return summaries
+
+
 def _measure_latencies(summaries: list[ModelSummary]) -> list[ModelSummary]:
     """Each summary with its CPU latency (measured once per weights per process); unloadable models warn."""
     measured = []
@@ -183,7 +194,9 @@ if not models:
     st.page_link("app_pages/train.py", label="Go to the Train page", icon="🏋️")
     st.stop()
 
-summaries = _measure_latencies([summarize(m) for m in models])
+summaries = _measure_latencies(_summaries(models))
+if not summaries:
+    st.stop()
 by_name = {s.name: s for s in summaries}
 table = comparison_table(summaries)
 

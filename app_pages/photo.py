@@ -5,8 +5,10 @@ detect, crop, classify all faces in one batch, draw); each face is explained wit
 :func:`maskdet.explain.explain` (Integrated Gradients by default; SmoothGrad, Occlusion or Grad-CAM
 behind a selector). Both are cached by content, model and settings, so moving one face's
 slider recomputes only that face. A file that is not a usable image gets its own error message;
-the other files are processed as usual. The upload size limit is ``server.maxUploadSize`` in
-``.streamlit/config.toml``.
+the other files are processed as usual. Each photo may be up to ``UPLOAD_LIMIT_MB``, the
+size :func:`maskdet.images.open_image` decodes (the browser refuses bigger files before
+sending them); ``server.maxUploadSize`` in ``.streamlit/config.toml`` is the larger limit
+zipped data sets need.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from PIL import Image
 from maskdet.assets import AssetUnavailableError
 from maskdet.checkpoint import CheckpointError
 from maskdet.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
-from maskdet.images import ImageDecodeError
+from maskdet.images import MAX_FILE_BYTES, ImageDecodeError
 from maskdet.predict import Classifier, FacePipeline, PhotoAnalysis, analyse_photo
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
@@ -30,6 +32,7 @@ from ui.resources import get_classifier, get_detector
 logger = logging.getLogger(__name__)
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+UPLOAD_LIMIT_MB = MAX_FILE_BYTES // 2**20  # Streamlit's MB are MiB
 DETECTORS = {
     "centerface": "Find the faces (CenterFace)",
     "whole-image": "Each photo is one face (already cropped)",
@@ -114,6 +117,7 @@ except (CheckpointError, AssetUnavailableError) as exc:
 model_key = str(classifier.loaded.metadata["weights"]["sha256"])
 
 uploads = st.file_uploader("Photos", type=UPLOAD_TYPES, accept_multiple_files=True, key="photo_uploads",
+                           max_upload_size=UPLOAD_LIMIT_MB,
                            help="JPEG, PNG, WebP, GIF, BMP or TIFF; several at once.")
 if not uploads:
     st.info("Upload one or more photos to find the faces in them.")

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from maskdet.checkpoint import validate_model_name
 from maskdet.engine import TrainConfig
 from maskdet.jobs import JobAlreadyRunning, JobState, JobStatus, TrainingJobRunner
 from maskdet.settings import models_dir
@@ -35,6 +36,8 @@ from maskdet.zoo import (
 )
 from ui.dataset_picker import choose_dataset
 from ui.models import invalidate_models
+from ui.paths import PathRefused, typed_path
+from ui.training import status_line, training_runner
 
 logger = logging.getLogger(__name__)
 
@@ -45,24 +48,11 @@ LOG_LINES_SHOWN = 200
 MOBILENET_V2_BLOCKS = 19  # len(torchvision mobilenet_v2().features): the deepest fine-tune setting
 SEEN_KEY = "train_seen_job"  # (job id, active) the last full run drew; a change means "rerun the page"
 INVALIDATED_KEY = "train_models_invalidated_for"
-STATE_LABELS = {
-    JobState.RUNNING: "Running",
-    JobState.CANCELLING: "Cancelling…",
-    JobState.FINISHED: "Finished",
-    JobState.FAILED: "Failed",
-    JobState.CANCELLED: "Cancelled",
-}
 MODE_NOTES = {
     True: "The ImageNet backbone is frozen: its features are computed once (plus augmented views) and only the "
     "small head trains, so epochs take a fraction of a second.",
     False: "Trained end to end on augmented images every epoch.",
 }
-
-
-@st.cache_resource
-def _runner() -> TrainingJobRunner:
-    """One runner per server process, shared by every session and browser tab."""
-    return TrainingJobRunner()
 
 
 def _duration(seconds: float | None) -> str:
@@ -87,13 +77,15 @@ def _weights_ready(spec: ModelSpec) -> bool:
         f"(its SHA-256 is checked, then it is installed to `{pretrained_weights_path(asset)}`). If this server can "
         "reach download.pytorch.org, leave the path empty to download it."
     )
-    text = st.text_input("Weights file path", key=f"train_weights_{spec.name}", placeholder=f"/path/to/{asset.filename}")
+    text = st.text_input("Weights file path", key=f"train_weights_{spec.name}",
+                         placeholder=f"/path/to/{asset.filename}").strip()
     if not st.button("Install weights", key=f"train_install_{spec.name}"):
         return False
     try:
+        source = typed_path(text) if text else None
         with st.spinner("Checking and installing the weights…"):
-            installed = ensure_pretrained(spec, Path(text.strip()).expanduser() if text.strip() else None)
-    except PretrainedWeightsMissing as exc:
+            installed = ensure_pretrained(spec, source)
+    except (PathRefused, PretrainedWeightsMissing) as exc:
         st.error(str(exc))
         return False
     st.success(f"Installed `{installed}`: {spec.title} can be trained now.")
@@ -152,10 +144,12 @@ def _config_form(spec: ModelSpec, data: Path | None, blocked: bool) -> TrainConf
 
 
 def _start(runner: TrainingJobRunner, config: TrainConfig) -> None:
-    if config.name and (models_dir() / config.name).exists():
-        st.error(f"A model named `{config.name}` already exists in `{models_dir()}`: choose another name.")
-        return
     try:
+        if config.name:
+            validate_model_name(config.name)  # before the name is joined to any path
+            if (models_dir() / config.name).exists():
+                st.error(f"A model named `{config.name}` already exists in `{models_dir()}`: choose another name.")
+                return
         runner.start(config)
     except JobAlreadyRunning as exc:
         st.warning(str(exc))
@@ -180,23 +174,13 @@ def _curves(history: list[dict]) -> go.Figure:
     return figure
 
 
-def _status_line(status: JobStatus) -> str:
-    """The one-line summary a browser test can read: ``Progress: 100% · Finished: <model name>``."""
-    percent = int(status.fraction * 100)
-    label = STATE_LABELS[status.state]
-    if status.state == JobState.FINISHED:
-        return f"Progress: {percent}% · Finished: {status.model_name}"
-    detail = status.progress.message if status.progress and status.active else ""
-    return f"Progress: {percent}% · {label}" + (f" · {detail}" if detail else "")
-
-
 def _draw_job(runner: TrainingJobRunner, status: JobStatus) -> None:
     config = status.config
     st.caption(
         f"`{config.get('name')}` · {config.get('arch')} on `{config.get('data')}` · {config.get('epochs')} epochs, "
         f"batch {config.get('batch_size')}, lr {config.get('lr')}, {config.get('img_size') or 'default'} px"
     )
-    st.text(_status_line(status))
+    st.text(status_line(status))
     progress = status.progress
     st.progress(status.fraction, text=f"Overall: {status.fraction:.0%}")
     if progress and progress.phase == "train" and progress.batches:
@@ -239,7 +223,7 @@ def _progress_panel(runner: TrainingJobRunner, seen: tuple[str | None, bool]) ->
     _draw_job(runner, status)
 
 
-runner = _runner()
+runner = training_runner()
 st.title("Train")
 st.caption("Train a mask / no-mask classifier from the model zoo. One job runs at a time on this server; every "
            "tab shows it.")

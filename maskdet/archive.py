@@ -6,18 +6,24 @@ server files, be encrypted, or expand to far more bytes than they occupy (zip bo
 possibly with sizes that lie. :func:`extract_zip` checks every entry before writing
 anything, streams each file with a byte counter, writes only inside a fresh folder of
 its own and removes that folder when anything goes wrong.
+
+Extracted uploads pile up; :func:`prune_extractions` keeps the most recently used ones
+within a count and byte budget, and :func:`mark_used` refreshes a folder's "last used" time.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import shutil
 import stat
 import tempfile
+import time
 import zipfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -30,6 +36,7 @@ MAX_TOTAL_BYTES = 2 * 1024**3
 """Default limit on the uncompressed size (declared and actually written) of one archive."""
 CHUNK_BYTES = 1024 * 1024
 IGNORED_TOP_LEVEL = frozenset({"__MACOSX"})  # macOS resource forks: never data
+EXTRACTION_PREFIX = "upload-"
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -150,7 +157,7 @@ def extract_zip(
         planned = _plan(archive, max_entries, max_total_bytes)
         dest_root = Path(dest_root)
         dest_root.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix="upload-", dir=dest_root)).resolve()
+        folder = Path(tempfile.mkdtemp(prefix=EXTRACTION_PREFIX, dir=dest_root)).resolve()
         budget = max_total_bytes
         try:
             for info, parts in planned:
@@ -167,3 +174,84 @@ def extract_zip(
             raise
     logger.info("extracted %d files (%d bytes) into %s", len(planned), max_total_bytes - budget, folder)
     return _data_set_root(folder)
+
+
+def _extraction_of(path: Path, dest_root: Path) -> Path | None:
+    """The extraction folder (``dest_root/upload-*``) holding ``path``, or None if it is not inside one."""
+    try:
+        parts = Path(path).resolve().relative_to(Path(dest_root).resolve()).parts
+    except ValueError:
+        return None
+    if not parts or not parts[0].startswith(EXTRACTION_PREFIX):
+        return None
+    return Path(dest_root).resolve() / parts[0]
+
+
+def mark_used(path: Path, dest_root: str | Path) -> None:
+    """Record that the extraction holding ``path`` was just used (its modification time), so pruning keeps it."""
+    folder = _extraction_of(path, Path(dest_root))
+    if folder is not None:
+        try:
+            os.utime(folder)
+        except OSError:  # pruned meanwhile: the caller extracts again when it finds the folder gone
+            pass
+
+
+def _tree_bytes(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def prune_extractions(
+    dest_root: str | Path,
+    *,
+    keep: int,
+    max_bytes: int,
+    grace_s: float,
+    protect: Iterable[Path] = (),
+) -> list[Path]:
+    """Delete old extraction folders under ``dest_root``; return the folders removed.
+
+    Folders holding a path in ``protect`` and folders used in the last ``grace_s`` seconds (an
+    extraction still in progress, a data set another session is looking at) always stay and
+    count first. Then the others, most recently used first (see :func:`mark_used`), stay while
+    the total is at most ``keep`` folders and ``max_bytes``; from the first that does not fit,
+    every older one is removed.
+    """
+    root = Path(dest_root).resolve()
+    try:  # symbolic links are never followed: only real extraction folders are candidates
+        folders = [root / p.name for p in root.iterdir()
+                   if p.name.startswith(EXTRACTION_PREFIX) and p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
+    protected = {folder for path in protect if (folder := _extraction_of(path, root)) is not None}
+    now = time.time()
+
+    def last_used(folder: Path) -> float:
+        try:
+            return folder.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    ranked = sorted(folders, key=last_used, reverse=True)
+    pinned = [f for f in ranked if f in protected or now - last_used(f) < grace_s]
+    count, total = len(pinned), sum(_tree_bytes(f) for f in pinned)
+    removed: list[Path] = []
+    for folder in (f for f in ranked if f not in pinned):
+        if not removed:
+            size = _tree_bytes(folder)
+            if count < keep and total + size <= max_bytes:
+                count, total = count + 1, total + size
+                continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        logger.info("removed %d old upload extraction(s) from %s; %d kept (%d bytes)", len(removed), root, count,
+                    total)
+    return removed

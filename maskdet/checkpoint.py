@@ -203,11 +203,24 @@ def read_metadata(folder: Path) -> dict:
     try:
         get_spec(str(metadata.get("arch")))
         InputConfig.from_json(metadata["input"])
-        weights = metadata["weights"]
-        str(weights["sha256"])
+        sha256 = metadata["weights"]["sha256"]
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{folder}: invalid metadata ({exc})") from exc
+    if not isinstance(sha256, str):
+        raise CheckpointError(f"{folder}: invalid metadata (weights.sha256 is not a string)")
     return metadata
+
+
+def _shape_mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:
+    """How the weights' tensors differ from what the architecture needs ("" when they fit)."""
+    missing, unexpected = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    if missing or unexpected:
+        return (f"{len(missing)} tensors missing, e.g. {missing[:2]}; "
+                f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}")
+    for key, shape in expected.items():
+        if found[key] != shape:
+            return f"{key} has shape {list(found[key])}, expected {list(shape)}"
+    return ""
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -225,10 +238,20 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
         raise CheckpointError(f"{folder}: {WEIGHTS_FILE} is not a valid safetensors file ({exc})") from exc
     spec = get_spec(metadata["arch"])
     config = InputConfig.from_json(metadata["input"])
-    build = metadata.get("build", {})
-    model = spec.build(
-        BuildOptions(pretrained=False, finetune_blocks=int(build.get("finetune_blocks", 0)), img_size=config.size)
-    )
+    try:
+        options = BuildOptions(
+            pretrained=False,
+            finetune_blocks=int((metadata.get("build") or {}).get("finetune_blocks", 0)),
+            img_size=config.size,
+        )
+        with torch.device("meta"):  # shapes only, no memory: forged sizes cannot make us allocate gigabytes
+            expected = {key: tuple(value.shape) for key, value in spec.build(options).state_dict().items()}
+    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{folder}: cannot build architecture {spec.name!r} from its metadata ({exc})") from exc
+    mismatch = _shape_mismatch(expected, {key: tuple(value.shape) for key, value in state.items()})
+    if mismatch:
+        raise CheckpointError(f"{folder}: weights do not fit architecture {spec.name!r} ({mismatch})")
+    model = spec.build(options)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -241,7 +264,12 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
 
 
 def list_models(directory: Path | None = None) -> list[dict]:
-    """Metadata of every valid model folder, newest first; invalid folders are logged and skipped."""
+    """Metadata of every valid model folder, newest first; invalid folders are logged and skipped.
+
+    Each entry's ``name`` is its folder's name, whatever the metadata says: pages and the CLI
+    pass it back to :func:`resolve_model`, so a copied or hand-edited folder (or a metadata
+    ``name`` such as ``../elsewhere``) can never make a listed name point at another folder.
+    """
     directory = directory or models_dir()
     recover_interrupted_saves(directory)
     found = []
@@ -253,12 +281,15 @@ def list_models(directory: Path | None = None) -> list[dict]:
         except CheckpointError as exc:
             logger.warning("skipping %s: %s", folder, exc)
             continue
-        if not (folder / metadata["weights"]["file"]).is_file():
-            logger.warning("skipping %s: weights file missing", folder)
+        if not (folder / WEIGHTS_FILE).is_file():
+            logger.warning("skipping %s: %s missing", folder, WEIGHTS_FILE)
             continue
+        if metadata.get("name") != folder.name:
+            logger.info("listing %s under its folder name (metadata says %r)", folder, metadata.get("name"))
+        metadata["name"] = folder.name
         metadata["path"] = str(folder)
         found.append(metadata)
-    found.sort(key=lambda m: m.get("created", ""), reverse=True)
+    found.sort(key=lambda m: str(m.get("created", "")), reverse=True)
     return found
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
 import struct
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from maskdet.archive import ArchiveError, extract_zip
+from maskdet.archive import ArchiveError, extract_zip, mark_used, prune_extractions
 
 JPEG = b"\xff\xd8\xff\xe0 fake image bytes"
 
@@ -159,3 +161,38 @@ def test_corrupt_member_data_leaves_nothing(dest: Path) -> None:
     start = data.index(b"PK\x03\x04") + 30 + len("with_mask/a.jpg")
     data[start : start + 16] = b"\xff" * 16  # garble the deflate stream
     assert_refused(bytes(data), dest, "corrupt")
+
+
+def extraction(dest: Path, payload: int, used_s_ago: float) -> Path:
+    """A real extraction of a one-file archive of ``payload`` bytes, last used ``used_s_ago`` seconds ago."""
+    folder = extract_zip(make_zip([(f"with_mask/{payload}.jpg", b"x" * payload)]), dest)
+    stamp = time.time() - used_s_ago
+    os.utime(folder, (stamp, stamp))
+    return folder
+
+
+def test_pruning_keeps_the_most_recently_used_within_count_and_bytes(dest: Path) -> None:
+    old, older, oldest = (extraction(dest, 1000, hours * 3600) for hours in (1, 2, 3))
+    marked = extraction(dest, 1000, 4 * 3600)
+    mark_used(marked / "with_mask", dest)  # used again just now: the newest
+    fresh = extraction(dest, 1000, 0)  # within the grace period: kept even beyond the budget
+
+    assert prune_extractions(dest, keep=3, max_bytes=10**6, grace_s=60) == [older, oldest]
+    assert sorted(dest.iterdir()) == sorted([old, marked, fresh])
+
+    assert prune_extractions(dest, keep=3, max_bytes=2500, grace_s=60) == [old]  # 2 x 1000 B kept, 3 000 is over
+    assert prune_extractions(dest, keep=1, max_bytes=0, grace_s=0, protect=[marked / "with_mask"]) == [fresh]
+    assert list(dest.iterdir()) == [marked]
+
+
+def test_pruning_touches_nothing_but_extraction_folders(dest: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "precious"
+    (outside / "upload-lookalike").mkdir(parents=True)
+    extraction(dest, 10, 3600)
+    (dest / "upload-link").symlink_to(outside / "upload-lookalike", target_is_directory=True)
+    (dest / "notes").mkdir()
+    (dest / "upload-file").write_bytes(b"x")
+
+    assert len(prune_extractions(dest, keep=0, max_bytes=0, grace_s=0, protect=[outside])) == 1
+    assert sorted(p.name for p in dest.iterdir()) == ["notes", "upload-file", "upload-link"]
+    assert (outside / "upload-lookalike").is_dir()

@@ -3,69 +3,24 @@ invalid ones get a clear per-file message, nothing crashes and nothing half-writ
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
+from hostile_inputs import ZOO_INVALID as INVALID
+from hostile_inputs import ZOO_VALID as VALID
+from hostile_inputs import write_zoo, zoo_face
 from PIL import Image
 
 from maskdet.settings import REPO_ROOT
 
-VALID = ("cmyk.jpg", "16bit.png", "animated.gif", "animated.webp", "rotated.jpg", "gray.png", "tiny.png", "large.jpg")
-INVALID = ("empty.jpg", "text.jpg", "truncated.jpg", "truncated.png", "bomb.png")
-
-
-def _png_bomb(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    compressor = zlib.compressobj(9)
-    body = compressor.compress(b"\x00" * (width + 1)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
-
-
-def _save(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
-
-
-def write_zoo(folder: Path, face: Image.Image) -> None:
-    """One file of each kind, built from a real face photo."""
-    folder.mkdir(parents=True, exist_ok=True)
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    frames = [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
-    files = {
-        "cmyk.jpg": _save(face.convert("CMYK"), "JPEG"),
-        "16bit.png": _save(Image.fromarray((np.asarray(face.convert("L"), dtype=np.uint16) * 257)), "PNG"),
-        "animated.gif": _save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100),
-        "animated.webp": _save(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100),
-        "rotated.jpg": _save(face.rotate(90, expand=True), "JPEG", exif=exif.tobytes()),
-        "gray.png": _save(face.convert("L"), "PNG"),
-        "tiny.png": _save(face.resize((8, 8)), "PNG"),
-        "large.jpg": _save(face.resize((4000, 4000)), "JPEG", quality=70),
-        "empty.jpg": b"",
-        "text.jpg": b"this is not an image\n" * 20,
-        "truncated.jpg": _save(face, "JPEG")[:2000],
-        "truncated.png": _save(face, "PNG")[:3000],
-        "bomb.png": _png_bomb(30000, 30000),
-    }
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-
 
 @pytest.fixture(scope="module")
 def face(datasets_root) -> Image.Image:
-    return Image.open(datasets_root / "synthetic-masks-2k" / "with_mask" / "with_mask_1.jpg").convert("RGB")
+    return zoo_face(datasets_root)
 
 
 def run_cli(*args: str, models_dir: Path) -> subprocess.CompletedProcess:

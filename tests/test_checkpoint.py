@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
-import pickle
 import shutil
 
 import pytest
-import torch
+from hostile_inputs import (
+    HOSTILE_LISTED,
+    HOSTILE_UNLISTED,
+    ODD_METADATA,
+    add_hostile_models,
+    malicious_pickle,
+    malicious_torch_file,
+)
 
 from maskdet.checkpoint import (
     CheckpointError,
@@ -23,16 +29,6 @@ from maskdet.zoo import BuildOptions, get_spec
 MARKER_NAME = "pwned"
 
 
-class _RunsCode:
-    """Unpickling this calls os.system-like code; loading must never get that far."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
 def _save_tiny(name: str, directory, arch: str = "mlp", size: int = 12):
     spec = get_spec(arch)
     model = spec.build(BuildOptions(pretrained=False, img_size=size))
@@ -42,9 +38,8 @@ def _save_tiny(name: str, directory, arch: str = "mlp", size: int = 12):
 def test_pickle_and_malicious_torch_files_execute_nothing(tmp_path):
     marker = tmp_path / MARKER_NAME
     evil_pickle = tmp_path / "model.pkl"
-    evil_pickle.write_bytes(pickle.dumps(_RunsCode(marker)))
-    evil_torch = tmp_path / "model.pt"
-    torch.save({"state": _RunsCode(marker)}, evil_torch)
+    evil_pickle.write_bytes(malicious_pickle(marker))
+    evil_torch = malicious_torch_file(tmp_path / "model.pt", marker)
     for path in (evil_pickle, evil_torch):
         with pytest.raises(CheckpointError, match="not a maskdet model"):
             load_model(path)
@@ -75,6 +70,36 @@ def test_truncated_weights_and_tampered_metadata(tmp_path):
         load_model(folder)
     (folder / "metadata.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not readable JSON"):
+        load_model(folder)
+
+
+def test_a_folder_of_hostile_models_lists_safely_and_loads_only_the_real_ones(tmp_path):
+    marker = tmp_path / MARKER_NAME
+    models = tmp_path / "models"
+    add_hostile_models(models, _save_tiny("good", models), marker)
+
+    listed = {m["name"]: m for m in list_models(models)}
+    assert set(listed) == {"good", *HOSTILE_LISTED, *ODD_METADATA}  # no crash on odd fields; names are folders
+    assert not set(listed) & set(HOSTILE_UNLISTED)
+    assert resolve_model("renamed", models) == models / "renamed"  # not ../../outside
+    for name in HOSTILE_LISTED:
+        with pytest.raises(CheckpointError):
+            load_model(models / name)
+    for name in ("good", *ODD_METADATA):
+        assert load_model(models / name).arch == "mlp"
+    assert not marker.exists()
+
+
+def test_forged_input_size_is_refused_without_allocating(tmp_path):
+    folder = _save_tiny("huge", tmp_path)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["input"]["size"] = 100_000  # an MLP for it would need 4e10 weights (160 TB)
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="do not fit architecture 'mlp'.*shape"):
+        load_model(folder)
+    meta["build"] = ["not", "a", "dict"]
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="cannot build architecture 'mlp'"):
         load_model(folder)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from hostile_inputs import HOSTILE_LISTED, HOSTILE_UNLISTED, add_hostile_models
 from streamlit.testing.v1 import AppTest
 
 from maskdet.compare import COL_MODEL, TABLE_COLUMNS
@@ -130,3 +131,30 @@ def test_selection_drives_the_plots_and_bad_folders_are_explained(app: Path, tin
     assert "Select at least one model" in texts(at.info)
     assert not at.get("plotly_chart")
     assert len(at.download_button) == 2  # export still offered
+
+
+def test_models_that_are_not_ours_are_refused_and_the_others_still_compare(app: Path, tiny_models_dir: Path,
+                                                                           tiny_dataset: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, models)
+    marker = tmp_path / "pwned"
+    add_hostile_models(models, models / "tiny-mlp", marker)
+    monkeypatch.setenv("MASKDET_MODELS_DIR", str(models))
+    at = open_compare(app)
+    assert not at.exception, texts(at.exception)
+
+    assert set(at.dataframe[0].value[COL_MODEL]) == {"tiny-cnn", "tiny-mlp", "renamed", *HOSTILE_LISTED}
+    warnings = texts(at.warning)
+    assert "Leaving out `odd-fields`: its metadata.json is malformed" in warnings
+    for name in ("evil-weights", "truncated-weights"):  # listed from their metadata, refused when loaded to be timed
+        assert f"Cannot load `{name}` to time it" in warnings
+    assert not set(HOSTILE_UNLISTED) & set(at.multiselect(key="compare_models").options)
+
+    at.multiselect(key="compare_models").set_value(["tiny-mlp", "evil-weights"]).run()
+    choose_folder(at, tiny_dataset)
+    at.button(key="compare_evaluate").click().run()
+    assert not at.exception, texts(at.exception)
+    assert "Evaluating `evil-weights` on " in texts(at.error)
+    assert at.dataframe[1].value[COL_MODEL].tolist() == ["tiny-mlp"]  # the real model is still evaluated
+    assert not marker.exists()

@@ -11,8 +11,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from ui.dataset_picker import SOURCE_PATH, SOURCE_UPLOAD
 from datasets_helpers import build, real_jpegs
+from hostile_inputs import ZOO_INVALID, ZOO_VALID, write_zoo, zoo_face
+
+from ui import dataset_picker
+from ui.dataset_picker import SOURCE_PATH, SOURCE_UPLOAD
+from ui.paths import PATH_ROOTS_ENV
 
 PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "dataset.py"
 TIMEOUT = 180  # the first scan of face-mask-4k on a slow CI machine
@@ -193,3 +197,116 @@ def test_hostile_zip_upload(tmp_path: Path) -> None:
     uploads = tmp_path / "cache" / "uploads"
     assert not uploads.exists() or not any(uploads.iterdir())
     assert not list(tmp_path.rglob("escape.jpg"))
+
+
+@pytest.fixture(scope="module")
+def zoo_source(tmp_path_factory: pytest.TempPathFactory, datasets_root: Path) -> Path:
+    """3 real photos per class plus the whole bad-input zoo filed under with_mask."""
+    root = build(tmp_path_factory.mktemp("zoo") / "zoo-set", {
+        "with_mask": real_jpegs(datasets_root, "with_mask", 3),
+        "without_mask": real_jpegs(datasets_root, "without_mask", 3),
+    })
+    write_zoo(root / "with_mask", zoo_face(datasets_root))
+    return root
+
+
+def upload_zip(name: str, data: bytes, at: AppTest | None = None) -> AppTest:
+    if at is None:
+        at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+        at.radio(key="dataset_source").set_value(SOURCE_UPLOAD).run()
+    return at.file_uploader(key="dataset_zip").set_value((name, data, "application/zip")).run()
+
+
+def assert_zoo_audited(at: AppTest) -> None:
+    """Every zoo file is accounted for: the valid ones read, each invalid one listed with its reason."""
+    assert_clean(at)
+    assert metrics(at)["Files"] == str(6 + len(ZOO_VALID) + len(ZOO_INVALID))
+    assert metrics(at)["Readable images"] == str(6 + len(ZOO_VALID))
+    assert metrics(at)["Unreadable"] == str(len(ZOO_INVALID))
+    table = at.tabs[3].dataframe[0].value
+    reasons = dict(zip(table["file"], table["reason"], strict=True))
+    assert set(reasons) == {f"with_mask/{name}" for name in ZOO_INVALID}
+    assert reasons["with_mask/empty.jpg"] == "empty file"
+    assert "megapixel limit" in reasons["with_mask/bomb.png"]
+    modes = at.tabs[2].dataframe[2].value
+    assert {"CMYK", "I;16", "L"} <= set(modes["mode"])
+    assert "2 animated images: only the first frame is used." in texts(at.tabs[2].caption)
+
+
+def test_the_bad_input_zoo_in_a_folder_and_in_a_zip(zoo_source: Path, tmp_path: Path) -> None:
+    assert_zoo_audited(open_path(zoo_source))
+    at = upload_zip("zoo.zip", zip_of(zoo_source, "zoo-set/"))
+    assert_zoo_audited(at)  # the same files, read from the extracted copy
+    assert len(list((tmp_path / "cache" / "uploads").iterdir())) == 1
+
+
+def test_broken_zips_are_refused_one_by_one_and_leave_nothing(zoo_source: Path, tmp_path: Path) -> None:
+    good = zip_of(zoo_source)
+    only_junk = io.BytesIO()
+    with zipfile.ZipFile(only_junk, "w") as archive:
+        archive.writestr("__MACOSX/._with_mask", b"resource fork")
+    broken = {
+        "empty.zip": (b"", "not a readable zip archive"),
+        "text.zip": (b"this is not a zip\n" * 10, "not a readable zip archive"),
+        "truncated.zip": (good[: len(good) // 2], "not a readable zip archive"),
+        "junk-only.zip": (only_junk.getvalue(), "archive contains no files"),
+    }
+    at = None
+    for name, (data, reason) in broken.items():
+        at = upload_zip(name, data, at)
+        assert_clean(at)
+        assert f"Cannot use `{name}`: {reason}" in texts(at.error), texts(at.error)
+        assert not at.metric  # no audit of anything
+    uploads = tmp_path / "cache" / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
+
+
+def test_typed_paths_are_checked(tmp_path: Path, zoo_source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_path(Path("~no-such-user-here/data"))
+    assert_clean(at)
+    assert "no such user's home folder" in texts(at.error)
+    for text, reason in (("relative/data", "not an absolute path"), ("/tmp/a\0b", "NUL character"),
+                         (str(zoo_source / "with_mask" / "gray.png"), "is not an existing folder")):
+        at.text_input(key="dataset_path").input(text).run()
+        assert_clean(at)
+        assert reason in texts(at.error), (text, texts(at.error))
+        assert not at.metric
+
+    allowed = tmp_path / "allowed"
+    shutil.copytree(zoo_source, allowed / "zoo-set")
+    (allowed / "sneaky").symlink_to(tmp_path, target_is_directory=True)
+    monkeypatch.setenv(PATH_ROOTS_ENV, str(allowed))
+    for outside in (zoo_source, Path("/etc"), allowed / "sneaky" / "root", allowed / ".." / "root"):
+        at.text_input(key="dataset_path").input(str(outside)).run()
+        assert_clean(at)
+        assert "is outside the folders this server allows" in texts(at.error), outside
+        assert not at.metric
+    at.text_input(key="dataset_path").input(str(allowed / "zoo-set")).run()
+    assert_clean(at)
+    assert metrics(at)["Readable images"] == str(6 + len(ZOO_VALID))
+
+
+def test_old_upload_extractions_are_pruned(datasets_root: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dataset_picker, "UPLOADS_KEPT", 1)
+    monkeypatch.setattr(dataset_picker, "UPLOADS_GRACE_S", 0)
+    uploads = tmp_path / "cache" / "uploads"
+    zips = {}
+    for number in range(3):
+        source = build(tmp_path / f"src{number}", {
+            "with_mask": real_jpegs(datasets_root, "with_mask", 2 + number),
+            "without_mask": real_jpegs(datasets_root, "without_mask", 2),
+        })
+        zips[number] = zip_of(source)
+
+    at = None
+    for number, data in zips.items():
+        at = upload_zip(f"set{number}.zip", data, at)
+        assert_clean(at)
+        assert metrics(at)["Readable images"] == str(4 + number)
+        assert len(list(uploads.iterdir())) == 1  # only the extraction in use is kept
+
+    at = upload_zip("set0.zip", zips[0], at)  # its folder was pruned: extracted again, audited as before
+    assert_clean(at)
+    assert metrics(at)["Readable images"] == "4"
+    assert len(list(uploads.iterdir())) == 1

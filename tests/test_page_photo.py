@@ -12,6 +12,15 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from hostile_inputs import (
+    HOSTILE_LISTED,
+    ODD_METADATA,
+    ZOO_INVALID,
+    ZOO_VALID,
+    add_hostile_models,
+    zoo_face,
+    zoo_files,
+)
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -128,3 +137,77 @@ def test_mlp_model_explains_without_gradcam_and_whole_image_mode(models: Path, h
     at.selectbox(key=method).set_value("gradcam").run()
     assert_clean(at)
     assert "Grad-CAM needs a convolutional feature map" in texts(at.warning)
+
+
+def sections(at: AppTest) -> dict[str, list]:
+    """The elements shown under each file's subheader, by file name (dividers left out)."""
+    found: dict[str, list] = {}
+    current: list | None = None
+    for node in at.main.children.values():
+        if node.type == "subheader":
+            current = found.setdefault(node.value, [])
+        elif current is not None and node.type != "divider":
+            current.append(node)
+    return found
+
+
+def test_the_whole_bad_input_zoo_at_once(models: Path, datasets_root: Path) -> None:
+    face = zoo_face(datasets_root)
+    files = zoo_files(face)
+    at = start()
+    at.selectbox(key="photo_model").set_value("tiny-mlp")  # fast explanations: this test is about decoding
+    at = upload(at.run(), *[(name, data, "application/octet-stream") for name, data in files.items()])
+    assert_clean(at)
+
+    shown = sections(at)
+    assert list(shown) == list(files)  # every file has its own section, in upload order
+    summaries = {}
+    for name in ZOO_VALID:
+        kinds = [node.type for node in shown[name]]
+        assert kinds[:3] == ["markdown", "image", "download_button"], (name, kinds)
+        assert "error" not in kinds, name
+        summaries[name] = shown[name][0].value
+    assert f"{face.width}x{face.height} JPEG" in summaries["rotated.jpg"]  # turned upright by its EXIF tag
+    assert "JPEG (CMYK)" in summaries["cmyk.jpg"] and "PNG (I;16)" in summaries["16bit.png"]
+    assert "PNG (L)" in summaries["gray.png"] and "8x8 PNG" in summaries["tiny.png"]
+    assert "2 frames, first shown" in summaries["animated.gif"] and "2 frames" in summaries["animated.webp"]
+    assert "4000x4000 JPEG" in summaries["large.jpg"]
+    assert summaries["large.jpg"].startswith("1 ")  # the face found and classified in a 16 MP photo
+
+    reasons = {}
+    for name in ZOO_INVALID:  # an error and nothing else: no image, no download, no half result
+        assert [node.type for node in shown[name]] == ["error"], name
+        message = shown[name][0].value
+        assert message.startswith(f"Cannot read `{name}`: "), message
+        reasons[name] = message
+    assert reasons["empty.jpg"].endswith("empty file")
+    assert "not an image" in reasons["text.jpg"]
+    assert "truncated" in reasons["truncated.jpg"] and "truncated" in reasons["truncated.png"]
+    assert "30000x30000" in reasons["bomb.png"] and "megapixel limit" in reasons["bomb.png"]
+    assert len(at.download_button) == len(ZOO_VALID)
+
+
+def test_models_that_are_not_ours_are_refused_and_the_others_still_work(models: Path, tmp_path: Path,
+                                                                        held_out_faces) -> None:
+    marker = tmp_path / "pwned"
+    add_hostile_models(models, models / "tiny-mlp", marker)
+    at = start()
+    assert_clean(at)
+    chooser = at.selectbox(key="photo_model")
+    assert chooser.value == "tiny-mobilenet"  # the default survives a folder full of hostile models
+    assert set(chooser.options) == {"tiny-mobilenet", "tiny-mlp", *HOSTILE_LISTED, *ODD_METADATA}
+
+    for name in HOSTILE_LISTED:
+        at.selectbox(key="photo_model").set_value(name).run()
+        assert not at.exception, texts(at.exception)
+        assert f"Cannot load the models: {models / name}" in texts(at.error), texts(at.error)
+        assert not at.file_uploader  # the page stops: nothing runs on a refused model
+
+    for name in ("tiny-mlp", "renamed"):  # the real one, and a real one whose metadata names a path
+        at.selectbox(key="photo_model").set_value(name)
+        at.radio(key="photo_detector").set_value("whole-image")
+        at = upload(at.run(), ("face.jpg", held_out_faces["without_mask"][0].read_bytes(), "image/jpeg"))
+        assert_clean(at)
+        assert not at.error
+        assert "**Face 1**" in texts(at.markdown)
+    assert not marker.exists()

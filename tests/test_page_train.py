@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import streamlit as st
 import torch
+from hostile_inputs import malicious_torch_file
 from streamlit.testing.v1 import AppTest
 
 from ui.dataset_picker import SOURCE_PATH
 from ui.models import list_trained_models
+from ui.paths import PATH_ROOTS_ENV
 
 PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "train.py"
 TIMEOUT = 120  # one script run, including the first import of torch on a busy machine
@@ -195,3 +197,40 @@ def test_failed_job_shows_its_error_and_the_page_keeps_working(tiny_dataset, tmp
     start_button(at).click().run()
     assert_clean(at)
     assert "A model named `doomed` already exists" in texts(at.error)
+
+
+def test_weights_path_refuses_a_malicious_pickle_and_unusable_paths(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    marker = tmp_path / "pwned"
+    evil = malicious_torch_file(tmp_path / "densenet121-a639ec97.pth", marker)  # the expected file name
+    at = open_tab()
+    at.selectbox(key="train_arch").set_value("densenet121").run()
+    monkeypatch.setenv(PATH_ROOTS_ENV, str(tmp_path / "weights"))
+    attempts = {
+        str(evil): "is outside the folders this server allows",
+        "~no-such-user-here/densenet121-a639ec97.pth": "no such user's home folder",
+        "densenet121-a639ec97.pth": "not an absolute path",
+    }
+    for text, reason in attempts.items():
+        at.text_input(key="train_weights_densenet121").input(text)
+        at.button(key="train_install_densenet121").click().run()
+        assert_clean(at)
+        assert reason in texts(at.error), (text, texts(at.error))
+
+    monkeypatch.delenv(PATH_ROOTS_ENV)
+    at.text_input(key="train_weights_densenet121").input(str(evil))
+    at.button(key="train_install_densenet121").click().run()
+    assert_clean(at)
+    assert "SHA-256 mismatch" in texts(at.error) and "refusing it" in texts(at.error)
+    assert not (tmp_path / "hub" / "checkpoints" / evil.name).exists()
+    assert start_button(at).disabled
+    assert not marker.exists()
+
+
+def test_a_model_name_that_is_a_path_is_refused_before_touching_anything(tiny_dataset, isolated_models_dir):
+    name = f"../{isolated_models_dir.name}"  # models/../models exists: the name must not even be looked up
+    at = fill(open_tab(), tiny_dataset, name=name, epochs=1)
+    start_button(at).click().run()
+    assert_clean(at)
+    assert f"Cannot start: invalid model name {name!r}" in texts(at.error)
+    assert "No training job has run" in texts(at.info)

@@ -1,9 +1,11 @@
 """``choose_dataset``: one widget for every page that needs a data set folder.
 
-Offers the data sets found under the data-set root, any folder path on the server, or an
-uploaded .zip (extracted safely by :func:`maskdet.archive.extract_zip`). Each upload is
-extracted once per session and content: reruns reuse the folder, so its fingerprint and
-every cache keyed by it stay valid.
+Offers the data sets found under the data-set root, a folder path on the server (checked by
+:func:`ui.paths.typed_path`, so ``MASKDET_PATH_ROOTS`` can confine it), or an uploaded .zip
+(extracted safely by :func:`maskdet.archive.extract_zip`). Each upload is extracted once per
+session and content: reruns reuse the folder, so its fingerprint and every cache keyed by it
+stay valid. Extractions are kept for the most recently used uploads only (``UPLOADS_KEPT``,
+``UPLOADS_MAX_BYTES``); a session whose folder was pruned meanwhile extracts its upload again.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from maskdet.archive import ArchiveError, extract_zip
+from maskdet.archive import ArchiveError, extract_zip, mark_used, prune_extractions
 from maskdet.data import list_datasets
 from maskdet.settings import cache_dir, data_root
+from ui.paths import PathRefused, typed_path
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +28,9 @@ SOURCE_PATH = "Folder path"
 SOURCE_UPLOAD = "Upload a .zip"
 SOURCES = (SOURCE_FOLDERS, SOURCE_PATH, SOURCE_UPLOAD)
 UPLOADS_SUBDIR = "uploads"
+UPLOADS_KEPT = 8  # extracted archives kept on disk, most recently used first
+UPLOADS_MAX_BYTES = 4 * 1024**3  # and their total size (one archive may expand to maskdet.archive.MAX_TOTAL_BYTES)
+UPLOADS_GRACE_S = 3600  # an extraction used within the last hour is never removed
 
 
 def choose_dataset(key: str) -> Path | None:
@@ -60,7 +66,11 @@ def _choose_path(key: str) -> Path | None:
     ).strip()
     if not text:
         return None
-    path = Path(text).expanduser()
+    try:
+        path = typed_path(text)
+    except PathRefused as exc:
+        st.error(f"Cannot use this path: {exc}")
+        return None
     if not path.is_dir():
         st.error(f"`{path}` is not an existing folder on the server.")
         return None
@@ -78,15 +88,20 @@ def _choose_upload(key: str) -> Path | None:
         return None
     data = upload.getvalue()
     digest = hashlib.sha256(data).hexdigest()
+    uploads = cache_dir() / UPLOADS_SUBDIR
     extracted: dict[str, str] = st.session_state.setdefault(f"{key}_extracted", {})
     folder = extracted.get(digest)
-    if folder is None or not Path(folder).is_dir():
-        try:
-            with st.spinner(f"Extracting {upload.name}…"):
-                folder = str(extract_zip(data, cache_dir() / UPLOADS_SUBDIR))
-        except ArchiveError as exc:
-            st.error(f"Cannot use `{upload.name}`: {exc}")
-            return None
-        extracted[digest] = folder
-        logger.info("upload %s extracted to %s", upload.name, folder)
+    if folder is not None and Path(folder).is_dir():
+        mark_used(Path(folder), uploads)
+        return Path(folder)
+    try:
+        with st.spinner(f"Extracting {upload.name}…"):
+            folder = str(extract_zip(data, uploads))
+    except ArchiveError as exc:
+        st.error(f"Cannot use `{upload.name}`: {exc}")
+        return None
+    extracted[digest] = folder
+    logger.info("upload %s extracted to %s", upload.name, folder)
+    prune_extractions(uploads, keep=UPLOADS_KEPT, max_bytes=UPLOADS_MAX_BYTES, grace_s=UPLOADS_GRACE_S,
+                      protect=[Path(folder)])
     return Path(folder)

@@ -87,6 +87,13 @@ def webrtc_button(driver: WebDriver, label: str, timeout: float = 60) -> None:
     retrying(click)
 
 
+def expand(driver: WebDriver, label: str, timeout: float = 30) -> None:
+    """Open the st.expander titled ``label`` (its inputs are hidden, so not clickable, while it is closed)."""
+    xpath = f"//details[not(@open)]/summary[.//*[normalize-space(.)={label!r}]]"
+    if driver.find_elements(By.XPATH, xpath):
+        retrying(lambda: WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.XPATH, xpath))).click())
+
+
 def sidebar_link(driver: WebDriver, url_path: str, timeout: float = 30) -> None:
     """Navigate inside the app (same session) with the sidebar link to ``/url_path`` ("" = the home page)."""
     css = f"a[data-testid='stSidebarNavLink'][href$='/{url_path}']"
@@ -126,8 +133,11 @@ def selectbox_options(driver: WebDriver, label: str, timeout: float = 30) -> lis
 
 def input_value(driver: WebDriver, label: str) -> str | None:
     """The current value of the input labelled ``label`` (None while it is not on the page)."""
-    fields = driver.find_elements(By.CSS_SELECTOR, f"input[aria-label={label!r}]")
-    return retrying(lambda: fields[0].get_attribute("value")) if fields else None
+    def read() -> str | None:  # looks the input up again when a rerun replaced it
+        fields = driver.find_elements(By.CSS_SELECTOR, f"input[aria-label={label!r}]")
+        return fields[0].get_attribute("value") if fields else None
+
+    return retrying(read)
 
 
 def wait_for_value(driver: WebDriver, label: str, value: str, timeout: float = 30) -> None:
@@ -186,6 +196,24 @@ def number(pattern: str, text: str) -> float | None:
     """The first group of ``pattern`` in ``text`` as a float, or None."""
     match = re.search(pattern, text)
     return float(match.group(1)) if match else None
+
+
+# The Webcam page's live readout, read from the page text.
+def frames(text: str) -> float | None:
+    return number(r"Frames processed: (\d+)", text)
+
+
+def fps(text: str) -> float | None:
+    return number(r"FPS: ([\d.]+)", text)
+
+
+def faces_since_start(cls: str, text: str) -> float:
+    return number(rf"(?<![a-z]){cls} [\d.]+% \((\d+) faces\)", text) or 0
+
+
+def streaming(text: str) -> bool:
+    """True when the readout shows processed frames and a frame rate above zero."""
+    return (frames(text) or 0) > 0 and (fps(text) or 0) > 0
 
 
 def screenshot(driver: WebDriver, name: str) -> Path:

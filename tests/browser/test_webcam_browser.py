@@ -11,28 +11,23 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import number, page_text, screenshot, sidebar_link, wait_for, wait_for_text, webrtc_button
+from harness import (
+    faces_since_start,
+    fps,
+    frames,
+    page_text,
+    screenshot,
+    sidebar_link,
+    streaming,
+    wait_for,
+    wait_for_text,
+    webrtc_button,
+)
 
 pytestmark = pytest.mark.browser
 
 FIRST_FRAME_TIMEOUT_S = 60
 BOTH_CLASSES_TIMEOUT_S = 60
-
-
-def frames(text: str) -> float | None:
-    return number(r"Frames processed: (\d+)", text)
-
-
-def fps(text: str) -> float | None:
-    return number(r"FPS: ([\d.]+)", text)
-
-
-def faces_since_start(cls: str, text: str) -> float:
-    return number(rf"(?<![a-z]){cls} [\d.]+% \((\d+) faces\)", text) or 0
-
-
-def streaming(text: str) -> bool:
-    return (frames(text) or 0) > 0 and (fps(text) or 0) > 0
 
 
 def wait_for_new_frames(driver, timeout: float, what: str) -> str:
