@@ -13,11 +13,10 @@ Cancellation goes through the engine's :class:`~maskdet.engine.CancelToken`, che
 between batches, so a cancelled run stops within a few seconds and writes nothing
 (the engine saves models and caches atomically).
 
-NOTE (CPU): the worker thread lowers its own scheduling priority (Linux nice +10, inherited
-by the torch / OpenMP threads it starts), so on a busy machine other users' webcam streams
-and photo analyses get the CPU first and training takes what is left. Measured on 2 busy
-cores: a webcam frame (``LiveProcessor``) took 30-38 ms with no job, 56-78 ms during a job at
-normal priority and 37-44 ms during a job at nice +10.
+NOTE (CPU): the worker thread keeps normal priority. Lowering it (nice +10) made webcam frames
+faster during a job on 2 busy cores (37-44 ms instead of 56-78 ms), but the niced thread, when
+descheduled while holding the GIL, stalled the whole server (priority inversion): in a CI run the
+event loop froze long enough for WebRTC consent to expire and the page never rerendered.
 """
 
 from __future__ import annotations
@@ -25,8 +24,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
-import os
-import sys
 import threading
 import time
 import uuid
@@ -42,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 MAX_LOG_LINES = 400
 CAPTURED_LOGGER = "maskdet"  # the engine, data, zoo and checkpoint modules log under this name
-TRAINING_NICENESS = 10  # added to the worker thread's nice value (Linux): interactive work comes first
 
 
 class JobState(StrEnum):
@@ -117,21 +113,6 @@ class _ThreadLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def _lower_thread_priority(increment: int) -> None:
-    """Add ``increment`` to the calling thread's nice value; threads it starts later inherit it.
-
-    Linux only: there ``setpriority(PRIO_PROCESS, <thread id>)`` affects one thread; elsewhere it
-    would renice the whole server, so nothing is done.
-    """
-    if sys.platform != "linux" or increment <= 0:
-        return
-    thread = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + increment)
-    except OSError as exc:  # e.g. a sandbox that forbids it: train at normal priority
-        logger.warning("could not lower the training thread's priority: %s", exc)
-
-
 class TrainingJobRunner:
     """Holds at most one training job; thread-safe; share one instance per server."""
 
@@ -195,7 +176,6 @@ class TrainingJobRunner:
     # --- worker thread -------------------------------------------------------------------
 
     def _run(self, job_id: str, config: TrainConfig, cancel: CancelToken) -> None:
-        _lower_thread_priority(TRAINING_NICENESS)
         handler = _ThreadLogHandler(threading.get_ident(), self._append_locked)
         captured = logging.getLogger(CAPTURED_LOGGER)
         captured.addHandler(handler)
