@@ -16,7 +16,7 @@ between batches, so a cancelled run stops within a few seconds and writes nothin
 NOTE (CPU): the worker thread keeps normal priority. Lowering it (nice +10) made webcam frames
 faster during a job on 2 busy cores (37-44 ms instead of 56-78 ms), but a niced thread that is
 descheduled while holding the GIL blocks every other thread of the server (priority inversion),
-and a CI run with it timed out waiting for a page to rerender; the webcam meets its 15 FPS either way.
+and a CI run with it timed out waiting for a page to rerender.
 """
 
 from __future__ import annotations
