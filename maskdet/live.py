@@ -28,7 +28,13 @@ NOTE (CPU): inference runs single-threaded (``torch_threads=1`` around each fram
 :data:`LIVE_DETECTOR_OPTIONS` for CenterFace) and all live streams of a process take turns
 (one lock). On a 2-core machine that also decodes and encodes the video, two intra-op threads
 per model spin against each other and the codecs: measured 10x slower under load
-(``benchmarks/bench_live.py``).
+(``benchmarks/bench_live.py``). Exception: once the classifier runs a compiled graph
+(``Classifier.compiled``), the thread count is left alone. TorchDynamo guards a compiled graph
+on the calling thread's torch thread count, so a different count recompiles it inside the frame
+callback: ~1 s with a warm Inductor cache, over 30 s cold on a busy server, and streamlit-webrtc
+ends a stream whose callback takes over 30 s. Compiled, the thread count hardly matters (default
+MobileNetV2, 640x480 frames on 2 cores: 18 ms per frame with the default two threads, 21 ms with
+one; 22-24 vs 22 ms while a training job runs).
 
 :func:`rtc_configuration` builds the WebRTC ICE configuration from ``MASKDET_ICE_SERVERS``.
 """
@@ -248,7 +254,8 @@ class LiveProcessor:
         try:
             if settings.mirror:
                 frame = np.ascontiguousarray(rgb[:, ::-1])
-            with self._inference_lock, _torch_threads(self.torch_threads):
+            threads = None if pipeline.classifier.compiled else self.torch_threads  # see the module NOTE (CPU)
+            with self._inference_lock, _torch_threads(threads):
                 faces = pipeline.predict(frame)
             annotated = draw_predictions(frame, faces, uncertain_below=settings.threshold)
         except Exception as exc:  # noqa: BLE001 -- one bad frame must not end the stream; recorded and shown

@@ -73,3 +73,50 @@ def test_parallel_sessions_during_training(trained_classifier, tiny_dataset):
     for key, value in trained_classifier.model.state_dict().items():
         assert torch.equal(value, before[key]), f"shared model mutated: {key}"
     assert status.state == JobState.FINISHED, status.error
+
+
+def test_sidebar_shows_the_servers_job_on_every_page_but_train(tiny_dataset):
+    """The job started by one session shows, advancing, in another session's sidebar on any page (the Train page
+    draws it in full instead); once cancelled the sidebar says so and links no more to the Train page."""
+    import time
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from maskdet.settings import REPO_ROOT
+    from ui.training import TRAIN_PAGE, training_runner
+
+    def sidebar(app: AppTest) -> str:
+        assert not app.exception, app.exception
+        return "\n".join(str(e.value) for e in app.sidebar.caption) + "".join(
+            f"\nlink: {e.label}" for e in app.sidebar.get("page_link"))
+
+    st.cache_resource.clear()  # a fresh server-wide runner
+    app = AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=60).run()
+    assert sidebar(app) == ""  # no job has run on this server
+    runner = training_runner()  # the same cached runner the pages use
+    runner.start(TrainConfig(arch="simple_cnn", data=tiny_dataset, epochs=50, patience=50, batch_size=1, img_size=64,
+                             name="sidebar-job"))
+    try:
+        deadline = time.monotonic() + 90
+        while not (runner.snapshot().progress and runner.snapshot().progress.phase == "train"):
+            assert time.monotonic() < deadline, runner.snapshot()
+            time.sleep(0.2)
+        first = sidebar(app.run())
+        assert "Progress:" in first and "· Running · Epoch" in first and "link: Follow or cancel" in first, first
+        for page in ("app_pages/photo.py", "app_pages/webcam.py"):
+            shown = sidebar(app.switch_page(page).run())
+            assert "· Running · Epoch" in shown, shown
+        while shown == first:  # the figures move on as the job trains (as the fragment's timer reruns it)
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.3)
+            shown = sidebar(app.run())
+        assert "Running" not in sidebar(app.switch_page(TRAIN_PAGE).run())
+    finally:
+        runner.cancel()
+        status = runner.wait(timeout=60)
+    assert status.state == JobState.CANCELLED
+    shown = sidebar(app.switch_page("app_pages/home.py").run())
+    assert shown.startswith("Last training job `sidebar-job`: Progress: ") and shown.endswith("· Cancelled"), shown
+    assert "link:" not in shown
+    st.cache_resource.clear()

@@ -147,7 +147,43 @@ def test_fps_is_measured_over_a_sliding_window() -> None:
     assert snapshot.fps == 0.0 and snapshot.frames == 90 and snapshot.seconds_since_frame == pytest.approx(5)
 
 
-def test_memory_stays_flat_over_thousands_of_frames() -> None:
+def rss_mb() -> float:
+    """Resident memory of this process in MB (Linux /proc; the tests run on Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def test_frame_callback_holds_on_to_nothing(pipeline, held_out_faces, frame_composer) -> None:
+    """The webcam callback as the page runs it (yuv420p av frame in, annotated av frame out): after a warm-up,
+    160 frames leave resident memory flat and 80 more leave Python allocations (numpy buffers included) flat.
+
+    One leaked 640x480 frame per call would add ~150 MB; ``benchmarks/soak_live.py`` runs 2,000 frames.
+    """
+    processor = LiveProcessor(pipeline)
+    scenes = [[held_out_faces[cls][i]] for i in range(3) for cls in ("with_mask", "without_mask")] + [[]]
+    frames = [av.VideoFrame.from_ndarray(frame_composer(faces, [LEFT] * len(faces)), format="rgb24")
+              .reformat(format="yuv420p") for faces in scenes]
+    for index in range(40):
+        processor.video_frame_callback(frames[index % len(frames)])
+    rss_before = rss_mb()
+    for index in range(160):
+        out = processor.video_frame_callback(frames[index % len(frames)])
+    rss_growth = rss_mb() - rss_before  # measured apart: tracemalloc's own bookkeeping takes memory
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for index in range(80):
+        processor.video_frame_callback(frames[index % len(frames)])
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    print(f"callback: RSS {rss_growth:+.1f} MB over 160 frames, Python allocations {grown / 1e3:+.0f} kB over 80")
+    assert (out.width, out.height) == (640, 480) and processor.snapshot().errors == 0
+    assert rss_growth < 16, rss_growth
+    assert grown < 500_000, grown
+
+
+def test_stats_memory_stays_flat_over_thousands_of_frames() -> None:
     stats = LiveStats()
     faces = [face("with_mask", 0.9), face("without_mask", 0.8)]
     for _ in range(1000):
@@ -175,6 +211,7 @@ def test_snapshots_from_another_thread_while_frames_are_processed(pipeline, held
             snapshot = processor.snapshot()
             assert sum(snapshot.faces_total.values()) >= snapshot.frames - 1 - snapshot.errors  # never torn
             seen.append(snapshot.frames)
+            done.wait(0.0005)  # a fast reader that still lets the frame thread have the GIL (a UI polls far slower)
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -241,6 +278,29 @@ def test_page_refuses_bad_ice_servers_with_a_clear_message(monkeypatch, isolated
     assert "Invalid ICE server setting" in app.error[0].value and "stun:/turn:" in app.error[0].value
     assert app.selectbox(key="webcam_model").value == tiny_mobilenet.name
     assert app.slider(key="webcam_threshold").value == pytest.approx(0.6) and app.checkbox(key="webcam_mirror").value
+
+
+def test_a_compiled_classifier_is_never_recompiled_by_the_frame_callback(pipeline, tiny_mobilenet, held_out_faces,
+                                                                        frame_composer, monkeypatch) -> None:
+    """The dashboard compiles its classifier; TorchDynamo guards the graph on the thread count, so the single-threaded
+    webcam inference must leave the count alone once compiled, or the first frame recompiles (seconds to minutes in
+    the callback, and streamlit-webrtc ends a stream whose callback takes over 30 s)."""
+    import threading
+
+    import torch._dynamo.utils
+
+    monkeypatch.setenv("MASKDET_COMPILE", "1")
+    classifier = load_classifier(str(tiny_mobilenet), compile=True)
+    assert classifier.wait_for_compilation(timeout=600) and classifier.compiled
+    processor = LiveProcessor(FacePipeline(classifier, pipeline.detector), torch_threads=1)
+    frame = frame_composer([held_out_faces["with_mask"][0]], [LEFT])
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    worker = threading.Thread(target=lambda: [processor.process_frame(frame) for _ in range(3)])  # as streamlit-webrtc
+    worker.start()
+    worker.join()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs, "the frame callback recompiled the model"
+    snapshot = processor.snapshot()
+    assert snapshot.frames == 3 and snapshot.errors == 0 and snapshot.faces_now["with_mask"] == 1
 
 
 def test_single_threaded_inference_leaves_the_torch_setting_alone(pipeline, held_out_faces, frame_composer) -> None:
