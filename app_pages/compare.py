@@ -55,6 +55,7 @@ from maskdet.images import ImageDecodeError
 from maskdet.metrics import curves
 from maskdet.settings import CLASSES
 from ui.dataset_picker import choose_dataset
+from ui.markup import code, plain
 from ui.models import list_trained_models
 
 logger = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ else:
         try:
             fingerprint = dataset_fingerprint(data)
         except DatasetError as exc:
-            st.error(f"Cannot use `{data}`: {exc}")
+            st.error(f"Cannot use {code(data)}: {plain(exc)}")
     if fingerprint is not None:
         seen = [s.name for s in selected if s.training_fingerprint == fingerprint]
         if seen:

@@ -26,6 +26,7 @@ from maskdet.checkpoint import CheckpointError
 from maskdet.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
 from maskdet.images import MAX_FILE_BYTES, ImageDecodeError
 from maskdet.predict import Classifier, FacePipeline, PhotoAnalysis, analyse_photo
+from ui.markup import code, plain
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
 
@@ -125,14 +126,14 @@ if not uploads:
 
 for number, upload in enumerate(uploads):
     st.divider()
-    st.subheader(upload.name)
+    st.subheader(plain(upload.name))
     data = upload.getvalue()
     digest = f"{number}-{hashlib.sha256(data).hexdigest()[:16]}"  # also unique widget keys for duplicate uploads
     try:
-        with st.spinner(f"Finding faces in {upload.name}…"):
+        with st.spinner(f"Finding faces in {plain(upload.name)}…"):
             analysis, png = _analyse(digest, upload.name, model_key, detector_name, data, pipeline)
     except ImageDecodeError as exc:
-        st.error(f"Cannot read `{upload.name}`: {exc.reason}")
+        st.error(f"Cannot read {code(upload.name)}: {plain(exc.reason)}")
         continue
     counts = {label: sum(f.label == label for f in analysis.faces) for label in LABEL_TEXT}
     info = analysis.info

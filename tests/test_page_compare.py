@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from hostile_inputs import HOSTILE_LISTED, HOSTILE_UNLISTED, add_hostile_models
+from markdown_text import texts
 from streamlit.testing.v1 import AppTest
 
 from maskdet.compare import COL_MODEL, TABLE_COLUMNS
@@ -45,9 +46,6 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def open_compare(app: Path) -> AppTest:
     return AppTest.from_file(str(app), default_timeout=TIMEOUT).run()
 
-
-def texts(elements) -> str:  # noqa: ANN001 - AppTest element lists have no public type
-    return "\n".join(str(e.value) for e in elements)
 
 
 def assert_clean(at: AppTest) -> None:

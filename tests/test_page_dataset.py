@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
-
 from datasets_helpers import build, real_jpegs
 from hostile_inputs import ZOO_INVALID, ZOO_VALID, write_zoo, zoo_face
+from markdown_text import texts
+from streamlit.testing.v1 import AppTest
 
 from ui import dataset_picker
 from ui.dataset_picker import SOURCE_PATH, SOURCE_UPLOAD
@@ -37,9 +37,6 @@ def open_path(path: Path) -> AppTest:
     at.radio(key="dataset_source").set_value(SOURCE_PATH).run()
     return at.text_input(key="dataset_path").input(str(path)).run()
 
-
-def texts(elements) -> str:  # noqa: ANN001 - AppTest element lists have no public type
-    return "\n".join(str(e.value) for e in elements)
 
 
 def metrics(at: AppTest) -> dict[str, str]:

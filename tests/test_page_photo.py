@@ -21,6 +21,7 @@ from hostile_inputs import (
     zoo_face,
     zoo_files,
 )
+from markdown_text import as_shown, texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -53,9 +54,6 @@ def scene_jpeg(held_out_faces, frame_composer) -> bytes:
     Image.fromarray(frame).save(buffer, format="JPEG", quality=95)
     return buffer.getvalue()
 
-
-def texts(elements) -> str:  # noqa: ANN001 - AppTest element lists have no public type
-    return "\n".join(str(e.value) for e in elements)
 
 
 def start() -> AppTest:
@@ -101,7 +99,7 @@ def test_upload_labels_and_explains_every_face_and_reports_bad_files(models: Pat
     at = upload(start(), ("scene.jpg", scene_jpeg, "image/jpeg"), ("notes.jpg", b"not a photo", "image/jpeg"),
                 ("cut.jpg", scene_jpeg[:3000], "image/jpeg"))
     assert_clean(at)
-    assert [h.value for h in at.subheader] == ["scene.jpg", "notes.jpg", "cut.jpg"]
+    assert [as_shown(h.value) for h in at.subheader] == ["scene.jpg", "notes.jpg", "cut.jpg"]
     errors = texts(at.error)
     assert "`notes.jpg`: not an image" in errors and "`cut.jpg`: truncated" in errors
     assert "1 😷 with mask, 1 🙂 without mask" in texts(at.markdown)
@@ -145,7 +143,7 @@ def sections(at: AppTest) -> dict[str, list]:
     current: list | None = None
     for node in at.main.children.values():
         if node.type == "subheader":
-            current = found.setdefault(node.value, [])
+            current = found.setdefault(as_shown(node.value), [])
         elif current is not None and node.type != "divider":
             current.append(node)
     return found
@@ -177,7 +175,7 @@ def test_the_whole_bad_input_zoo_at_once(models: Path, datasets_root: Path) -> N
     reasons = {}
     for name in ZOO_INVALID:  # an error and nothing else: no image, no download, no half result
         assert [node.type for node in shown[name]] == ["error"], name
-        message = shown[name][0].value
+        message = as_shown(shown[name][0].value)
         assert message.startswith(f"Cannot read `{name}`: "), message
         reasons[name] = message
     assert reasons["empty.jpg"].endswith("empty file")

@@ -10,6 +10,7 @@ import pytest
 import streamlit as st
 import torch
 from hostile_inputs import malicious_torch_file
+from markdown_text import texts
 from streamlit.testing.v1 import AppTest
 
 from ui.dataset_picker import SOURCE_PATH
@@ -20,9 +21,6 @@ PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "train.py"
 TIMEOUT = 120  # one script run, including the first import of torch on a busy machine
 JOB_TIMEOUT_S = 300
 
-
-def texts(elements) -> str:  # noqa: ANN001 - AppTest element lists have no public type
-    return "\n".join(str(e.value) for e in elements)
 
 
 def assert_clean(at: AppTest) -> None:

@@ -19,6 +19,7 @@ import streamlit as st
 from maskdet.archive import ArchiveError, extract_zip, mark_used, prune_extractions
 from maskdet.data import list_datasets
 from maskdet.settings import cache_dir, data_root
+from ui.markup import code, plain
 from ui.paths import PathRefused, typed_path
 
 logger = logging.getLogger(__name__)
@@ -69,10 +70,10 @@ def _choose_path(key: str) -> Path | None:
     try:
         path = typed_path(text)
     except PathRefused as exc:
-        st.error(f"Cannot use this path: {exc}")
+        st.error(f"Cannot use this path: {plain(exc)}")
         return None
     if not path.is_dir():
-        st.error(f"`{path}` is not an existing folder on the server.")
+        st.error(f"{code(path)} is not an existing folder on the server.")
         return None
     return path
 
@@ -95,10 +96,10 @@ def _choose_upload(key: str) -> Path | None:
         mark_used(Path(folder), uploads)
         return Path(folder)
     try:
-        with st.spinner(f"Extracting {upload.name}…"):
+        with st.spinner(f"Extracting {plain(upload.name)}…"):
             folder = str(extract_zip(data, uploads))
     except ArchiveError as exc:
-        st.error(f"Cannot use `{upload.name}`: {exc}")
+        st.error(f"Cannot use {code(upload.name)}: {plain(exc)}")
         return None
     extracted[digest] = folder
     logger.info("upload %s extracted to %s", upload.name, folder)

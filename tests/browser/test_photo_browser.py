@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import urllib.request
 
 import numpy as np
@@ -27,6 +28,9 @@ BOX_PIXELS_MIN = 500  # a 2 px outline of the ~200x270 px face box alone has ~19
 ZOO_TIMEOUT_S = 150
 UPLOAD_LIMIT_MB = MAX_FILE_BYTES // 2**20  # the Photo page's per-file limit
 STATUS = "[data-testid='stStatusWidget']"  # shown while a script run is in progress
+# File names full of markdown (bold, emphasis, a link, LaTeX, a colour directive, code): shown literally
+MARKUP_PHOTO = "**bold** _it_ [link](x.html) $1+1$ :red[r] `tick` #.jpg"
+MARKUP_BROKEN = "``two ticks`` *star* \\ back.jpg"
 
 
 def wait_loaded(driver, images, timeout: float = 30) -> None:  # noqa: ANN001 - Selenium objects
@@ -75,7 +79,9 @@ def test_upload_the_whole_bad_input_zoo_at_once(dashboard, open_browser, dataset
     with open(oversize, "wb") as handle:
         handle.truncate(UPLOAD_LIMIT_MB * 2**20 + 1)
     (tmp_path / "notes.txt").write_text("not a photo type")
-    names = [*ZOO_VALID, *ZOO_INVALID]
+    shutil.copy(zoo / "rotated.jpg", zoo / MARKUP_PHOTO)
+    (zoo / MARKUP_BROKEN).write_text("not an image either")
+    names = [MARKUP_PHOTO, MARKUP_BROKEN, *ZOO_VALID, *ZOO_INVALID]
     driver = open_browser()
     driver.get(f"{dashboard.url}/photo")
     paths = [oversize, tmp_path / "notes.txt", *(zoo / name for name in names)]
@@ -88,13 +94,13 @@ def test_upload_the_whole_bad_input_zoo_at_once(dashboard, open_browser, dataset
     assert [h.text for h in driver.find_elements(By.CSS_SELECTOR, "h3")] == names  # one section per file sent
     assert refused_chips(driver) == {"oversize.jpg": f"Error: File must be {UPLOAD_LIMIT_MB:.1f}MB or smaller.",
                                      "notes.txt": "Error: text/plain files are not allowed."}
-    for name in ZOO_INVALID:
+    for name in (MARKUP_BROKEN, *ZOO_INVALID):
         assert f"Cannot read {name}: " in text, name
     upright = f"{face.width}x{face.height} JPEG (RGB)"  # rotated.jpg, turned back by its EXIF orientation
     for shown in (upright, "4000x4000 JPEG", "8x8 PNG", "PNG (I;16)", "JPEG (CMYK)", "GIF (P, 2 frames"):
         assert shown in text, shown
     buttons = driver.find_elements(By.XPATH, "//button[normalize-space(.)='Download the annotated image']")
-    assert len(buttons) == len(ZOO_VALID)
+    assert len(buttons) == len(ZOO_VALID) + 1
     images = driver.find_elements(By.CSS_SELECTOR, "[data-testid=stImage] img")
     assert len(images) >= len(ZOO_VALID)
     wait_loaded(driver, images)
