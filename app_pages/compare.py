@@ -27,9 +27,9 @@ import torch
 from maskdet.checkpoint import METADATA_FILE, CheckpointError
 from maskdet.compare import (
     COL_ACCURACY,
+    COL_AP,
     COL_ARCH,
     COL_AUC,
-    COL_AP,
     COL_LATENCY,
     COL_MODEL,
     COL_SIZE,

@@ -4,7 +4,7 @@ Usage: python benchmarks/soak_live.py [--frames 2000] [--model NAME_OR_PATH] [--
 
 The frames go through ``LiveProcessor.video_frame_callback`` exactly as the Webcam page wires it
 (a fresh ``av.VideoFrame`` in, an annotated ``av.VideoFrame`` out; CenterFace with
-``LIVE_DETECTOR_OPTIONS``, the dashboard's compiled classifier, single-threaded inference).
+``LIVE_DETECTOR_OPTIONS``, the dashboard's compiled classifier).
 They cycle through 64 compositions of real synthetic-masks-2k faces (masked and unmasked, one
 or two faces at varying places) and empty frames. Resident memory (RSS) is read after loading,
 after a 200-frame warm-up (allocator pools, compiled graphs and caches fill up) and at the end;

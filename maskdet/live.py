@@ -29,12 +29,12 @@ NOTE (CPU): inference runs single-threaded (``torch_threads=1`` around each fram
 (one lock). On a 2-core machine that also decodes and encodes the video, two intra-op threads
 per model spin against each other and the codecs: measured 10x slower under load
 (``benchmarks/bench_live.py``). Exception: once the classifier runs a compiled graph
-(``Classifier.compiled``), the thread count is left alone. TorchDynamo guards a compiled graph
-on the calling thread's torch thread count, so a different count recompiles it inside the frame
-callback: ~1 s with a warm Inductor cache, over 30 s cold on a busy server, and streamlit-webrtc
-ends a stream whose callback takes over 30 s. Compiled, the thread count hardly matters (default
-MobileNetV2, 640x480 frames on 2 cores: 18 ms per frame with the default two threads, 21 ms with
-one; 22-24 vs 22 ms while a training job runs).
+(``Classifier.compiled``), frames run at the thread count it was compiled for
+(``Classifier.compiled_threads``). The graph is guarded on that count: at another one the
+classifier answers with its eager network rather than recompiling (1.5-2 s on a quiet machine,
+``benchmarks/bench_stalls.py``, far more on a busy server, and streamlit-webrtc ends a stream whose
+callback takes over 30 s). The compiled graph at two threads takes 2 ms per face, the eager network
+at one 4-5 ms (same script).
 
 :func:`rtc_configuration` builds the WebRTC ICE configuration from ``MASKDET_ICE_SERVERS``.
 """
@@ -254,7 +254,8 @@ class LiveProcessor:
         try:
             if settings.mirror:
                 frame = np.ascontiguousarray(rgb[:, ::-1])
-            threads = None if pipeline.classifier.compiled else self.torch_threads  # see the module NOTE (CPU)
+            classifier = pipeline.classifier  # a compiled graph runs at its own thread count: see the module NOTE (CPU)
+            threads = classifier.compiled_threads if classifier.compiled else self.torch_threads
             with self._inference_lock, _torch_threads(threads):
                 faces = pipeline.predict(frame)
             annotated = draw_predictions(frame, faces, uncertain_below=settings.threshold)

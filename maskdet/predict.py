@@ -43,7 +43,9 @@ class Classifier:
     ``compile=True`` (the dashboard: long-lived, one face per webcam frame) also compiles the
     network for single images in a background thread; until that is done, and for batches of
     several faces, the eager network answers. The compiled graph is used only if it agrees with
-    the eager one.
+    the eager one, and only in threads running torch's thread count it was compiled for: Inductor's
+    kernels are guarded on that count, and running it at another would recompile (seconds, inside a
+    webcam callback or a page run, and without the frozen weights; ``benchmarks/bench_stalls.py``).
     """
 
     def __init__(self, loaded: LoadedModel, precision: str = "auto", compile: bool = False) -> None:
@@ -58,8 +60,9 @@ class Classifier:
         if precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16()):
             self._networks[torch.bfloat16] = inference_network(self.model, torch.bfloat16)
             self.use_bf16 = self._bf16_matches_fp32() or precision == "bf16"
-        # NOTE: written once by the compile thread, then only read; a dict lookup is atomic.
+        # NOTE: written once by the compile thread (thread count first), then only read; a dict lookup is atomic.
         self._single_image: dict[torch.dtype, Callable[[torch.Tensor], torch.Tensor]] = {}
+        self.compiled_threads: int | None = None  # torch's thread count the compiled graph is guarded on
         self._compile_done = threading.Event()
         if compile and compile_enabled():
             threading.Thread(target=self._compile_single_image, name=f"compile-{loaded.name}", daemon=True).start()
@@ -81,6 +84,7 @@ class Classifier:
             dtype = torch.bfloat16 if self.use_bf16 else torch.float32
             with torch.inference_mode():  # the example must be the kind of tensor run() passes (guards)
                 probe = self._probe_batch()[:2].to(dtype=dtype, memory_format=torch.channels_last)
+            self.compiled_threads = torch.get_num_threads()
             compiled = compile_network(self._networks[dtype], probe[:1])
             if compiled is None:
                 return
@@ -125,8 +129,9 @@ class Classifier:
         """Class probabilities (N, 2) for normalised inputs."""
         dtype = torch.bfloat16 if (self.use_bf16 if bf16 is None else bf16) else torch.float32
         inputs = inputs.to(dtype=dtype, memory_format=torch.channels_last)
-        # The compiled graph is guarded on exactly this kind of input; anything else would recompile it.
-        single = inputs.shape == (1, self.input.channels, self.input.size, self.input.size) and inputs.is_inference()
+        # The compiled graph is guarded on exactly this kind of input and thread count; others would recompile it.
+        single = (inputs.shape == (1, self.input.channels, self.input.size, self.input.size) and inputs.is_inference()
+                  and torch.get_num_threads() == self.compiled_threads)
         network = self._single_image.get(dtype) if single else None
         if network is None:
             network = self._networks.get(dtype)

@@ -77,7 +77,7 @@ def compile_network(network: nn.Module, example: torch.Tensor) -> Callable[[torc
     frozen into the graph (convolutions pre-packed, no Python per layer); None where compilation is
     unavailable here (no C++ compiler, unsupported platform), so callers keep the eager network.
 
-    Compiling takes ~20 s on 2 cores the first time in a process (less with Inductor's on-disk cache).
+    Compiling takes ~11 s on 2 cores with a cold Inductor cache, ~5 s warm (``benchmarks/bench_stalls.py``).
     """
     try:
         import torch._inductor.config as inductor_config

@@ -58,3 +58,25 @@ def test_compiled_single_image_path_agrees_with_eager(tiny_mobilenet, face_batch
     singles = np.concatenate([classifier.run(x) for x in inputs.split(1)])
     np.testing.assert_allclose(singles, batched, atol=0.05)
     assert (singles.argmax(1) == batched.argmax(1)).all()
+
+
+def test_a_compiled_classifier_never_recompiles_at_another_thread_count(tiny_mobilenet, face_batch,
+                                                                          monkeypatch) -> None:
+    """The compiled graph is guarded on torch's thread count: a caller at another count (a webcam worker, a page run)
+    gets the eager network's answer at once, never a recompile (seconds, and without frozen weights)."""
+    import torch._dynamo.utils
+
+    monkeypatch.setenv("MASKDET_COMPILE", "1")
+    _, inputs = face_batch
+    classifier = Classifier(load_model(tiny_mobilenet), compile=True)
+    assert classifier.wait_for_compilation(timeout=600) and classifier.compiled
+    compiled_answer = classifier.run(inputs[:1])
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(classifier.compiled_threads % 2 + 1)  # 1 -> 2, 2 -> 1: another count
+    try:
+        other_answer = classifier.run(inputs[:1])
+    finally:
+        torch.set_num_threads(previous)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs, "recompiled at another thread count"
+    np.testing.assert_allclose(other_answer, compiled_answer, atol=1e-3)

@@ -4,16 +4,21 @@ the shared model is never mutated, and a second training request is refused."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
+import streamlit as st
 import torch
+from streamlit.testing.v1 import AppTest
 
 from maskdet.checkpoint import load_model
 from maskdet.engine import TrainConfig, fit
 from maskdet.images import load_rgb
 from maskdet.jobs import JobAlreadyRunning, JobState, TrainingJobRunner
 from maskdet.predict import Classifier
+from maskdet.settings import REPO_ROOT
+from ui.training import TRAIN_PAGE, training_runner
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +83,6 @@ def test_parallel_sessions_during_training(trained_classifier, tiny_dataset):
 def test_sidebar_shows_the_servers_job_on_every_page_but_train(tiny_dataset):
     """The job started by one session shows, advancing, in another session's sidebar on any page (the Train page
     draws it in full instead); once cancelled the sidebar says so and links no more to the Train page."""
-    import time
-
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    from maskdet.settings import REPO_ROOT
-    from ui.training import TRAIN_PAGE, training_runner
-
     def sidebar(app: AppTest) -> str:
         assert not app.exception, app.exception
         return "\n".join(str(e.value) for e in app.sidebar.caption) + "".join(

@@ -47,7 +47,6 @@ def open_compare(app: Path) -> AppTest:
     return AppTest.from_file(str(app), default_timeout=TIMEOUT).run()
 
 
-
 def assert_clean(at: AppTest) -> None:
     assert not at.exception, texts(at.exception)
     assert not at.error, texts(at.error)

@@ -38,7 +38,6 @@ def open_path(path: Path) -> AppTest:
     return at.text_input(key="dataset_path").input(str(path)).run()
 
 
-
 def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 

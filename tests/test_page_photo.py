@@ -55,7 +55,6 @@ def scene_jpeg(held_out_faces, frame_composer) -> bytes:
     return buffer.getvalue()
 
 
-
 def start() -> AppTest:
     return AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
 

@@ -22,7 +22,6 @@ TIMEOUT = 120  # one script run, including the first import of torch on a busy m
 JOB_TIMEOUT_S = 300
 
 
-
 def assert_clean(at: AppTest) -> None:
     assert not at.exception, texts(at.exception)
 

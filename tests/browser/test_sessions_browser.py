@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-from selenium.common.exceptions import TimeoutException
 from harness import (
     choose_option,
     click_button,
@@ -36,6 +35,7 @@ from harness import (
     wait_for_value,
     webrtc_button,
 )
+from selenium.common.exceptions import TimeoutException
 
 from maskdet.detect import get_detector
 from maskdet.predict import FacePipeline, analyse_photo, load_classifier
