@@ -1,6 +1,6 @@
 """Photo page: upload photos, see every face boxed and labelled, and why the model decided.
 
-Each upload goes through :func:`maskdet.predict.analyse_photo` (decode with EXIF orientation,
+Each upload goes through :func:`maskdet.pipeline.analyse_photo` (decode with EXIF orientation,
 detect, crop, classify all faces in one batch, draw); each face is explained with
 :func:`maskdet.explain.explain` (Integrated Gradients by default; SmoothGrad, Occlusion or Grad-CAM
 behind a selector). Both are cached by content, model and settings, so moving one face's
@@ -25,7 +25,8 @@ from maskdet.assets import AssetUnavailableError
 from maskdet.checkpoint import CheckpointError
 from maskdet.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
 from maskdet.images import MAX_FILE_BYTES, ImageDecodeError
-from maskdet.predict import Classifier, FacePipeline, PhotoAnalysis, analyse_photo
+from maskdet.classifier import Classifier
+from maskdet.pipeline import FacePipeline, PhotoAnalysis, analyse_photo
 from ui.markup import code, plain
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector

@@ -25,7 +25,7 @@ from streamlit_webrtc import WebRtcMode, WebRtcStreamerContext, webrtc_streamer
 from maskdet.assets import AssetUnavailableError
 from maskdet.checkpoint import CheckpointError
 from maskdet.live import LIVE_DETECTOR_OPTIONS, UNCERTAIN, LiveProcessor, LiveSnapshot, rtc_configuration
-from maskdet.predict import FacePipeline
+from maskdet.pipeline import FacePipeline
 from maskdet.settings import CLASSES
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from maskdet.checkpoint import default_model_name  # noqa: E402
 from maskdet.explain import METHODS, explain  # noqa: E402
 from maskdet.images import load_rgb  # noqa: E402
-from maskdet.predict import analyse_photo, build_pipeline  # noqa: E402
+from maskdet.pipeline import analyse_photo, build_pipeline  # noqa: E402
 from maskdet.settings import data_root  # noqa: E402
 
 PHOTO_SIZE = (640, 480)

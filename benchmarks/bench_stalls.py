@@ -37,7 +37,7 @@ import streamlit_webrtc  # noqa: E402, F401
 from maskdet.compare import probe_face  # noqa: E402
 from maskdet.detect import get_detector  # noqa: E402
 from maskdet.live import LIVE_DETECTOR_OPTIONS  # noqa: E402
-from maskdet.predict import Classifier, inference_network, load_classifier  # noqa: E402
+from maskdet.classifier import Classifier, inference_network, load_classifier  # noqa: E402
 from maskdet.runtime import compile_network  # noqa: E402
 
 

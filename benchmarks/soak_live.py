@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from maskdet.detect import get_detector  # noqa: E402
 from maskdet.images import load_rgb  # noqa: E402
 from maskdet.live import LIVE_DETECTOR_OPTIONS, LiveProcessor  # noqa: E402
-from maskdet.predict import FacePipeline, load_classifier  # noqa: E402
+from maskdet.classifier import load_classifier
+from maskdet.pipeline import FacePipeline  # noqa: E402
 from maskdet.settings import CLASSES, data_root  # noqa: E402
 
 WIDTH, HEIGHT = 640, 480

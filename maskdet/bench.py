@@ -90,7 +90,9 @@ def run_benchmarks(model: str | None = None, quick: bool = False) -> dict:
 
     from maskdet.detect import crop_faces, get_detector
     from maskdet.explain import explain
-    from maskdet.predict import FacePipeline, draw_predictions, load_classifier
+    from maskdet.classifier import load_classifier
+    from maskdet.drawing import draw_predictions
+    from maskdet.pipeline import FacePipeline
 
     repeats = 10 if quick else 50
     threads = configure_threads()

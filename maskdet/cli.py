@@ -82,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from maskdet.evaluation import evaluate_folder
-    from maskdet.predict import load_classifier
+    from maskdet.classifier import load_classifier
 
     classifier = load_classifier(args.model)
     with tqdm(total=0, unit="img", file=sys.stderr, disable=args.json or args.quiet, desc="evaluating") as bar:
@@ -140,7 +140,7 @@ def iter_image_paths(paths: list[str]) -> Iterator[Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from maskdet.predict import predict_file, build_pipeline
+    from maskdet.pipeline import build_pipeline, predict_file
 
     pipeline = build_pipeline(args.model, whole_image=args.whole_image)
     failures = 0

@@ -4,7 +4,7 @@ Everything the Compare page shows comes from here, so it can be tested without S
 
 - :func:`summarize` turns a model's metadata (held-out test metrics, raw test scores,
   history, size, training time) into a typed :class:`ModelSummary`;
-- :func:`cpu_latency_ms` times the product's :class:`~maskdet.predict.Classifier` on one
+- :func:`cpu_latency_ms` times the product's :class:`~maskdet.classifier.Classifier` on one
   face (batch 1, median of N runs), cached in memory per weights SHA-256;
 - :func:`comparison_table` / :func:`best_mask` build the table and mark the best value of
   each column (higher is better for quality, lower for cost and errors);
@@ -40,7 +40,7 @@ from PIL import Image
 from maskdet.checkpoint import load_model
 from maskdet.data import load_catalog, scan_dataset
 from maskdet.evaluation import evaluate_folder
-from maskdet.predict import Classifier
+from maskdet.classifier import Classifier
 from maskdet.settings import CLASSES, cache_dir
 
 logger = logging.getLogger(__name__)

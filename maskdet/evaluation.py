@@ -12,7 +12,7 @@ import numpy as np
 from maskdet.data import ProgressFn, load_catalog
 from maskdet.images import ImageDecodeError, load_rgb
 from maskdet.metrics import compute_metrics
-from maskdet.predict import Classifier
+from maskdet.classifier import Classifier
 
 logger = logging.getLogger(__name__)
 

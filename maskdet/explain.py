@@ -30,7 +30,7 @@ Baselines", Distill 2020). ``"black"`` and ``"mean"`` (the normalisation mean, i
 model input) are available for comparison.
 
 Explanations run on a private fp32 copy of the classifier's network (the shared
-:class:`maskdet.predict.Classifier` is never touched: no ``.train()``, no parameter change);
+:class:`maskdet.classifier.Classifier` is never touched: no ``.train()``, no parameter change);
 captum only needs gradients with respect to the input. In the copy, every eval-mode BatchNorm
 that follows a convolution is folded into it (exactly the same function, ~25% faster
 forward + backward on CPU), which is what keeps one IG within ~1 s.
@@ -52,7 +52,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from maskdet.predict import Classifier
+from maskdet.classifier import Classifier
 from maskdet.runtime import fold_batchnorm
 from maskdet.settings import CLASSES
 

@@ -55,7 +55,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from maskdet.predict import FacePipeline, FacePrediction, draw_predictions
+from maskdet.drawing import draw_predictions
+from maskdet.pipeline import FacePipeline, FacePrediction
 from maskdet.settings import CLASSES
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from torch import nn
 
 from maskdet.checkpoint import load_model
 from maskdet.images import load_rgb
-from maskdet.predict import Classifier
+from maskdet.classifier import Classifier
 from maskdet.runtime import cpu_has_fast_bf16
 
 

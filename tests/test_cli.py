@@ -12,7 +12,7 @@ import pytest
 
 from maskdet.evaluation import evaluate_folder
 from maskdet.metrics import compute_metrics
-from maskdet.predict import load_classifier
+from maskdet.classifier import load_classifier
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 300

@@ -38,7 +38,7 @@ from maskdet.compare import (
 )
 from maskdet.evaluation import evaluate_folder
 from maskdet.metrics import compute_metrics
-from maskdet.predict import load_classifier
+from maskdet.classifier import load_classifier
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from maskdet.checkpoint import load_model
 from maskdet.engine import TrainConfig, fit
 from maskdet.images import load_rgb
 from maskdet.jobs import JobAlreadyRunning, JobState, TrainingJobRunner
-from maskdet.predict import Classifier
+from maskdet.classifier import Classifier
 from maskdet.settings import REPO_ROOT
 from ui.training import TRAIN_PAGE, training_runner
 

@@ -20,7 +20,7 @@ from maskdet.explain import (
     explainer_for,
 )
 from maskdet.images import load_rgb
-from maskdet.predict import Classifier, load_classifier
+from maskdet.classifier import Classifier, load_classifier
 from maskdet.settings import CLASSES
 
 

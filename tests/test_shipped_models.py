@@ -9,7 +9,7 @@ from maskdet.checkpoint import default_model_name, load_model, load_split, read_
 from maskdet.evaluation import evaluate_folder
 from maskdet.images import load_rgb
 from maskdet.metrics import compute_metrics
-from maskdet.predict import Classifier
+from maskdet.classifier import Classifier
 from maskdet.settings import REPO_ROOT
 
 SHIPPED = REPO_ROOT / "models"

@@ -21,7 +21,7 @@ import streamlit as st
 from maskdet.checkpoint import METADATA_FILE, resolve_model
 from maskdet.detect import FaceDetector
 from maskdet.detect import get_detector as build_detector
-from maskdet.predict import Classifier, load_classifier
+from maskdet.classifier import Classifier, load_classifier
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from maskdet.images import MAX_FILE_BYTES
-from maskdet.predict import LABEL_COLOURS_RGB
+from maskdet.drawing import LABEL_COLOURS_RGB
 
 pytestmark = pytest.mark.browser
 

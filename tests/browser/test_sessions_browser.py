@@ -38,7 +38,8 @@ from harness import (
 from selenium.common.exceptions import TimeoutException
 
 from maskdet.detect import get_detector
-from maskdet.predict import FacePipeline, analyse_photo, load_classifier
+from maskdet.classifier import load_classifier
+from maskdet.pipeline import FacePipeline, analyse_photo
 from maskdet.zoo import get_spec
 
 pytestmark = pytest.mark.browser
