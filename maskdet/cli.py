@@ -1,4 +1,4 @@
-"""Command line interface: ``python -m maskdet {train,evaluate,models,predict,bench}``."""
+"""Command line interface: ``python -m maskdet {train,evaluate,evaluate-scenes,models,predict,bench}``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import logging
 import shlex
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +101,60 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _class_map(pairs: list[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        source, sep, target = pair.partition("=")
+        if not sep or not source or not target:
+            raise CliError(f"--map-class expects NAME=CLASS (e.g. mask_weared_incorrect=without_mask), got {pair!r}")
+        mapping[source] = target
+    return mapping
+
+
+def _print_scene_metrics(metrics: dict) -> None:
+    detector = metrics["detector"]
+    settings = ", ".join(f"{k}={v}" for k, v in detector.items() if k != "name")
+    print(f"{metrics['model']} + {detector['name']}({settings}) on {metrics['data']} at IoU >= {metrics['iou']}: "
+          f"{metrics['images']} photos, {metrics['faces']} faces, {metrics['seconds']:.1f} s")
+    print(f"  detection recall={_format_pct(metrics['detection_recall'])}  "
+          f"precision={_format_pct(metrics['detection_precision'])}  false positives={metrics['false_positives']}")
+    print(f"  accuracy on detected={_format_pct(metrics['accuracy_on_detected'])}  "
+          f"end to end={_format_pct(metrics['end_to_end_accuracy'])}  mAP50={_format_pct(metrics['map50'])}")
+    for name, values in metrics["per_class"].items():
+        print(f"  {name:<13} faces={values['faces']:<5} recall={_format_pct(values['recall'])}  "
+              f"AP50={_format_pct(values['ap50'])}  accuracy on detected={_format_pct(values['accuracy_on_detected'])}")
+    for name, count in metrics["unknown_classes"].items():
+        print(f"  ignored {count} face(s) of unknown class {name!r} (map it with --map-class {name}=CLASS)")
+    for problem in metrics["problems"]:
+        print(f"  skipped {problem['path']}: {problem['reason']}")
+    kinds = Counter(error["kind"] for error in metrics["errors"])
+    print("  errors: " + (", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in sorted(kinds.items()))
+                          or "none"))
+
+
+def cmd_evaluate_scenes(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from maskdet.pipeline import build_pipeline
+    from maskdet.scenes import evaluate_scenes
+
+    if not 0.0 < args.iou <= 1.0:
+        raise CliError(f"--iou must be in (0, 1], got {args.iou}")
+    pipeline = build_pipeline(args.model, detector=args.detector)
+    with tqdm(total=0, unit="photo", file=sys.stderr, disable=args.json or args.quiet, desc="evaluating") as bar:
+        def show(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = evaluate_scenes(pipeline, Path(args.data), iou=args.iou, class_map=_class_map(args.map_class),
+                                 progress=show)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        _print_scene_metrics(result.metrics)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from maskdet.checkpoint import default_model_name, list_models
 
@@ -170,6 +225,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from maskdet.detect import DETECTORS
     from maskdet.zoo import list_models as list_archs
 
     parser = argparse.ArgumentParser(prog="python -m maskdet", description="Face-mask detection studio.")
@@ -204,6 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("-q", "--quiet", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    scenes = sub.add_parser("evaluate-scenes", help="evaluate detector + classifier on photos with boxed faces")
+    scenes.add_argument("--data", required=True, help="folder with images/ and annotations/ (Pascal VOC) or labels/")
+    scenes.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
+    scenes.add_argument("--detector", default="centerface", choices=sorted(DETECTORS), help="face detector")
+    scenes.add_argument("--iou", type=float, default=0.5, help="IoU at which a detection finds a face")
+    scenes.add_argument("--map-class", action="append", default=[], metavar="NAME=CLASS",
+                        help="count faces of annotation class NAME as CLASS (repeatable); other unknown "
+                             "classes are ignored and counted")
+    scenes.add_argument("--json", action="store_true", help="print one JSON object")
+    scenes.add_argument("-q", "--quiet", action="store_true")
+    scenes.set_defaults(func=cmd_evaluate_scenes)
 
     models = sub.add_parser("models", help="list trained models and their headline metrics")
     models.add_argument("--json", action="store_true")

@@ -199,6 +199,10 @@ class CenterFaceDetector:
         self._output_names = [o.name for o in self._session.get_outputs()]  # heatmap, scale, offset, landmarks
         logger.debug("CenterFace loaded from %s (input long side %s)", self.model_path, input_long_side)
 
+    def settings(self) -> dict[str, Any]:
+        """What changes the faces found: for reports and cache keys."""
+        return {"threshold": self.threshold, "nms_iou": self.nms_iou, "input_long_side": self.input_long_side}
+
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Resize (keeping the aspect ratio) and pad to multiples of 32; returns (NCHW blob, box scale)."""
         height, width = image.shape[:2]
