@@ -2,7 +2,10 @@
 
 Weights are stored as safetensors (loading executes no code) and the metadata records
 the SHA-256 of the weights, so a metadata file never points at missing or different
-weights. A model folder is written under a temporary name and swapped in with
+weights. A folder from elsewhere is refused before anything uses it: its metadata must pass
+the one schema in :mod:`maskdet.model_card`, and its files must be regular files of plausible
+size inside the folder (no links out of it, no devices or pipes, no safetensors header that
+describes more bytes than the file holds). A model folder is written under a temporary name and swapped in with
 renames, so a crash or cancel mid-save leaves the previous model intact.
 """
 
@@ -15,6 +18,8 @@ import logging
 import os
 import platform
 import shutil
+import stat
+import struct
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +28,21 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from maskdet.model_card import FORMAT, FORMAT_VERSION, MAX_METADATA_BYTES, MAX_NESTING, MAX_WEIGHTS_BYTES, CardError
+from maskdet.model_card import nesting_depth, parse_model_card
 from maskdet.settings import CLASSES, models_dir
 from maskdet.zoo import BuildOptions, InputConfig, MaskClassifier, get_spec
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "maskdet-checkpoint"
-FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "metadata.json"
 SPLIT_FILE = "split.json"
 DEFAULT_POINTER = "DEFAULT"
-MAX_METADATA_BYTES = 64 * 1024 * 1024
+MAX_SPLIT_BYTES = 64 * 1024 * 1024  # a split of a million files
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
+_FILE_KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a device file", stat.S_IFBLK: "a device file",
+               stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
 
 
 class CheckpointError(ValueError):
@@ -126,7 +134,9 @@ def save_model(
         if split is not None:
             (staging / SPLIT_FILE).write_text(json.dumps(split))
             full["split_file"] = SPLIT_FILE
-        (staging / METADATA_FILE).write_text(json.dumps(full, indent=2))
+        card = json.dumps(full, indent=2)
+        parse_model_card(card.encode())  # never save what loading would refuse (CardError)
+        (staging / METADATA_FILE).write_text(card)
         for child in staging.iterdir():
             with open(child, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -180,35 +190,93 @@ def resolve_model_dir(path: Path) -> Path:
         )
     else:
         raise CheckpointError(f"model {path} does not exist")
-    if not (folder / METADATA_FILE).is_file():
+    if not os.path.lexists(folder / METADATA_FILE):  # present but odd (a pipe, a link): read_metadata says how
         raise CheckpointError(f"{folder} is not a maskdet model: {METADATA_FILE} is missing")
     return folder
 
 
+def _open_member(folder: Path, name: str, max_bytes: int) -> tuple[Path, int]:
+    """``folder/name`` resolved, and its size, if it is a regular file of at most ``max_bytes`` inside ``folder``.
+
+    Checked with ``stat`` before anything opens it: opening a named pipe would block and a device
+    file never ends, and a link out of the folder would let a model read any file of the server.
+    """
+    path = folder / name
+    try:
+        real = path.resolve(strict=True)
+        info = real.stat()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (OSError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc})") from None
+    if not real.is_relative_to(folder.resolve()):
+        raise CheckpointError(f"{path} is a link to {real}, outside the model folder; refusing it")
+    if not stat.S_ISREG(info.st_mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise CheckpointError(f"{path} is {kind}, not a regular file; refusing it")
+    if info.st_size > max_bytes:
+        raise CheckpointError(f"{path} is {info.st_size / 1e6:.1f} MB, above the {max_bytes / 1e6:.0f} MB limit")
+    return real, info.st_size
+
+
+def _read_member(folder: Path, name: str, max_bytes: int) -> bytes:
+    """The bytes of ``folder/name`` after :func:`_open_member`'s checks; never more than ``max_bytes``."""
+    real, _ = _open_member(folder, name, max_bytes)
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)  # swapped for a pipe meanwhile: no hang
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise CheckpointError(f"{folder / name} changed into something that is not a regular file")
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise CheckpointError(f"{folder / name} cannot be read ({exc})") from None
+    if len(data) > max_bytes:
+        raise CheckpointError(f"{folder / name} grew above the {max_bytes / 1e6:.0f} MB limit while being read")
+    return data
+
+
 def read_metadata(folder: Path) -> dict:
-    """Parse and check a model's metadata (no weights loaded)."""
-    meta_path = folder / METADATA_FILE
+    """Parse and validate a model's metadata (no weights touched); :class:`CheckpointError` naming the file."""
+    data = _read_member(folder, METADATA_FILE, MAX_METADATA_BYTES)
     try:
-        if meta_path.stat().st_size > MAX_METADATA_BYTES:
-            raise CheckpointError(f"{meta_path} is too large to be maskdet metadata")
-        metadata = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{meta_path} is not readable JSON metadata ({exc})") from exc
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{folder} is not a maskdet model (metadata format is not {FORMAT!r})")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{folder}: unsupported checkpoint version {metadata.get('format_version')!r}")
-    if list(metadata.get("classes", [])) != list(CLASSES):
-        raise CheckpointError(f"{folder}: classes {metadata.get('classes')} differ from {list(CLASSES)}")
+        return parse_model_card(data)
+    except CardError as exc:
+        raise CheckpointError(f"{folder / METADATA_FILE}: {exc}") from None
+
+
+def check_weights_file(folder: Path, metadata: dict) -> Path:
+    """The weights file's real path, once it is plausible; checked before a single tensor is read.
+
+    It must be a regular file inside ``folder`` (see :func:`_open_member`) of the size the metadata
+    records, and its safetensors header must be bounded JSON whose tensors all lie inside the file:
+    a truncated or forged file is refused here with a clear message instead of failing deep in a loader.
+    """
+    path = folder / WEIGHTS_FILE
+    real, size = _open_member(folder, WEIGHTS_FILE, MAX_WEIGHTS_BYTES)
+    recorded = metadata["weights"].get("bytes")
+    if recorded is not None and size != recorded:
+        raise CheckpointError(f"{path} holds {size} bytes, its metadata records {recorded}")
+    with open(real, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise CheckpointError(f"{path} is {size} bytes: too short to be a safetensors file")
+        (header_bytes,) = struct.unpack("<Q", prefix)
+        if header_bytes > min(MAX_SAFETENSORS_HEADER, size - 8):
+            raise CheckpointError(f"{path} is not a safetensors file: its header claims {header_bytes} bytes, "
+                                  f"the file has {size}")
+        raw = handle.read(header_bytes)
+    if nesting_depth(raw) > MAX_NESTING:
+        raise CheckpointError(f"{path} is not a safetensors file: its header is nested too deeply")
     try:
-        get_spec(str(metadata.get("arch")))
-        InputConfig.from_json(metadata["input"])
-        sha256 = metadata["weights"]["sha256"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{folder}: invalid metadata ({exc})") from exc
-    if not isinstance(sha256, str):
-        raise CheckpointError(f"{folder}: invalid metadata (weights.sha256 is not a string)")
-    return metadata
+        header = json.loads(raw.decode("utf-8"))
+        ends = [int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{path} is not a safetensors file: unreadable header ({exc})") from None
+    available = size - 8 - header_bytes
+    if ends and max(ends) > available:
+        raise CheckpointError(f"{path} is truncated or forged: its header claims {max(ends)} bytes of tensors, "
+                              f"the file holds {available}")
+    return real
 
 
 def _shape_mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:
@@ -227,9 +295,7 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model folder: verify metadata, weights hash and tensor shapes; never unpickles."""
     folder = resolve_model_dir(path)
     metadata = read_metadata(folder)
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise CheckpointError(f"{folder}: {WEIGHTS_FILE} is missing")
+    weights = check_weights_file(folder, metadata)
     if _sha256_file(weights) != metadata["weights"]["sha256"]:
         raise CheckpointError(f"{folder}: {WEIGHTS_FILE} does not match the SHA-256 recorded in its metadata")
     try:
@@ -263,26 +329,39 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
     return LoadedModel(name=metadata.get("name", folder.name), path=folder, model=model, input=config, metadata=metadata)
 
 
-def list_models(directory: Path | None = None) -> list[dict]:
-    """Metadata of every valid model folder, newest first; invalid folders are logged and skipped.
+@dataclass(frozen=True)
+class BrokenModel:
+    """A folder in ``models/`` that is not a usable model, and why (one line naming the file)."""
 
-    Each entry's ``name`` is its folder's name, whatever the metadata says: pages and the CLI
-    pass it back to :func:`resolve_model`, so a copied or hand-edited folder (or a metadata
-    ``name`` such as ``../elsewhere``) can never make a listed name point at another folder.
+    name: str
+    path: Path
+    reason: str
+
+
+def scan_models(directory: Path | None = None) -> tuple[list[dict], list[BrokenModel]]:
+    """(metadata of every valid model folder, newest first; the folders refused, by name).
+
+    A valid folder has metadata passing the schema and a regular weights file inside it (its
+    content is checked when it is loaded). Each entry's ``name`` is its folder's name, whatever
+    the metadata says: pages and the CLI pass it back to :func:`resolve_model`, so a copied or
+    hand-edited folder (or a metadata ``name`` such as ``../elsewhere``) can never make a listed
+    name point at another folder.
     """
     directory = directory or models_dir()
     recover_interrupted_saves(directory)
-    found = []
-    if not directory.is_dir():
-        return found
-    for folder in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    found: list[dict] = []
+    broken: list[BrokenModel] = []
+    try:
+        folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:  # no models folder (yet), or one this process cannot read
+        return found, broken
+    for folder in folders:
         try:
             metadata = read_metadata(folder)
+            _open_member(folder, WEIGHTS_FILE, MAX_WEIGHTS_BYTES)
         except CheckpointError as exc:
-            logger.warning("skipping %s: %s", folder, exc)
-            continue
-        if not (folder / WEIGHTS_FILE).is_file():
-            logger.warning("skipping %s: %s missing", folder, WEIGHTS_FILE)
+            logger.warning("not listing %s: %s", folder, exc)
+            broken.append(BrokenModel(name=folder.name, path=folder, reason=str(exc)))
             continue
         if metadata.get("name") != folder.name:
             logger.info("listing %s under its folder name (metadata says %r)", folder, metadata.get("name"))
@@ -290,7 +369,12 @@ def list_models(directory: Path | None = None) -> list[dict]:
         metadata["path"] = str(folder)
         found.append(metadata)
     found.sort(key=lambda m: str(m.get("created", "")), reverse=True)
-    return found
+    return found, broken
+
+
+def list_models(directory: Path | None = None) -> list[dict]:
+    """Metadata of every valid model folder, newest first; see :func:`scan_models` (broken ones are left out)."""
+    return scan_models(directory)[0]
 
 
 def default_model_name(directory: Path | None = None) -> str | None:
@@ -329,10 +413,19 @@ def resolve_model(name_or_path: str | None, directory: Path | None = None) -> Pa
 
 
 def load_split(folder: Path) -> dict | None:
-    path = folder / SPLIT_FILE
-    if not path.is_file():
+    """The model's recorded train / val / test split, None when it has none; bounded like its metadata."""
+    if not (folder / SPLIT_FILE).exists():
         return None
-    return json.loads(path.read_text())
+    data = _read_member(folder, SPLIT_FILE, MAX_SPLIT_BYTES)
+    if nesting_depth(data) > MAX_NESTING:
+        raise CheckpointError(f"{folder / SPLIT_FILE} is nested too deeply to be a split")
+    try:
+        split = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{folder / SPLIT_FILE} is not readable JSON ({exc})") from None
+    if not isinstance(split, dict):
+        raise CheckpointError(f"{folder / SPLIT_FILE} is not a split (a JSON object)")
+    return split
 
 
 def set_default_model(name: str, directory: Path | None = None) -> None:

@@ -15,13 +15,16 @@ from maskdet import __version__
 from maskdet.assets import AssetUnavailableError
 from maskdet.checkpoint import CheckpointError
 from maskdet.data import DatasetError
-from maskdet.images import ImageDecodeError, is_candidate_file
+from maskdet.files import Skipped, file_problem, walk_files
+from maskdet.images import ImageDecodeError
 from maskdet.settings import data_root
 
 logger = logging.getLogger(__name__)
 
 EXIT_ERROR = 1
 EXIT_SOME_FILES_FAILED = 2
+EXIT_MODEL_REFUSED = 2
+"""A ``--model`` that is missing or not ours (``CheckpointError``): bad input, like a usage error."""
 
 
 class CliError(Exception):
@@ -98,6 +101,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _print_metrics(f"{result.model} on {result.data}", result.metrics)
         for relpath, error in result.unreadable:
             print(f"  skipped unreadable {relpath}: {error}")
+        for relpath, reason in result.skipped:
+            print(f"  skipped {relpath}: {reason}")
     return 0
 
 
@@ -155,21 +160,30 @@ def cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from maskdet.checkpoint import default_model_name, list_models
+def _field(metadata: dict, *keys: str) -> object:
+    """``metadata[k1][k2]...``, or None where a level is missing or not an object (informational fields are lax)."""
+    value: object = metadata
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
-    models = list_models()
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from maskdet.checkpoint import default_model_name, scan_models
+
+    models, broken = scan_models()
     default = default_model_name()
     rows = [
         {
             "name": m["name"], "arch": m["arch"], "default": m["name"] == default, "created": m.get("created"),
             "input_size": m["input"]["size"], "mode": m.get("mode"),
-            "test_accuracy": m.get("metrics", {}).get("test", {}).get("accuracy"),
-            "test_roc_auc": m.get("metrics", {}).get("test", {}).get("roc_auc"),
-            "params": m.get("params", {}).get("total"), "path": m["path"],
+            "test_accuracy": _field(m, "metrics", "test", "accuracy"),
+            "test_roc_auc": _field(m, "metrics", "test", "roc_auc"),
+            "params": _field(m, "params", "total"), "path": m["path"], "broken": None,
         }
         for m in models
     ]
+    rows += [{"name": b.name, "path": str(b.path), "default": False, "broken": b.reason} for b in broken]
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -177,21 +191,36 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("no trained models yet: run `python -m maskdet train --arch mobilenet_v2 --data DIR`")
         return 0
     print(f"{'':2}{'name':<28}{'arch':<14}{'size':>5}{'test acc':>10}{'roc auc':>9}  created")
-    for row in rows:
-        auc = "n/a" if row["test_roc_auc"] is None else f"{row['test_roc_auc']:.4f}"
+    for row in rows[: len(models)]:
+        auc = row["test_roc_auc"]
+        accuracy = row["test_accuracy"]
         print(f"{'*' if row['default'] else ' ':2}{row['name']:<28}{row['arch']:<14}{row['input_size']:>5}"
-              f"{_format_pct(row['test_accuracy']):>10}{auc:>9}  {row['created']}")
+              f"{_format_pct(accuracy if isinstance(accuracy, float) else None):>10}"
+              f"{f'{auc:.4f}' if isinstance(auc, float) else 'n/a':>9}  {row['created']}")
+    for item in broken:
+        print(f"{'':2}{item.name:<28}BROKEN: {item.reason}")
     return 0
 
 
-def iter_image_paths(paths: list[str]) -> Iterator[Path]:
-    """Files as given, folders recursed (sorted); hidden files skipped."""
+def iter_image_paths(paths: list[str]) -> Iterator[Path | Skipped]:
+    """Files as given, folders walked (:func:`maskdet.files.walk_files`); what cannot be read comes as ``Skipped``.
+
+    Nothing is opened here: a named pipe or device given by name, or found in a folder, is reported, not read.
+    """
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            yield from (p for p in sorted(path.rglob("*")) if is_candidate_file(p))
+        problem = file_problem(path)
+        if problem == "a folder":
+            try:
+                files, skipped = walk_files(path)
+            except OSError as exc:
+                yield Skipped(path, f"a folder that cannot be listed ({exc.strerror or exc})")
+                continue
+            yield from sorted([*files, *skipped], key=lambda item: item if isinstance(item, Path) else item.path)
+        elif problem is None or problem == "missing":
+            yield path  # decoding reports a missing file like any unreadable one
         else:
-            yield path
+            yield Skipped(path, problem)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -199,8 +228,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     pipeline = build_pipeline(args.model, whole_image=args.whole_image)
     failures = 0
-    for path in iter_image_paths(args.paths):
+    for item in iter_image_paths(args.paths):
+        path = item if isinstance(item, Path) else item.path
         try:
+            if isinstance(item, Skipped):
+                raise ImageDecodeError(f"skipped: {item.reason}")
             record = predict_file(pipeline, path)
         except ImageDecodeError as exc:
             failures += 1
@@ -301,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (CliError, DatasetError, CheckpointError, AssetUnavailableError, ImageDecodeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_MODEL_REFUSED if isinstance(exc, CheckpointError) else EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted; nothing was saved", file=sys.stderr)
         return 130

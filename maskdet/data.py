@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskdet.images import ImageDecodeError, is_candidate_file, open_image
+from maskdet.files import walk_files
+from maskdet.images import ImageDecodeError, open_image
 from maskdet.settings import CLASSES, cache_dir
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class DatasetScan:
     samples: list[Sample]
     class_folders: dict[str, list[str]]
     fingerprint: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(relative path, reason) of entries left out: pipes, devices, sockets, link loops, folders named like images."""
 
     def path(self, sample: Sample) -> Path:
         return self.root / sample.relpath
@@ -95,41 +98,51 @@ class DatasetScan:
 
 
 def scan_dataset(root: str | Path) -> DatasetScan:
-    """List every candidate file under the class folders of ``root``.
+    """List every regular file under the class folders of ``root`` (see :func:`maskdet.files.walk_files`).
 
-    Raises :class:`DatasetError` for a missing folder, no class folders, an unknown class
-    folder name or no files at all.
+    Named pipes, device files, sockets, link loops and folders named like images are never opened:
+    they land in ``skipped`` with the reason. Raises :class:`DatasetError` for a missing or unreadable
+    folder, no class folders, an unknown class folder name or no files at all.
     """
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"data set folder {root} does not exist")
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+    except OSError as exc:
+        raise DatasetError(f"{root} cannot be listed ({exc.strerror or exc})") from None
     if not folders:
         raise DatasetError(
             f"{root} has no class folders: expected sub-folders such as with_mask/ and without_mask/"
         )
     class_folders: dict[str, list[str]] = {name: [] for name in CLASSES}
     samples: list[Sample] = []
+    skipped: list[tuple[str, str]] = []
     digest = hashlib.sha1()
     for folder in folders:
         class_name = normalize_class_name(folder.name)
         class_folders[class_name].append(folder.name)
         label = CLASSES.index(class_name)
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in sorted(filenames):
-                path = Path(dirpath) / filename
-                if not is_candidate_file(path):
-                    continue
-                relpath = path.relative_to(root).as_posix()
+        try:
+            files, odd = walk_files(folder)
+        except OSError as exc:
+            raise DatasetError(f"class folder {folder} cannot be listed ({exc.strerror or exc})") from None
+        skipped += [(item.path.relative_to(root).as_posix(), item.reason) for item in odd]
+        for path in files:
+            relpath = path.relative_to(root).as_posix()
+            try:
                 stat = path.stat()
-                digest.update(f"{relpath}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-                samples.append(Sample(relpath, label))
+            except OSError as exc:  # removed or made unreadable since the walk
+                skipped.append((relpath, f"unreadable ({exc.strerror or exc})"))
+                continue
+            digest.update(f"{relpath}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            samples.append(Sample(relpath, label))
     if not samples:
         raise DatasetError(f"{root} contains no files in its class folders ({', '.join(f.name for f in folders)})")
-    return DatasetScan(root=root, samples=samples, class_folders=class_folders, fingerprint=digest.hexdigest()[:16])
+    return DatasetScan(root=root, samples=samples, class_folders=class_folders, fingerprint=digest.hexdigest()[:16],
+                       skipped=skipped)
 
 
 @dataclass
@@ -157,6 +170,7 @@ class Catalog:
     root: Path
     fingerprint: str
     records: list[FileRecord] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # the scan's (relpath, reason); never cached
 
     @property
     def readable(self) -> list[FileRecord]:
@@ -227,7 +241,7 @@ def build_catalog(scan: DatasetScan, progress: ProgressFn | None = None, workers
             logger.debug("catalog cache hit %s", cache_path)
             if progress:
                 progress(len(records), len(records))
-            return Catalog(root=scan.root, fingerprint=scan.fingerprint, records=records)
+            return Catalog(root=scan.root, fingerprint=scan.fingerprint, records=records, skipped=scan.skipped)
         except (OSError, ValueError, KeyError, TypeError):
             logger.warning("ignoring unreadable catalog cache %s", cache_path)
     total = len(scan.samples)
@@ -237,7 +251,7 @@ def build_catalog(scan: DatasetScan, progress: ProgressFn | None = None, workers
             records.append(record)
             if progress and (done % 25 == 0 or done == total):
                 progress(done, total)
-    catalog = Catalog(root=scan.root, fingerprint=scan.fingerprint, records=records)
+    catalog = Catalog(root=scan.root, fingerprint=scan.fingerprint, records=records, skipped=scan.skipped)
     _write_json_atomic(cache_path, {"version": CATALOG_VERSION, "records": [asdict(r) for r in records]})
     return catalog
 
@@ -264,11 +278,18 @@ def list_datasets(root: Path | None = None) -> list[Path]:
     from maskdet.settings import data_root
 
     root = root or data_root()
-    if not root.is_dir():
+    try:
+        candidates = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:  # missing or unreadable: no data sets here
         return []
     found = []
-    for candidate in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for child in candidate.iterdir():
+    for candidate in candidates:
+        try:
+            children = list(candidate.iterdir())
+        except OSError as exc:
+            logger.info("not listing %s: %s", candidate, exc)
+            continue
+        for child in children:
             if child.is_dir():
                 try:
                     normalize_class_name(child.name)

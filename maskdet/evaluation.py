@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ class Evaluation:
     labels: np.ndarray
     scores: np.ndarray  # P(with_mask)
     unreadable: list[tuple[str, str]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # entries the scan left out (pipes, link loops...)
 
     def to_json(self) -> dict:
         """The ``evaluate --json`` contract: model, n, accuracy, roc_auc, ... (see the CLI)."""
@@ -65,4 +66,5 @@ def evaluate_folder(
         labels=labels,
         scores=scores,
         unreadable=[(r.relpath, r.error) for r in catalog.unreadable],
+        skipped=catalog.skipped,
     )

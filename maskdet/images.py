@@ -18,9 +18,10 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from maskdet.files import file_problem, is_ignored_name
+
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 64_000_000  # e.g. 8000 x 8000; larger images are refused before decoding
-IGNORED_FILE_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
 # We enforce our own pixel limit before decoding; PIL's global limit would otherwise warn or raise
 # a different error type for the same condition.
@@ -56,6 +57,9 @@ def _read_bytes(source: str | Path | bytes | BinaryIO, max_bytes: int) -> bytes:
         data = bytes(source)
     elif isinstance(source, str | Path):
         path = Path(source)
+        problem = file_problem(path)  # a named pipe would block the read forever, a device never end it
+        if problem is not None:
+            raise ImageDecodeError(f"not a regular file ({problem})")
         try:
             size = path.stat().st_size
         except OSError as exc:
@@ -171,4 +175,4 @@ def is_candidate_file(path: Path) -> bool:
 
     Extensions are not trusted (``.jpg_1088Wx1632H``, PNGs named ``.jpg``); decoding decides.
     """
-    return path.is_file() and not path.name.startswith(".") and path.name.lower() not in IGNORED_FILE_NAMES
+    return path.is_file() and not is_ignored_name(path.name)

@@ -148,6 +148,10 @@ class BuildOptions:
     img_size: int | None = None
 
 
+DEFAULT_SIZES = (8, 512)
+"""Input sides (px) an architecture supports unless it says otherwise; the Train page offers 16-512."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -158,10 +162,19 @@ class ModelSpec:
     pretrained: Asset | None = None
     defaults: TrainDefaults = field(default_factory=TrainDefaults)
     supports_finetune: bool = False
+    sizes: tuple[int, int] = DEFAULT_SIZES
+    """Smallest and largest input side in pixels the network is built for (checked in model metadata too)."""
+
+    def check_size(self, size: int) -> None:
+        """:class:`ValueError` unless ``size`` px is an input side this architecture supports."""
+        low, high = self.sizes
+        if not low <= size <= high:
+            raise ValueError(f"{self.name} takes inputs of {low} to {high} px, not {size}")
 
     def input_config(self, img_size: int | None = None) -> InputConfig:
         if img_size is None:
             return self.input
+        self.check_size(img_size)
         return InputConfig(size=img_size, channels=self.input.channels, mean=self.input.mean, std=self.input.std)
 
     def build(self, options: BuildOptions | None = None) -> MaskClassifier:
@@ -180,6 +193,7 @@ def register_model(
     pretrained: Asset | None = None,
     defaults: TrainDefaults | None = None,
     supports_finetune: bool = False,
+    sizes: tuple[int, int] = DEFAULT_SIZES,
 ) -> Callable[[Callable[[ModelSpec, BuildOptions], MaskClassifier]], Callable[[ModelSpec, BuildOptions], MaskClassifier]]:
     """Decorator adding a builder and its spec to the registry."""
 
@@ -195,6 +209,7 @@ def register_model(
             pretrained=pretrained,
             defaults=defaults or TrainDefaults(),
             supports_finetune=supports_finetune,
+            sizes=sizes,
         )
         return builder
 
@@ -299,6 +314,7 @@ def build_mlp(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
     "from scratch on 128x128 RGB. Learns local texture; the notebooks reached ~95%.",
     input=InputConfig(size=128, channels=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
     defaults=TrainDefaults(epochs=25, batch_size=32, lr=1e-3, patience=5),
+    sizes=(10, 512),  # two 3x3 convolutions and two poolings leave nothing of a smaller input
 )
 def build_simple_cnn(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
     size = options.img_size or spec.input.size
@@ -324,6 +340,7 @@ def build_simple_cnn(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
     input=InputConfig(size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD),
     pretrained=DENSENET121_IMAGENET,
     defaults=TrainDefaults(epochs=20, batch_size=32, lr=1e-3, patience=4),
+    sizes=(32, 512),  # five halvings: a smaller input pools to nothing
 )
 def build_densenet121(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
     from torchvision.models import densenet121
