@@ -1,13 +1,15 @@
 """maskdet dashboard entry point: `streamlit run streamlit_app.py`.
 
 Every page but Train shows the server's training job in the sidebar (``ui.training``): one
-job trains for all sessions, and it slows everyone's analyses while it runs.
+job trains for all sessions, and it slows everyone's analyses while it runs. The sidebar also says
+whether the dashboard is private to this machine or reachable from the network (``ui.exposure``).
 """
 
 import logging
 
 import streamlit as st
 
+from ui.exposure import exposure_notice
 from ui.training import TRAIN_PAGE, sidebar_status
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -24,6 +26,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+exposure_notice()  # NOTE: belongs in the shared page setup once pages move to pages/
 if page.url_path != "train":  # the Train page draws the job in full
     sidebar_status()
 page.run()

@@ -56,7 +56,7 @@ from maskdet.metrics import curves
 from maskdet.settings import CLASSES
 from ui.dataset_picker import choose_dataset
 from ui.markup import code, plain
-from ui.models import list_trained_models
+from ui.models import list_trained_models, show_broken_models
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +190,7 @@ st.caption(
 )
 
 models = list_trained_models()
+show_broken_models()
 if not models:
     st.info("No trained model yet. Train one or more on the Train page, then come back to compare them.")
     st.page_link("app_pages/train.py", label="Go to the Train page", icon="🏋️")

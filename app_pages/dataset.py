@@ -23,10 +23,12 @@ from maskdet.images import ImageDecodeError, load_rgb
 from maskdet.settings import CLASSES
 from maskdet.split import SPLIT_NAMES
 from ui.dataset_picker import choose_dataset
+from ui.markup import code, plain
 
 logger = logging.getLogger(__name__)
 
 SAMPLES_PER_CLASS = 8
+SKIPPED_SHOWN = 5  # odd entries (pipes, devices, link loops) named in the warning; the count covers all
 GRID_COLUMNS = 8
 THUMB_PX = 128
 MAX_GROUP_COLUMNS = 6  # thumbnails per row in a duplicate group; bigger groups wrap
@@ -92,6 +94,11 @@ def _show_thumbnails(audit: DatasetAudit, records: list[FileRecord], columns: in
 def _summary(audit: DatasetAudit) -> None:
     st.subheader(audit.root.name)
     st.caption(f"`{audit.root}` · fingerprint `{audit.fingerprint}`")
+    skipped = audit.catalog.skipped
+    if skipped:
+        shown = "; ".join(f"{code(relpath)} ({plain(reason)})" for relpath, reason in skipped[:SKIPPED_SHOWN])
+        more = f" and {len(skipped) - SKIPPED_SHOWN} more" if len(skipped) > SKIPPED_SHOWN else ""
+        st.warning(f"{len(skipped):,} entries skipped, never opened: {shown}{more}.")
     cols = st.columns(5)
     cols[0].metric("Files", f"{audit.total_files:,}")
     cols[1].metric("Readable images", f"{audit.total_readable:,}")

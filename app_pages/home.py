@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from maskdet.checkpoint import list_models
 from maskdet.data import DatasetError, list_datasets, scan_dataset
 from maskdet.settings import CLASSES, data_root, models_dir
+from ui.models import list_trained_models, show_broken_models
 
 DATASET_LIST_TTL_S = 30  # listing walks every file; a short cache keeps reruns instant yet picks up new folders
 PAGES = [
@@ -69,7 +69,8 @@ else:
     )
 
 st.subheader("Trained models")
-models = list_models()
+models = list_trained_models()
+show_broken_models()
 if models:
     st.caption(f"Models in `{models_dir()}`, newest first.")
     st.dataframe(

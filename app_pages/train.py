@@ -36,7 +36,7 @@ from maskdet.zoo import (
 )
 from ui.dataset_picker import choose_dataset
 from ui.models import invalidate_models
-from ui.paths import PathRefused, typed_path
+from ui.paths import PathRefused, show_path_limits, typed_path
 from ui.training import status_line, training_runner
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ def _weights_ready(spec: ModelSpec) -> bool:
     )
     text = st.text_input("Weights file path", key=f"train_weights_{spec.name}",
                          placeholder=f"/path/to/{asset.filename}").strip()
+    show_path_limits()
     if not st.button("Install weights", key=f"train_install_{spec.name}"):
         return False
     try:

@@ -105,15 +105,18 @@ class ModelCard(BaseModel):
     @classmethod
     def _our_classes(cls, classes: list[str]) -> list[str]:
         if classes != list(CLASSES):
-            raise ValueError(f"classes {[c[:40] for c in classes[:4]]} differ from {list(CLASSES)}")
+            raise ValueError(f"{[c[:40] for c in classes[:4]]} differ from maskdet's classes {list(CLASSES)}")
         return classes
 
     @model_validator(mode="after")
     def _input_fits_arch(self) -> ModelCard:
         spec = get_spec(self.arch)
-        spec.check_size(self.input.size)
+        try:
+            spec.check_size(self.input.size)
+        except ValueError as exc:
+            raise ValueError(f"input.size: {exc}") from None
         if self.input.channels != spec.input.channels:
-            raise ValueError(f"{self.arch} takes {spec.input.channels} channel(s), the metadata says "
+            raise ValueError(f"input.channels: {self.arch} takes {spec.input.channels} channel(s), not "
                              f"{self.input.channels}")
         return self
 
@@ -129,10 +132,10 @@ def _first_problem(exc: ValidationError) -> str:
     """One line for the first validation error: ``where: what`` (+ how many more)."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "metadata"
+    where = "".join(f"{part}: " for part in [".".join(str(part) for part in first["loc"])] if part)
     message = str(first["msg"]).removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    return f"{where}: {message}{more}"
+    return f"{where}{message}{more}"
 
 
 def parse_model_card(data: bytes) -> dict:

@@ -7,7 +7,7 @@ benchmarks and deployments never need to edit code:
   (default: ``../shared/datasets`` next to the repository).
 - ``MASKDET_MODELS_DIR``: trained checkpoints (default: ``<repo>/models``).
 - ``MASKDET_CACHE_DIR``: downloaded weights, detector files and analysis caches
-  (default: ``~/.cache/maskdet``).
+  (default: ``~/.cache/maskdet``); uploaded data-set archives are extracted to its ``uploads/``.
 """
 
 from __future__ import annotations
@@ -38,3 +38,8 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("MASKDET_CACHE_DIR", default))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def uploads_dir() -> Path:
+    """Folder uploaded data-set archives are extracted to (``cache_dir()/uploads``); not created here."""
+    return cache_dir() / "uploads"

@@ -7,6 +7,8 @@
   that is secretly a pickle (with metadata forged to match its hash), truncated weights,
   metadata for another architecture or other classes, and metadata shaped to break listings.
   Code that runs writes the ``marker`` file, so a test proves nothing ran by its absence.
+  :func:`add_refused_models` adds the schema and file-type cases (absurd metadata, pipes,
+  devices, links out of the folder, lying headers), each with the message it must be refused with.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import io
 import json
 import pickle
 import shutil
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -125,9 +128,9 @@ def _forge_weights(folder: Path, data: bytes) -> None:
                                        "bytes": len(data)})
 
 
-HOSTILE_LISTED = ("evil-weights", "truncated-weights", "wrong-arch")
+HOSTILE_LISTED = ("evil-weights", "truncated-weights")
 """Hostile folders with well-formed metadata: listed, refused only when loaded."""
-HOSTILE_UNLISTED = ("evil-pickle", "evil-torch", "wrong-classes", "not-json")
+HOSTILE_UNLISTED = ("evil-pickle", "evil-torch", "wrong-arch", "wrong-classes", "not-json")
 """Hostile folders refused from their metadata alone: never listed."""
 ODD_METADATA = ("odd-fields", "renamed")
 """Real weights under metadata shaped to break listings and reports (fields of the wrong type, a name that is
@@ -169,3 +172,94 @@ def add_hostile_models(directory: Path, good: Path, marker: Path) -> None:
     _rewrite_metadata(odd, created=20240101, name=None, weights={**metadata["weights"], "file": 5}, metrics="high",
                       history=5)
     _rewrite_metadata(shutil.copytree(good, directory / "renamed"), name="../../outside")
+
+
+REFUSED_AT_LISTING = {
+    "deep-nesting": "nested 100001 levels deep (at most 32)",
+    "huge-metadata": "above the 8 MB limit",
+    "nan-mean": "not readable JSON (NaN is not a JSON number)",
+    "billion-pixels": "input.size: mlp takes inputs of 8 to 512 px, not 1000000000",
+    "size-as-text": "input.size: Input should be a valid integer",
+    "two-channels": "input.channels: Input should be 1 or 3",
+    "mean-length": "mean has 3 values for 1 channel(s)",
+    "zero-std": "input.std.0: Input should be greater than 0",
+    "no-weights-record": "weights: Field required",
+    "threshold-above-1": "operating_threshold: Input should be less than or equal to 1",
+    "fifo-metadata": "metadata.json is a named pipe, not a regular file",
+    "metadata-link-out": "is a link to",
+    "device-weights": "model.safetensors is a device file, not a regular file",
+    "weights-link-out": "outside the model folder",
+    "weights-folder": "model.safetensors is a folder, not a regular file",
+}
+"""Model folders refused from their files alone (never offered), each with the text its refusal contains."""
+REFUSED_AT_LOADING = {
+    "evil-weights": "is not a safetensors file: its header claims",
+    "truncated-weights": "is truncated or forged: its header claims",
+    "padded-weights": "bytes, its metadata records",
+}
+"""Model folders with plausible files, refused when loaded (before a tensor is read)."""
+
+
+def add_refused_models(directory: Path, good: Path, outside: Path) -> None:
+    """Add the ``REFUSED_AT_LISTING`` folders and ``padded-weights`` next to ``good`` in ``directory``.
+
+    The other ``REFUSED_AT_LOADING`` folders come from :func:`add_hostile_models`.
+
+    ``outside`` is a folder outside ``directory`` where link targets are put. Needs root for the device node.
+    """
+    import os
+
+    metadata = json.loads((good / "metadata.json").read_text())
+
+    def variant(name: str, **changes: object) -> Path:
+        folder = shutil.copytree(good, directory / name)
+        _rewrite_metadata(folder, **changes)
+        return folder
+
+    (variant("deep-nesting") / "metadata.json").write_text(
+        json.dumps({**metadata, "history": "HERE"}).replace('"HERE"', "[" * 100_000 + "]" * 100_000))
+    (variant("huge-metadata") / "metadata.json").write_text(json.dumps({**metadata, "notes": "x" * 9_000_000}))
+    (variant("nan-mean") / "metadata.json").write_text(
+        json.dumps({**metadata, "input": {**metadata["input"], "mean": [float("nan")]}}))
+    variant("billion-pixels", input={**metadata["input"], "size": 1_000_000_000})
+    variant("size-as-text", input={**metadata["input"], "size": str(metadata["input"]["size"])})
+    variant("two-channels", input={**metadata["input"], "channels": 2, "mean": [0.5, 0.5], "std": [0.5, 0.5]})
+    variant("mean-length", input={**metadata["input"], "mean": [0.5, 0.5, 0.5]})
+    variant("zero-std", input={**metadata["input"], "std": [0]})
+    folder = variant("no-weights-record")
+    stripped = json.loads((folder / "metadata.json").read_text())
+    del stripped["weights"]
+    (folder / "metadata.json").write_text(json.dumps(stripped))
+    variant("threshold-above-1", operating_threshold=7)
+
+    fifo = variant("fifo-metadata")
+    (fifo / "metadata.json").unlink()
+    os.mkfifo(fifo / "metadata.json")
+    outside.mkdir(parents=True, exist_ok=True)
+    linked = variant("metadata-link-out")
+    shutil.move(linked / "metadata.json", outside / "metadata.json")
+    (linked / "metadata.json").symlink_to(outside / "metadata.json")
+    device = variant("device-weights")
+    (device / "model.safetensors").unlink()
+    os.mknod(device / "model.safetensors", 0o600 | stat.S_IFCHR, os.makedev(1, 5))  # /dev/zero: never ends
+    linked = variant("weights-link-out")
+    shutil.move(linked / "model.safetensors", outside / "model.safetensors")
+    (linked / "model.safetensors").symlink_to(outside / "model.safetensors")
+    folder = variant("weights-folder")
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").mkdir()
+
+    padded = variant("padded-weights")  # a real file and hash, but not the size its metadata records
+    with open(padded / "model.safetensors", "ab") as handle:
+        handle.write(b"\0" * 64)
+    data = (padded / "model.safetensors").read_bytes()
+    _rewrite_metadata(padded, weights={**metadata["weights"], "sha256": hashlib.sha256(data).hexdigest()})
+
+
+def tree_state(folder: Path) -> dict[str, tuple[int, int]]:
+    """(size, modification time) of every entry under ``folder``, links not followed: proves nothing was written."""
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        info = path.lstat()
+        state[str(path.relative_to(folder))] = (info.st_size, info.st_mtime_ns)
+    return state

@@ -56,6 +56,9 @@ def test_truncated_weights_and_tampered_metadata(tmp_path):
     weights = folder / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="holds 1412832 bytes, its metadata records 2825664"):
+        load_model(folder)
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, one bit flipped
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_model(folder)
     folder = _save_tiny("n", tmp_path)
@@ -95,11 +98,15 @@ def test_forged_input_size_is_refused_without_allocating(tmp_path):
     meta = json.loads((folder / "metadata.json").read_text())
     meta["input"]["size"] = 100_000  # an MLP for it would need 4e10 weights (160 TB)
     (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="mlp takes inputs of 8 to 512 px, not 100000"):
+        load_model(folder)
+    meta["input"]["size"] = 13  # supported, but not what these weights were trained for
+    (folder / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="do not fit architecture 'mlp'.*shape"):
         load_model(folder)
     meta["build"] = ["not", "a", "dict"]
     (folder / "metadata.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="cannot build architecture 'mlp'"):
+    with pytest.raises(CheckpointError, match="build: Input should be a valid dictionary"):
         load_model(folder)
 
 

@@ -1,7 +1,7 @@
 """``choose_dataset``: one widget for every page that needs a data set folder.
 
 Offers the data sets found under the data-set root, a folder path on the server (checked by
-:func:`ui.paths.typed_path`, so ``MASKDET_PATH_ROOTS`` can confine it), or an uploaded .zip
+:func:`ui.paths.typed_path`, confined when the dashboard is shared), or an uploaded .zip
 (extracted safely by :func:`maskdet.archive.extract_zip`). Each upload is extracted once per
 session and content: reruns reuse the folder, so its fingerprint and every cache keyed by it
 stay valid. Extractions are kept for the most recently used uploads only (``UPLOADS_KEPT``,
@@ -18,9 +18,9 @@ import streamlit as st
 
 from maskdet.archive import ArchiveError, extract_zip, mark_used, prune_extractions
 from maskdet.data import list_datasets
-from maskdet.settings import cache_dir, data_root
+from maskdet.settings import data_root, uploads_dir
 from ui.markup import code, plain
-from ui.paths import PathRefused, typed_path
+from ui.paths import PathRefused, show_path_limits, typed_path
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,6 @@ SOURCE_FOLDERS = "Data sets on the server"
 SOURCE_PATH = "Folder path"
 SOURCE_UPLOAD = "Upload a .zip"
 SOURCES = (SOURCE_FOLDERS, SOURCE_PATH, SOURCE_UPLOAD)
-UPLOADS_SUBDIR = "uploads"
 UPLOADS_KEPT = 8  # extracted archives kept on disk, most recently used first
 UPLOADS_MAX_BYTES = 4 * 1024**3  # and their total size (one archive may expand to maskdet.archive.MAX_TOTAL_BYTES)
 UPLOADS_GRACE_S = 3600  # an extraction used within the last hour is never removed
@@ -65,6 +64,7 @@ def _choose_path(key: str) -> Path | None:
     text = st.text_input(
         "Folder on the server", key=f"{key}_path", placeholder="/data/my-masks (holding with_mask/ and without_mask/)"
     ).strip()
+    show_path_limits()
     if not text:
         return None
     try:
@@ -89,7 +89,7 @@ def _choose_upload(key: str) -> Path | None:
         return None
     data = upload.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    uploads = cache_dir() / UPLOADS_SUBDIR
+    uploads = uploads_dir()
     extracted: dict[str, str] = st.session_state.setdefault(f"{key}_extracted", {})
     folder = extracted.get(digest)
     if folder is not None and Path(folder).is_dir():

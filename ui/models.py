@@ -5,6 +5,10 @@ cached. The cache key includes a cheap signature of the models folder (its own
 modification time, which every atomic save, replacement or deletion of a model folder
 changes, plus the default-model pointer's), so a model finished by a training job shows
 up on every page at once. :func:`invalidate_models` drops the cache explicitly.
+
+Folders that are not usable models (metadata failing the schema, weights that are a link out
+of the folder or a device...) are never offered; :func:`show_broken_models` names each with
+its reason, one line per folder.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from maskdet.checkpoint import DEFAULT_POINTER, default_model_name, list_models
+from maskdet.checkpoint import DEFAULT_POINTER, BrokenModel, default_model_name, scan_models
 from maskdet.settings import models_dir
+from ui.markup import code, plain
 
 logger = logging.getLogger(__name__)
 
@@ -35,27 +40,38 @@ def _signature(folder: Path) -> tuple[int, int]:
 
 
 @st.cache_data(ttl=MODELS_TTL_S, show_spinner=False)
-def _list_models(folder: str, signature: tuple[int, int]) -> list[dict]:
-    return list_models(Path(folder))
+def _scan_models(folder: str, signature: tuple[int, int]) -> tuple[list[dict], list[BrokenModel]]:
+    return scan_models(Path(folder))
+
+
+def _scan() -> tuple[list[dict], list[BrokenModel]]:
+    folder = models_dir()
+    return _scan_models(str(folder), _signature(folder))
 
 
 def list_trained_models() -> list[dict]:
-    """Metadata of every trained model in ``models_dir()``, newest first (see :func:`maskdet.checkpoint.list_models`)."""
-    folder = models_dir()
-    return _list_models(str(folder), _signature(folder))
+    """Metadata of every usable model in ``models_dir()``, newest first (see :func:`maskdet.checkpoint.scan_models`)."""
+    return _scan()[0]
+
+
+def show_broken_models(container=st) -> None:
+    """One warning line per folder of ``models_dir()`` that is not a usable model: which folder, what is wrong."""
+    for broken in _scan()[1]:
+        container.caption(f"⚠️ Not offered: {code(broken.name)} is not a usable model ({plain(broken.reason)})")
 
 
 def invalidate_models() -> None:
     """Forget cached model lists (for every session), e.g. right after a training job saved a model."""
-    _list_models.clear()
+    _scan_models.clear()
 
 
 def choose_model(container, key: str) -> str:
-    """A "Model" selectbox in ``container`` with the default model preselected.
+    """A "Model" selectbox in ``container`` with the default model preselected; broken folders named with it.
 
     With no trained model it explains where to get one and stops the page.
     """
     models = list_trained_models()
+    show_broken_models(container)
     if not models:
         st.info("No trained model yet: train one on the Train page, then come back.")
         st.stop()

@@ -4,10 +4,13 @@ Text boxes (a data-set folder, a pretrained-weights file) are user input reachin
 server's file system. The text is turned into an absolute path with ``~`` expanded and
 ``..`` and symbolic links resolved, so every check applies to where it really leads.
 
-``MASKDET_PATH_ROOTS`` (folders separated by ``os.pathsep``) confines typed paths to those
-folders: set it when people other than the server's owner can reach the dashboard, so the
-text boxes cannot be used to list folders, read images or hash files elsewhere on the
-server. Unset (a dashboard on one's own machine), any path the server can read is accepted.
+Which folders a typed path may name (:func:`maskdet.sharing.path_roots`):
+
+- ``MASKDET_PATH_ROOTS`` set (folders separated by ``os.pathsep``): those folders only.
+- unset, server on loopback (the default ``.streamlit/config.toml``): anywhere the server can read.
+- unset, server reachable from the network: only the data-set root, the models folder and the
+  upload folder (fail closed), so the text boxes cannot be used to list folders, read images
+  or hash files elsewhere on the server. :func:`show_path_limits` says so on the page.
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PATH_ROOTS_ENV = "MASKDET_PATH_ROOTS"
+import streamlit as st
+
+from maskdet.sharing import PATH_ROOTS_ENV, path_roots
+from ui.exposure import server_exposed
+from ui.markup import code
 
 
 class PathRefused(ValueError):
@@ -24,10 +31,26 @@ class PathRefused(ValueError):
 
 def allowed_roots() -> list[Path] | None:
     """The folders typed paths must lie in (resolved), or None when any path is allowed."""
-    value = os.environ.get(PATH_ROOTS_ENV, "").strip()
-    if not value:
+    return path_roots(server_exposed(), os.environ.get(PATH_ROOTS_ENV))
+
+
+def path_limits() -> str | None:
+    """One line saying where typed paths may lead and how to widen it; None when they are not confined."""
+    roots = allowed_roots()
+    if roots is None:
         return None
-    return [Path(part).expanduser().resolve() for part in value.split(os.pathsep) if part.strip()]
+    folders = ", ".join(code(root) for root in roots)
+    if os.environ.get(PATH_ROOTS_ENV, "").strip():
+        return f"Typed paths are limited to {folders} (`{PATH_ROOTS_ENV}`)."
+    return (f"This dashboard is reachable from the network, so typed paths are limited to {folders}; "
+            f"set `{PATH_ROOTS_ENV}` (folders separated by `{os.pathsep}`) to widen it.")
+
+
+def show_path_limits() -> None:
+    """:func:`path_limits` as a caption, when typed paths are confined."""
+    limits = path_limits()
+    if limits is not None:
+        st.caption(limits)
 
 
 def typed_path(text: str) -> Path:
