@@ -1,0 +1,172 @@
+"""Private by default, shared on purpose: the dashboard listens on loopback with the repo's config, and a
+server reachable from the network confines typed paths to maskdet's own folders unless told otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import streamlit as st
+from markdown_text import texts
+from streamlit import config as st_config
+from streamlit.testing.v1 import AppTest
+
+from maskdet.settings import REPO_ROOT
+from maskdet.sharing import PATH_ROOTS_ENV, default_roots, is_loopback, path_roots
+from ui.dataset_picker import SOURCE_PATH
+
+DATASET_PAGE = REPO_ROOT / "app_pages" / "dataset.py"
+STARTUP_S = 90
+REFUSED = "is outside the folders this server allows"
+
+
+@pytest.mark.parametrize("address", ["localhost", "LOCALHOST", "127.0.0.1", "127.3.2.1", "::1", "[::1]"])
+def test_loopback_addresses(address: str) -> None:
+    assert is_loopback(address)
+
+
+@pytest.mark.parametrize("address", [None, "", "0.0.0.0", "::", "192.168.1.20", "10.0.0.5", "example.org",
+                                     "my-laptop", "localhost.evil.org", "unix:///tmp/streamlit.sock"])
+def test_everything_else_counts_as_exposed(address: str | None) -> None:
+    assert not is_loopback(address)
+
+
+def test_path_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    assert path_roots(exposed=False, value=None) is None  # the owner on loopback: anything readable
+    assert path_roots(exposed=True, value="  ") == default_roots()  # exposed and unset: fail closed
+    assert default_roots()[0] == tmp_path / "data" and default_roots()[2] == tmp_path / "cache" / "uploads"
+    chosen = f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}"
+    for exposed in (False, True):  # the variable wins either way
+        assert path_roots(exposed=exposed, value=chosen) == [tmp_path / "a", tmp_path / "b"]
+
+
+@contextlib.contextmanager
+def server_address(address: str | None):
+    """Run with Streamlit's ``server.address`` set as ``streamlit run --server.address`` would."""
+    previous = st.get_option("server.address")
+    st_config.set_option("server.address", address, "command-line argument or environment variable")
+    try:
+        yield
+    finally:
+        st_config.set_option("server.address", previous, "command-line argument or environment variable")
+
+
+def type_path(at: AppTest, path: Path) -> AppTest:
+    return at.text_input(key="dataset_path").input(str(path)).run()
+
+
+def test_an_exposed_server_confines_typed_paths_to_maskdets_folders(tiny_dataset: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(tiny_dataset, root / "tiny")
+    elsewhere = shutil.copytree(tiny_dataset, tmp_path / "elsewhere")
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(root))
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(PATH_ROOTS_ENV, raising=False)
+    st.cache_data.clear()
+
+    with server_address("0.0.0.0"):
+        at = AppTest.from_file(str(DATASET_PAGE), default_timeout=120).run()
+        at.radio(key="dataset_source").set_value(SOURCE_PATH).run()
+        limits = texts(at.caption)
+        assert "reachable from the network, so typed paths are limited to" in limits
+        assert str(root) in limits and PATH_ROOTS_ENV in limits  # where, and how to widen it
+        for outside in (elsewhere, Path("/etc"), root / ".." / "elsewhere"):
+            type_path(at, outside)
+            assert not at.exception
+            assert REFUSED in texts(at.error), outside
+            assert not at.metric
+        type_path(at, root / "tiny")  # the data-set root stays usable
+        assert not at.exception and not at.error
+        assert {m.label: m.value for m in at.metric}["Readable images"] == "24"
+
+        monkeypatch.setenv(PATH_ROOTS_ENV, str(tmp_path))  # widened on purpose
+        type_path(at, elsewhere)
+        assert not at.error and at.metric
+        assert f"Typed paths are limited to `{tmp_path}`" in texts(at.caption)
+
+    monkeypatch.delenv(PATH_ROOTS_ENV)
+    with server_address("localhost"):  # the owner on loopback: nothing changes
+        at = AppTest.from_file(str(DATASET_PAGE), default_timeout=120).run()
+        at.radio(key="dataset_source").set_value(SOURCE_PATH).run()
+        type_path(at, elsewhere)
+        assert not at.exception and not at.error and at.metric
+        assert "typed paths are limited" not in texts(at.caption).lower()
+
+
+def _sidebar_app() -> None:
+    from ui.exposure import exposure_notice
+
+    exposure_notice()
+
+
+def test_the_sidebar_says_who_can_reach_the_dashboard() -> None:
+    for address, expected in (("localhost", "Private to this machine"), ("0.0.0.0", "Reachable from the network"),
+                              (None, "Reachable from the network")):
+        with server_address(address):
+            at = AppTest.from_function(_sidebar_app).run()
+        assert not at.exception
+        assert [expected in c.value for c in at.sidebar.caption] == [True], address
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _other_addresses() -> list[str]:
+    """IPv4 addresses of this machine's non-loopback interfaces."""
+    return [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family == socket.AF_INET and not a.address.startswith("127.")]
+
+
+def _listening(process: psutil.Process, port: int) -> set[str]:
+    return {c.laddr.ip for c in process.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["repo-config", "shared-on-purpose"])
+def test_the_dashboard_listens_on_loopback_only_unless_shared_on_purpose(shared: bool, tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "MASKDET_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("STREAMLIT_SERVER_ADDRESS", None)
+    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
+    if shared:
+        command += ["--server.address", "0.0.0.0"]  # what the README says to do to share
+    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        process = psutil.Process(server.pid)
+        deadline = time.monotonic() + STARTUP_S
+        while not _listening(process, port) and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(0.5)
+        assert _listening(process, port), f"the dashboard did not listen on port {port}"
+        time.sleep(1)  # Streamlit may bind one socket per address: let every one appear
+        listening = _listening(process, port)
+        assert all(is_loopback(ip) for ip in listening) != shared, listening
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # always reachable from this machine
+        for address in _other_addresses():  # the listening check above covers a machine without any
+            if shared:
+                with socket.create_connection((address, port), timeout=5):
+                    pass
+            else:
+                with pytest.raises(OSError), socket.create_connection((address, port), timeout=5):
+                    pass
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
