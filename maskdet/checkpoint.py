@@ -49,6 +49,10 @@ class CheckpointError(ValueError):
     """A model file or folder is missing, not ours, damaged, or does not match its metadata."""
 
 
+class ModelMissing(CheckpointError):
+    """No model where one was named (or none at all): a missing model, as opposed to one refused."""
+
+
 @dataclass
 class LoadedModel:
     """A ready-to-run model with everything needed to feed it."""
@@ -189,7 +193,7 @@ def resolve_model_dir(path: Path) -> Path:
             "(pickled .pt/.pth files are never loaded)"
         )
     else:
-        raise CheckpointError(f"model {path} does not exist")
+        raise ModelMissing(f"model {path} does not exist")
     if not os.path.lexists(folder / METADATA_FILE):  # present but odd (a pipe, a link): read_metadata says how
         raise CheckpointError(f"{folder} is not a maskdet model: {METADATA_FILE} is missing")
     return folder
@@ -401,7 +405,7 @@ def resolve_model(name_or_path: str | None, directory: Path | None = None) -> Pa
     if name_or_path is None:
         name = default_model_name(directory)
         if name is None:
-            raise CheckpointError(
+            raise ModelMissing(
                 f"no trained model found in {directory}: train one with "
                 "`python -m maskdet train --arch mobilenet_v2 --data DIR` or on the Train page"
             )

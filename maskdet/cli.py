@@ -13,7 +13,7 @@ from pathlib import Path
 
 from maskdet import __version__
 from maskdet.assets import AssetUnavailableError
-from maskdet.checkpoint import CheckpointError
+from maskdet.checkpoint import CheckpointError, ModelMissing
 from maskdet.data import DatasetError
 from maskdet.files import Skipped, file_problem, walk_files
 from maskdet.images import ImageDecodeError
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 EXIT_ERROR = 1
 EXIT_SOME_FILES_FAILED = 2
 EXIT_MODEL_REFUSED = 2
-"""A ``--model`` that is missing or not ours (``CheckpointError``): bad input, like a usage error."""
+"""A ``--model`` that is not ours or damaged (``CheckpointError``); a missing one (``ModelMissing``) is 1."""
 
 
 class CliError(Exception):
@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (CliError, DatasetError, CheckpointError, AssetUnavailableError, ImageDecodeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_MODEL_REFUSED if isinstance(exc, CheckpointError) else EXIT_ERROR
+        refused = isinstance(exc, CheckpointError) and not isinstance(exc, ModelMissing)
+        return EXIT_MODEL_REFUSED if refused else EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted; nothing was saved", file=sys.stderr)
         return 130

@@ -63,7 +63,11 @@ def test_truncated_weights_and_tampered_metadata(tmp_path):
         load_model(folder)
     folder = _save_tiny("n", tmp_path)
     meta = json.loads((folder / "metadata.json").read_text())
-    meta["arch"] = "simple_cnn"
+    meta["arch"] = "simple_cnn"  # an MLP's grayscale input under a colour architecture
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="input.channels: simple_cnn takes 3 channel"):
+        load_model(folder)
+    meta["input"] = {**meta["input"], "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3}
     (folder / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="do not fit architecture 'simple_cnn'"):
         load_model(folder)
