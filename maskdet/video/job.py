@@ -170,3 +170,24 @@ def thumbnail(image: np.ndarray, width: int = THUMBNAIL_WIDTH) -> np.ndarray:
     """``image`` scaled to ``width`` pixels wide."""
     height = max(1, round(image.shape[0] * width / image.shape[1]))
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+KEPT_JOB_FOLDERS = 8  # uploaded clips and their annotated copies of the most recent jobs on this machine
+
+
+def job_folder(name: str, root: Path | None = None) -> Path:
+    """A fresh folder ``root/name`` (default: the cache's ``videos/``) for one job's clip and annotated copy;
+    only the :data:`KEPT_JOB_FOLDERS` most recently created job folders are kept."""
+    import shutil
+
+    from maskdet.settings import cache_dir
+
+    root = root or cache_dir() / "videos"
+    root.mkdir(parents=True, exist_ok=True)
+    folders = sorted((p for p in root.iterdir() if p.is_dir() and p.name != name), key=lambda p: p.stat().st_mtime)
+    for old in folders[: max(0, len(folders) - KEPT_JOB_FOLDERS + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    folder = root / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    return folder
