@@ -123,7 +123,10 @@ if status.state == VideoJobState.FAILED:
     st.error(f"Cannot read {code(upload.name)}: {plain(status.error)}")
     st.stop()
 if status.state == VideoJobState.CANCELLED:
-    st.warning("Stopped. Upload the clip again (or change a setting) to analyse it anew.")
+    st.warning("Stopped: nothing was kept.")
+    if st.button("Analyse it again", key="video_restart"):
+        del st.session_state["video_job_key"]
+        st.rerun()
     st.stop()
 if status.error:
     st.warning(f"Only part of {code(upload.name)} could be read: {plain(status.error)}. Showing what was read.")
