@@ -24,7 +24,7 @@ from maskdet import zoo
 from maskdet.checkpoint import load_model, load_split, save_model
 from maskdet.classifier import Classifier
 from maskdet.cli import main
-from maskdet.detect import CenterFaceDetector, centerface_model_path, get_detector, make_centerface_dynamic
+from maskdet.detect import centerface_model_path, get_detector, load_centerface_graph
 from maskdet.export import ExportError, OnnxClassifier, export_model, load_exported_pipeline
 from maskdet.images import load_rgb
 from maskdet.pipeline import FacePipeline
@@ -80,10 +80,10 @@ def test_shipped_model_round_trip_and_card(shipped_export, datasets_root) -> Non
     graph = (shipped_export / "classifier.onnx").read_bytes()
     assert card["classifier"]["sha256"] == hashlib.sha256(graph).hexdigest()
     detector = card["detector"]
-    dynamic = make_centerface_dynamic(centerface_model_path().read_bytes())
+    dynamic = load_centerface_graph(centerface_model_path())
     assert (shipped_export / "detector.onnx").read_bytes() == dynamic  # the graph the product runs
     assert detector["sha256"] == hashlib.sha256(dynamic).hexdigest()
-    settings = CenterFaceDetector.default_settings()
+    settings = get_detector("centerface").settings()
     assert (detector["threshold"], detector["nms_iou"], detector["input"]["resize_long_side_to"]) == (
         settings["threshold"], settings["nms_iou"], settings["input_long_side"])
 
