@@ -1,4 +1,4 @@
-"""Command line interface: ``python -m maskdet {train,evaluate,evaluate-scenes,models,predict,bench}``."""
+"""Command line interface: ``python -m maskdet {train,evaluate,evaluate-scenes,models,predict,export,bench}``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ EXIT_ERROR = 1
 EXIT_SOME_FILES_FAILED = 2
 EXIT_MODEL_REFUSED = 2
 """A ``--model`` that is not ours or damaged (``CheckpointError``); a missing one (``ModelMissing``) is 1."""
+EXIT_EXPORT_REFUSED = 2
 
 
 class CliError(Exception):
@@ -223,29 +224,63 @@ def iter_image_paths(paths: list[str]) -> Iterator[Path | Skipped]:
             yield Skipped(path, problem)
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from maskdet.pipeline import build_pipeline, predict_file
+def predict_records(pipeline, item: Path | Skipped, args: argparse.Namespace) -> Iterator[dict]:
+    """The ``--json`` records of one input: one per image, one per processed frame of a clip (plus errors)."""
+    from maskdet.pipeline import predict_file
+    from maskdet.video import is_video_path, predict_video
 
+    if isinstance(item, Skipped):
+        yield {"path": str(item.path), "error": f"skipped: {item.reason}"}
+        return
+    path = item
+    if is_video_path(path):
+        yield from predict_video(pipeline, path, every=args.every, annotate=args.annotate)
+        return
+    try:
+        yield predict_file(pipeline, path)
+    except ImageDecodeError as exc:
+        yield {"path": str(path), "error": exc.reason}
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from maskdet.pipeline import build_pipeline
+    from maskdet.video import is_video_path
+
+    if args.every < 1:
+        raise CliError("--every must be at least 1")
+    paths = list(iter_image_paths(args.paths))
+    if args.annotate and sum(isinstance(p, Path) and is_video_path(p) for p in paths) != 1:
+        raise CliError("--annotate writes one annotated clip: give exactly one video")
     pipeline = build_pipeline(args.model, whole_image=args.whole_image)
     failures = 0
-    for item in iter_image_paths(args.paths):
-        path = item if isinstance(item, Path) else item.path
-        try:
-            if isinstance(item, Skipped):
-                raise ImageDecodeError(f"skipped: {item.reason}")
-            record = predict_file(pipeline, path)
-        except ImageDecodeError as exc:
-            failures += 1
-            record = {"path": str(path), "error": exc.reason}
-        if args.json:
-            print(json.dumps(record), flush=True)
-        elif "error" in record:
-            print(f"{path}: ERROR {record['error']}")
-        else:
-            faces = record["faces"]
-            summary = ", ".join(f"{f['label']} {f['confidence']:.0%}" for f in faces) or "no face found"
-            print(f"{path} ({record['width']}x{record['height']}): {summary}")
+    for path in paths:
+        for record in predict_records(pipeline, path, args):
+            failures += "error" in record
+            if args.json:
+                print(json.dumps(record), flush=True)
+            elif "error" in record:
+                print(f"{record['path']}: ERROR {record['error']}")
+            else:
+                faces = record["faces"]
+                summary = ", ".join(f"{f['label']} {f['confidence']:.0%}" for f in faces) or "no face found"
+                where = f" frame {record['frame']} at {record['time']:.2f} s" if "frame" in record else ""
+                print(f"{record['path']}{where} ({record['width']}x{record['height']}): {summary}")
     return EXIT_SOME_FILES_FAILED if failures else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from maskdet.export import ExportError, export_model
+
+    try:
+        report = export_model(args.model, args.output, fmt=args.format, force=args.force)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_EXPORT_REFUSED
+    sizes = ", ".join(f"{name} {size / 2**20:.1f} MB" for name, size in report.file_bytes.items())
+    print(f"exported {report.model} to {report.output} ({sizes})")
+    print(f"checked on {report.crops} real validation face crops: onnxruntime vs PyTorch max abs probability "
+          f"difference {report.max_prob_diff:.2e}, labels identical")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -310,11 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     predict = sub.add_parser("predict", help="find faces in images and label each with_mask / without_mask")
-    predict.add_argument("paths", nargs="+", metavar="PATH", help="images or folders (recursed)")
+    predict.add_argument("paths", nargs="+", metavar="PATH",
+                         help="images, video clips (mp4, webm, mov, avi, mkv) or folders (recursed)")
     predict.add_argument("--model")
-    predict.add_argument("--json", action="store_true", help="one JSON line per image")
+    predict.add_argument("--json", action="store_true", help="one JSON line per image or processed video frame")
+    predict.add_argument("--every", type=int, default=1, metavar="N", help="video: process every N-th frame")
+    predict.add_argument("--annotate", metavar="OUT.mp4", help="video: write the annotated clip (H.264 mp4) here")
     predict.add_argument("--whole-image", action="store_true", help="classify each full image as one face")
     predict.set_defaults(func=cmd_predict)
+
+    export = sub.add_parser("export", help="export a model and the face detector to run with onnxruntime alone")
+    export.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
+    export.add_argument("--format", default="onnx", help="export format (onnx)")
+    export.add_argument("--output", required=True, help="folder to create (classifier.onnx, detector.onnx, metadata.json)")
+    export.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    export.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="measure classification, detection, pipeline and explanation speed")
     bench.add_argument("--model")

@@ -17,6 +17,9 @@ from maskdet.settings import CLASSES
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MARGIN = 0.2  # context around each detected face, per side, as a fraction of its size
+
+
 @dataclass(frozen=True)
 class FacePrediction:
     """One face: where it is, what the classifier says and how sure the detector was."""
@@ -44,7 +47,7 @@ def label_probabilities(probabilities: np.ndarray) -> list[tuple[str, float]]:
 class FacePipeline:
     """Detect faces, crop each with a margin, classify all crops of an image in one batch."""
 
-    def __init__(self, classifier: Classifier, detector, margin: float = 0.2) -> None:
+    def __init__(self, classifier: Classifier, detector, margin: float = DEFAULT_MARGIN) -> None:
         self.classifier = classifier
         self.detector = detector
         self.margin = margin
@@ -68,7 +71,7 @@ class FacePipeline:
 
 
 def build_pipeline(
-    model: str | None = None, whole_image: bool = False, detector: str = "centerface", margin: float = 0.2
+    model: str | None = None, whole_image: bool = False, detector: str = "centerface", margin: float = DEFAULT_MARGIN
 ) -> FacePipeline:
     """The classifier ``model`` (None = the default model) behind a face detector.
 
