@@ -57,11 +57,9 @@ class Asset:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    """Hex SHA-256 of the file at ``path``, read in blocks (the standard library's ``hashlib.file_digest``)."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _install_verified(source: Path, asset: Asset, destination: Path) -> Path:
