@@ -32,7 +32,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from maskdet.audit import audit_dataset  # noqa: E402
 from maskdet.settings import data_root  # noqa: E402
 
-PAGE = REPO / "pages" / "dataset.py"
+ENTRY = REPO / "streamlit_app.py"
+PAGE = "pages/dataset.py"  # run as a deep link runs it: the app of ENTRY at this page
 PAGE_TIMEOUT_S = 600
 
 
@@ -66,7 +67,7 @@ def render(at: AppTest) -> AppTest:
 
 def new_session(dataset: Path) -> AppTest:
     """A fresh page session with ``dataset`` chosen in the picker (as if the user had picked it)."""
-    at = AppTest.from_file(str(PAGE), default_timeout=PAGE_TIMEOUT_S)
+    at = AppTest.from_file(str(ENTRY), default_timeout=PAGE_TIMEOUT_S).switch_page(PAGE)
     at.session_state["dataset_listed"] = dataset.name
     return at
 

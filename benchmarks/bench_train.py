@@ -40,7 +40,8 @@ from maskdet.engine import TrainConfig, TrainProgress, fit  # noqa: E402
 from maskdet.settings import data_root  # noqa: E402
 from ui.dataset_picker import SOURCE_PATH  # noqa: E402
 
-PAGE = REPO / "pages" / "train.py"
+ENTRY = REPO / "streamlit_app.py"
+PAGE = "pages/train.py"  # run as a deep link runs it: the app of ENTRY at this page
 ARCH = "mobilenet_v2"
 TARGET_ACC = 0.99
 TARGET_WALL_S = 180.0
@@ -99,7 +100,7 @@ def _phase_of(status: str) -> str:
 
 def bench_page(args: argparse.Namespace) -> None:
     """Start the same run from the Train page and rerun the page every second until it ends."""
-    at = AppTest.from_file(str(PAGE), default_timeout=PAGE_TIMEOUT_S).run()
+    at = AppTest.from_file(str(ENTRY), default_timeout=PAGE_TIMEOUT_S).switch_page(PAGE).run()
     at.radio(key="train_source").set_value(SOURCE_PATH).run()
     at.text_input(key="train_path").input(str(args.data)).run()
     at.text_input(key=f"train_{ARCH}_name").set_value("bench-page")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
+from dashboard import ENTRY, page_test
 from streamlit.testing.v1 import AppTest
 
 from maskdet.checkpoint import load_model
@@ -17,7 +18,7 @@ from maskdet.engine import TrainConfig, fit
 from maskdet.images import load_rgb
 from maskdet.jobs import JobAlreadyRunning, JobState, TrainingJobRunner
 from maskdet.classifier import Classifier
-from maskdet.settings import REPO_ROOT
+from ui.navigation import PAGES
 from ui.training import TRAIN_PAGE, training_runner
 
 
@@ -85,11 +86,13 @@ def test_sidebar_shows_the_servers_job_on_every_page_but_train(tiny_dataset):
     draws it in full instead); once cancelled the sidebar says so and links no more to the Train page."""
     def sidebar(app: AppTest) -> str:
         assert not app.exception, app.exception
-        return "\n".join(str(e.value) for e in app.sidebar.caption) + "".join(
-            f"\nlink: {e.label}" for e in app.sidebar.get("page_link"))
+        navigation = {page.title for page in PAGES}  # the sidebar's other lines: the app's links, who can reach it
+        captions = [str(e.value) for e in app.sidebar.caption]
+        return "\n".join(c for c in captions if not c.startswith(("🔒 Private", "🌐 Reachable"))) + "".join(
+            f"\nlink: {e.label}" for e in app.sidebar.get("page_link") if e.label not in navigation)
 
     st.cache_resource.clear()  # a fresh server-wide runner
-    app = AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=60).run()
+    app = page_test(ENTRY, 60).run()
     assert sidebar(app) == ""  # no job has run on this server
     runner = training_runner()  # the same cached runner the pages use
     runner.start(TrainConfig(arch="simple_cnn", data=tiny_dataset, epochs=50, patience=50, batch_size=1, img_size=64,
@@ -101,7 +104,7 @@ def test_sidebar_shows_the_servers_job_on_every_page_but_train(tiny_dataset):
             time.sleep(0.2)
         first = sidebar(app.run())
         assert "Progress:" in first and "· Running · Epoch" in first and "link: Follow or cancel" in first, first
-        for page in ("app_pages/photo.py", "app_pages/webcam.py"):
+        for page in ("pages/photo.py", "pages/webcam.py"):
             shown = sidebar(app.switch_page(page).run())
             assert "· Running · Epoch" in shown, shown
         while shown == first:  # the figures move on as the job trains (as the fragment's timer reruns it)
@@ -113,7 +116,7 @@ def test_sidebar_shows_the_servers_job_on_every_page_but_train(tiny_dataset):
         runner.cancel()
         status = runner.wait(timeout=60)
     assert status.state == JobState.CANCELLED
-    shown = sidebar(app.switch_page("app_pages/home.py").run())
+    shown = sidebar(app.switch_page(ENTRY).run())
     assert shown.startswith("Last training job `sidebar-job`: Progress: ") and shown.endswith("· Cancelled"), shown
     assert "link:" not in shown
     st.cache_resource.clear()

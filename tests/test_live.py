@@ -257,13 +257,13 @@ def test_bad_ice_servers_are_refused_with_a_reason(value: str, reason: str) -> N
 
 # The Webcam page up to the streaming component (AppTest cannot run custom components; the
 # streaming itself is covered by tests/browser/test_webcam_browser.py).
-PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "webcam.py")
+PAGE = "pages/webcam.py"
 
 
 def test_page_without_models_says_how_to_get_one(isolated_models_dir) -> None:
-    from streamlit.testing.v1 import AppTest
+    from dashboard import page_test
 
-    app = AppTest.from_file(PAGE, default_timeout=60).run()
+    app = page_test(PAGE, 60).run()
     assert not app.exception
     assert "train one on the Train page" in app.info[0].value
 
@@ -271,11 +271,11 @@ def test_page_without_models_says_how_to_get_one(isolated_models_dir) -> None:
 def test_page_refuses_bad_ice_servers_with_a_clear_message(monkeypatch, isolated_models_dir, tiny_mobilenet) -> None:
     import shutil
 
-    from streamlit.testing.v1 import AppTest
+    from dashboard import page_test
 
     shutil.copytree(tiny_mobilenet, isolated_models_dir / tiny_mobilenet.name)
     monkeypatch.setenv(ICE_SERVERS_ENV, '[{"urls": "https://turn.example.org"}]')
-    app = AppTest.from_file(PAGE, default_timeout=60).run()
+    app = page_test(PAGE, 60).run()
     assert not app.exception
     assert "Invalid ICE server setting" in app.error[0].value and "stun:/turn:" in app.error[0].value
     assert app.selectbox(key="webcam_model").value == tiny_mobilenet.name

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from dashboard import page_test
 from markdown_text import texts
-from streamlit.testing.v1 import AppTest
 from test_refused_models import deadline
 
 from maskdet.audit import audit_catalog
@@ -101,7 +101,7 @@ def test_the_dataset_page_names_the_skipped_entries(odd_dataset: Path, tmp_path:
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
     st.cache_data.clear()
-    at = AppTest.from_file(str(REPO_ROOT / "app_pages" / "dataset.py"), default_timeout=120).run()
+    at = page_test("pages/dataset.py", 120).run()
     at.radio(key="dataset_source").set_value(SOURCE_PATH).run()
     with deadline(120):
         at.text_input(key="dataset_path").input(str(odd_dataset)).run()

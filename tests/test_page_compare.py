@@ -1,4 +1,4 @@
-"""The Compare page under AppTest, reached through the real app's navigation: two tiny models, and none."""
+"""The Compare page under AppTest, in the real app: two tiny models, and none."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from dashboard import page_test
 from hostile_inputs import HOSTILE_LISTED, HOSTILE_UNLISTED, add_hostile_models
 from markdown_text import texts
 from streamlit.testing.v1 import AppTest
@@ -15,36 +16,22 @@ from streamlit.testing.v1 import AppTest
 from maskdet.compare import COL_MODEL, TABLE_COLUMNS
 from ui.dataset_picker import SOURCE_PATH
 
-REPO = Path(__file__).resolve().parent.parent
+PAGE = "pages/compare.py"
 TIMEOUT = 180
-# The page's empty state links to the Train page, and st.page_link only resolves pages registered
-# with st.navigation; this entry registers the real Compare and Train pages the way
-# streamlit_app.py does, without depending on the other pages of the app.
-ENTRY = """
-import streamlit as st
-st.navigation([
-    st.Page("app_pages/compare.py", title="Compare", url_path="compare", default=True),
-    st.Page("app_pages/train.py", title="Train", url_path="train"),
-]).run()
-"""
 
 
 @pytest.fixture(autouse=True)
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The entry script (next to a link to the real app_pages/); fresh caches; an empty data-set root."""
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Compare page's file; fresh caches; an empty data-set root."""
     monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "root").mkdir()
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "root"))
     st.cache_data.clear()
-    entry = tmp_path / "app" / "streamlit_app.py"
-    entry.parent.mkdir()
-    entry.write_text(ENTRY)
-    (entry.parent / "app_pages").symlink_to(REPO / "app_pages", target_is_directory=True)
-    return entry
+    return PAGE
 
 
-def open_compare(app: Path) -> AppTest:
-    return AppTest.from_file(str(app), default_timeout=TIMEOUT).run()
+def open_compare(app: str) -> AppTest:
+    return page_test(app, TIMEOUT).run()
 
 
 def assert_clean(at: AppTest) -> None:
@@ -57,15 +44,15 @@ def choose_folder(at: AppTest, folder: Path) -> AppTest:
     return at.text_input(key="compare_unseen_path").input(str(folder)).run()
 
 
-def test_no_models_points_to_the_train_page(app: Path) -> None:
+def test_no_models_points_to_the_train_page(app: str) -> None:
     at = open_compare(app)
     assert_clean(at)
     assert "No trained model yet" in texts(at.info)
-    assert [link.value for link in at.page_link] == ["Go to the Train page"]
+    assert [link.label for link in at.main.get("page_link")] == ["Go to the Train page"]
     assert not at.dataframe and not at.get("plotly_chart") and not at.download_button
 
 
-def test_two_models_side_by_side_and_on_unseen_data(app: Path, tiny_models_dir: Path, tiny_dataset: Path,
+def test_two_models_side_by_side_and_on_unseen_data(app: str, tiny_models_dir: Path, tiny_dataset: Path,
                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_models_dir))
     at = open_compare(app)
@@ -109,7 +96,7 @@ def test_two_models_side_by_side_and_on_unseen_data(app: Path, tiny_models_dir: 
     assert "trained on this very folder" in texts(at.warning)
 
 
-def test_selection_drives_the_plots_and_bad_folders_are_explained(app: Path, tiny_models_dir: Path, tmp_path: Path,
+def test_selection_drives_the_plots_and_bad_folders_are_explained(app: str, tiny_models_dir: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_models_dir))
     at = open_compare(app)
@@ -130,7 +117,7 @@ def test_selection_drives_the_plots_and_bad_folders_are_explained(app: Path, tin
     assert len(at.download_button) == 2  # export still offered
 
 
-def test_models_that_are_not_ours_are_refused_and_the_others_still_compare(app: Path, tiny_models_dir: Path,
+def test_models_that_are_not_ours_are_refused_and_the_others_still_compare(app: str, tiny_models_dir: Path,
                                                                            tiny_dataset: Path, tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     models = tmp_path / "models"

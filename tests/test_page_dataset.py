@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from dashboard import page_test
 from datasets_helpers import build, real_jpegs
 from hostile_inputs import ZOO_INVALID, ZOO_VALID, write_zoo, zoo_face
 from markdown_text import texts
@@ -18,7 +19,7 @@ from ui import dataset_picker
 from ui.dataset_picker import SOURCE_PATH, SOURCE_UPLOAD
 from ui.paths import PATH_ROOTS_ENV
 
-PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "dataset.py"
+PAGE = "pages/dataset.py"
 TIMEOUT = 180  # the first scan of face-mask-4k on a slow CI machine
 
 
@@ -33,7 +34,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def open_path(path: Path) -> AppTest:
     """Run the page with ``path`` typed into the picker."""
-    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    at = page_test(PAGE, TIMEOUT).run()
     at.radio(key="dataset_source").set_value(SOURCE_PATH).run()
     return at.text_input(key="dataset_path").input(str(path)).run()
 
@@ -48,7 +49,7 @@ def assert_clean(at: AppTest) -> None:
 
 def test_face_mask_4k(datasets_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(datasets_root))
-    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    at = page_test(PAGE, TIMEOUT).run()
 
     assert_clean(at)
     assert at.selectbox(key="dataset_listed").value == "face-mask-4k"
@@ -67,7 +68,7 @@ def test_face_mask_4k(datasets_root: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_listed_data_set_and_empty_root(datasets_root: Path, tmp_path: Path) -> None:
-    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    at = page_test(PAGE, TIMEOUT).run()
     assert_clean(at)
     assert "No data sets found" in texts(at.info)
 
@@ -165,7 +166,7 @@ def test_zip_upload(datasets_root: Path, tmp_path: Path) -> None:
             "no_mask": real_jpegs(datasets_root, "without_mask", 2),
         },
     )
-    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    at = page_test(PAGE, TIMEOUT).run()
     at.radio(key="dataset_source").set_value(SOURCE_UPLOAD).run()
     assert "Choose a data set to audit." in texts(at.info)
 
@@ -184,7 +185,7 @@ def test_hostile_zip_upload(tmp_path: Path) -> None:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("with_mask/ok.jpg", b"x")
         archive.writestr(zipfile.ZipInfo("../../escape.jpg"), b"x")
-    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    at = page_test(PAGE, TIMEOUT).run()
     at.radio(key="dataset_source").set_value(SOURCE_UPLOAD).run()
     at.file_uploader(key="dataset_zip").set_value(("evil.zip", buffer.getvalue(), "application/zip")).run()
 
@@ -208,7 +209,7 @@ def zoo_source(tmp_path_factory: pytest.TempPathFactory, datasets_root: Path) ->
 
 def upload_zip(name: str, data: bytes, at: AppTest | None = None) -> AppTest:
     if at is None:
-        at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+        at = page_test(PAGE, TIMEOUT).run()
         at.radio(key="dataset_source").set_value(SOURCE_UPLOAD).run()
     return at.file_uploader(key="dataset_zip").set_value((name, data, "application/zip")).run()
 

@@ -1,17 +1,13 @@
-"""The whole app starts (st.navigation over every page) and the home page lists data sets and models."""
+"""The whole app starts (the entry script is the Home page) and lists data sets and models."""
 
 from __future__ import annotations
 
-from streamlit.testing.v1 import AppTest
-
-from maskdet.settings import REPO_ROOT
-
-APP = str(REPO_ROOT / "streamlit_app.py")
+from dashboard import ENTRY, page_test
 
 
 def test_app_starts_and_lists_datasets_and_empty_models(datasets_root, isolated_models_dir, monkeypatch):
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(datasets_root))
-    at = AppTest.from_file(APP, default_timeout=120).run()
+    at = page_test(ENTRY, 120).run()
     assert not at.exception
     assert at.title[0].value.endswith("maskdet")
     datasets = at.dataframe[0].value
@@ -23,7 +19,7 @@ def test_app_starts_and_lists_datasets_and_empty_models(datasets_root, isolated_
 def test_home_lists_trained_models(tiny_models_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_models_dir))
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path))  # no data sets: a clear hint instead
-    at = AppTest.from_file(APP, default_timeout=120).run()
+    at = page_test(ENTRY, 120).run()
     assert not at.exception
     assert any("No data sets found" in info.value for info in at.info)
     models = at.dataframe[0].value

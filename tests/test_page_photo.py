@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from dashboard import page_test
 from hostile_inputs import (
     HOSTILE_LISTED,
     ODD_METADATA,
@@ -27,7 +28,7 @@ from streamlit.testing.v1 import AppTest
 
 from maskdet.checkpoint import set_default_model
 
-PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "photo.py"
+PAGE = "pages/photo.py"
 TIMEOUT = 300  # first model and detector load plus a few IG runs on a busy 2-core machine
 FACE = 180
 LEFT, RIGHT = (60, 150, FACE), (400, 150, FACE)
@@ -56,7 +57,7 @@ def scene_jpeg(held_out_faces, frame_composer) -> bytes:
 
 
 def start() -> AppTest:
-    return AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    return page_test(PAGE, TIMEOUT).run()
 
 
 def upload(at: AppTest, *files: tuple[str, bytes, str]) -> AppTest:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 import torch
+from dashboard import page_test
 from hostile_inputs import malicious_torch_file
 from markdown_text import texts
 from streamlit.testing.v1 import AppTest
@@ -17,7 +18,7 @@ from ui.dataset_picker import SOURCE_PATH
 from ui.models import list_trained_models
 from ui.paths import PATH_ROOTS_ENV
 
-PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "train.py"
+PAGE = "pages/train.py"
 TIMEOUT = 120  # one script run, including the first import of torch on a busy machine
 JOB_TIMEOUT_S = 300
 
@@ -35,7 +36,7 @@ def start_button(at: AppTest):  # noqa: ANN201
 
 
 def open_tab() -> AppTest:
-    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    at = page_test(PAGE, TIMEOUT).run()
     assert_clean(at)
     return at
 
@@ -74,7 +75,7 @@ def fresh_runner():
     st.cache_resource.clear()
     st.cache_data.clear()
     yield
-    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    at = page_test(PAGE, TIMEOUT).run()
     if any(b.label == "Cancel" for b in at.button):
         at.button(key="train_cancel").click().run()
         poll(at, lambda a: not any(b.label == "Cancel" for b in a.button))

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from dashboard import page_test
 from hostile_inputs import (
     HOSTILE_UNLISTED,
     REFUSED_AT_LISTING,
@@ -22,7 +23,6 @@ from hostile_inputs import (
     add_refused_models,
     tree_state,
 )
-from streamlit.testing.v1 import AppTest
 
 from maskdet import cli
 from maskdet.checkpoint import CheckpointError, load_model, scan_models
@@ -133,7 +133,7 @@ def test_photo_page_names_broken_folders_and_refuses_the_listed_ones(hostile_mod
     models, marker = hostile_models
     monkeypatch.setenv("MASKDET_MODELS_DIR", str(models))
     monkeypatch.setenv("MASKDET_DEFAULT_MODEL", "tiny-mlp")
-    at = AppTest.from_file(str(REPO_ROOT / "app_pages" / "photo.py"), default_timeout=120)
+    at = page_test("pages/photo.py", 120)
     with deadline(120):
         at.run()
     assert not at.exception, [e.value for e in at.exception]

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 import streamlit as st
+from dashboard import page_test
 from markdown_text import texts
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
@@ -23,7 +24,7 @@ from maskdet.settings import REPO_ROOT
 from maskdet.sharing import PATH_ROOTS_ENV, default_roots, is_loopback, path_roots
 from ui.dataset_picker import SOURCE_PATH
 
-DATASET_PAGE = REPO_ROOT / "app_pages" / "dataset.py"
+DATASET_PAGE = "pages/dataset.py"
 STARTUP_S = 90
 REFUSED = "is outside the folders this server allows"
 
@@ -76,7 +77,7 @@ def test_an_exposed_server_confines_typed_paths_to_maskdets_folders(tiny_dataset
     st.cache_data.clear()
 
     with server_address("0.0.0.0"):
-        at = AppTest.from_file(str(DATASET_PAGE), default_timeout=120).run()
+        at = page_test(DATASET_PAGE, 120).run()
         at.radio(key="dataset_source").set_value(SOURCE_PATH).run()
         limits = texts(at.caption)
         assert "reachable from the network, so typed paths are limited to" in limits
@@ -97,7 +98,7 @@ def test_an_exposed_server_confines_typed_paths_to_maskdets_folders(tiny_dataset
 
     monkeypatch.delenv(PATH_ROOTS_ENV)
     with server_address("localhost"):  # the owner on loopback: nothing changes
-        at = AppTest.from_file(str(DATASET_PAGE), default_timeout=120).run()
+        at = page_test(DATASET_PAGE, 120).run()
         at.radio(key="dataset_source").set_value(SOURCE_PATH).run()
         type_path(at, elsewhere)
         assert not at.exception and not at.error and at.metric

@@ -20,6 +20,7 @@ import av
 import numpy as np
 import pytest
 import streamlit as st
+from dashboard import page_test
 from markdown_text import texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -30,7 +31,7 @@ from maskdet.video import VideoDecodeError, VideoReader
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models" / "mobilenet_v2"
-PAGE = REPO / "app_pages" / "video.py"
+PAGE = "pages/video.py"
 FPS = 10
 HALF = 8  # frames per face
 SIZE = (640, 480)
@@ -168,7 +169,7 @@ def page_models(isolated_models_dir: Path) -> Path:
 def page(page_models, tmp_path, monkeypatch) -> AppTest:
     monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
     st.cache_data.clear()
-    return AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    return page_test(PAGE, TIMEOUT).run()
 
 
 def upload_and_wait(at: AppTest, name: str, data: bytes, mime: str = "video/mp4") -> AppTest:

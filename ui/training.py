@@ -16,9 +16,10 @@ from __future__ import annotations
 import streamlit as st
 
 from maskdet.jobs import JobState, JobStatus, TrainingJobRunner
+from ui.navigation import page_named
 
 SIDEBAR_REFRESH_S = 2.0  # one cheap snapshot per session per interval; also how soon a new job shows up
-TRAIN_PAGE = "app_pages/train.py"
+TRAIN_PAGE = page_named("Train").file
 STATE_LABELS = {
     JobState.RUNNING: "Running",
     JobState.CANCELLING: "Cancelling…",

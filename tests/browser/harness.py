@@ -94,9 +94,12 @@ def expand(driver: WebDriver, label: str, timeout: float = 30) -> None:
         retrying(lambda: WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.XPATH, xpath))).click())
 
 
+NAVIGATION_LINKS = "[data-testid='stSidebar'] a[data-testid='stPageLink-NavLink']"  # ui/navigation.py
+
+
 def sidebar_link(driver: WebDriver, url_path: str, timeout: float = 30) -> None:
     """Navigate inside the app (same session) with the sidebar link to ``/url_path`` ("" = the home page)."""
-    css = f"a[data-testid='stSidebarNavLink'][href$='/{url_path}']"
+    css = f"{NAVIGATION_LINKS}[href={url_path!r}]"
     retrying(lambda: WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.CSS_SELECTOR, css))).click())
 
 

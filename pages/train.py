@@ -37,7 +37,10 @@ from maskdet.zoo import (
 from ui.dataset_picker import choose_dataset
 from ui.models import invalidate_models
 from ui.paths import PathRefused, show_path_limits, typed_path
+from ui.shell import setup_page
 from ui.training import status_line, training_runner
+
+setup_page("Train")
 
 logger = logging.getLogger(__name__)
 

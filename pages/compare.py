@@ -57,6 +57,10 @@ from maskdet.settings import CLASSES
 from ui.dataset_picker import choose_dataset
 from ui.markup import code, plain
 from ui.models import list_trained_models, show_broken_models
+from ui.shell import setup_page
+from ui.training import TRAIN_PAGE
+
+setup_page("Compare")
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +197,7 @@ models = list_trained_models()
 show_broken_models()
 if not models:
     st.info("No trained model yet. Train one or more on the Train page, then come back to compare them.")
-    st.page_link("app_pages/train.py", label="Go to the Train page", icon="🏋️")
+    st.page_link(TRAIN_PAGE, label="Go to the Train page", icon="🏋️")
     st.stop()
 
 summaries = _measure_latencies(_summaries(models))

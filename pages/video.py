@@ -24,6 +24,9 @@ from maskdet.video.job import VideoJob, VideoJobState, VideoJobStatus, job_folde
 from ui.markup import code, plain
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
+from ui.shell import setup_page
+
+setup_page("Video")
 
 UPLOAD_LIMIT_MB = 200  # server.maxUploadSize in .streamlit/config.toml
 REFRESH_S = 0.5

@@ -24,6 +24,9 @@ from maskdet.settings import CLASSES
 from maskdet.split import SPLIT_NAMES
 from ui.dataset_picker import choose_dataset
 from ui.markup import code, plain
+from ui.shell import setup_page
+
+setup_page("Dataset")
 
 logger = logging.getLogger(__name__)
 

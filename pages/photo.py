@@ -30,6 +30,9 @@ from maskdet.pipeline import FacePipeline, PhotoAnalysis, analyse_photo
 from ui.markup import code, plain
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
+from ui.shell import setup_page
+
+setup_page("Photo")
 
 logger = logging.getLogger(__name__)
 

@@ -29,6 +29,9 @@ from maskdet.pipeline import FacePipeline
 from maskdet.settings import CLASSES
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
+from ui.shell import setup_page
+
+setup_page("Webcam")
 
 logger = logging.getLogger(__name__)
 
