@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import NAVIGATION_LINKS, page_text, retrying
+from harness import NAVIGATION_LINKS, page_text, retrying, sidebar_link
 from selenium.webdriver.common.by import By
 
 from ui.navigation import PAGES
@@ -57,3 +57,16 @@ def test_every_url_shows_the_same_navigation_with_the_apps_names(dashboard, open
         assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebarNav']"), \
             f"/{url}: Streamlit's file-based navigation is showing"
         assert "streamlit app" not in page_text(driver).lower(), f"/{url}"
+
+
+def test_the_navigation_links_lead_to_their_pages_in_the_same_session(dashboard, open_browser) -> None:
+    driver = open_browser()
+    driver.get(dashboard.url)
+    navigation(driver)
+    for _, label, url in [*EXPECTED[1:], EXPECTED[0]]:
+        sidebar_link(driver, url)
+        deadline = time.monotonic() + LOAD_TIMEOUT_S
+        while HEADINGS[url] not in heading(driver):
+            assert time.monotonic() < deadline, f"the {label} link did not lead to its page"
+            time.sleep(0.5)
+        assert driver.current_url.rstrip("/") == f"{dashboard.url}/{url}".rstrip("/")
