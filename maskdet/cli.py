@@ -8,16 +8,13 @@ import logging
 import shlex
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 from maskdet import __version__
 from maskdet.assets import AssetUnavailableError
 from maskdet.checkpoint import CheckpointError, ModelMissing
 from maskdet.data import DatasetError
-from maskdet.files import Skipped, file_problem, walk_files
 from maskdet.images import ImageDecodeError
-from maskdet.settings import data_root
 
 logger = logging.getLogger(__name__)
 
@@ -203,69 +200,62 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def iter_image_paths(paths: list[str]) -> Iterator[Path | Skipped]:
-    """Files as given, folders walked (:func:`maskdet.files.walk_files`); what cannot be read comes as ``Skipped``.
+class _SummarySink:
+    """``predict`` without ``--json``: one readable line per image or video frame on stdout."""
 
-    Nothing is opened here: a named pipe or device given by name, or found in a folder, is reported, not read.
-    """
-    for raw in paths:
-        path = Path(raw)
-        problem = file_problem(path)
-        if problem == "a folder":
-            try:
-                files, skipped = walk_files(path)
-            except OSError as exc:
-                yield Skipped(path, f"a folder that cannot be listed ({exc.strerror or exc})")
-                continue
-            yield from sorted([*files, *skipped], key=lambda item: item if isinstance(item, Path) else item.path)
-        elif problem is None or problem == "missing":
-            yield path  # decoding reports a missing file like any unreadable one
-        else:
-            yield Skipped(path, problem)
+    def write(self, record: dict) -> None:
+        if "error" in record:
+            print(f"{record['path']}: ERROR {record['error']}", flush=True)
+            return
+        summary = ", ".join(f"{f['label']} {f['confidence']:.0%}" for f in record["faces"]) or "no face found"
+        where = f" frame {record['frame']} at {record['time']:.2f} s" if "frame" in record else ""
+        print(f"{record['path']}{where} ({record['width']}x{record['height']}): {summary}", flush=True)
 
-
-def predict_records(pipeline, item: Path | Skipped, args: argparse.Namespace) -> Iterator[dict]:
-    """The ``--json`` records of one input: one per image, one per processed frame of a clip (plus errors)."""
-    from maskdet.pipeline import predict_file
-    from maskdet.video import is_video_path, predict_video
-
-    if isinstance(item, Skipped):
-        yield {"path": str(item.path), "error": f"skipped: {item.reason}"}
-        return
-    path = item
-    if is_video_path(path):
-        yield from predict_video(pipeline, path, every=args.every, annotate=args.annotate)
-        return
-    try:
-        yield predict_file(pipeline, path)
-    except ImageDecodeError as exc:
-        yield {"path": str(path), "error": exc.reason}
+    def close(self) -> None:
+        sys.stdout.flush()
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from maskdet.pipeline import build_pipeline
+    from maskdet.batch import PipelineSpec, get_engine, run_batch
+    from maskdet.batch.sinks import StreamSink, is_parquet, open_sink, resume_jsonl
+    from maskdet.checkpoint import load_model, resolve_model
     from maskdet.video import is_video_path
 
-    if args.every < 1:
-        raise CliError("--every must be at least 1")
-    paths = list(iter_image_paths(args.paths))
-    if args.annotate and sum(isinstance(p, Path) and is_video_path(p) for p in paths) != 1:
+    if args.workers < 1 or args.batch_size < 1 or args.every < 1:
+        raise CliError("--workers, --batch-size and --every must be at least 1")
+    if args.annotate and not (len(args.paths) == 1 and is_video_path(Path(args.paths[0]))):
         raise CliError("--annotate writes one annotated clip: give exactly one video")
-    pipeline = build_pipeline(args.model, whole_image=args.whole_image)
-    failures = 0
-    for path in paths:
-        for record in predict_records(pipeline, path, args):
-            failures += "error" in record
-            if args.json:
-                print(json.dumps(record), flush=True)
-            elif "error" in record:
-                print(f"{record['path']}: ERROR {record['error']}")
-            else:
-                faces = record["faces"]
-                summary = ", ".join(f"{f['label']} {f['confidence']:.0%}" for f in faces) or "no face found"
-                where = f" frame {record['frame']} at {record['time']:.2f} s" if "frame" in record else ""
-                print(f"{record['path']}{where} ({record['width']}x{record['height']}): {summary}")
-    return EXIT_SOME_FILES_FAILED if failures else 0
+    engine_name = args.engine or ("processes" if args.workers > 1 else "local")
+    if args.resume and not args.output:
+        raise CliError("--resume needs --output FILE: the records of the earlier run")
+    if args.resume and is_parquet(args.output):
+        raise CliError("--resume works with JSON-lines output (a .jsonl FILE); Parquet files are written whole")
+    if args.output and not args.resume and Path(args.output).exists() and Path(args.output).stat().st_size:
+        raise CliError(f"{args.output} already exists: pass --resume to continue that run, or choose another file")
+    if args.ray_address and engine_name != "ray":
+        raise CliError("--ray-address goes with --engine ray")
+    done = resume_jsonl(args.output) if args.resume else set()
+    model = resolve_model(args.model)
+    load_model(model)  # a refused model is refused here, once, not in every worker
+    spec = PipelineSpec(model=str(model), whole_image=args.whole_image, every=args.every, annotate=args.annotate)
+    try:
+        engine = get_engine(engine_name, workers=args.workers, ray_address=args.ray_address)
+    except KeyError as exc:
+        raise CliError(exc.args[0]) from None
+    if args.output:
+        sink = open_sink(args.output)
+    else:
+        sink = StreamSink() if args.json else _SummarySink()
+    summary = run_batch(args.paths, spec, engine, sink, done=done, batch_size=args.batch_size,
+                        progress=False if args.quiet else None)
+    if args.output or not args.json:
+        print(f"{summary.images} images in {summary.seconds:.1f} s ({summary.images_per_second:.1f} images/s), "
+              f"{summary.errors} failed" + (f", {summary.skipped} already done" if args.resume else ""),
+              file=sys.stderr)
+    if summary.worker_failures:
+        print(f"error: {summary.worker_failures} files were lost with a worker that died (see their records)",
+              file=sys.stderr)
+    return EXIT_SOME_FILES_FAILED if summary.errors else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -352,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--every", type=int, default=1, metavar="N", help="video: process every N-th frame")
     predict.add_argument("--annotate", metavar="OUT.mp4", help="video: write the annotated clip (H.264 mp4) here")
     predict.add_argument("--whole-image", action="store_true", help="classify each full image as one face")
+    predict.add_argument("--output", metavar="FILE", help="write the records to FILE (.jsonl, or .parquet)")
+    predict.add_argument("--resume", action="store_true", help="skip the images FILE already holds, append the rest")
+    predict.add_argument("--workers", type=int, default=1, help="decode and detect in N local worker processes")
+    predict.add_argument("--batch-size", type=int, default=16, help="images whose faces are classified together")
+    predict.add_argument("--engine", choices=["local", "processes", "ray"],
+                         help="local (default), processes (default with --workers > 1) or ray (Ray Data)")
+    predict.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to run on (default: start a local Ray)")
+    predict.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(func=cmd_predict)
 
     export = sub.add_parser("export", help="export a model and the face detector to run with onnxruntime alone")

@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,48 +68,53 @@ def _link_problem(path: Path, parent: Path) -> str | None:
     return f"a link to the folder {target}, not followed"
 
 
-def walk_files(top: Path) -> tuple[list[Path], list[Skipped]]:
-    """(regular files under folder ``top``, entries skipped), in ``os.walk`` order with names sorted.
+def iter_files(top: Path) -> Iterator[Path | Skipped]:
+    """Regular files under folder ``top`` and the entries skipped, streamed depth first, names sorted.
 
-    Hidden entries and OS junk are left out silently; named pipes, device files, sockets, broken
-    or looping links, links to folders and folders named like images are left out and reported.
-    A sub-folder that cannot be listed is reported too; ``top`` itself must be a folder.
+    Memory is bounded by the largest single folder (its entries are sorted), not by the tree, so a
+    walk over millions of files starts at once. Hidden entries and OS junk are left out silently;
+    named pipes, device files, sockets, broken or looping links, links to folders and folders named
+    like images come as :class:`Skipped`, and so does a sub-folder that cannot be listed; ``top``
+    itself must be a folder (``OSError`` otherwise).
     """
+    yield from _iter_folder(Path(top), top_level=True)
+
+
+def _iter_folder(folder: Path, top_level: bool = False) -> Iterator[Path | Skipped]:
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError as exc:
+        if top_level:
+            raise
+        yield Skipped(folder, f"a folder that cannot be listed ({exc.strerror or exc})")
+        return
+    for entry in entries:
+        if is_ignored_name(entry.name):
+            continue
+        path = Path(entry.path)
+        if entry.is_symlink():
+            problem = _link_problem(path, folder)
+        elif entry.is_dir(follow_symlinks=False):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                yield from _iter_folder(path)
+                continue
+            problem = "a folder named like an image"
+        elif entry.is_file(follow_symlinks=False):
+            problem = None
+        else:
+            problem = file_problem(path)
+        if problem is None:
+            yield path
+        else:
+            logger.info("skipped %s: %s", path, problem)
+            yield Skipped(path, problem)
+
+
+def walk_files(top: Path) -> tuple[list[Path], list[Skipped]]:
+    """(regular files under folder ``top``, entries skipped): :func:`iter_files`, collected."""
     files: list[Path] = []
     skipped: list[Skipped] = []
-    stack = [Path(top)]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as scan:
-                entries = sorted(scan, key=lambda entry: entry.name)
-        except OSError as exc:
-            if folder == Path(top):
-                raise
-            skipped.append(Skipped(folder, f"a folder that cannot be listed ({exc.strerror or exc})"))
-            continue
-        subfolders = []
-        for entry in entries:
-            if is_ignored_name(entry.name):
-                continue
-            path = Path(entry.path)
-            if entry.is_symlink():
-                problem = _link_problem(path, folder)
-            elif entry.is_dir(follow_symlinks=False):
-                if path.suffix.lower() in IMAGE_SUFFIXES:
-                    problem = "a folder named like an image"
-                else:
-                    subfolders.append(path)
-                    continue
-            elif entry.is_file(follow_symlinks=False):
-                problem = None
-            else:
-                problem = file_problem(path)
-            if problem is None:
-                files.append(path)
-            else:
-                skipped.append(Skipped(path, problem))
-        stack.extend(reversed(subfolders))
-    for item in skipped:
-        logger.info("skipped %s: %s", item.path, item.reason)
+    for item in iter_files(top):
+        (skipped if isinstance(item, Skipped) else files).append(item)
     return files, skipped

@@ -53,36 +53,49 @@ class FacePipeline:
         self.margin = margin
 
     def predict(self, image: Image.Image | np.ndarray) -> list[FacePrediction]:
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images: list[Image.Image | np.ndarray]) -> list[list[FacePrediction]]:
+        """The faces of each image; the crops of all images are classified in one batch (throughput)."""
         from maskdet.detect import crop_faces
 
-        array = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else image
-        faces = self.detector.detect(array)
-        if not faces:
-            return []
-        crops = crop_faces(array, faces, margin=self.margin)
+        arrays = [np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else image for image in images]
+        faces_per_image = [self.detector.detect(array) for array in arrays]
+        crops = [crop for array, faces in zip(arrays, faces_per_image, strict=True) if faces
+                 for crop in crop_faces(array, faces, margin=self.margin)]
+        if not crops:
+            return [[] for _ in arrays]
         probabilities = self.classifier.predict_proba(crops)
-        return [
-            FacePrediction(
-                box=tuple(int(v) for v in face.box), label=label, confidence=conf,
-                face_score=float(face.score), p_with_mask=float(row[1]),
-            )
-            for face, row, (label, conf) in zip(faces, probabilities, label_probabilities(probabilities), strict=True)
-        ]
+        labels = label_probabilities(probabilities)
+        results: list[list[FacePrediction]] = []
+        index = 0
+        for faces in faces_per_image:
+            results.append([
+                FacePrediction(
+                    box=tuple(int(v) for v in face.box), label=labels[index + k][0], confidence=labels[index + k][1],
+                    face_score=float(face.score), p_with_mask=float(probabilities[index + k][1]),
+                )
+                for k, face in enumerate(faces)
+            ])
+            index += len(faces)
+        return results
 
 
 def build_pipeline(
-    model: str | None = None, whole_image: bool = False, detector: str = "centerface", margin: float = DEFAULT_MARGIN
+    model: str | None = None, whole_image: bool = False, detector: str = "centerface", margin: float = DEFAULT_MARGIN,
+    detector_options: dict | None = None,
 ) -> FacePipeline:
     """The classifier ``model`` (None = the default model) behind a face detector.
 
     ``whole_image`` skips detection and classifies each full image as one face (for inputs
-    that already are face crops). Raises :class:`maskdet.checkpoint.CheckpointError` and
+    that already are face crops); ``detector_options`` go to the detector (e.g. ``threads``). Raises :class:`maskdet.checkpoint.CheckpointError` and
     :class:`maskdet.assets.AssetUnavailableError` when the model or detector cannot be loaded.
     """
     from maskdet.detect import get_detector
 
     classifier = load_classifier(model)
-    return FacePipeline(classifier, get_detector("whole-image" if whole_image else detector), margin=margin)
+    face_detector = get_detector("whole-image") if whole_image else get_detector(detector, **(detector_options or {}))
+    return FacePipeline(classifier, face_detector, margin=margin)
 
 
 def predict_file(pipeline: FacePipeline, path: str | Path) -> dict:
@@ -93,8 +106,17 @@ def predict_file(pipeline: FacePipeline, path: str | Path) -> dict:
     for a file that is not a usable image.
     """
     image, _info = open_image(path)
-    faces = pipeline.predict(image)
+    return image_record(path, image, pipeline.predict(image))
+
+
+def image_record(path: str | Path, image: Image.Image, faces: list[FacePrediction]) -> dict:
+    """``{"path", "width", "height", "faces"}``: the record ``predict --json`` prints for one image."""
     return {"path": str(path), "width": image.width, "height": image.height, "faces": [f.to_json() for f in faces]}
+
+
+def error_record(path: str | Path, reason: str) -> dict:
+    """``{"path", "error"}``: the record of a file that could not be scored, and why."""
+    return {"path": str(path), "error": reason}
 
 
 @dataclass(frozen=True)
