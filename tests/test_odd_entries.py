@@ -19,9 +19,9 @@ from markdown_text import texts
 from test_refused_models import deadline
 
 from maskdet.audit import audit_catalog
-from maskdet.cli import Skipped, iter_image_paths
+from maskdet.batch.sources import iter_image_paths
 from maskdet.data import list_datasets, load_catalog, scan_dataset
-from maskdet.files import walk_files
+from maskdet.files import Skipped, walk_files
 from maskdet.images import ImageDecodeError, load_rgb
 from maskdet.settings import REPO_ROOT
 from ui.dataset_picker import SOURCE_PATH
