@@ -7,6 +7,10 @@ the one schema in :mod:`maskdet.model_card`, and its files must be regular files
 size inside the folder (no links out of it, no devices or pipes, no safetensors header that
 describes more bytes than the file holds). A model folder is written under a temporary name and swapped in with
 renames, so a crash or cancel mid-save leaves the previous model intact.
+
+A model's card may carry an ``operating_threshold``: the p(with_mask) from which a face is
+labelled ``with_mask`` (default 0.5). :func:`set_operating_threshold` changes it in place by an
+atomic replace of ``metadata.json`` alone; the weights and their recorded hash are untouched.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from maskdet.metrics import THRESHOLD, validate_threshold
 from maskdet.model_card import FORMAT, FORMAT_VERSION, MAX_METADATA_BYTES, MAX_NESTING, MAX_WEIGHTS_BYTES, CardError
 from maskdet.model_card import nesting_depth, parse_model_card
 from maskdet.settings import CLASSES, models_dir
@@ -281,6 +286,46 @@ def check_weights_file(folder: Path, metadata: dict) -> Path:
         raise CheckpointError(f"{path} is truncated or forged: its header claims {max(ends)} bytes of tensors, "
                               f"the file holds {available}")
     return real
+
+
+def operating_threshold(metadata: dict) -> float:
+    """The card's ``operating_threshold`` (its range checked by :mod:`maskdet.model_card`), 0.5 when it has none."""
+    value = metadata.get("operating_threshold")
+    return THRESHOLD if value is None else float(value)
+
+
+def set_operating_threshold(folder: Path, threshold: float, chosen_on: str | None = None) -> dict:
+    """Record ``threshold`` as the model's operating threshold; returns the new metadata.
+
+    Only ``metadata.json`` is rewritten (a temporary file, fsynced, then renamed over it), so a
+    crash leaves the old card or the new one, and the weights hash stays valid. ``chosen_on``
+    says which data the threshold was chosen on (shown next to it, e.g. ``"test split"``).
+    Raises :class:`CheckpointError` for a folder that is not a valid model and for a bad threshold.
+    """
+    folder = resolve_model_dir(Path(folder))
+    try:
+        value = validate_threshold(threshold)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc
+    metadata = read_metadata(folder)
+    metadata["operating_threshold"] = value
+    if chosen_on:
+        metadata["operating_threshold_chosen_on"] = str(chosen_on)
+    else:
+        metadata.pop("operating_threshold_chosen_on", None)
+    staging = folder / f".{METADATA_FILE}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(staging, "w") as handle:
+            handle.write(json.dumps(metadata, indent=2))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, folder / METADATA_FILE)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+    logger.info("operating threshold of %s set to %.4f", folder, value)
+    return metadata
 
 
 def _shape_mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskdet.checkpoint import LoadedModel, load_model, resolve_model
+from maskdet.checkpoint import LoadedModel, load_model, operating_threshold, resolve_model
 from maskdet.runtime import compile_enabled, compile_network, configure_threads, cpu_has_fast_bf16, fold_batchnorm
 from maskdet.settings import CLASSES
 
@@ -50,6 +50,7 @@ class Classifier:
         configure_threads()
         self.loaded = loaded
         self.input = loaded.input
+        self.threshold = operating_threshold(loaded.metadata)  # p(with_mask) from which a face is with_mask
         self.model = loaded.model.eval()  # the trained fp32 network as saved; explanations copy it
         self._networks = {torch.float32: inference_network(self.model, torch.float32)}
         self.use_bf16 = False

@@ -15,6 +15,7 @@ from maskdet.assets import AssetUnavailableError
 from maskdet.checkpoint import CheckpointError, ModelMissing
 from maskdet.data import DatasetError
 from maskdet.images import ImageDecodeError
+from maskdet.metrics import THRESHOLD
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json()))
     else:
-        _print_metrics(f"{result.model} on {result.data}", result.metrics)
+        _print_metrics(f"{result.model} on {result.data} at threshold {THRESHOLD}", result.metrics)
+        if result.operating_metrics is not None:
+            _print_metrics(f"at its operating threshold {result.threshold:g}", result.operating_metrics)
+        else:
+            print(f"  (operating threshold {result.threshold:g}: the same)")
         for relpath, error in result.unreadable:
             print(f"  skipped unreadable {relpath}: {error}")
         for relpath, reason in result.skipped:
@@ -167,7 +172,7 @@ def _field(metadata: dict, *keys: str) -> object:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from maskdet.checkpoint import default_model_name, scan_models
+    from maskdet.checkpoint import default_model_name, operating_threshold, scan_models
 
     models, broken = scan_models()
     default = default_model_name()
@@ -177,7 +182,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             "input_size": m["input"]["size"], "mode": m.get("mode"),
             "test_accuracy": _field(m, "metrics", "test", "accuracy"),
             "test_roc_auc": _field(m, "metrics", "test", "roc_auc"),
-            "params": _field(m, "params", "total"), "path": m["path"], "broken": None,
+            "params": _field(m, "params", "total"), "operating_threshold": operating_threshold(m),
+            "path": m["path"], "broken": None,
         }
         for m in models
     ]
@@ -188,13 +194,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not rows:
         print("no trained models yet: run `python -m maskdet train --arch mobilenet_v2 --data DIR`")
         return 0
-    print(f"{'':2}{'name':<28}{'arch':<14}{'size':>5}{'test acc':>10}{'roc auc':>9}  created")
+    print(f"{'':2}{'name':<28}{'arch':<14}{'size':>5}{'test acc':>10}{'roc auc':>9}{'threshold':>11}  created")
     for row in rows[: len(models)]:
         auc = row["test_roc_auc"]
         accuracy = row["test_accuracy"]
         print(f"{'*' if row['default'] else ' ':2}{row['name']:<28}{row['arch']:<14}{row['input_size']:>5}"
               f"{_format_pct(accuracy if isinstance(accuracy, float) else None):>10}"
-              f"{f'{auc:.4f}' if isinstance(auc, float) else 'n/a':>9}  {row['created']}")
+              f"{f'{auc:.4f}' if isinstance(auc, float) else 'n/a':>9}{row['operating_threshold']:>11.3g}"
+              f"  {row['created']}")
     for item in broken:
         print(f"{'':2}{item.name:<28}BROKEN: {item.reason}")
     return 0

@@ -9,12 +9,18 @@ Everything the Compare page shows comes from here, so it can be tested without S
 - :func:`comparison_table` / :func:`best_mask` build the table and mark the best value of
   each column (higher is better for quality, lower for cost and errors);
 - :func:`evaluate_dataset` scores a model on another data-set folder and caches metrics,
-  labels and scores on disk under ``cache_dir()/evaluations``, keyed by (weights SHA-256,
-  data fingerprint), so a second look at the same model and folder costs nothing;
+  file paths, labels and scores on disk under ``cache_dir()/evaluations``, keyed by (weights
+  SHA-256, data fingerprint), so a second look at the same model and folder costs nothing;
+- :func:`held_out_files` / :meth:`DataEvaluation.scored_files` give the scored files of the
+  held-out test split (``split.json`` + the scores in the metadata) or of an evaluation;
+  :func:`misclassified` lists the false positives and negatives among them at a threshold,
+  hardest first, and :func:`error_overlap` / :func:`overlap_summary` say which errors several
+  models share and which are one model's own;
 - :func:`table_csv` / :func:`metrics_json` export what the page shows.
 
-All metrics come from :func:`maskdet.metrics.compute_metrics`, the one implementation the
-CLI, the training engine and the tests share.
+All metrics come from :mod:`maskdet.metrics` (:func:`~maskdet.metrics.compute_metrics`,
+:func:`~maskdet.metrics.calibration`), the one implementation the CLI, the training engine
+and the tests share.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
@@ -37,11 +43,12 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from maskdet.checkpoint import load_model
+from maskdet.checkpoint import load_model, load_split, operating_threshold
+from maskdet.classifier import Classifier
 from maskdet.data import load_catalog, scan_dataset
 from maskdet.evaluation import evaluate_folder
-from maskdet.classifier import Classifier
-from maskdet.settings import CLASSES, cache_dir
+from maskdet.metrics import calibration, predicted_labels
+from maskdet.settings import CLASSES, REPO_ROOT, cache_dir, data_root
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +56,7 @@ LATENCY_RUNS = 30
 LATENCY_WARMUP = 3
 PROBE_FACE_PX = 160  # a typical face crop; the Classifier resizes it, as it does in the product
 EVALUATIONS_SUBDIR = "evaluations"
-EVALUATION_CACHE_VERSION = 1
+EVALUATION_CACHE_VERSION = 2  # 2: file paths kept for the error gallery
 
 Direction = Literal["max", "min"]
 StageProgress = Callable[[str, int, int], None]
@@ -63,6 +70,9 @@ COL_AUC = "ROC AUC"
 COL_AP = "avg precision"
 COL_FP = "false positives"
 COL_FN = "false negatives"
+COL_ECE = "ECE"
+COL_BRIER = "Brier score"
+COL_THRESHOLD = "operating threshold"
 COL_N = "test images"
 COL_PARAMS = "parameters"
 COL_SIZE = "checkpoint MB"
@@ -83,15 +93,19 @@ BEST_DIRECTION: dict[str, Direction] = {
     **{class_column(m, c): "max" for c in reversed(CLASSES) for m in PER_CLASS_METRICS},
     COL_FP: "min",
     COL_FN: "min",
+    COL_ECE: "min",
+    COL_BRIER: "min",
     COL_PARAMS: "min",
     COL_SIZE: "min",
     COL_TRAIN_S: "min",
     COL_LATENCY: "min",
 }
-"""Which way is better for each column that has a best value (``test images`` and names have none)."""
+"""Which way is better for each column that has a best value (``test images``, thresholds and names have none)."""
 TABLE_COLUMNS = [COL_MODEL, COL_ARCH, COL_ACCURACY, COL_AUC, COL_AP,
                  *[class_column(m, c) for c in reversed(CLASSES) for m in PER_CLASS_METRICS],
-                 COL_FP, COL_FN, COL_N, COL_PARAMS, COL_SIZE, COL_TRAIN_S, COL_LATENCY]
+                 COL_FP, COL_FN, COL_ECE, COL_BRIER, COL_THRESHOLD, COL_N, COL_PARAMS, COL_SIZE, COL_TRAIN_S,
+                 COL_LATENCY]
+TEST_SPLIT = "test split"
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,8 @@ class ModelSummary:
     training_fingerprint: str | None
     latency_ms: float | None = None  # filled in by with_latency()
     identity: str = ""  # weights SHA-256 plus how they are read (arch, input, classes): the cache key
+    operating_threshold: float = 0.5  # the card's p(with_mask) from which a face is with_mask
+    threshold_chosen_on: str | None = None  # which data that threshold was chosen on, when recorded
 
     @property
     def cache_key(self) -> str:
@@ -145,6 +161,8 @@ def summarize(metadata: dict) -> ModelSummary:
         training_data=dataset.get("path"),
         training_fingerprint=dataset.get("fingerprint"),
         identity=_identity(metadata, str(weights.get("sha256", ""))),
+        operating_threshold=operating_threshold(metadata),
+        threshold_chosen_on=metadata.get("operating_threshold_chosen_on"),
     )
 
 
@@ -219,6 +237,7 @@ def comparison_table(summaries: Sequence[ModelSummary]) -> pd.DataFrame:
     rows = []
     for s in summaries:
         test = s.test
+        reliability = calibration(s.labels, s.scores)
         per_class = (test or {}).get("per_class", {})
         row: dict[str, object] = {
             COL_MODEL: s.name,
@@ -228,6 +247,9 @@ def comparison_table(summaries: Sequence[ModelSummary]) -> pd.DataFrame:
             COL_AP: _metric(test, "average_precision"),
             COL_FP: _metric(test, "false_positives"),
             COL_FN: _metric(test, "false_negatives"),
+            COL_ECE: _metric(reliability, "expected_calibration_error"),
+            COL_BRIER: _metric(reliability, "brier_score"),
+            COL_THRESHOLD: s.operating_threshold,
             COL_N: _metric(test, "n"),
             COL_PARAMS: s.params,
             COL_SIZE: None if s.weights_bytes is None else s.weights_bytes / 1e6,
@@ -274,6 +296,7 @@ class DataEvaluation:
     data: str
     fingerprint: str
     metrics: dict
+    relpaths: list[str] = field(repr=False)  # each scored file, relative to ``data``
     labels: list[int] = field(repr=False)
     scores: list[float] = field(repr=False)
     unreadable: int = 0  # files skipped because they could not be decoded
@@ -281,7 +304,13 @@ class DataEvaluation:
     def to_json(self) -> dict:
         return {"version": EVALUATION_CACHE_VERSION, "model": self.model, "weights_sha256": self.weights_sha256,
                 "data": self.data, "fingerprint": self.fingerprint, "metrics": self.metrics,
-                "labels": self.labels, "scores": self.scores, "unreadable": self.unreadable}
+                "relpaths": self.relpaths, "labels": self.labels, "scores": self.scores,
+                "unreadable": self.unreadable}
+
+    def scored_files(self) -> ScoredFiles:
+        """The evaluated files with their labels and scores, for the error gallery."""
+        return ScoredFiles(source=Path(self.data).name, root=Path(self.data), relpaths=self.relpaths,
+                           labels=self.labels, scores=self.scores)
 
 
 def dataset_fingerprint(data: str | Path) -> str:
@@ -339,7 +368,8 @@ def evaluate_dataset(
     result = evaluate_folder(classifier, data, progress=report("classifying"))
     evaluation = DataEvaluation(
         model=summary.name, weights_sha256=summary.weights_sha256, data=str(result.data), fingerprint=fingerprint,
-        metrics=result.metrics, labels=result.labels.tolist(), scores=[round(float(s), 6) for s in result.scores],
+        metrics=result.metrics, relpaths=list(result.relpaths), labels=result.labels.tolist(),
+        scores=[round(float(s), 6) for s in result.scores],
         unreadable=len(result.unreadable),
     )
     path = evaluation_cache_path(summary.cache_key, fingerprint)
@@ -365,8 +395,162 @@ def unseen_table(summaries: Sequence[ModelSummary], evaluations: Mapping[str, Da
             row[f"Δ {label}"] = None if test_value is None or unseen_value is None else unseen_value - test_value
         row[f"unseen {COL_FP}"] = evaluation.metrics["false_positives"]
         row[f"unseen {COL_FN}"] = evaluation.metrics["false_negatives"]
+        reliability = calibration(evaluation.labels, evaluation.scores)
+        row[f"unseen {COL_ECE}"] = _metric(reliability, "expected_calibration_error")
+        row[f"unseen {COL_BRIER}"] = _metric(reliability, "brier_score")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScoredFiles:
+    """Image files with their true labels and a model's P(with_mask): a test split or an unseen-data evaluation."""
+
+    source: str  # "test split" or the evaluated folder's name
+    root: Path | None  # the folder ``relpaths`` are relative to; None when it cannot be found on this machine
+    relpaths: list[str] = field(repr=False)
+    labels: list[int] = field(repr=False)
+    scores: list[float] = field(repr=False)
+
+    def file_key(self, relpath: str) -> str:
+        """What identifies a file across models: its path (two models' test splits of one folder meet here)."""
+        return str(self.root / relpath) if self.root is not None else f"{self.source}:{relpath}"
+
+
+@dataclass(frozen=True)
+class Misclassified:
+    """One false positive or false negative of a model at a threshold."""
+
+    relpath: str
+    key: str  # :meth:`ScoredFiles.file_key`
+    path: Path | None  # the image file, when its folder is known
+    true_label: str
+    predicted_label: str
+    p_with_mask: float
+    confidence: float  # the probability of ``predicted_label``
+    margin: float  # |p(with_mask) - threshold|: how sure the model was of its mistake
+
+    @property
+    def kind(self) -> str:
+        """``FP`` (a face without a mask called with_mask) or ``FN`` (a masked face called without_mask)."""
+        return "FP" if self.predicted_label == CLASSES[1] else "FN"
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.relpath).name
+
+
+def locate_folder(recorded: str | None) -> Path | None:
+    """The folder a model's metadata recorded as its training data, found on this machine, or None.
+
+    Paths are recorded as given at training time (often relative to the repository, e.g.
+    ``../shared/datasets/face-mask-4k``): tried as they are, then from the repository root, then
+    as a data set of that name under :func:`maskdet.settings.data_root`.
+    """
+    if not recorded:
+        return None
+    path = Path(recorded).expanduser()
+    candidates = [path] if path.is_absolute() else [path, REPO_ROOT / path]
+    candidates.append(data_root() / path.name)
+    found = next((candidate for candidate in candidates if candidate.is_dir()), None)
+    return None if found is None else found.resolve()
+
+
+def held_out_files(summary: ModelSummary) -> ScoredFiles | None:
+    """The held-out test files of ``summary``'s model (its ``split.json``) with the test scores of its metadata.
+
+    None when the model kept no split or no scores, or when they do not line up (a split file
+    that lists other files or labels than the scores were computed on).
+    """
+    try:
+        split = load_split(summary.path)
+    except (OSError, ValueError) as exc:
+        logger.warning("%s: unreadable split file (%s)", summary.name, exc)
+        return None
+    if not split or not summary.scores:
+        return None
+    relpaths, labels = split.get("test"), split.get("labels") or {}
+    if not isinstance(relpaths, list) or len(relpaths) != len(summary.labels) or not isinstance(labels, dict):
+        logger.warning("%s: split.json does not match the stored test scores", summary.name)
+        return None
+    if any(labels.get(relpath) != label for relpath, label in zip(relpaths, summary.labels, strict=True)):
+        logger.warning("%s: split.json labels differ from the stored test labels", summary.name)
+        return None
+    return ScoredFiles(source=TEST_SPLIT, root=locate_folder(summary.training_data), relpaths=[str(p) for p in relpaths],
+                       labels=summary.labels, scores=summary.scores)
+
+
+def misclassified(files: ScoredFiles, threshold: float) -> list[Misclassified]:
+    """The false positives and false negatives among ``files`` at ``threshold``, hardest (most confident) first."""
+    scores = np.asarray(files.scores, dtype=np.float64)
+    labels = np.asarray(files.labels, dtype=np.int64)
+    predicted = predicted_labels(scores, threshold)
+    errors = [
+        Misclassified(
+            relpath=files.relpaths[i], key=files.file_key(files.relpaths[i]),
+            path=None if files.root is None else files.root / files.relpaths[i],
+            true_label=CLASSES[labels[i]], predicted_label=CLASSES[predicted[i]], p_with_mask=float(scores[i]),
+            confidence=float(scores[i] if predicted[i] else 1.0 - scores[i]), margin=abs(float(scores[i]) - threshold),
+        )
+        for i in np.flatnonzero(predicted != labels)
+    ]
+    return sorted(errors, key=lambda e: (-e.margin, e.relpath))
+
+
+ERROR_RIGHT = "right"
+ERROR_NOT_SCORED = "—"
+WRONG = ("FP", "FN")
+SHARED, OWN, NOT_COMPARED = "shared", "own", "not compared"
+
+
+def error_overlap(errors: Mapping[str, Sequence[Misclassified]], scored: Mapping[str, ScoredFiles]) -> pd.DataFrame:
+    """One row per file some model got wrong (indexed by file key), one column per model: ``FP``, ``FN``,
+    ``right`` or ``—`` (the model never scored that file: another test split).
+
+    Column ``wrong in`` counts the models that err on the file; rows are sorted by it, most shared
+    first, then by file.
+    """
+    seen = {name: {files.file_key(p) for p in files.relpaths} for name, files in scored.items()}
+    wrong = {name: {e.key: e for e in model_errors} for name, model_errors in errors.items()}
+    keys = sorted({key for model_errors in wrong.values() for key in model_errors})
+    rows = []
+    for key in keys:
+        first = next(model_errors[key] for model_errors in wrong.values() if key in model_errors)
+        row: dict[str, object] = {"file": first.relpath, "true label": first.true_label}
+        for name in errors:
+            row[name] = (wrong[name][key].kind if key in wrong[name]
+                         else ERROR_RIGHT if key in seen.get(name, ()) else ERROR_NOT_SCORED)
+        row["wrong in"] = sum(key in wrong[name] for name in errors)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=["file", "true label", *errors, "wrong in"], index=pd.Index(keys, name="key"))
+    return frame.sort_values(["wrong in", "file"], ascending=[False, True], kind="stable")
+
+
+def error_sharing(overlap: pd.DataFrame, name: str) -> pd.Series:
+    """For each error of model ``name`` (by file key): ``shared``, ``own`` or ``not compared``.
+
+    *Shared*: at least one other model gets the file wrong too. *Own*: every other model that
+    scored the file gets it right. *Not compared*: no other model scored it.
+    """
+    mine = overlap[overlap[name].isin(WRONG)]
+    others = mine[[c for c in overlap.columns if c not in ("file", "true label", "wrong in", name)]]
+    shared = others.isin(WRONG).any(axis=1)
+    compared = (others != ERROR_NOT_SCORED).any(axis=1)
+    return pd.Series(np.where(shared, SHARED, np.where(compared, OWN, NOT_COMPARED)), index=mine.index, dtype=object)
+
+
+def overlap_summary(overlap: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """Per model: its errors (FP, FN) and how many of them are shared with another model or its own."""
+    rows = []
+    for name in models:
+        kinds = overlap.loc[overlap[name].isin(WRONG), name]
+        sharing = error_sharing(overlap, name)
+        rows.append({COL_MODEL: name, "errors": len(kinds), "FP": int((kinds == "FP").sum()),
+                     "FN": int((kinds == "FN").sum()), SHARED: int((sharing == SHARED).sum()),
+                     OWN: int((sharing == OWN).sum())})
+    return pd.DataFrame(rows, columns=[COL_MODEL, "errors", "FP", "FN", SHARED, OWN])
 
 
 # --- export ---------------------------------------------------------------------------------------
@@ -391,7 +575,9 @@ def metrics_json(summaries: Sequence[ModelSummary], unseen: Sequence[DataEvaluat
             "checkpoint_bytes": s.weights_bytes, "training_seconds": s.training_seconds,
             "cpu_latency_ms_per_face": s.latency_ms,
             "training_data": {"path": s.training_data, "fingerprint": s.training_fingerprint},
-            "test": s.test, "history": s.history, "unseen": by_sha.get(s.weights_sha256, []),
+            "operating_threshold": s.operating_threshold, "operating_threshold_chosen_on": s.threshold_chosen_on,
+            "test": s.test, "test_calibration": calibration(s.labels, s.scores), "history": s.history,
+            "unseen": by_sha.get(s.weights_sha256, []),
         }
         for s in summaries
     ]

@@ -11,7 +11,7 @@ import numpy as np
 
 from maskdet.data import ProgressFn, load_catalog
 from maskdet.images import ImageDecodeError, load_rgb
-from maskdet.metrics import compute_metrics
+from maskdet.metrics import THRESHOLD, compute_metrics
 from maskdet.classifier import Classifier
 
 logger = logging.getLogger(__name__)
@@ -19,24 +19,34 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 64
 
 
+THRESHOLD_KEYS = ("accuracy", "per_class", "confusion", "false_positives", "false_negatives")
+"""The metrics that depend on the threshold (ROC AUC and AP do not)."""
+
+
 @dataclass
 class Evaluation:
-    """Metrics plus the raw material for curves and error analysis."""
+    """Metrics (at 0.5 and at the model's operating threshold) plus the raw material for curves and errors."""
 
     model: str
     data: Path
-    metrics: dict
+    metrics: dict  # at the default threshold, 0.5
     relpaths: list[str]
     labels: np.ndarray
     scores: np.ndarray  # P(with_mask)
     unreadable: list[tuple[str, str]]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # entries the scan left out (pipes, link loops...)
+    threshold: float = THRESHOLD  # the model's operating threshold
+    operating_metrics: dict | None = None  # compute_metrics at ``threshold``; None when it is 0.5
 
     def to_json(self) -> dict:
-        """The ``evaluate --json`` contract: model, n, accuracy, roc_auc, ... (see the CLI)."""
+        """The ``evaluate --json`` contract: model, n, accuracy, roc_auc, ... at 0.5 (see the CLI), then
+        ``operating_threshold`` and ``at_operating_threshold`` (the threshold-dependent metrics at it)."""
         keys = ("n", "accuracy", "roc_auc", "average_precision", "per_class", "confusion",
                 "false_positives", "false_negatives")
-        return {"model": self.model, **{key: self.metrics[key] for key in keys}}
+        at_threshold = self.operating_metrics or self.metrics
+        return {"model": self.model, **{key: self.metrics[key] for key in keys},
+                "operating_threshold": self.threshold,
+                "at_operating_threshold": {key: at_threshold[key] for key in THRESHOLD_KEYS}}
 
 
 def evaluate_folder(
@@ -58,6 +68,7 @@ def evaluate_folder(
             if progress:
                 progress(min(start + batch_size, len(records)), len(records))
     labels = np.array([r.label for r in records], dtype=np.int64)
+    threshold = classifier.threshold
     return Evaluation(
         model=classifier.name,
         data=catalog.root,
@@ -67,4 +78,6 @@ def evaluate_folder(
         scores=scores,
         unreadable=[(r.relpath, r.error) for r in catalog.unreadable],
         skipped=catalog.skipped,
+        threshold=threshold,
+        operating_metrics=None if threshold == THRESHOLD else compute_metrics(labels, scores, threshold),
     )

@@ -2,6 +2,12 @@
 
 Labels follow :data:`maskdet.settings.CLASSES`: 0 = ``without_mask``, 1 = ``with_mask``
 (the positive class). Scores are the predicted probability of ``with_mask``.
+
+:func:`predicted_labels` is the one decision rule (``with_mask`` when ``p(with_mask) >=
+threshold``): the pipeline labels faces with it at the model's operating threshold, and
+:func:`compute_metrics` counts errors with it, so what the pages show and what the metrics
+say never disagree. :func:`calibration` measures how far the scores are from frequencies
+(reliability diagram, expected calibration error, Brier score).
 """
 
 from __future__ import annotations
@@ -9,8 +15,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     average_precision_score,
+    brier_score_loss,
     confusion_matrix,
     precision_recall_curve,
     precision_recall_fscore_support,
@@ -21,6 +29,26 @@ from sklearn.metrics import (
 from maskdet.settings import CLASSES
 
 THRESHOLD = 0.5
+"""The default operating threshold on p(with_mask)."""
+CALIBRATION_BINS = 10
+
+
+def validate_threshold(threshold: float) -> float:
+    """``threshold`` as a float, or ValueError unless it is a finite number strictly between 0 and 1.
+
+    0 and 1 are refused: they would label every face (or no face but a certain one) ``with_mask``.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.floating):
+        raise ValueError(f"threshold must be a number, got {threshold!r}")
+    value = float(threshold)
+    if not (math.isfinite(value) and 0.0 < value < 1.0):
+        raise ValueError(f"threshold must be strictly between 0 and 1, got {threshold!r}")
+    return value
+
+
+def predicted_labels(scores: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
+    """The decision rule: label 1 (``with_mask``) where ``p(with_mask) >= threshold``, else 0."""
+    return (np.asarray(scores, dtype=np.float64) >= threshold).astype(np.int64)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -38,7 +66,7 @@ def compute_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = T
     if y_true.shape != scores.shape or y_true.ndim != 1:
         raise ValueError("y_true and scores must be 1-D arrays of the same length")
     n = int(len(y_true))
-    y_pred = (scores >= threshold).astype(np.int64)
+    y_pred = predicted_labels(scores, threshold)
     both_classes = len(np.unique(y_true)) == 2
     if n:
         precision, recall, f1, support = precision_recall_fscore_support(
@@ -80,4 +108,47 @@ def curves(y_true: np.ndarray, scores: np.ndarray) -> dict | None:
     return {
         "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
         "pr": {"precision": precision.tolist(), "recall": recall.tolist()},
+    }
+
+
+def operating_point(metrics: dict) -> dict[str, float | None]:
+    """Where :func:`compute_metrics` output sits on the ROC and PR curves (None where a rate is 0/0)."""
+    (tn, fp), (fn, tp) = metrics["confusion"]
+
+    def ratio(num: int, den: int) -> float | None:
+        return num / den if den else None
+
+    return {"fpr": ratio(fp, fp + tn), "tpr": ratio(tp, tp + fn), "precision": ratio(tp, tp + fp),
+            "recall": ratio(tp, tp + fn)}
+
+
+def calibration(y_true: np.ndarray, scores: np.ndarray, bins: int = CALIBRATION_BINS) -> dict | None:
+    """Reliability of the ``with_mask`` scores: diagram points, expected calibration error, Brier score.
+
+    ``bins`` equal-width bins of p(with_mask) (scikit-learn's ``calibration_curve``, uniform strategy);
+    ``mean_predicted[i]`` / ``fraction_positive[i]`` / ``count[i]`` describe each non-empty bin. The ECE
+    is the count-weighted mean gap ``sum(count / n * |fraction_positive - mean_predicted|)``; the Brier
+    score is the mean squared error of the scores against the labels. None without any image.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if y_true.shape != scores.shape or y_true.ndim != 1:
+        raise ValueError("y_true and scores must be 1-D arrays of the same length")
+    if not len(y_true):
+        return None
+    fraction_positive, mean_predicted = calibration_curve(
+        y_true, scores, n_bins=bins, strategy="uniform", pos_label=1
+    )
+    # The same bin of each score as calibration_curve uses, for the counts it does not return.
+    bin_of = np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], scores)
+    counts = np.bincount(bin_of, minlength=bins)
+    counts = counts[counts > 0]
+    ece = float(np.sum(counts / len(y_true) * np.abs(fraction_positive - mean_predicted)))
+    return {
+        "bins": bins,
+        "mean_predicted": mean_predicted.tolist(),
+        "fraction_positive": fraction_positive.tolist(),
+        "count": counts.astype(int).tolist(),
+        "expected_calibration_error": ece,
+        "brier_score": float(brier_score_loss(y_true, scores, pos_label=1)),
     }

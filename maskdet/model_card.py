@@ -92,7 +92,7 @@ class ModelCard(BaseModel):
     input: InputCard
     weights: WeightsCard
     build: BuildCard = BuildCard()
-    operating_threshold: Annotated[Finite, Field(ge=0.0, le=1.0)] | None = None
+    operating_threshold: Annotated[Finite, Field(gt=0.0, lt=1.0)] | None = None  # see metrics.validate_threshold
 
     @field_validator("arch")
     @classmethod

@@ -13,6 +13,7 @@ from PIL import Image
 from maskdet.classifier import Classifier, load_classifier
 from maskdet.drawing import draw_predictions
 from maskdet.images import ImageInfo, open_image
+from maskdet.metrics import THRESHOLD, predicted_labels
 from maskdet.settings import CLASSES
 
 logger = logging.getLogger(__name__)
@@ -39,13 +40,22 @@ class FacePrediction:
         return payload
 
 
-def label_probabilities(probabilities: np.ndarray) -> list[tuple[str, float]]:
-    """(label, confidence) per row of class probabilities."""
-    return [(CLASSES[int(row.argmax())], float(row.max())) for row in probabilities]
+def label_probabilities(probabilities: np.ndarray, threshold: float = THRESHOLD) -> list[tuple[str, float]]:
+    """(label, confidence) per row of class probabilities, at the operating ``threshold`` on p(with_mask).
+
+    The label follows :func:`maskdet.metrics.predicted_labels` (the rule the metrics count with); the
+    confidence is the probability of that label, so below 0.5 when the threshold overrules the argmax.
+    """
+    probabilities = np.asarray(probabilities).reshape(-1, len(CLASSES))
+    labels = predicted_labels(probabilities[:, 1], threshold)
+    return [(CLASSES[int(label)], float(row[int(label)])) for row, label in zip(probabilities, labels, strict=True)]
 
 
 class FacePipeline:
-    """Detect faces, crop each with a margin, classify all crops of an image in one batch."""
+    """Detect faces, crop each with a margin, classify all crops of an image in one batch.
+
+    Faces are labelled at the classifier's operating threshold (its model card's, default 0.5).
+    """
 
     def __init__(self, classifier: Classifier, detector, margin: float = DEFAULT_MARGIN) -> None:
         self.classifier = classifier
@@ -66,7 +76,7 @@ class FacePipeline:
         if not crops:
             return [[] for _ in arrays]
         probabilities = self.classifier.predict_proba(crops)
-        labels = label_probabilities(probabilities)
+        labels = label_probabilities(probabilities, self.classifier.threshold)
         results: list[list[FacePrediction]] = []
         index = 0
         for faces in faces_per_image:

@@ -9,7 +9,6 @@ only when the folder changes; the first scan shows a progress bar.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 
@@ -19,12 +18,12 @@ import streamlit as st
 
 from maskdet.audit import DEFAULT_SPLIT_SEED, DatasetAudit, NumericStats, audit_catalog, sample_files
 from maskdet.data import DatasetError, DatasetScan, FileRecord, build_catalog, scan_dataset
-from maskdet.images import ImageDecodeError, load_rgb
 from maskdet.settings import CLASSES
 from maskdet.split import SPLIT_NAMES
 from ui.dataset_picker import choose_dataset
 from ui.markup import code, plain
 from ui.shell import setup_page
+from ui.thumbnails import thumbnail
 
 setup_page("Dataset")
 
@@ -33,13 +32,11 @@ logger = logging.getLogger(__name__)
 SAMPLES_PER_CLASS = 8
 SKIPPED_SHOWN = 5  # odd entries (pipes, devices, link loops) named in the warning; the count covers all
 GRID_COLUMNS = 8
-THUMB_PX = 128
 MAX_GROUP_COLUMNS = 6  # thumbnails per row in a duplicate group; bigger groups wrap
 DEFAULT_GROUPS_SHOWN = 8
 MAX_GROUPS_SHOWN = 60  # thumbnails of more groups at once make the page slow; the table lists them all
 AUDIT_CACHE_ENTRIES = 8
 PROGRESS_STEPS = 20
-THUMB_CACHE_ENTRIES = 4096
 SAMPLE_SEED_KEY = "dataset_sample_seed"
 CLASS_COLORS = {"with_mask": "#2e9e5b", "without_mask": "#d9534f"}
 
@@ -68,26 +65,13 @@ def _audit(root: str, fingerprint: str, seed: int, _scan: DatasetScan) -> Datase
     return audit
 
 
-@st.cache_data(show_spinner=False, max_entries=THUMB_CACHE_ENTRIES)
-def _thumbnail(path: str, fingerprint: str) -> bytes | None:
-    """Small JPEG of an image for grids; ``fingerprint`` invalidates it when the folder changes."""
-    try:
-        image = load_rgb(path, draft_size=THUMB_PX * 2)
-    except ImageDecodeError:
-        return None
-    image.thumbnail((THUMB_PX, THUMB_PX))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
-
-
 def _show_thumbnails(audit: DatasetAudit, records: list[FileRecord], columns: int, label: bool = False) -> None:
     """A row-wrapped grid of thumbnails captioned with file names (and classes when ``label``)."""
     for start in range(0, len(records), columns):
         for column, record in zip(st.columns(columns), records[start : start + columns], strict=False):
             name = record.relpath.rsplit("/", 1)[-1]
             caption = f"{CLASSES[record.label]} · {name}" if label else name
-            data = _thumbnail(str(audit.path(record)), audit.fingerprint)
+            data = thumbnail(str(audit.path(record)), audit.fingerprint)
             if data is None:
                 column.caption(f"{caption} (no longer readable)")
             else:

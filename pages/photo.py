@@ -27,6 +27,7 @@ from maskdet.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, E
 from maskdet.images import MAX_FILE_BYTES, ImageDecodeError
 from maskdet.classifier import Classifier
 from maskdet.pipeline import FacePipeline, PhotoAnalysis, analyse_photo
+from ui.explanation import show_explanation
 from ui.markup import code, plain
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
@@ -93,17 +94,7 @@ def _show_face(index: int, analysis: PhotoAnalysis, key: str, model_key: str, de
     except ExplanationUnsupported as exc:
         st.warning(str(exc))
         return
-    images = st.columns(3)
-    images[0].image(result.image, caption="Original (as the model sees it)", width="stretch")
-    images[1].image(result.heatmap, caption=f"{spec.title} heatmap", width="stretch")
-    images[2].image(result.overlay, caption="Overlay", width="stretch")
-    notes = [f"{spec.description} Took {result.seconds:.2f} s."]
-    if result.convergence_delta is not None:
-        relative = "" if result.relative_delta is None else f" ({result.relative_delta:.1%} of the change it explains)"
-        notes.append(f"Convergence delta {result.convergence_delta:+.4f} log-odds{relative}: the attributions add up "
-                     f"to {result.log_odds_gap:+.3f} log-odds between baseline and face, up to this error; "
-                     "raise the steps if it is large.")
-    st.caption(" ".join(notes))
+    show_explanation(result)
 
 
 st.title("🖼️ Photo")
@@ -119,7 +110,10 @@ try:
 except (CheckpointError, AssetUnavailableError) as exc:
     st.error(f"Cannot load the models: {exc}")
     st.stop()
-model_key = str(classifier.loaded.metadata["weights"]["sha256"])
+# The operating threshold is part of the key: saving a new one on the Compare page relabels cached photos.
+model_key = f"{classifier.loaded.metadata['weights']['sha256']}@{classifier.threshold:g}"
+st.caption(f"A face is labelled with mask from p(with mask) ≥ {classifier.threshold:g}, the model's operating "
+           "threshold (set on the Compare page).")
 
 uploads = st.file_uploader("Photos", type=UPLOAD_TYPES, accept_multiple_files=True, key="photo_uploads",
                            max_upload_size=UPLOAD_LIMIT_MB,

@@ -135,6 +135,8 @@ except ValueError as exc:
     st.error(f"Invalid ICE server setting (MASKDET_ICE_SERVERS or ice_servers in secrets.toml): {exc}")
     st.stop()
 
+st.caption(f"A face is labelled with mask from p(with mask) ≥ {pipeline.classifier.threshold:g}, the model's "
+           "operating threshold (set on the Compare page); the confidence threshold only greys out unsure faces.")
 processor = _processor(pipeline)
 processor.configure(pipeline=pipeline, threshold=threshold, mirror=mirror)
 

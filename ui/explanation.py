@@ -1,0 +1,27 @@
+"""One explanation shown the same way on every page: Original | heatmap | overlay, then what the numbers mean.
+
+The Photo page explains each detected face and the Compare page each misclassified file with
+:func:`maskdet.explain.explain`; both lay the result out with :func:`show_explanation`.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from maskdet.explain import METHODS, Explanation
+
+
+def show_explanation(result: Explanation) -> None:
+    """The crop as the model sees it, the attribution heatmap and the overlay in three columns, and a caption."""
+    spec = METHODS[result.method]
+    images = st.columns(3)
+    images[0].image(result.image, caption="Original (as the model sees it)", width="stretch")
+    images[1].image(result.heatmap, caption=f"{spec.title} heatmap", width="stretch")
+    images[2].image(result.overlay, caption="Overlay", width="stretch")
+    notes = [f"{spec.description} Took {result.seconds:.2f} s."]
+    if result.convergence_delta is not None:
+        relative = "" if result.relative_delta is None else f" ({result.relative_delta:.1%} of the change it explains)"
+        notes.append(f"Convergence delta {result.convergence_delta:+.4f} log-odds{relative}: the attributions add up "
+                     f"to {result.log_odds_gap:+.3f} log-odds between baseline and face, up to this error; "
+                     "raise the steps if it is large.")
+    st.caption(" ".join(notes))
