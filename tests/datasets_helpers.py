@@ -20,3 +20,11 @@ def build(root: Path, files: dict[str, list[Path]]) -> Path:
         for path in paths:
             shutil.copy(path, root / class_folder / path.name)
     return root
+
+
+def link_files(root: Path, source: Path, relpaths: list[str]) -> Path:
+    """A folder ``root`` of symbolic links to ``source/relpath`` for each relpath (e.g. a model's test split)."""
+    for relpath in relpaths:
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (root / relpath).symlink_to(source / relpath)
+    return root

@@ -1,4 +1,5 @@
-"""maskdet.compare on two tiny real models: summaries, best values, latency, the unseen-data cache, export."""
+"""maskdet.compare on two tiny real models (and the shipped mlp): summaries, best values, calibration columns,
+latency, the unseen-data cache, the error gallery's lists and overlaps, export."""
 
 from __future__ import annotations
 
@@ -11,34 +12,48 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from datasets_helpers import link_files
 
 from maskdet import compare
 from maskdet.checkpoint import list_models
 from maskdet.compare import (
     COL_ACCURACY,
     COL_AUC,
+    COL_BRIER,
+    COL_ECE,
+    COL_THRESHOLD,
     COL_FN,
     COL_LATENCY,
     COL_MODEL,
     COL_N,
     COL_PARAMS,
     TABLE_COLUMNS,
+    TEST_SPLIT,
+    ScoredFiles,
     best_mask,
     cached_evaluation,
     comparison_table,
     cpu_latency_ms,
     dataset_fingerprint,
+    error_overlap,
+    error_sharing,
     evaluate_dataset,
     evaluation_cache_path,
+    held_out_files,
+    locate_folder,
     metrics_json,
+    misclassified,
+    overlap_summary,
     summarize,
     table_csv,
     unseen_table,
     with_latency,
 )
 from maskdet.evaluation import evaluate_folder
-from maskdet.metrics import compute_metrics
+from maskdet.metrics import calibration, compute_metrics
 from maskdet.classifier import load_classifier
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -94,6 +109,11 @@ def test_table_rows_and_best_values(summaries: dict) -> None:
     assert mask.set_index(table[COL_MODEL])[COL_PARAMS].to_dict() == {"tiny-cnn": True, "tiny-mlp": False}
     assert not mask[COL_MODEL].any() and not mask[COL_N].any()
     assert not mask[COL_LATENCY].any()  # not measured yet: nothing to compare
+    for name, row in table.set_index(COL_MODEL).iterrows():  # calibration from the stored test scores
+        expected = calibration(summaries[name].labels, summaries[name].scores)
+        assert row[COL_ECE] == pytest.approx(expected["expected_calibration_error"])
+        assert row[COL_BRIER] == pytest.approx(expected["brier_score"])
+        assert row[COL_THRESHOLD] == 0.5  # no operating threshold saved: the default
 
 
 def test_best_mask_directions_ties_and_gaps() -> None:
@@ -193,3 +213,129 @@ def test_exports(summaries: dict, tiny_dataset: Path) -> None:
     assert exported["tiny-cnn"]["test"] == summaries["tiny-cnn"].test and exported["tiny-cnn"]["unseen"] == []
     assert exported["tiny-mlp"]["unseen"][0]["metrics"] == evaluation.metrics
     assert exported["tiny-mlp"]["checkpoint_bytes"] == summaries["tiny-mlp"].weights_bytes
+
+
+# --- the error gallery ----------------------------------------------------------------------------
+
+def test_held_out_files_are_the_split_files_with_their_stored_scores(summaries: dict, tiny_models_dir: Path,
+                                                                    tiny_dataset: Path) -> None:
+    s = summaries["tiny-cnn"]
+    split = json.loads((tiny_models_dir / "tiny-cnn" / "split.json").read_text())
+    files = held_out_files(s)
+    assert files.source == TEST_SPLIT and files.root == tiny_dataset.resolve()
+    assert files.relpaths == split["test"] and files.labels == s.labels and files.scores == s.scores
+    assert all((files.root / relpath).is_file() for relpath in files.relpaths)
+
+
+def test_held_out_files_refuse_a_split_that_does_not_match_the_scores(summaries: dict, tiny_models_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    model = tmp_path / "tiny-cnn"
+    shutil.copytree(tiny_models_dir / "tiny-cnn", model)
+    s = compare.replace(summaries["tiny-cnn"], path=model)
+    split = json.loads((model / "split.json").read_text())
+    (model / "split.json").write_text(json.dumps({**split, "test": split["test"][1:]}))  # one file short
+    assert held_out_files(s) is None
+    first = split["test"][0]
+    flipped = {**split["labels"], first: 1 - split["labels"][first]}
+    (model / "split.json").write_text(json.dumps({**split, "labels": flipped}))  # another label
+    assert held_out_files(s) is None
+    (model / "split.json").write_text("{not json")
+    assert held_out_files(s) is None
+    (model / "split.json").unlink()
+    assert held_out_files(s) is None
+
+
+def test_recorded_training_folders_are_found_from_the_repository(datasets_root: Path) -> None:
+    shipped = summarize(json.loads((REPO / "models" / "mlp" / "metadata.json").read_text()) | {"path": "x"})
+    assert shipped.training_data == "../shared/datasets/face-mask-4k"  # as recorded, relative to the repository
+    assert locate_folder(shipped.training_data) == (datasets_root / "face-mask-4k").resolve()
+    assert locate_folder("/nowhere/at/all") is None and locate_folder(None) is None
+
+
+@pytest.fixture(scope="module")
+def shipped_mlp_test_split(tmp_path_factory, datasets_root: Path) -> tuple:
+    """(summary of the shipped mlp, a folder of links to exactly its held-out test files)."""
+    metadata = json.loads((REPO / "models" / "mlp" / "metadata.json").read_text())
+    summary = summarize({**metadata, "path": str(REPO / "models" / "mlp")})
+    test_files = json.loads((REPO / "models" / "mlp" / "split.json").read_text())["test"]
+    return summary, link_files(tmp_path_factory.mktemp("mlp-test-split"), datasets_root / "face-mask-4k", test_files)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.8])
+def test_gallery_lists_exactly_the_files_evaluate_gets_wrong(shipped_mlp_test_split: tuple, threshold: float,
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    summary, folder = shipped_mlp_test_split
+    errors = misclassified(held_out_files(summary), threshold)
+    evaluated = evaluate_folder(load_classifier(str(summary.path)), folder)  # what `maskdet evaluate` runs
+    predicted = evaluated.scores >= threshold
+    wrong = {relpath: bool(p) for relpath, label, p in zip(evaluated.relpaths, evaluated.labels, predicted,
+                                                          strict=True) if p != label}
+    assert len(evaluated.relpaths) == summary.test["n"] == 613
+    assert {e.relpath: e.kind == "FP" for e in errors} == wrong
+    assert len(errors) == sum(compute_metrics(evaluated.labels, evaluated.scores, threshold)[k]
+                              for k in ("false_positives", "false_negatives"))
+    margins = [e.margin for e in errors]
+    assert margins == sorted(margins, reverse=True)  # hardest (most confident mistake) first
+    for error in errors:
+        assert error.path.is_file() and error.true_label != error.predicted_label
+        assert error.confidence == pytest.approx(error.p_with_mask if error.kind == "FP" else 1 - error.p_with_mask)
+        assert error.confidence >= min(threshold, 1 - threshold)
+
+
+def test_an_unseen_evaluation_keeps_its_files_for_the_gallery(summaries: dict, tiny_dataset: Path) -> None:
+    evaluation = evaluate_dataset(summaries["tiny-mlp"], tiny_dataset)
+    files = evaluation.scored_files()
+    assert files.root == Path(evaluation.data) and len(files.relpaths) == len(files.labels) == 24
+    assert sorted(files.relpaths) == sorted(f"{p.parent.name}/{p.name}" for p in tiny_dataset.glob("*/*"))
+    again = cached_evaluation(summaries["tiny-mlp"], evaluation.fingerprint)
+    assert again.relpaths == evaluation.relpaths  # kept in the on-disk cache
+    errors = misclassified(files, 0.5)
+    assert {e.relpath for e in errors} == {p for p, y, s in zip(files.relpaths, files.labels, files.scores,
+                                                                strict=True) if (s >= 0.5) != y}
+
+
+def test_an_old_evaluation_cache_without_files_is_not_used(summaries: dict, tiny_dataset: Path) -> None:
+    s = summaries["tiny-mlp"]
+    evaluation = evaluate_dataset(s, tiny_dataset)
+    path = evaluation_cache_path(s.cache_key, evaluation.fingerprint)
+    old = evaluation.to_json() | {"version": 1}
+    del old["relpaths"]
+    path.write_text(json.dumps(old))
+    assert cached_evaluation(s, evaluation.fingerprint) is None
+
+
+def scored(root: str, labelled: dict[str, tuple[int, float]]) -> ScoredFiles:
+    return ScoredFiles(source="demo", root=Path(root), relpaths=list(labelled),
+                       labels=[y for y, _ in labelled.values()], scores=[p for _, p in labelled.values()])
+
+
+def test_shared_and_own_errors_by_hand() -> None:
+    # a.jpg: masked, both say no mask (shared FN). b.jpg: unmasked, only "first" says masked (its own FP).
+    # c.jpg: masked, only "second" misses it (its own FN). d.jpg: only "first" scored it, and is wrong.
+    first = scored("/data", {"a.jpg": (1, 0.2), "b.jpg": (0, 0.9), "c.jpg": (1, 0.8), "d.jpg": (0, 0.7)})
+    second = scored("/data", {"a.jpg": (1, 0.1), "b.jpg": (0, 0.3), "c.jpg": (1, 0.45)})
+    files = {"first": first, "second": second}
+    errors = {name: misclassified(f, 0.5) for name, f in files.items()}
+    assert [e.relpath for e in errors["first"]] == ["b.jpg", "a.jpg", "d.jpg"]  # margins 0.4, 0.3, 0.2
+    overlap = error_overlap(errors, files)
+    assert overlap[["file", "first", "second", "wrong in"]].values.tolist() == [
+        ["a.jpg", "FN", "FN", 2], ["b.jpg", "FP", "right", 1], ["c.jpg", "right", "FN", 1], ["d.jpg", "FP", "—", 1]]
+    assert error_sharing(overlap, "first").to_dict() == {"/data/a.jpg": "shared", "/data/b.jpg": "own",
+                                                         "/data/d.jpg": "not compared"}
+    assert error_sharing(overlap, "second").to_dict() == {"/data/a.jpg": "shared", "/data/c.jpg": "own"}
+    summary = overlap_summary(overlap, ["first", "second"]).set_index(COL_MODEL)
+    assert summary.loc["first"].to_dict() == {"errors": 3, "FP": 2, "FN": 1, "shared": 1, "own": 1}
+    assert summary.loc["second"].to_dict() == {"errors": 2, "FP": 0, "FN": 2, "shared": 1, "own": 1}
+    # The same relative path in another folder is another file.
+    elsewhere = {"first": first, "other": scored("/other", {"a.jpg": (1, 0.2)})}
+    apart = error_overlap({n: misclassified(f, 0.5) for n, f in elsewhere.items()}, elsewhere)
+    assert (apart["wrong in"] == 1).all() and len(apart) == 4
+
+
+def test_one_model_alone_has_no_shared_errors() -> None:
+    files = {"only": scored("/data", {"a.jpg": (1, 0.2), "b.jpg": (0, 0.1)})}
+    overlap = error_overlap({"only": misclassified(files["only"], 0.5)}, files)
+    assert error_sharing(overlap, "only").tolist() == ["not compared"]
+    assert overlap_summary(overlap, ["only"]).iloc[0].to_dict() == {COL_MODEL: "only", "errors": 1, "FP": 0,
+                                                                     "FN": 1, "shared": 0, "own": 0}

@@ -1,4 +1,5 @@
-"""maskdet.metrics: small cases checked by hand, agreement with scikit-learn, and the one-class edge case."""
+"""maskdet.metrics: small cases checked by hand (at 0.5 and at other thresholds, calibration), agreement with
+scikit-learn, and the one-class edge case."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from maskdet.metrics import compute_metrics, curves
+from sklearn.metrics import roc_curve
+
+from maskdet.metrics import calibration, compute_metrics, curves, operating_point, predicted_labels, validate_threshold
 
 # label 1 = with_mask (positive). Predictions at 0.5: [1, 1, 0, 0, 1] -> tp 2, fn 1, fp 1, tn 1.
 Y = [1, 1, 1, 0, 0]
@@ -98,3 +101,96 @@ def test_agrees_with_sklearn(pairs: list[tuple[int, float]]) -> None:
         assert m["per_class"][name]["f1"] == pytest.approx(f1_score(y, pred, **kwargs))
         assert m["per_class"][name]["support"] == int((y == label).sum())
     assert m["false_positives"] + m["false_negatives"] == int((pred != y).sum())
+
+
+@pytest.mark.parametrize(
+    ("threshold", "confusion", "precision", "recall"),
+    [
+        # Y = [1, 1, 1, 0, 0], S = [.9, .6, .4, .3, .7]
+        (0.65, [[1, 1], [2, 1]], 1 / 2, 1 / 3),  # predicted [1, 0, 0, 0, 1]
+        (0.3, [[0, 2], [0, 3]], 3 / 5, 1.0),  # 0.3 itself counts as with_mask: everything is
+        (0.4, [[1, 1], [0, 3]], 3 / 4, 1.0),  # predicted [1, 1, 1, 0, 1]
+        (0.95, [[2, 0], [3, 0]], 0.0, 0.0),  # nothing called with_mask: precision 0/0 reported as 0
+    ],
+)
+def test_metrics_at_other_thresholds_by_hand(threshold: float, confusion: list, precision: float,
+                                             recall: float) -> None:
+    m = compute_metrics(Y, S, threshold)
+    assert m["threshold"] == threshold
+    assert m["confusion"] == confusion
+    (tn, fp), (fn, tp) = confusion
+    assert (m["false_positives"], m["false_negatives"]) == (fp, fn)
+    assert m["accuracy"] == pytest.approx((tn + tp) / 5)
+    assert m["per_class"]["with_mask"]["precision"] == pytest.approx(precision)
+    assert m["per_class"]["with_mask"]["recall"] == pytest.approx(recall)
+    assert m["roc_auc"] == pytest.approx(4 / 6)  # ranking metrics do not depend on the threshold
+    point = operating_point(m)
+    assert point["tpr"] == point["recall"] == pytest.approx(recall)
+    assert point["fpr"] == pytest.approx(fp / 2)
+    assert point["precision"] == (None if tp + fp == 0 else pytest.approx(precision))  # 0/0 is no point on PR
+
+
+def test_decision_rule_is_inclusive_and_thresholds_are_checked() -> None:
+    assert predicted_labels([0.2, 0.5, 0.7], 0.5).tolist() == [0, 1, 1]
+    assert predicted_labels([0.2, 0.5, 0.7], 0.7).tolist() == [0, 0, 1]
+    assert validate_threshold(0.25) == 0.25 and validate_threshold(np.float32(0.5)) == 0.5
+    for bad in (0, 1, 0.0, 1.0, -0.1, 2, float("nan"), float("inf"), "0.5", None, True):
+        with pytest.raises(ValueError, match="threshold"):
+            validate_threshold(bad)
+
+
+def test_operating_points_lie_on_the_roc_curve() -> None:
+    fpr, tpr, thresholds = roc_curve(Y, S)
+    on_curve = set(zip(fpr.round(12), tpr.round(12), strict=True))
+    for threshold in thresholds[1:]:  # the first is +inf (nothing positive)
+        point = operating_point(compute_metrics(Y, S, float(threshold)))
+        assert (round(point["fpr"], 12), round(point["tpr"], 12)) in on_curve, threshold
+
+
+# Worked example, 10 equal-width bins of p(with_mask):
+#   (0.1, 0.2]: 0.12 (-), 0.18 (+)           mean p 0.15, fraction with_mask 1/2, gap 0.35,  2 of 6 images
+#   (0.7, 0.8]: 0.72 (+), 0.76 (+), 0.74 (-) mean p 0.74, fraction 2/3,           gap 0.0733, 3 of 6
+#   (0.9, 1.0]: 0.95 (+)                     mean p 0.95, fraction 1,             gap 0.05,   1 of 6
+#   ECE = (2 * 0.35 + 3 * (0.74 - 2/3) + 1 * 0.05) / 6 = 0.97 / 6
+#   Brier = (0.12² + 0.82² + 0.28² + 0.24² + 0.74² + 0.05²) / 6 = 1.3729 / 6
+CAL_Y = [0, 1, 1, 1, 0, 1]
+CAL_S = [0.12, 0.18, 0.72, 0.76, 0.74, 0.95]
+
+
+def test_expected_calibration_error_worked_example() -> None:
+    result = calibration(CAL_Y, CAL_S)
+    assert result["count"] == [2, 3, 1]
+    assert result["mean_predicted"] == pytest.approx([0.15, 0.74, 0.95])
+    assert result["fraction_positive"] == pytest.approx([1 / 2, 2 / 3, 1.0])
+    assert result["expected_calibration_error"] == pytest.approx(0.97 / 6)
+    assert result["brier_score"] == pytest.approx(1.3729 / 6)
+
+
+def test_calibration_extremes() -> None:
+    perfect = calibration([0, 0, 1, 1], [0.0, 0.0, 1.0, 1.0])
+    assert perfect["expected_calibration_error"] == 0.0 and perfect["brier_score"] == 0.0
+    worst = calibration([1, 1, 0, 0], [0.0, 0.0, 1.0, 1.0])
+    assert worst["expected_calibration_error"] == 1.0 and worst["brier_score"] == 1.0
+    one_class = calibration([1, 1, 1], [0.9, 0.9, 0.6])  # every face masked: bins still defined
+    assert one_class["count"] == [1, 2]
+    assert one_class["expected_calibration_error"] == pytest.approx((1 * 0.4 + 2 * 0.1) / 3)
+    assert calibration([], []) is None
+    with pytest.raises(ValueError, match="same length"):
+        calibration([0, 1], [0.5])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.floats(0, 1, allow_nan=False).map(lambda v: round(v, 1))),
+                min_size=1, max_size=60))
+def test_calibration_bins_agree_with_a_direct_count(pairs: list[tuple[int, float]]) -> None:
+    """Counts per bin (scores on bin edges included) re-derive calibration_curve's means and the ECE."""
+    y = np.array([label for label, _ in pairs])
+    scores = np.array([score for _, score in pairs])
+    result = calibration(y, scores)
+    assert sum(result["count"]) == len(y) and len(result["count"]) == len(result["mean_predicted"])
+    # Bin i holds (i/10, (i+1)/10], the first also 0: rebuild each non-empty bin's members directly.
+    bins = [b for b in range(10) if ((scores > b / 10) & (scores <= (b + 1) / 10) | ((b == 0) & (scores == 0))).any()]
+    members = [((scores > b / 10) & (scores <= (b + 1) / 10)) | ((b == 0) & (scores == 0)) for b in bins]
+    assert result["count"] == [int(m.sum()) for m in members]
+    gaps = [abs(y[m].mean() - scores[m].mean()) * m.sum() / len(y) for m in members]
+    assert result["expected_calibration_error"] == pytest.approx(sum(gaps))

@@ -1,4 +1,5 @@
-"""The Compare page under AppTest, in the real app: two tiny models, and none."""
+"""The Compare page under AppTest, in the real app: two tiny models, and none; copies of shipped models for the
+error gallery and the operating point."""
 
 from __future__ import annotations
 
@@ -6,14 +7,20 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import streamlit as st
 from dashboard import page_test
+from datasets_helpers import link_files
 from hostile_inputs import HOSTILE_LISTED, HOSTILE_UNLISTED, add_hostile_models
 from markdown_text import texts
 from streamlit.testing.v1 import AppTest
 
+from maskdet.classifier import load_classifier
 from maskdet.compare import COL_MODEL, TABLE_COLUMNS
+from maskdet.evaluation import evaluate_folder
+from maskdet.metrics import compute_metrics
+from maskdet.settings import CLASSES, REPO_ROOT
 from ui.dataset_picker import SOURCE_PATH
 
 PAGE = "pages/compare.py"
@@ -63,9 +70,11 @@ def test_two_models_side_by_side_and_on_unseen_data(app: str, tiny_models_dir: P
     assert sorted(table[COL_MODEL]) == ["tiny-cnn", "tiny-mlp"]
     assert (table["CPU ms / face"] > 0).all()  # measured on this machine
     assert at.multiselect(key="compare_models").value == ["tiny-cnn", "tiny-mlp"]
-    # ROC + PR overlays, one confusion matrix and one training-curve chart per model.
-    assert len(at.get("plotly_chart")) == 2 + 2 + 2
-    assert [t.label for t in at.tabs] == ["ROC and PR curves", "Confusion matrices", "Training curves"]
+    # ROC + PR overlays, one confusion matrix per model, one reliability diagram, one training-curve chart per
+    # model; then the operating point: a confusion matrix per model and ROC + PR with the thresholds marked.
+    assert len(at.get("plotly_chart")) == 2 + 2 + 1 + 2 + 2 + 2
+    assert [t.label for t in at.tabs][:4] == ["ROC and PR curves", "Confusion matrices", "Calibration",
+                                              "Training curves"]
     assert [b.label for b in at.download_button] == ["Table as CSV", "Full metrics as JSON"]
 
     # Unseen data: a copy of the folder (new file times, so a different data version than the training one).
@@ -82,7 +91,8 @@ def test_two_models_side_by_side_and_on_unseen_data(app: str, tiny_models_dir: P
     assert sorted(side_by_side[COL_MODEL]) == ["tiny-cnn", "tiny-mlp"]
     assert (side_by_side["unseen images"] == 24).all()
     assert {"test accuracy", "unseen accuracy", "Δ accuracy"} <= set(side_by_side.columns)
-    assert len(at.get("plotly_chart")) == 6 + 2  # plus the unseen-data ROC and PR overlays
+    assert len(at.get("plotly_chart")) == 11 + 3  # plus the unseen-data ROC and PR overlays and reliability
+    assert at.radio(key="compare_source").options == ["test split", "unseen (unseen data)"]
     assert len(list((tmp_path / "cache" / "evaluations").glob("*.json"))) == 2
 
     # A rerun reads the cache: no button, same numbers.
@@ -102,7 +112,7 @@ def test_selection_drives_the_plots_and_bad_folders_are_explained(app: str, tiny
     at = open_compare(app)
     at.multiselect(key="compare_models").set_value(["tiny-mlp"]).run()
     assert_clean(at)
-    assert len(at.get("plotly_chart")) == 2 + 1 + 1
+    assert len(at.get("plotly_chart")) == 2 + 1 + 1 + 1 + 1 + 2
     legend = [trace["name"] for trace in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
     assert any(name.startswith("tiny-mlp (AUC ") for name in legend)
 
@@ -142,3 +152,76 @@ def test_models_that_are_not_ours_are_refused_and_the_others_still_compare(app: 
     assert "Evaluating `evil-weights` on " in texts(at.error)
     assert at.dataframe[1].value[COL_MODEL].tolist() == ["tiny-mlp"]  # the real model is still evaluated
     assert not marker.exists()
+
+
+def frame_with(at_or_block, *columns: str) -> pd.DataFrame:
+    """The one dataframe under ``at_or_block`` holding all of ``columns`` (AppTest exposes no dataframe keys)."""
+    found = [d.value for d in at_or_block.dataframe if set(columns) <= set(d.value.columns)]
+    assert len(found) == 1, [list(d.value.columns) for d in at_or_block.dataframe]
+    return found[0]
+
+
+def gallery_tab(at: AppTest, model: str):  # noqa: ANN201 - an AppTest Tab block
+    return next(tab for tab in at.tabs if tab.label.startswith(f"{model} ("))
+
+
+def test_error_gallery_and_operating_point_on_shipped_models(app: Path, tmp_path: Path, datasets_root: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "models"  # copies: saving a threshold must never touch the repository's models/
+    for name in ("mlp", "simple_cnn"):
+        shutil.copytree(REPO_ROOT / "models" / name, models / name)
+    monkeypatch.setenv("MASKDET_MODELS_DIR", str(models))
+    at = open_compare(app)
+    assert_clean(at)
+    assert at.radio(key="compare_source").value == "test split"
+
+    # The gallery lists exactly the test files that evaluate gets wrong, hardest first.
+    test_files = json.loads((models / "mlp" / "split.json").read_text())["test"]
+    linked = link_files(tmp_path / "mlp-test", datasets_root / "face-mask-4k", test_files)
+    evaluated = evaluate_folder(load_classifier(str(models / "mlp")), linked)
+    wrong = {p: CLASSES[int(s >= 0.5)] for p, y, s in zip(evaluated.relpaths, evaluated.labels, evaluated.scores,
+                                                          strict=True) if int(s >= 0.5) != y}
+    gallery = frame_with(gallery_tab(at, "mlp"), "file", "predicted label")
+    assert dict(zip(gallery["file"], gallery["predicted label"], strict=True)) == wrong
+    assert gallery["confidence"].is_monotonic_decreasing
+    summary = frame_with(at, "shared", "own").set_index(COL_MODEL)
+    assert summary.loc["mlp", "errors"] == len(wrong) == evaluated.metrics["false_positives"] + \
+        evaluated.metrics["false_negatives"]
+    assert summary.loc["mlp", "shared"] + summary.loc["mlp", "own"] == len(wrong)  # every file was scored by both
+    assert len(gallery_tab(at, "mlp").image) == 24  # the first thumbnails, the rest behind a slider
+    assert "true no mask · said mask" in "\n".join(c for i in gallery_tab(at, "mlp").image for c in i.captions)
+
+    # Moving a threshold updates the numbers, the gallery and the marks on the curves at once.
+    at.slider(key="compare_threshold_mlp").set_value(0.8).run()
+    assert_clean(at)
+    expected = compute_metrics(evaluated.labels, evaluated.scores, 0.8)
+    operating = frame_with(at, "threshold", "FP", "FN").set_index(COL_MODEL)
+    assert operating.loc["mlp", ["FP", "FN"]].tolist() == [expected["false_positives"], expected["false_negatives"]]
+    assert operating.loc["mlp", "recall (with_mask)"] == pytest.approx(expected["per_class"]["with_mask"]["recall"])
+    assert operating.loc["simple_cnn", "threshold"] == 0.5
+    assert len(frame_with(gallery_tab(at, "mlp"), "file", "predicted label")) == \
+        expected["false_positives"] + expected["false_negatives"]
+    roc = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "operating_roc" in c.proto.id)
+    mark = next(trace for trace in roc["data"] if trace["name"] == "mlp at 0.80")
+    (tn, fp), (fn, tp) = expected["confusion"]
+    assert mark["x"][0] == pytest.approx(fp / (fp + tn)) and mark["y"][0] == pytest.approx(tp / (tp + fn))
+
+    # Saving writes the threshold into the copy's card; the table shows it and the button has nothing left to do.
+    at.button(key="compare_save_mlp").click().run()
+    assert_clean(at)
+    card = json.loads((models / "mlp" / "metadata.json").read_text())
+    assert (card["operating_threshold"], card["operating_threshold_chosen_on"]) == (0.8, "test split")
+    assert "Saved 0.80 as the operating threshold of `mlp`" in texts(at.success)
+    assert frame_with(at, "operating threshold", "ECE").set_index(COL_MODEL).loc["mlp", "operating threshold"] == 0.8
+    assert at.button(key="compare_save_mlp").disabled
+    assert load_classifier(str(models / "mlp")).threshold == 0.8
+
+    # One error explained with Integrated Gradients, as on the Photo page.
+    hardest = frame_with(gallery_tab(at, "mlp"), "file", "predicted label").iloc[0]
+    at.selectbox(key="compare_gallery_mlp_explain").select_index(0).run()
+    assert_clean(at)
+    tab = gallery_tab(at, "mlp")
+    assert {"Original (as the model sees it)", "Integrated Gradients heatmap", "Overlay"} <= {
+        c for image in tab.image for c in image.captions}
+    assert f"Why `mlp` said **{hardest['predicted label']}**" in texts(tab.markdown)
+    assert "Convergence delta" in texts(tab.caption)
