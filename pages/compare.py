@@ -490,7 +490,7 @@ def error_gallery_section(files: Mapping[str, ScoredFiles], thresholds: Mapping[
                           by_name: Mapping[str, ModelSummary], source: str) -> None:
     """Each model's misclassified files at its threshold, what the models share, and one error explained."""
     st.subheader("Error gallery")
-    st.caption(f"Misclassified files of the {source} at each model's threshold above, hardest (most confident "
+    st.caption(f"Misclassified files ({source}) at each model's threshold above, hardest (most confident "
                "mistake) first. FP: no mask, called masked; FN: masked, called unmasked. An error is shared when "
                "another selected model gets the same file wrong, its own when every other model that scored the "
                "file gets it right.")
