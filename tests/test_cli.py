@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 300
 CLASS_KEYS = {"precision", "recall", "f1", "support"}
 EVALUATE_KEYS = {"model", "n", "accuracy", "roc_auc", "average_precision", "per_class", "confusion",
-                 "false_positives", "false_negatives"}
+                 "false_positives", "false_negatives", "operating_threshold", "at_operating_threshold"}
 
 
 def run_cli(*args: str, models: Path, cache: Path) -> subprocess.CompletedProcess:
@@ -54,6 +54,9 @@ def test_evaluate_json_contract(tiny_models_dir: Path, tiny_dataset: Path, tmp_p
     assert (tn + fp, fn + tp) == (12, 12)  # rows are actual classes: without_mask, then with_mask (positive)
     assert (result["false_positives"], result["false_negatives"]) == (fp, fn)
     assert result["accuracy"] == pytest.approx((tn + tp) / n)
+
+    assert result["operating_threshold"] == 0.5  # none saved: at the default, the same numbers twice
+    assert result["at_operating_threshold"]["confusion"] == result["confusion"]
 
     # The CLI and the library agree: one metrics implementation.
     local = evaluate_folder(load_classifier(str(model)), tiny_dataset)
