@@ -84,8 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from maskdet.evaluation import evaluate_folder
     from maskdet.classifier import load_classifier
+    from maskdet.evaluation import evaluate_folder
 
     classifier = load_classifier(args.model)
     with tqdm(total=0, unit="img", file=sys.stderr, disable=args.json or args.quiet, desc="evaluating") as bar:

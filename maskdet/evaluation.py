@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from maskdet.classifier import Classifier
 from maskdet.data import ProgressFn, load_catalog
 from maskdet.images import ImageDecodeError, load_rgb
 from maskdet.metrics import THRESHOLD, compute_metrics
-from maskdet.classifier import Classifier
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ def validate_threshold(threshold: float) -> float:
     0 and 1 are refused: they would label every face (or no face but a certain one) ``with_mask``.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.floating):
-        raise ValueError(f"threshold must be a number, got {threshold!r}")
+        raise ValueError(f"threshold must be a number, got {threshold!r}")  # noqa: TRY004 - one error type for callers
     value = float(threshold)
     if not (math.isfinite(value) and 0.0 < value < 1.0):
         raise ValueError(f"threshold must be strictly between 0 and 1, got {threshold!r}")
@@ -65,7 +65,7 @@ def compute_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = T
     scores = np.asarray(scores, dtype=np.float64)
     if y_true.shape != scores.shape or y_true.ndim != 1:
         raise ValueError("y_true and scores must be 1-D arrays of the same length")
-    n = int(len(y_true))
+    n = len(y_true)
     y_pred = predicted_labels(scores, threshold)
     both_classes = len(np.unique(y_true)) == 2
     if n:

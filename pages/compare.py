@@ -297,9 +297,9 @@ def _save_threshold(summary: ModelSummary, slider_key: str, source: str) -> None
         st.session_state[SAVED_MESSAGE_KEY] = ("error", f"Cannot save the threshold of `{summary.name}`: {exc}")
         return
     invalidate_models()
-    st.session_state[SAVED_MESSAGE_KEY] = (
-        "success", f"Saved {threshold:.2f} as the operating threshold of `{summary.name}` (chosen on {source}): "
-                   "the Photo and Webcam pages and `predict` now label with it.")
+    st.session_state[SAVED_MESSAGE_KEY] = ("success", (
+        f"Saved {threshold:.2f} as the operating threshold of `{summary.name}` (chosen on {source}): "
+        "the Photo and Webcam pages and `predict` now label with it."))
 
 
 # --- sections ------------------------------------------------------------------------------------

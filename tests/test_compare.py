@@ -16,17 +16,18 @@ from datasets_helpers import link_files
 
 from maskdet import compare
 from maskdet.checkpoint import list_models
+from maskdet.classifier import load_classifier
 from maskdet.compare import (
     COL_ACCURACY,
     COL_AUC,
     COL_BRIER,
     COL_ECE,
-    COL_THRESHOLD,
     COL_FN,
     COL_LATENCY,
     COL_MODEL,
     COL_N,
     COL_PARAMS,
+    COL_THRESHOLD,
     TABLE_COLUMNS,
     TEST_SPLIT,
     ScoredFiles,
@@ -51,7 +52,6 @@ from maskdet.compare import (
 )
 from maskdet.evaluation import evaluate_folder
 from maskdet.metrics import calibration, compute_metrics
-from maskdet.classifier import load_classifier
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,9 +15,8 @@ from sklearn.metrics import (
     precision_score,
     recall_score,
     roc_auc_score,
+    roc_curve,
 )
-
-from sklearn.metrics import roc_curve
 
 from maskdet.metrics import calibration, compute_metrics, curves, operating_point, predicted_labels, validate_threshold
 

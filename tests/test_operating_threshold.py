@@ -31,8 +31,8 @@ from maskdet.checkpoint import (
 from maskdet.classifier import load_classifier
 from maskdet.cli import main
 from maskdet.evaluation import evaluate_folder
-from maskdet.metrics import compute_metrics
 from maskdet.images import load_rgb
+from maskdet.metrics import compute_metrics
 from maskdet.pipeline import build_pipeline, label_probabilities
 
 REPO = Path(__file__).resolve().parent.parent

@@ -161,7 +161,7 @@ def frame_with(at_or_block, *columns: str) -> pd.DataFrame:
     return found[0]
 
 
-def gallery_tab(at: AppTest, model: str):  # noqa: ANN201 - an AppTest Tab block
+def gallery_tab(at: AppTest, model: str):
     return next(tab for tab in at.tabs if tab.label.startswith(f"{model} ("))
 
 

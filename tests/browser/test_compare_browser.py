@@ -22,11 +22,11 @@ EXPLAIN_TIMEOUT_S = 120
 GALLERY_FIRST = 24  # thumbnails the page shows before its "Thumbnails shown" slider
 
 
-def click(driver, xpath: str, timeout: float = 30) -> None:  # noqa: ANN001 - a Selenium WebDriver
+def click(driver, xpath: str, timeout: float = 30) -> None:
     retrying(lambda: WebDriverWait(driver, timeout).until(lambda d: d.find_element(By.XPATH, xpath)).click())
 
 
-def shown_images(driver) -> list:  # noqa: ANN001 - a Selenium WebDriver
+def shown_images(driver) -> list:
     """The images on screen (other tabs' images are in the page but hidden)."""
     return [image for image in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stImage] img") if image.is_displayed()]
 
