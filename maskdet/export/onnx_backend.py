@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from maskdet.metrics import THRESHOLD
 from maskdet.zoo import InputConfig
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class OnnxClassifier:
         self.metadata = read_export_card(self.folder)
         self.input = InputConfig.from_json(self.metadata["input"])
         self.classes = tuple(self.metadata["classes"])
+        # The pipeline labels faces at this p(with_mask), as for the PyTorch Classifier (the card copies the model's).
+        self.threshold = float(self.metadata.get("operating_threshold", THRESHOLD))
         graph = self.metadata["classifier"]
         self._input_name, self._output_name = graph["input_name"], graph["output_name"]
         self._session = onnx_session(self.folder / graph["file"], threads=threads)
