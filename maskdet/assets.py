@@ -14,9 +14,7 @@ therefore still get the real files; anything that cannot be verified is refused.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +23,8 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from maskdet.store import atomic_write, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -56,25 +56,15 @@ class Asset:
     description: str = ""
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of the file at ``path``, read in blocks (the standard library's ``hashlib.file_digest``)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _install_verified(source: Path, asset: Asset, destination: Path) -> Path:
     """Check ``source`` against the asset's hash and move it atomically to ``destination``."""
-    actual = sha256_of(source)
+    actual = sha256_file(source)
     if not actual.startswith(asset.sha256):
         raise AssetUnavailableError(
             f"{asset.filename}: SHA-256 mismatch (expected {asset.sha256}, got {actual}); refusing it."
         )
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
-    os.close(fd)
-    shutil.copyfile(source, tmp_name)
-    os.replace(tmp_name, destination)
-    return destination
+    with open(source, "rb") as handle:
+        return atomic_write(destination, lambda out: shutil.copyfileobj(handle, out))
 
 
 def download_url(asset: Asset, destination: Path) -> Path:
@@ -126,7 +116,7 @@ def ensure_asset(asset: Asset, destination: Path) -> Path:
     Raises :class:`AssetUnavailableError` listing every source tried and why it failed.
     """
     if destination.is_file():
-        if sha256_of(destination).startswith(asset.sha256):
+        if sha256_file(destination).startswith(asset.sha256):
             return destination
         logger.warning("%s exists but its SHA-256 does not match; fetching it again", destination)
     failures: list[str] = []

@@ -11,12 +11,19 @@ renames, so a crash or cancel mid-save leaves the previous model intact.
 A model's card may carry an ``operating_threshold``: the p(with_mask) from which a face is
 labelled ``with_mask`` (default 0.5). :func:`set_operating_threshold` changes it in place by an
 atomic replace of ``metadata.json`` alone; the weights and their recorded hash are untouched.
+
+Saves and the recovery of an interrupted save (:func:`recover_interrupted_saves`) hold one
+exclusive lock (``fcntl.flock`` on ``models/.lock``), across threads and processes. Listing
+reads only: pages and the CLI list on every rerun, and a listing that moved folders could run
+between a save's two renames and destroy the model just saved. Recovery runs once at start
+(the CLI's and the dashboard's), under the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import hashlib
+import fcntl
 import json
 import logging
 import os
@@ -25,6 +32,7 @@ import shutil
 import stat
 import struct
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +44,7 @@ from maskdet.metrics import THRESHOLD, validate_threshold
 from maskdet.model_card import FORMAT, FORMAT_VERSION, MAX_METADATA_BYTES, MAX_NESTING, MAX_WEIGHTS_BYTES, CardError
 from maskdet.model_card import nesting_depth, parse_model_card
 from maskdet.settings import CLASSES, models_dir
+from maskdet.store import atomic_write, fsync_dir, sha256_file
 from maskdet.zoo import BuildOptions, InputConfig, MaskClassifier, get_spec
 
 logger = logging.getLogger(__name__)
@@ -48,6 +57,9 @@ MAX_SPLIT_BYTES = 64 * 1024 * 1024  # a split of a million files
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
 _FILE_KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a device file", stat.S_IFBLK: "a device file",
                stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+LOCK_FILE = ".lock"
+STAGING_PREFIX = ".staging-"
+RETIRED_PREFIX = ".retired-"
 
 
 class CheckpointError(ValueError):
@@ -73,14 +85,6 @@ class LoadedModel:
         return str(self.metadata["arch"])
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def library_versions() -> dict[str, str]:
     import torchvision
 
@@ -94,17 +98,16 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+@contextlib.contextmanager
+def models_lock(directory: Path) -> Iterator[None]:
+    """Exclusive lock on ``directory`` shared by every thread and process that saves or recovers models."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def save_model(
@@ -123,7 +126,7 @@ def save_model(
     directory = directory or models_dir()
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / name
-    staging = directory / f".staging-{name}-{uuid.uuid4().hex[:8]}"
+    staging = directory / f"{STAGING_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -138,7 +141,7 @@ def save_model(
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "versions": library_versions(),
             **metadata,
-            "weights": {"file": WEIGHTS_FILE, "sha256": _sha256_file(weights), "bytes": weights.stat().st_size},
+            "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
         }
         if split is not None:
             (staging / SPLIT_FILE).write_text(json.dumps(split))
@@ -149,15 +152,9 @@ def save_model(
         for child in staging.iterdir():
             with open(child, "rb") as handle:
                 os.fsync(handle.fileno())
-        _fsync_dir(staging)
-        retired = None
-        if final.exists():
-            retired = directory / f".retired-{name}-{uuid.uuid4().hex[:8]}"
-            os.rename(final, retired)
-        os.rename(staging, final)
-        _fsync_dir(directory)
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
+        fsync_dir(staging)
+        with models_lock(directory):
+            _swap_in(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -165,18 +162,35 @@ def save_model(
     return final
 
 
+def _swap_in(staging: Path, final: Path) -> None:
+    """Replace ``final`` by ``staging`` with two renames (the caller holds :func:`models_lock`)."""
+    retired = None
+    if final.exists():
+        retired = final.parent / f"{RETIRED_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+        os.rename(final, retired)
+    os.rename(staging, final)
+    fsync_dir(final.parent)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
 def recover_interrupted_saves(directory: Path | None = None) -> None:
-    """Undo what a crash between the two renames of :func:`save_model` left behind."""
+    """Undo what a crash between the two renames of :func:`save_model` left behind (a retired folder).
+
+    Call it once when a process starts (the CLI, the dashboard); it waits for saves in progress
+    (the lock) and changes nothing when nothing was interrupted.
+    """
     directory = directory or models_dir()
-    if not directory.is_dir():
-        return
-    for retired in directory.glob(".retired-*"):
-        name = retired.name[len(".retired-") : -9]
-        target = directory / name
-        if not target.exists():
-            os.rename(retired, target)
-        else:
-            shutil.rmtree(retired, ignore_errors=True)
+    if not directory.is_dir() or not any(directory.glob(f"{RETIRED_PREFIX}*")):
+        return  # nothing to recover; no lock file is created for it
+    with models_lock(directory):
+        for retired in directory.glob(f"{RETIRED_PREFIX}*"):
+            target = directory / retired.name[len(RETIRED_PREFIX) : -9]
+            if not target.exists():
+                os.rename(retired, target)
+                logger.warning("recovered model %s from an interrupted save", target)
+            else:
+                shutil.rmtree(retired, ignore_errors=True)
 
 
 def validate_model_name(name: str) -> None:
@@ -313,17 +327,7 @@ def set_operating_threshold(folder: Path, threshold: float, chosen_on: str | Non
         metadata["operating_threshold_chosen_on"] = str(chosen_on)
     else:
         metadata.pop("operating_threshold_chosen_on", None)
-    staging = folder / f".{METADATA_FILE}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(staging, "w") as handle:
-            handle.write(json.dumps(metadata, indent=2))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(staging, folder / METADATA_FILE)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
+    atomic_write(folder / METADATA_FILE, json.dumps(metadata, indent=2))
     logger.info("operating threshold of %s set to %.4f", folder, value)
     return metadata
 
@@ -345,7 +349,7 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
     folder = resolve_model_dir(path)
     metadata = read_metadata(folder)
     weights = check_weights_file(folder, metadata)
-    if _sha256_file(weights) != metadata["weights"]["sha256"]:
+    if sha256_file(weights) != metadata["weights"]["sha256"]:
         raise CheckpointError(f"{folder}: {WEIGHTS_FILE} does not match the SHA-256 recorded in its metadata")
     try:
         state = load_file(str(weights), device="cpu")
@@ -388,7 +392,7 @@ class BrokenModel:
 
 
 def scan_models(directory: Path | None = None) -> tuple[list[dict], list[BrokenModel]]:
-    """(metadata of every valid model folder, newest first; the folders refused, by name).
+    """(metadata of every valid model folder, newest first; the folders refused, by name). Read-only.
 
     A valid folder has metadata passing the schema and a regular weights file inside it (its
     content is checked when it is loaded). Each entry's ``name`` is its folder's name, whatever
@@ -397,7 +401,6 @@ def scan_models(directory: Path | None = None) -> tuple[list[dict], list[BrokenM
     name point at another folder.
     """
     directory = directory or models_dir()
-    recover_interrupted_saves(directory)
     found: list[dict] = []
     broken: list[BrokenModel] = []
     try:
@@ -482,6 +485,4 @@ def set_default_model(name: str, directory: Path | None = None) -> None:
     directory = directory or models_dir()
     folder = directory / name
     read_metadata(resolve_model_dir(folder))
-    tmp = directory / f".{DEFAULT_POINTER}.{uuid.uuid4().hex[:8]}"
-    tmp.write_text(name + "\n")
-    os.replace(tmp, directory / DEFAULT_POINTER)
+    atomic_write(directory / DEFAULT_POINTER, name + "\n")

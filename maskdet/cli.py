@@ -12,7 +12,7 @@ from pathlib import Path
 
 from maskdet import __version__
 from maskdet.assets import AssetUnavailableError
-from maskdet.checkpoint import CheckpointError, ModelMissing
+from maskdet.checkpoint import CheckpointError, ModelMissing, recover_interrupted_saves
 from maskdet.data import DatasetError
 from maskdet.images import ImageDecodeError
 from maskdet.metrics import THRESHOLD
@@ -380,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
+        recover_interrupted_saves()  # once per process, under the models lock; listing never moves folders
         return args.func(args)
     except (CliError, DatasetError, CheckpointError, AssetUnavailableError, ImageDecodeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

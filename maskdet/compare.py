@@ -28,11 +28,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -49,6 +47,7 @@ from maskdet.data import load_catalog, scan_dataset
 from maskdet.evaluation import evaluate_folder
 from maskdet.metrics import calibration, predicted_labels
 from maskdet.settings import CLASSES, REPO_ROOT, cache_dir, data_root
+from maskdet.store import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +313,7 @@ class DataEvaluation:
 
 
 def dataset_fingerprint(data: str | Path) -> str:
-    """The folder's fingerprint (names, sizes, modification times); raises DatasetError for a bad folder."""
+    """The folder's content fingerprint (relative paths and bytes); raises DatasetError for a bad folder."""
     return scan_dataset(data).fingerprint
 
 
@@ -372,11 +371,7 @@ def evaluate_dataset(
         scores=[round(float(s), 6) for s in result.scores],
         unreadable=len(result.unreadable),
     )
-    path = evaluation_cache_path(summary.cache_key, fingerprint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    staging.write_text(json.dumps(evaluation.to_json()))
-    os.replace(staging, path)
+    write_json(evaluation_cache_path(summary.cache_key, fingerprint), evaluation.to_json())
     return evaluation
 
 

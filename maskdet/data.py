@@ -2,18 +2,16 @@
 
 A *scan* lists the files (cheap, no decoding). A *catalog* decodes every file once,
 records size / format / mode / perceptual hash or the reason it is unreadable, and is
-cached on disk by the folder's fingerprint, so that the Dataset page, the split used
+cached on disk by the folder's content fingerprint (:mod:`maskdet.store`), so that the Dataset page, the split used
 by training and the tests all share one pass over the pixels.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -24,7 +22,8 @@ from PIL import Image
 
 from maskdet.files import walk_files
 from maskdet.images import ImageDecodeError, open_image
-from maskdet.settings import CLASSES, cache_dir
+from maskdet.settings import CLASSES
+from maskdet.store import artifact_key, artifact_path, fingerprint_files, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ class DatasetScan:
     root: Path
     samples: list[Sample]
     class_folders: dict[str, list[str]]
-    fingerprint: str
+    fingerprint: str  # content of the files (relative paths and bytes): the same data anywhere has one fingerprint
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """(relative path, reason) of entries left out: pipes, devices, sockets, link loops, folders named like images."""
 
@@ -120,7 +119,6 @@ def scan_dataset(root: str | Path) -> DatasetScan:
     class_folders: dict[str, list[str]] = {name: [] for name in CLASSES}
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
-    digest = hashlib.sha1()
     for folder in folders:
         class_name = normalize_class_name(folder.name)
         class_folders[class_name].append(folder.name)
@@ -133,15 +131,15 @@ def scan_dataset(root: str | Path) -> DatasetScan:
         for path in files:
             relpath = path.relative_to(root).as_posix()
             try:
-                stat = path.stat()
+                path.stat()
             except OSError as exc:  # removed or made unreadable since the walk
                 skipped.append((relpath, f"unreadable ({exc.strerror or exc})"))
                 continue
-            digest.update(f"{relpath}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
             samples.append(Sample(relpath, label))
     if not samples:
         raise DatasetError(f"{root} contains no files in its class folders ({', '.join(f.name for f in folders)})")
-    return DatasetScan(root=root, samples=samples, class_folders=class_folders, fingerprint=digest.hexdigest()[:16],
+    fingerprint = fingerprint_files(root, (sample.relpath for sample in samples))
+    return DatasetScan(root=root, samples=samples, class_folders=class_folders, fingerprint=fingerprint,
                        skipped=skipped)
 
 
@@ -227,8 +225,8 @@ def _catalog_one(root: Path, sample: Sample) -> FileRecord:
 
 
 def _catalog_cache_path(scan: DatasetScan) -> Path:
-    key = hashlib.sha1(f"{scan.root.resolve()}\0{scan.fingerprint}\0{CATALOG_VERSION}".encode()).hexdigest()[:20]
-    return cache_dir() / "catalogs" / f"{key}.json"
+    """Records hold relative paths only, so one catalogue serves every copy of the same files."""
+    return artifact_path("catalogs", artifact_key("catalog", CATALOG_VERSION, data=scan.fingerprint), ".json")
 
 
 def build_catalog(scan: DatasetScan, progress: ProgressFn | None = None, workers: int | None = None) -> Catalog:
@@ -252,25 +250,13 @@ def build_catalog(scan: DatasetScan, progress: ProgressFn | None = None, workers
             if progress and (done % 25 == 0 or done == total):
                 progress(done, total)
     catalog = Catalog(root=scan.root, fingerprint=scan.fingerprint, records=records, skipped=scan.skipped)
-    _write_json_atomic(cache_path, {"version": CATALOG_VERSION, "records": [asdict(r) for r in records]})
+    write_json(cache_path, {"version": CATALOG_VERSION, "records": [asdict(r) for r in records]})
     return catalog
 
 
 def load_catalog(root: str | Path, progress: ProgressFn | None = None) -> Catalog:
     """Scan and catalogue ``root`` (cached)."""
     return build_catalog(scan_dataset(root), progress=progress)
-
-
-def _write_json_atomic(path: Path, payload: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def list_datasets(root: Path | None = None) -> list[Path]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 
 import pytest
 from hostile_inputs import (
@@ -16,10 +18,12 @@ from hostile_inputs import (
 )
 
 from maskdet.checkpoint import (
+    LOCK_FILE,
     CheckpointError,
     default_model_name,
     list_models,
     load_model,
+    recover_interrupted_saves,
     resolve_model,
     save_model,
     set_default_model,
@@ -127,7 +131,65 @@ def test_interrupted_save_keeps_the_previous_model(tmp_path, monkeypatch):
         _save_tiny("keep", tmp_path)
     monkeypatch.undo()
     assert (folder / "model.safetensors").read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["keep"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "keep"]
+    load_model(folder)
+
+
+def _between_the_renames(monkeypatch, action) -> list:
+    """Run ``action()`` when save_model has retired the old folder and not yet renamed the new one in."""
+    import maskdet.checkpoint as checkpoint
+
+    outcomes: list = []
+    real_rename = os.rename
+
+    def rename(source, target):
+        real_rename(source, target)
+        if os.path.basename(target).startswith(".retired-"):
+            outcomes.append(action())
+
+    monkeypatch.setattr(checkpoint.os, "rename", rename)
+    return outcomes
+
+
+def test_listing_between_a_saves_two_renames_loses_nothing(tmp_path, monkeypatch):
+    """Pages list models on every rerun; a listing that fell between a save's renames used to move the retired
+    folder back, make the second rename fail (ENOTEMPTY) and delete the model just trained."""
+    _save_tiny("busy", tmp_path, size=12)
+    listings = _between_the_renames(monkeypatch, lambda: [m["name"] for m in list_models(tmp_path)])
+    folder = _save_tiny("busy", tmp_path, size=16)
+    monkeypatch.undo()
+    assert listings == [[]]  # mid-save the model is briefly absent, and listing changed nothing
+    assert load_model(folder).input.size == 16  # the new model, whole
+    assert [m["name"] for m in list_models(tmp_path)] == ["busy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "busy"]  # nothing retired or staged left
+
+
+def test_recovery_waits_for_a_save_in_progress(tmp_path, monkeypatch):
+    """Recovery (at start of another process, say) holds the same lock as save_model: it waits, then finds
+    nothing to undo."""
+    _save_tiny("busy", tmp_path, size=12)
+    recovery = threading.Thread(target=recover_interrupted_saves, args=(tmp_path,))
+
+    def start_recovery() -> bool:
+        recovery.start()
+        recovery.join(0.5)
+        return recovery.is_alive()  # blocked on the lock while the save is between its renames
+
+    blocked = _between_the_renames(monkeypatch, start_recovery)
+    folder = _save_tiny("busy", tmp_path, size=16)
+    recovery.join(10)
+    monkeypatch.undo()
+    assert blocked == [True] and not recovery.is_alive()
+    assert load_model(folder).input.size == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "busy"]
+
+
+def test_recovery_undoes_a_crash_between_the_renames(tmp_path):
+    folder = _save_tiny("crashed", tmp_path)
+    os.rename(folder, tmp_path / ".retired-crashed-0123abcd")  # what a crash after the first rename leaves
+    assert list_models(tmp_path) == []  # listing only reads
+    recover_interrupted_saves(tmp_path)
+    assert [m["name"] for m in list_models(tmp_path)] == ["crashed"]
     load_model(folder)
 
 

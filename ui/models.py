@@ -18,7 +18,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from maskdet.checkpoint import DEFAULT_POINTER, BrokenModel, default_model_name, scan_models
+from maskdet.checkpoint import DEFAULT_POINTER, BrokenModel, default_model_name, recover_interrupted_saves, scan_models
 from maskdet.settings import models_dir
 from ui.markup import code, plain
 
@@ -39,6 +39,13 @@ def _signature(folder: Path) -> tuple[int, int]:
     return mtime(folder), mtime(folder / DEFAULT_POINTER)
 
 
+@st.cache_resource(show_spinner=False)
+def _recover_once(folder: str) -> bool:
+    """Recovery of an interrupted save, once per server process and models folder (listing never moves folders)."""
+    recover_interrupted_saves(Path(folder))
+    return True
+
+
 @st.cache_data(ttl=MODELS_TTL_S, show_spinner=False)
 def _scan_models(folder: str, signature: tuple[int, int]) -> tuple[list[dict], list[BrokenModel]]:
     return scan_models(Path(folder))
@@ -46,6 +53,7 @@ def _scan_models(folder: str, signature: tuple[int, int]) -> tuple[list[dict], l
 
 def _scan() -> tuple[list[dict], list[BrokenModel]]:
     folder = models_dir()
+    _recover_once(str(folder))
     return _scan_models(str(folder), _signature(folder))
 
 
