@@ -49,7 +49,7 @@ TARGET_RERUN_S = 1.0
 PAGE_TIMEOUT_S = 60
 JOB_TIMEOUT_S = 1800
 RERUN_INTERVAL_S = 1.0  # the page's fragment timer while a job runs
-PHASE_WORDS = {"Reading images": "catalog", "Decoding": "load", "Extracting": "extract", "Using cached": "extract",
+PHASE_WORDS = {"Reading images": "catalog", "Extracting": "extract", "Using cached": "extract",
                "Epoch": "train", "Evaluating": "evaluate", "Saving": "save", "Saved": "save"}
 
 

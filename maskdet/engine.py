@@ -9,29 +9,38 @@ The run is a sequence of small verb-named steps (``prepare_data``, ``extract_fea
   the rest trains; minutes become seconds on a 2-core CPU;
 - **end to end**: everything that is trainable sees augmented images every epoch.
 
+Images reach the network through a torch ``Dataset`` and ``DataLoader``: each item is decoded,
+resized and augmented when its batch is drawn (in loader worker processes for larger sets), so
+memory holds a few batches, never a whole augmented epoch. Every random draw of a run comes
+from generators seeded by ``config.seed`` (the order and per-item augmentation seeds from a
+local ``torch.Generator``; initialisation and dropout inside a forked global state that is
+restored afterwards): the same run with any number of workers, and the caller's global
+generators are left as they were.
+
 Progress is reported to a callback as :class:`TrainProgress` snapshots; a
 :class:`CancelToken` stops the run between batches and nothing is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
-import hashlib
-import json
 import logging
 import math
+import os
 import random
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
 from maskdet.checkpoint import save_model, validate_model_name
@@ -39,14 +48,18 @@ from maskdet.data import DatasetError, ProgressFn, build_catalog, scan_dataset
 from maskdet.images import ImageDecodeError, load_rgb
 from maskdet.metrics import compute_metrics
 from maskdet.runtime import autocast, configure_threads, pick_device
-from maskdet.settings import CLASSES, cache_dir
+from maskdet.settings import CLASSES
 from maskdet.split import Split, make_split
+from maskdet.store import artifact_key, artifact_path, atomic_write
 from maskdet.zoo import BuildOptions, InputConfig, MaskClassifier, ModelSpec, count_parameters, get_spec
 
 logger = logging.getLogger(__name__)
 
 EXTRACT_BATCH = 64
-FEATURE_CACHE_VERSION = 1
+EVAL_BATCH = 128
+FEATURE_CACHE_VERSION = 2  # 2: per-item augmentation seeds (the DataLoader path)
+LOADER_WORKERS_MIN_ITEMS = 512  # smaller splits decode faster than loader worker processes start
+SEED_RANGE = 2**62
 
 
 class TrainingCancelled(Exception):
@@ -115,6 +128,15 @@ class TrainConfig:
         payload["weights_path"] = str(self.weights_path) if self.weights_path else None
         return payload
 
+    @classmethod
+    def from_json(cls, payload: dict) -> TrainConfig:
+        """Inverse of :meth:`to_json` (unknown keys are ignored: a job's params may carry more)."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in payload.items() if key in known}
+        values["data"] = Path(values["data"])
+        values["weights_path"] = Path(values["weights_path"]) if values.get("weights_path") else None
+        return cls(**values)
+
 
 @dataclass
 class TrainProgress:
@@ -153,10 +175,10 @@ class _Reporter:
 
     # Share of wall time each phase usually takes, by mode; used to map step progress to overall progress.
     WEIGHTS = {
-        "cached-features": {"catalog": 0.03, "load": 0.07, "extract": 0.75, "train": 0.12, "evaluate": 0.02, "save": 0.01},
-        "end-to-end": {"catalog": 0.03, "load": 0.07, "extract": 0.0, "train": 0.86, "evaluate": 0.03, "save": 0.01},
+        "cached-features": {"catalog": 0.03, "extract": 0.82, "train": 0.12, "evaluate": 0.02, "save": 0.01},
+        "end-to-end": {"catalog": 0.03, "extract": 0.0, "train": 0.93, "evaluate": 0.03, "save": 0.01},
     }
-    ORDER = ("catalog", "load", "extract", "train", "evaluate", "save")
+    ORDER = ("catalog", "extract", "train", "evaluate", "save")
 
     def __init__(self, callback: ProgressCallback | None, cancel: CancelToken | None) -> None:
         self.callback = callback
@@ -188,10 +210,17 @@ class _Reporter:
         return lambda done, total: self.update("catalog", done, total, message=f"Reading images {done}/{total}")
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+@contextlib.contextmanager
+def seeded_torch(seed: int) -> Iterator[None]:
+    """Torch's global generator seeded with ``seed`` inside, restored to the caller's state after.
+
+    For what draws from the global generator and takes no ``generator=`` (layer initialisation,
+    dropout, torchvision's random transforms). A job runs in its own process, so no other thread
+    shares this generator meanwhile.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def build_augmentation(config: InputConfig) -> v2.Transform:
@@ -206,56 +235,114 @@ def build_augmentation(config: InputConfig) -> v2.Transform:
     ])
 
 
-def load_images(
-    root: Path, relpaths: list[str], config: InputConfig, report: Callable[[int, int], None], workers: int
-) -> torch.Tensor:
-    """Decode and resize images once into a uint8 (N, C, S, S) tensor kept in memory."""
-
-    def one(relpath: str) -> np.ndarray:
-        try:
-            return config.to_uint8(load_rgb(root / relpath, draft_size=config.size * 2))
-        except ImageDecodeError as exc:  # changed on disk since the catalogue was built
-            raise DatasetError(f"{relpath}: {exc.reason}") from exc
-
-    out = np.empty((len(relpaths), config.size, config.size, config.channels), dtype=np.uint8)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for index, array in enumerate(pool.map(one, relpaths)):
-            out[index] = array
-            if index % 32 == 0 or index == len(relpaths) - 1:
-                report(index + 1, len(relpaths))
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+def decode_item(path: Path, config: InputConfig) -> torch.Tensor:
+    """One image as the model's uint8 (C, S, S) input, before augmentation and normalisation."""
+    try:
+        array = config.to_uint8(load_rgb(path, draft_size=config.size * 2))
+    except ImageDecodeError as exc:  # changed on disk since the catalogue was built
+        raise DatasetError(f"{path}: {exc.reason}") from exc
+    return torch.tensor(array).permute(2, 0, 1).contiguous()  # a copy: PIL's array is read-only
 
 
-def _augment_batch(images: torch.Tensor, augmentation: v2.Transform | None) -> torch.Tensor:
-    if augmentation is None:
-        return images
-    return torch.stack([augmentation(image) for image in images])
+class ImageItems(Dataset):
+    """One split's images, decoded, resized and (for training) augmented one item at a time, on demand.
+
+    Keys are ``(index, seed)`` pairs from :class:`SeededOrder`: an item's augmentation draws from
+    torch's generator seeded with its own seed (inside :func:`seeded_torch`), so it is the same in
+    the main process and in any loader worker.
+    """
+
+    def __init__(self, root: Path, relpaths: list[str], labels: list[int], config: InputConfig,
+                 augmentation: v2.Transform | None = None) -> None:
+        self.root, self.relpaths, self.labels = root, relpaths, labels
+        self.config, self.augmentation = config, augmentation
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = key
+        image = decode_item(self.root / self.relpaths[index], self.config)
+        if self.augmentation is not None:
+            with seeded_torch(seed):
+                image = self.augmentation(image)
+        return image, self.labels[index]
+
+
+class SeededOrder(Sampler):
+    """``(index, augmentation seed)`` for every item; shuffled, and seeded, from ``generator`` (None: in order)."""
+
+    def __init__(self, size: int, generator: torch.Generator | None = None) -> None:
+        self.size, self.generator = size, generator
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.generator is None:
+            return iter((index, 0) for index in range(self.size))
+        order = torch.randperm(self.size, generator=self.generator).tolist()
+        seeds = torch.randint(0, SEED_RANGE, (self.size,), generator=self.generator).tolist()
+        return iter(zip(order, seeds, strict=True))
+
+
+def make_loader(items: ImageItems, batch_size: int, generator: torch.Generator | None, workers: int) -> DataLoader:
+    """Lazy uint8 batches of ``items``; worker processes only where the split is large enough to pay for them."""
+    workers = workers if len(items) >= LOADER_WORKERS_MIN_ITEMS else 0
+    return DataLoader(
+        items, batch_size=batch_size, sampler=SeededOrder(len(items), generator), num_workers=workers,
+        persistent_workers=workers > 0, multiprocessing_context="fork" if workers else None,
+    )
+
+
+class NormalizedBatches:
+    """A loader's uint8 batches as normalised model inputs on ``device`` (sized: progress needs the count)."""
+
+    def __init__(self, loader: DataLoader, config: InputConfig, device: torch.device) -> None:
+        self.loader, self.config, self.device = loader, config, device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels in self.loader:
+            yield self.config.normalize(images.to(self.device)), labels.to(self.device)
 
 
 @torch.inference_mode()
 def extract_features(
     backbone: nn.Module,
-    images: torch.Tensor,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     config: InputConfig,
     device: torch.device,
-    augmentation: v2.Transform | None,
-    report: Callable[[int, int], None],
-) -> torch.Tensor:
-    """Backbone outputs (float32) for uint8 images, optionally augmented first."""
+    report: Callable[[int], None],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(backbone outputs as float32, labels) for uint8 image batches; ``report(images done)`` after each batch."""
     backbone.eval()
-    chunks = []
-    for start in range(0, len(images), EXTRACT_BATCH):
-        batch = _augment_batch(images[start : start + EXTRACT_BATCH], augmentation)
-        inputs = config.normalize(batch.to(device)).contiguous(memory_format=torch.channels_last)
+    chunks, labels, done = [], [], 0
+    for images, batch_labels in batches:
+        inputs = config.normalize(images.to(device)).contiguous(memory_format=torch.channels_last)
         with autocast(device):
             chunks.append(backbone(inputs).float().cpu())
-        report(min(start + EXTRACT_BATCH, len(images)), len(images))
-    return torch.cat(chunks) if chunks else torch.empty(0)
+        labels.append(batch_labels)
+        done += len(images)
+        report(done)
+    if not chunks:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    return torch.cat(chunks), torch.cat(labels)
+
+
+class SizedBatches(Protocol):
+    """What the training and evaluation loops take: (inputs, labels) batches with a known count."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
 def train_one_epoch(
     model: nn.Module,
-    batches: list[tuple[torch.Tensor, torch.Tensor]] | Callable[[], list[tuple[torch.Tensor, torch.Tensor]]],
+    batches: SizedBatches | Callable[[], SizedBatches],
     optimizer: torch.optim.Optimizer,
     loss_fn: nn.Module,
     on_batch: Callable[[int, int, float, float], None],
@@ -279,7 +366,7 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], loss_fn: nn.Module
+    model: nn.Module, batches: SizedBatches, loss_fn: nn.Module
 ) -> tuple[float, float, np.ndarray, np.ndarray]:
     """(mean loss, accuracy, labels, with_mask probabilities) over ``batches``."""
     model.eval()
@@ -320,14 +407,14 @@ def _limit_split(split: Split, per_class: int | None, seed: int) -> Split:
 
 
 def _feature_cache_path(config: TrainConfig, spec: ModelSpec, input_cfg: InputConfig, split: Split, fingerprint: str) -> Path:
-    key = json.dumps({
-        "v": FEATURE_CACHE_VERSION, "arch": spec.name, "input": input_cfg.to_json(), "data": fingerprint,
-        "split": hashlib.sha1(json.dumps(split.to_json(), sort_keys=True).encode()).hexdigest(),
-        "views": config.feature_views if config.augment else 1, "seed": config.seed,
-        "finetune_blocks": config.finetune_blocks,
-        "weights": spec.pretrained.sha256 if (spec.pretrained and config.pretrained) else "random",
-    }, sort_keys=True)
-    return cache_dir() / "features" / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.pt"
+    key = artifact_key(
+        "features", FEATURE_CACHE_VERSION, arch=spec.name, input=input_cfg.to_json(), data=fingerprint,
+        split=split.to_json(), views=config.feature_views if config.augment else 1, seed=config.seed,
+        finetune_blocks=config.finetune_blocks,
+        weights=spec.pretrained.sha256 if (spec.pretrained and config.pretrained) else "random",
+        augmentation=repr(build_augmentation(input_cfg)) if config.augment else None,
+    )
+    return artifact_path("features", key, ".pt")
 
 
 def prepare_model(spec: ModelSpec, config: TrainConfig) -> MaskClassifier:
@@ -343,9 +430,22 @@ def prepare_model(spec: ModelSpec, config: TrainConfig) -> MaskClassifier:
     return spec.build(options)
 
 
+def loader_workers(config: TrainConfig) -> int:
+    """DataLoader worker processes: ``config.workers``, else half the cores (decoding is cheap next to a step)."""
+    return config.workers if config.workers is not None else max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> TrainResult:
-    """Train, evaluate on the held-out test split and save ``models/<name>``; see the module docstring."""
+    """Train, evaluate on the held-out test split and save ``models/<name>``; see the module docstring.
+
+    Torch's global generator is seeded for the run and restored afterwards (:func:`seeded_torch`).
+    """
     config = config.resolved()
+    with seeded_torch(config.seed):
+        return _fit(config, progress, cancel)
+
+
+def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelToken | None) -> TrainResult:
     validate_model_name(config.name)
     spec = get_spec(config.arch)
     if config.finetune_blocks and not spec.supports_finetune:
@@ -355,9 +455,8 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
     reporter = _Reporter(progress, cancel)
     started = time.monotonic()
     device = pick_device(config.device)
-    threads = configure_threads()
-    workers = config.workers or max(2, threads)
-    seed_everything(config.seed)
+    configure_threads()
+    workers = loader_workers(config)
 
     # Build first: a missing pretrained file should fail before minutes of decoding.
     model = prepare_model(spec, config).to(device)
@@ -378,51 +477,37 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
             raise DatasetError(f"{config.data}: too few images to give the {name} split both classes")
     logger.info("training %s (%s) on %s: %s", config.name, reporter.mode, config.data, split.counts())
 
-    labels = {
-        name: torch.tensor([split.labels[p] for p in getattr(split, name)], dtype=torch.long)
-        for name in ("train", "val", "test")
-    }
-
-    def decode_all() -> dict[str, torch.Tensor]:
-        tensors = {}
-        for offset, name in enumerate(("train", "val", "test")):
-            tensors[name] = load_images(
-                scan.root, getattr(split, name), input_cfg,
-                lambda d, t, o=offset: reporter.update("load", o + d / t, 3, message=f"Decoding images ({d}/{t})"),
-                workers,
-            )
-        return tensors
-
     augmentation = build_augmentation(input_cfg) if config.augment else None
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(config.seed)
 
+    def items(name: str, augmented: bool = False) -> ImageItems:
+        relpaths = getattr(split, name)
+        return ImageItems(scan.root, relpaths, [split.labels[p] for p in relpaths], input_cfg,
+                          augmentation if augmented else None)
+
     if cached_mode:
-        features = _cached_features(config, spec, frozen_prefix, input_cfg, split, scan.fingerprint, decode_all, augmentation, device, reporter)
+        features, labels = _cached_features(config, spec, frozen_prefix, input_cfg, split, scan.fingerprint, items,
+                                            generator, workers, device, reporter)
         features = {name: value.to(device) for name, value in features.items()}
         labels = {name: value.to(device) for name, value in labels.items()}
-        train_inputs = features["train"]
-        train_labels = labels["train"].repeat(len(train_inputs) // max(len(labels["train"]), 1))
+        train_inputs, train_labels = features["train"], labels["train"]
         trainable = trainable_rest
-        make_train_batches = lambda: _batches(train_inputs, train_labels, config.batch_size, True, generator)  # noqa: E731
+        train_batches = lambda: _batches(train_inputs, train_labels, config.batch_size, True, generator)  # noqa: E731
         val_batches = _batches(features["val"], labels["val"], 256, False)
         test_batches = _batches(features["test"], labels["test"], 256, False)
     else:
         trainable = model
-        tensors = decode_all()
-
-        def make_train_batches():
-            return [
-                (input_cfg.normalize(_augment_batch(x, augmentation).to(device)), y.to(device))
-                for x, y in _batches(tensors["train"], labels["train"], config.batch_size, True, generator)
-            ]
-
-        val_batches = [(input_cfg.normalize(x.to(device)), y) for x, y in _batches(tensors["val"], labels["val"], 128, False)]
-        test_batches = [(input_cfg.normalize(x.to(device)), y) for x, y in _batches(tensors["test"], labels["test"], 128, False)]
+        train_loader = make_loader(items("train", augmented=True), config.batch_size, generator, workers)
+        train_batches = NormalizedBatches(train_loader, input_cfg, device)
+        val_batches, test_batches = (
+            NormalizedBatches(make_loader(items(name), EVAL_BATCH, None, workers), input_cfg, device)
+            for name in ("val", "test")
+        )
 
     # Dropout and shuffling draw from here on: the same run whether the features came from the cache
     # or were just extracted (extraction's augmentations consume random numbers).
-    seed_everything(config.seed)
+    torch.manual_seed(config.seed)
     generator.manual_seed(config.seed)
     params = [p for p in trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -438,7 +523,7 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
                 message=f"Epoch {epoch}/{epochs}, batch {batch}/{batches}",
             )
 
-        train_loss, train_acc = train_one_epoch(trainable, make_train_batches, optimizer, loss_fn, on_batch)
+        train_loss, train_acc = train_one_epoch(trainable, train_batches, optimizer, loss_fn, on_batch)
         val_loss, val_acc, _, _ = evaluate(trainable, val_batches, loss_fn)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc})
         improved = val_loss < best_val - 1e-4
@@ -489,34 +574,40 @@ def fit(config: TrainConfig, progress: ProgressCallback | None = None, cancel: C
     return TrainResult(name=config.name, path=path, metadata=metadata, model=model.eval())
 
 
-def _cached_features(config, spec, frozen_prefix, input_cfg, split, fingerprint, decode_all, augmentation, device, reporter) -> dict:
-    """Outputs of the frozen prefix for every split; training gets extra augmented views. Cached on disk."""
-    views = config.feature_views if augmentation is not None else 1
+def _cached_features(config, spec, frozen_prefix, input_cfg, split, fingerprint, items, generator, workers, device,
+                     reporter) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(features, labels) of the frozen prefix's outputs for every split; training gets extra augmented views.
+
+    Cached on disk (:mod:`maskdet.store`), keyed by the data's content, the split, the weights and the settings.
+    """
+    views = config.feature_views if config.augment else 1
     cache_path = _feature_cache_path(config, spec, input_cfg, split, fingerprint)
     if cache_path.is_file():
         try:
             cached = torch.load(cache_path, weights_only=True)
             reporter.update("extract", 1, 1, message="Using cached backbone features")
-            return cached
-        except (OSError, RuntimeError, EOFError):
+            return cached["features"], cached["labels"]
+        except (OSError, RuntimeError, EOFError, KeyError, TypeError):
             logger.warning("ignoring unreadable feature cache %s", cache_path)
-    tensors = decode_all()
-    jobs = [("val", None), ("test", None), ("train", None)] + [("train", augmentation)] * (views - 1)
-    total = sum(len(tensors[name]) for name, _ in jobs)
+    passes = [("val", False), ("test", False), ("train", False)] + [("train", True)] * (views - 1)
+    total = sum(len(getattr(split, name)) for name, _ in passes)
     done = 0
     features: dict[str, list[torch.Tensor]] = {"train": [], "val": [], "test": []}
-    torch.manual_seed(config.seed)
-    for name, aug in jobs:
+    labels: dict[str, list[torch.Tensor]] = {"train": [], "val": [], "test": []}
+    for name, augmented in passes:
         offset = done
 
-        def report(d: int, t: int, offset: int = offset) -> None:
+        def report(d: int, offset: int = offset) -> None:
             reporter.update("extract", offset + d, total, message=f"Extracting backbone features ({offset + d}/{total} images)")
 
-        features[name].append(extract_features(frozen_prefix, tensors[name], input_cfg, device, aug, report))
-        done += len(tensors[name])
-    result = {name: torch.cat(chunks) for name, chunks in features.items()}
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_path.with_suffix(".tmp")
-    torch.save(result, tmp)
-    tmp.replace(cache_path)
-    return result
+        loader = make_loader(items(name, augmented), EXTRACT_BATCH, generator if augmented else None, workers)
+        outputs, pass_labels = extract_features(frozen_prefix, loader, input_cfg, device, report)
+        features[name].append(outputs)
+        labels[name].append(pass_labels)
+        done += len(getattr(split, name))
+    result = {
+        "features": {name: torch.cat(chunks) for name, chunks in features.items()},
+        "labels": {name: torch.cat(chunks) for name, chunks in labels.items()},
+    }
+    atomic_write(cache_path, lambda handle: torch.save(result, handle))
+    return result["features"], result["labels"]

@@ -7,7 +7,8 @@ server-wide :class:`maskdet.jobs.TrainingJobRunner` (one job at a time), so leav
 page, reloading it or opening it in another tab shows the same job. A finished model is
 saved to ``models/`` and listed on the other pages at once.
 
-NOTE (threading): the worker thread never touches Streamlit. This page only reads
+NOTE (threading): the job runs in a child process and its monitor thread never touches Streamlit
+(a crash or out-of-memory kill of the job shows as a failed job; the server carries on). This page only reads
 ``runner.snapshot()``; the progress panel is a fragment redrawn every second while a job
 runs, and it triggers one full rerun when a job starts or ends elsewhere (another tab).
 """

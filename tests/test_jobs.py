@@ -1,19 +1,24 @@
-"""The background training job runner, without Streamlit: real training on real images."""
+"""The background job runner, without Streamlit: real training on real images, in a real child process."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from maskdet.checkpoint import list_models
+from maskdet.checkpoint import list_models, load_model
+from maskdet.classifier import Classifier
 from maskdet.engine import TrainConfig
-from maskdet.jobs import JobAlreadyRunning, JobState, JobStatus, TrainingJobRunner
+from maskdet.images import load_rgb
+from maskdet.jobs import JobAlreadyRunning, JobRunner, JobState, JobStatus, TrainingJobRunner, job_kinds
 
 JOB_TIMEOUT_S = 240  # a tiny job takes seconds; the shared CI machine can be very busy
 CANCEL_WITHIN_S = 5.0
@@ -116,7 +121,7 @@ def test_cancel_while_extracting_features(runner, datasets_root, isolated_models
 def test_failures_are_reported_and_the_runner_keeps_working(
     runner, tiny_dataset, isolated_models_dir, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # no DenseNet121 weights here
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # the job's torch.hub folder: no DenseNet121 weights
     runner.start(TrainConfig(arch="densenet121", data=tiny_dataset, name="densenet", epochs=1))
     status = runner.wait(JOB_TIMEOUT_S)
     assert status.state == JobState.FAILED
@@ -142,7 +147,7 @@ def test_bad_config_is_refused_before_a_job_starts(runner, tiny_dataset):
     assert runner.snapshot() == JobStatus()
 
 
-def test_log_captures_only_the_job_thread(runner, tiny_dataset, caplog):
+def test_log_captures_only_the_job(runner, tiny_dataset, caplog):
     caplog.set_level(logging.INFO, logger="maskdet")
     runner.start(endless(tiny_dataset))
     wait_until(runner, lambda s: s.progress is not None and s.progress.phase == "train")
@@ -152,3 +157,75 @@ def test_log_captures_only_the_job_thread(runner, tiny_dataset, caplog):
     assert status.state == JobState.CANCELLED
     assert not any("another thread" in line for line in status.log)
     assert not logging.getLogger("maskdet").handlers  # the job's handler is gone with the job
+
+
+def test_job_runs_in_its_own_process(runner, tiny_dataset):
+    assert {"train", "evaluate-folder"} <= set(job_kinds())
+    runner.start(endless(tiny_dataset))
+    status = wait_until(runner, lambda s: s.progress is not None and s.progress.phase == "train")
+    assert status.worker_pid is not None and status.worker_pid != os.getpid()
+    assert status.kind == "train"
+    runner.cancel()
+    assert runner.wait(JOB_TIMEOUT_S).worker_pid is None
+
+
+def test_a_killed_job_is_a_failure_and_the_server_keeps_working(runner, tiny_dataset, tiny_models_dir,
+                                                                   isolated_models_dir):
+    """A real SIGKILL of the training process (what the out-of-memory killer does): the runner says so, the
+    server process and its other sessions (a classifier answering meanwhile) carry on, and the next job runs."""
+    classifier = Classifier(load_model(tiny_models_dir / "tiny-cnn"))
+    images = [load_rgb(p) for p in sorted((tiny_dataset / "with_mask").iterdir())[:4]]
+    expected = classifier.predict_proba(images)
+    answers: list = []
+    stop = threading.Event()
+
+    def other_session() -> None:
+        while not stop.is_set():
+            answers.append(classifier.predict_proba(images))
+
+    session = threading.Thread(target=other_session)
+    runner.start(endless(tiny_dataset, name="doomed"))
+    status = wait_until(runner, lambda s: s.progress is not None and s.progress.phase == "train")
+    session.start()
+    try:
+        os.kill(status.worker_pid, signal.SIGKILL)
+        status = runner.wait(JOB_TIMEOUT_S)
+    finally:
+        stop.set()
+        session.join(60)
+    assert status.state == JobState.FAILED
+    assert "killed by SIGKILL" in status.error and f"Failed: {status.error}" in status.log[-1]
+    assert status.model_name is None and not (isolated_models_dir / "doomed").exists()
+    assert answers and all(abs(a - expected).max() < 1e-5 for a in answers)
+
+    runner.start(TrainConfig(arch="mlp", data=tiny_dataset, name="after-kill", epochs=1, img_size=24))
+    assert runner.wait(JOB_TIMEOUT_S).state == JobState.FINISHED
+    assert [m["name"] for m in list_models()] == ["after-kill"]
+
+
+def test_training_leaves_the_servers_random_generators_alone(runner, tiny_dataset):
+    """SmoothGrad in another session draws noise from the global generator: a training job must not reseed it."""
+    torch.manual_seed(1234)
+    expected = torch.stack([torch.randn(1000) for _ in range(4)])
+    torch.manual_seed(1234)
+    drawn = [torch.randn(1000)]
+    runner.start(TrainConfig(arch="mlp", data=tiny_dataset, name="rng", epochs=3, img_size=24))
+    wait_until(runner, lambda s: s.progress is not None and s.progress.phase == "train")
+    drawn.append(torch.randn(1000))
+    assert runner.wait(JOB_TIMEOUT_S).state == JobState.FINISHED
+    drawn += [torch.randn(1000), torch.randn(1000)]
+    assert torch.equal(torch.stack(drawn), expected)
+
+
+def test_folder_evaluation_job(tiny_dataset, tiny_models_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    runner = JobRunner()
+    with pytest.raises(ValueError, match="does not exist"):
+        runner.submit("evaluate-folder", {"model": str(tmp_path / "no-model"), "data": str(tiny_dataset)})
+    runner.submit("evaluate-folder", {"model": str(tiny_models_dir / "tiny-mlp"), "data": str(tiny_dataset)})
+    status = runner.wait(JOB_TIMEOUT_S)
+    assert status.state == JobState.FINISHED, status.error
+    assert status.kind == "evaluate-folder" and status.fraction == 1.0
+    assert status.result["metrics"]["n"] == 24 and len(status.result["scores"]) == 24
+    assert status.progress.phase == "classifying" and status.progress.fraction == 1.0
+    assert status.log[-1].endswith(f"Finished: tiny-mlp on {tiny_dataset}: accuracy {status.result['metrics']['accuracy']:.4f}")

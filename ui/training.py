@@ -5,10 +5,11 @@
 reads the same job. :func:`sidebar_status` shows that job on the other pages (Photo, Webcam,
 ...), so someone analysing photos sees that training is using the CPU and how far it got.
 
-NOTE (threading): the job runs on a worker thread that never calls Streamlit; the status is a
-fragment that reads ``runner.snapshot()`` (an immutable copy) on the session's own script
-thread every :data:`SIDEBAR_REFRESH_S` seconds. Its reruns redraw only the sidebar status,
-never the page under it (a live webcam stream or a photo analysis is left alone).
+NOTE (threading): the job runs in its own process (:mod:`maskdet.jobs`); a monitor thread of the
+runner updates a lock-guarded record and never calls Streamlit. The status is a fragment that reads
+``runner.snapshot()`` (an immutable copy) on the session's own script thread every
+:data:`SIDEBAR_REFRESH_S` seconds. Its reruns redraw only the sidebar status, never the page under
+it (a live webcam stream or a photo analysis is left alone).
 """
 
 from __future__ import annotations

@@ -1,0 +1,201 @@
+"""One job at a time per runner, observable from any number of readers.
+
+The dashboard cannot do long work inside a Streamlit script run (a run must finish in well
+under a second, and every browser tab has its own session), nor in the server process at all:
+training sets torch threads, seeds generators and can take gigabytes. :class:`JobRunner`
+therefore hands the job to an executor (a child process by default, see
+:mod:`maskdet.jobs.executor`) and keeps the job's state in one lock-guarded record, fed by a
+monitor thread that reads the job's messages; pages poll :meth:`JobRunner.snapshot`, which
+returns an immutable :class:`~maskdet.jobs.base.JobStatus`. One runner per server and kind
+(the page keeps it in ``st.cache_resource``) means every tab, and a tab reopened later, sees
+the same job. :class:`TrainingJobRunner` is the runner of training jobs.
+
+Cancel sets the job's cooperative flag (checked between batches: the job stops within a
+second or two and writes nothing); a job still running :data:`CANCEL_GRACE_S` later is
+terminated. A job whose process dies (killed, out of memory) ends as failed with the reason;
+the runner, the server and every other session carry on.
+
+NOTE (threading): only the monitor thread writes, always under ``_lock``; readers get copies.
+Nothing here imports Streamlit, and the job never calls back into a page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import replace
+
+from maskdet.jobs.base import JobAlreadyRunning, JobState, JobStatus
+from maskdet.jobs.executor import Executor, JobEnded, JobHandle, SubprocessExecutor
+from maskdet.jobs.registry import get_job_kind
+
+logger = logging.getLogger(__name__)
+
+MAX_LOG_LINES = 400
+CANCEL_GRACE_S = 3.0
+POLL_S = 0.2
+FINAL_EXIT_WAIT_S = 10.0  # after its last message a job process only exits (interpreter teardown)
+CHILD_LOGGER = "maskdet.jobs.child"  # the job's own log lines, echoed on the server's console
+NOTES = {
+    JobState.CANCELLED: "Cancelled: nothing was saved",
+}
+
+
+class JobRunner:
+    """Holds at most one job; thread-safe; share one instance per server (and kind of work)."""
+
+    def __init__(
+        self, executor: Executor | None = None, max_log_lines: int = MAX_LOG_LINES, cancel_grace_s: float = CANCEL_GRACE_S
+    ) -> None:
+        self._executor = executor or SubprocessExecutor()
+        self._cancel_grace_s = cancel_grace_s
+        self._lock = threading.Lock()
+        self._status = JobStatus()
+        self._log: deque[str] = deque(maxlen=max_log_lines)
+        self._handle: JobHandle | None = None
+        self._cancel_asked: float | None = None
+        self._ended = threading.Event()
+        self._ended.set()
+
+    def submit(self, kind: str, params: dict) -> str:
+        """Start a job of ``kind`` (see :mod:`maskdet.jobs.registry`) with ``params``; returns its id.
+
+        Raises :class:`JobAlreadyRunning` while another job is active and ``ValueError`` from the
+        kind's parameter check before anything starts.
+        """
+        job_kind = get_job_kind(kind)
+        params = job_kind.prepared(params)
+        with self._lock:
+            if self._status.active:
+                raise JobAlreadyRunning(
+                    f"A {self._status.kind} job is already running on this server ({self._status.config.get('name')}): "
+                    "wait for it to finish or cancel it."
+                )
+            job_id = uuid.uuid4().hex[:12]
+            self._log.clear()
+            self._cancel_asked = None
+            self._handle = self._executor.submit(job_kind.run, params)
+            self._ended.clear()
+            self._status = JobStatus(state=JobState.RUNNING, job_id=job_id, kind=kind, config=params,
+                                     started=time.time(), worker_pid=self._handle.pid)
+            self._append(f"Job {job_id}: {job_kind.description(params)}")
+            threading.Thread(target=self._watch, args=(job_id, self._handle), daemon=True,
+                             name=f"maskdet-job-{job_id}").start()
+        return job_id
+
+    def snapshot(self) -> JobStatus:
+        """The current job (or the last one) as an immutable record."""
+        with self._lock:
+            # Progress objects arrive unpickled from the job, one fresh object per message: sharing them is safe.
+            return replace(self._status, log=tuple(self._log))
+
+    def cancel(self) -> bool:
+        """Ask the running job to stop; True when there was one. Returns at once."""
+        with self._lock:
+            if self._status.state != JobState.RUNNING or self._handle is None:
+                return False
+            self._handle.request_cancel()
+            self._cancel_asked = time.monotonic()
+            self._status = replace(self._status, state=JobState.CANCELLING)
+            self._append("Cancelling…")
+            return True
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        """Block until the current job ends (or ``timeout`` passes) and return its status."""
+        self._ended.wait(timeout)
+        return self.snapshot()
+
+    # --- monitor thread ------------------------------------------------------------------
+
+    def _watch(self, job_id: str, handle: JobHandle) -> None:
+        while True:
+            try:
+                message = handle.next_message(POLL_S)
+            except JobEnded:
+                cancelled = self._cancel_asked is not None
+                self._finish(job_id, JobState.CANCELLED if cancelled else JobState.FAILED,
+                             error=None if cancelled else handle.exit_reason())
+                return
+            if message is None:
+                self._stop_if_overdue(handle)
+                continue
+            kind, payload = message
+            if kind == "log":
+                self._on_log(job_id, str(payload))
+            elif kind == "progress":
+                self._on_progress(job_id, payload)
+            else:
+                self._on_final(job_id, kind, payload)
+                handle.stop(wait=FINAL_EXIT_WAIT_S)  # the process is ending by itself: reap it
+                return
+
+    def _stop_if_overdue(self, handle: JobHandle) -> None:
+        asked = self._cancel_asked
+        if asked is not None and time.monotonic() - asked > self._cancel_grace_s:
+            logger.warning("job ignored its cancel flag for %.0f s: terminating it", self._cancel_grace_s)
+            handle.stop(wait=0.0)
+
+    def _on_final(self, job_id: str, kind: str, payload: object) -> None:
+        if kind == "done":
+            self._finish(job_id, JobState.FINISHED, result=payload if isinstance(payload, dict) else {})
+        elif kind == "cancelled":
+            self._finish(job_id, JobState.CANCELLED)
+        else:
+            self._finish(job_id, JobState.FAILED, error=str(payload))
+
+    def _on_log(self, job_id: str, text: str) -> None:
+        logging.getLogger(CHILD_LOGGER).info("%s", text)
+        with self._lock:
+            if self._status.job_id == job_id:
+                self._append(text)
+
+    def _on_progress(self, job_id: str, progress: object) -> None:
+        with self._lock:
+            if self._status.job_id != job_id:
+                return
+            previous = self._status.progress
+            new_phase = previous is None or previous.phase != progress.phase
+            epoch_ended = len(getattr(progress, "history", ())) > len(getattr(previous, "history", ()))
+            if (new_phase or epoch_ended) and progress.message:
+                self._append(progress.message)
+            self._status = replace(self._status, progress=progress)
+
+    def _finish(self, job_id: str, state: JobState, *, error: str | None = None, result: dict | None = None) -> None:
+        with self._lock:
+            if self._status.job_id != job_id:
+                return
+            self._append(self._note(state, error, result))
+            self._status = replace(self._status, state=state, error=error, result=result, finished=time.time(),
+                                   worker_pid=None)
+            self._ended.set()
+
+    def _note(self, state: JobState, error: str | None, result: dict | None) -> str:
+        """The last log line of a job."""
+        if state == JobState.FAILED:
+            return f"Failed: {error}"
+        if state == JobState.FINISHED:
+            return f"Finished: {(result or {}).get('summary', self._status.kind)}"
+        return NOTES.get(state, str(state))
+
+    # --- helpers: callers hold the lock ----------------------------------------------------
+
+    def _append(self, text: str) -> None:
+        stamp = dt.datetime.now().strftime("%H:%M:%S")
+        for line in text.splitlines() or [""]:
+            self._log.append(f"{stamp}  {line}")
+
+
+class TrainingJobRunner(JobRunner):
+    """The runner of training jobs: :meth:`start` takes a :class:`~maskdet.engine.TrainConfig`."""
+
+    def start(self, config: object) -> str:
+        """Start training ``config`` (a ``TrainConfig``) in the background; returns the job id.
+
+        Raises :class:`JobAlreadyRunning` while another job is active, and ``ValueError``
+        (e.g. an unknown architecture or an invalid model name) before anything starts.
+        """
+        return self.submit("train", config.to_json())
