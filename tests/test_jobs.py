@@ -222,6 +222,8 @@ def test_folder_evaluation_job(tiny_dataset, tiny_models_dir, tmp_path, monkeypa
     runner = JobRunner()
     with pytest.raises(ValueError, match="does not exist"):
         runner.submit("evaluate-folder", {"model": str(tmp_path / "no-model"), "data": str(tiny_dataset)})
+    with pytest.raises(ValueError, match="not a folder of boxed photos"):
+        runner.submit("evaluate-scenes", {"model": "tiny-mlp", "data": str(tiny_dataset)})
     runner.submit("evaluate-folder", {"model": str(tiny_models_dir / "tiny-mlp"), "data": str(tiny_dataset)})
     status = runner.wait(JOB_TIMEOUT_S)
     assert status.state == JobState.FINISHED, status.error

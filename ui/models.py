@@ -41,9 +41,13 @@ def _signature(folder: Path) -> tuple[int, int]:
 
 @st.cache_resource(show_spinner=False)
 def _recover_once(folder: str) -> bool:
-    """Recovery of an interrupted save, once per server process and models folder (listing never moves folders)."""
     recover_interrupted_saves(Path(folder))
     return True
+
+
+def recover_models_once() -> None:
+    """Recovery of an interrupted save, once per server process and models folder (listing never moves folders)."""
+    _recover_once(str(models_dir()))
 
 
 @st.cache_data(ttl=MODELS_TTL_S, show_spinner=False)
@@ -52,8 +56,8 @@ def _scan_models(folder: str, signature: tuple[int, int]) -> tuple[list[dict], l
 
 
 def _scan() -> tuple[list[dict], list[BrokenModel]]:
+    recover_models_once()
     folder = models_dir()
-    _recover_once(str(folder))
     return _scan_models(str(folder), _signature(folder))
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from ui.exposure import exposure_notice
+from ui.models import recover_models_once
 from ui.navigation import PageInfo, draw_navigation, page_named
 from ui.training import sidebar_status
 
@@ -48,6 +49,7 @@ def setup_page(title: str) -> PageInfo:
     page = page_named(title)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # once per process; later calls do nothing
     st.set_page_config(page_title=APP_NAME, page_icon=APP_ICON, layout="wide")
+    recover_models_once()  # a save interrupted by a crash is undone once per server, under the models lock
     draw_navigation()
     for line in SIDEBAR_LINES:
         line(page)

@@ -23,6 +23,7 @@ class JobKind:
     run: JobFunction
     prepare: Callable[[dict], dict] | None = None  # runs in the caller: validate / resolve params, raise ValueError
     describe: Callable[[dict], str] | None = None  # the first log line, e.g. "training NAME (ARCH) on DATA"
+    title: str = ""  # what users call it: "training", "folder evaluation"
 
     def prepared(self, params: dict) -> dict:
         return self.prepare(params) if self.prepare else dict(params)
@@ -35,14 +36,15 @@ _KINDS: dict[str, JobKind] = {}
 
 
 def job_kind(
-    name: str, *, prepare: Callable[[dict], dict] | None = None, describe: Callable[[dict], str] | None = None
+    name: str, *, title: str = "", prepare: Callable[[dict], dict] | None = None,
+    describe: Callable[[dict], str] | None = None,
 ) -> Callable[[JobFunction], JobFunction]:
     """Decorator registering a job function under ``name`` (a name registered twice is a programming error)."""
 
     def register(function: JobFunction) -> JobFunction:
         if name in _KINDS and _KINDS[name].run is not function:
             raise ValueError(f"job kind {name!r} is already registered")
-        _KINDS[name] = JobKind(name=name, run=function, prepare=prepare, describe=describe)
+        _KINDS[name] = JobKind(name=name, run=function, prepare=prepare, describe=describe, title=title or name)
         return function
 
     return register

@@ -72,7 +72,7 @@ class JobRunner:
         with self._lock:
             if self._status.active:
                 raise JobAlreadyRunning(
-                    f"A {self._status.kind} job is already running on this server ({self._status.config.get('name')}): "
+                    f"A {get_job_kind(self._status.kind).title} job is already running on this server ({self._status.config.get('name')}): "
                     "wait for it to finish or cancel it."
                 )
             job_id = uuid.uuid4().hex[:12]
