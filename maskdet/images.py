@@ -58,6 +58,8 @@ def _read_bytes(source: str | Path | bytes | BinaryIO, max_bytes: int) -> bytes:
     elif isinstance(source, str | Path):
         path = Path(source)
         problem = file_problem(path)  # a named pipe would block the read forever, a device never end it
+        if problem == "missing":
+            raise ImageDecodeError("cannot read file (no such file)")
         if problem is not None:
             raise ImageDecodeError(f"not a regular file ({problem})")
         try:
