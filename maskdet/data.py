@@ -252,7 +252,7 @@ def build_catalog(scan: DatasetScan, progress: ProgressFn | None = None, workers
             if progress and (done % 25 == 0 or done == total):
                 progress(done, total)
     catalog = Catalog(root=scan.root, fingerprint=scan.fingerprint, records=records, skipped=scan.skipped)
-    _write_json_atomic(cache_path, {"version": CATALOG_VERSION, "records": [asdict(r) for r in records]})
+    write_json_atomic(cache_path, {"version": CATALOG_VERSION, "records": [asdict(r) for r in records]})
     return catalog
 
 
@@ -261,7 +261,8 @@ def load_catalog(root: str | Path, progress: ProgressFn | None = None) -> Catalo
     return build_catalog(scan_dataset(root), progress=progress)
 
 
-def _write_json_atomic(path: Path, payload: object) -> None:
+def write_json_atomic(path: Path, payload: object) -> None:
+    """Write ``payload`` as JSON to ``path`` through a temporary file: readers see the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

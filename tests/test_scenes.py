@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scene_helpers import build_scene_folder, grey, voc
 
 from maskdet.cli import main
 from maskdet.data import DatasetError
@@ -24,15 +25,6 @@ from maskdet.settings import REPO_ROOT
 
 JSON_KEYS = {"images", "faces", "detection_recall", "detection_precision", "false_positives", "accuracy_on_detected",
              "end_to_end_accuracy", "map50", "per_class", "iou", "model", "detector", "seconds", "errors"}
-
-
-def voc(filename: str, objects: list[tuple[str, tuple[int, int, int, int]]]) -> str:
-    body = "".join(
-        f"<object><name>{name}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
-        "</bndbox></object>"
-        for name, (x0, y0, x1, y1) in objects
-    )
-    return f"<annotation><filename>{filename}</filename>{body}</annotation>"
 
 
 def prediction(box, label: str, score: float, confidence: float = 0.9) -> FacePrediction:
@@ -177,24 +169,6 @@ def test_average_precision_matches_pycocotools_run_the_documented_way(tmp_path) 
 
 
 # --- reading folders ------------------------------------------------------------------------------
-
-def build_scene_folder(root: Path, photos: dict[str, tuple[Image.Image | bytes, str | None]]) -> Path:
-    """images/NAME + annotations/STEM.xml for each entry (annotation None = no XML file)."""
-    (root / "images").mkdir(parents=True)
-    (root / "annotations").mkdir()
-    for name, (image, annotation) in photos.items():
-        if isinstance(image, bytes):
-            (root / "images" / name).write_bytes(image)
-        else:
-            image.save(root / "images" / name)
-        if annotation is not None:
-            (root / "annotations" / f"{Path(name).stem}.xml").write_text(annotation)
-    return root
-
-
-def grey(size=(320, 240)) -> Image.Image:
-    return Image.new("RGB", size, (90, 100, 110))
-
 
 def test_voc_folder_with_aliases_unknown_classes_malformed_files_and_orphans(tmp_path) -> None:
     root = build_scene_folder(tmp_path / "set", {

@@ -231,6 +231,18 @@ def scene_fingerprint(root: str | Path) -> str:
     return _fingerprint(root, folders)
 
 
+def is_scene_set(folder: Path) -> bool:
+    """Whether ``folder`` has the boxed-photo layout (``images/`` plus ``annotations/`` or ``labels/``)."""
+    return (folder / IMAGES_DIR).is_dir() and any((folder / d).is_dir() for d in (VOC_DIR, YOLO_DIR))
+
+
+def list_scene_sets(root: Path) -> list[Path]:
+    """Sub-folders of ``root`` with the boxed-photo layout, sorted by name."""
+    if not root.is_dir():
+        return []
+    return [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".") and is_scene_set(p)]
+
+
 def _layout_message(root: Path) -> str:
     return (f"{root} is not a folder of boxed photos: expected images/ with annotations/ (Pascal VOC XML) "
             "or labels/ (YOLO .txt with a classes.txt)")
