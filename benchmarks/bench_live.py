@@ -29,7 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.detect import get_detector  # noqa: E402
+from maskdet.detect import DEFAULT_INPUT_LONG_SIDE, get_detector  # noqa: E402
 from maskdet.images import load_rgb  # noqa: E402
 from maskdet.live import LIVE_DETECTOR_OPTIONS, LIVE_TORCH_THREADS, LiveProcessor  # noqa: E402
 from maskdet.classifier import Classifier, load_classifier
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model name or folder (default: the default model)")
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--input-long-side", type=int, nargs="+", default=[LIVE_DETECTOR_OPTIONS["input_long_side"]],
+    parser.add_argument("--input-long-side", type=int, nargs="+", default=[DEFAULT_INPUT_LONG_SIDE],
                         help="CenterFace input sizes to compare (default: the Webcam page's)")
     parser.add_argument("--threads", type=int, nargs="+", default=[LIVE_TORCH_THREADS],
                         help="intra-op threads of torch and onnxruntime to compare (default: the Webcam page's)")

@@ -37,6 +37,7 @@ MAX_TOTAL_BYTES = 2 * 1024**3
 CHUNK_BYTES = 1024 * 1024
 IGNORED_TOP_LEVEL = frozenset({"__MACOSX"})  # macOS resource forks: never data
 EXTRACTION_PREFIX = "upload-"
+BOXED_PHOTOS_DIR = "images"  # a set of boxed photos keeps them in images/ (see maskdet.scenes)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -125,12 +126,15 @@ def _is_class_folder(path: Path) -> bool:
 
 
 def _data_set_root(folder: Path) -> Path:
-    """``folder`` itself, or its single top-level sub-folder when that one holds the class folders.
+    """``folder`` itself, or its single top-level sub-folder when that one holds the class folders
+    (or the ``images/`` folder of a set of boxed photos).
 
     The sub-folder is tested first: a wrapper folder may itself have a class-like name (``masks/``).
     """
     children = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    if len(children) == 1 and children[0].is_dir() and any(_is_class_folder(p) for p in children[0].iterdir()):
+    if len(children) == 1 and children[0].is_dir() and any(
+        _is_class_folder(p) or (p.name == BOXED_PHOTOS_DIR and p.is_dir()) for p in children[0].iterdir()
+    ):
         return children[0]
     return folder
 

@@ -143,12 +143,14 @@ def _print_scene_metrics(metrics: dict) -> None:
 def cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from maskdet.pipeline import build_pipeline
+    from maskdet.classifier import load_classifier
+    from maskdet.detect import detector_from_config
+    from maskdet.pipeline import FacePipeline
     from maskdet.scenes import evaluate_scenes
 
     if not 0.0 < args.iou <= 1.0:
         raise CliError(f"--iou must be in (0, 1], got {args.iou}")
-    pipeline = build_pipeline(args.model, detector=args.detector)
+    pipeline = FacePipeline(load_classifier(args.model), detector_from_config(args.detector))
     with tqdm(total=0, unit="photo", file=sys.stderr, disable=args.json or args.quiet, desc="evaluating") as bar:
         def show(done: int, total: int) -> None:
             bar.total = total
@@ -289,7 +291,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from maskdet.detect import DETECTORS
+    from maskdet.detect import DETECTOR_CONFIGS
     from maskdet.zoo import list_models as list_archs
 
     parser = argparse.ArgumentParser(prog="python -m maskdet", description="Face-mask detection studio.")
@@ -328,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     scenes = sub.add_parser("evaluate-scenes", help="evaluate detector + classifier on photos with boxed faces")
     scenes.add_argument("--data", required=True, help="folder with images/ and annotations/ (Pascal VOC) or labels/")
     scenes.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
-    scenes.add_argument("--detector", default="centerface", choices=sorted(DETECTORS), help="face detector")
+    scenes.add_argument("--detector", default="centerface", choices=list(DETECTOR_CONFIGS),
+                        help="named detector setting: centerface is the product's, centerface-480 the one before "
+                             "issue 19")
     scenes.add_argument("--iou", type=float, default=0.5, help="IoU at which a detection finds a face")
     scenes.add_argument("--map-class", action="append", default=[], metavar="NAME=CLASS",
                         help="count faces of annotation class NAME as CLASS (repeatable); other unknown "

@@ -43,6 +43,16 @@ CENTERFACE_ASSET = Asset(
 )
 
 
+# The product's settings, chosen on scenes-dev (benchmarks/bench_scene_detectors.py): every photo at a 480 px
+# long side plus a second pass at 160 px, where faces that fill the frame (webcam and phone close-ups, small
+# 240 px photos) shrink to sizes the model finds; peaks above 0.4 count. A border (``pad``), running small
+# photos at their own size (``upscale=False``) and lower thresholds found no more faces there or cost false
+# positives; a 320 px first pass lost small faces in crowd photos (kaggle-scenes).
+DEFAULT_THRESHOLD = 0.4
+DEFAULT_INPUT_LONG_SIDE = 480
+DEFAULT_EXTRA_LONG_SIDES = (160,)
+
+
 @dataclass(frozen=True)
 class Face:
     """One detected face: ``box`` = (x0, y0, x1, y1) in original image pixels, clipped to the image."""
@@ -148,10 +158,12 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
 class CenterFaceDetector:
     """CenterFace (anchor-free, MobileNetV2 backbone) run with onnxruntime on the CPU.
 
-    The image is scaled so its long side is ``input_long_side`` pixels (aspect ratio kept),
-    padded to multiples of 32, and run once; heatmap peaks above ``threshold`` become boxes,
-    merged by NMS at ``nms_iou``. ``input_long_side=None`` runs at the image's own size
-    (slower, finds smaller faces). ``threads`` sets onnxruntime's intra-op threads; ``model_path``
+    The image is scaled so its long side is ``input_long_side`` pixels (aspect ratio kept; with
+    ``upscale=False`` a smaller photo runs at its own size), padded to multiples of 32, and run;
+    then again at each of ``extra_long_sides``. Heatmap peaks above ``threshold`` from every pass
+    become boxes, merged by NMS at ``nms_iou``. ``input_long_side=None`` runs at the image's own
+    size (slower, finds smaller faces). ``pad`` adds a black border of that fraction of the long
+    side around the image first (for faces cut by the frame edge). ``threads`` sets onnxruntime's intra-op threads; ``model_path``
     overrides the verified model file. One ``onnxruntime`` session is built per detector (~0.5 s): keep
     the detector and reuse it; :meth:`detect` is safe to call from several threads.
     """
@@ -161,9 +173,12 @@ class CenterFaceDetector:
     def __init__(
         self,
         *,
-        threshold: float = 0.35,
+        threshold: float = DEFAULT_THRESHOLD,
         nms_iou: float = 0.3,
-        input_long_side: int | None = 480,
+        input_long_side: int | None = DEFAULT_INPUT_LONG_SIDE,
+        upscale: bool = True,
+        pad: float = 0.0,
+        extra_long_sides: Sequence[int] = DEFAULT_EXTRA_LONG_SIDES,
         threads: int = 2,
         allow_spinning: bool = False,
         model_path: str | Path | None = None,
@@ -174,9 +189,16 @@ class CenterFaceDetector:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         if input_long_side is not None and input_long_side < 32:
             raise ValueError(f"input_long_side must be at least 32, got {input_long_side}")
+        if not 0.0 <= pad <= 1.0:
+            raise ValueError(f"pad must be in [0, 1], got {pad}")
+        if any(side < 32 for side in extra_long_sides):
+            raise ValueError(f"extra_long_sides must be at least 32, got {list(extra_long_sides)}")
         self.threshold = float(threshold)
         self.nms_iou = float(nms_iou)
         self.input_long_side = input_long_side
+        self.upscale = bool(upscale)
+        self.pad = float(pad)
+        self.extra_long_sides = tuple(int(side) for side in extra_long_sides)
         if model_path is None:
             self.model_path = centerface_model_path()
         else:
@@ -201,12 +223,24 @@ class CenterFaceDetector:
 
     def settings(self) -> dict[str, Any]:
         """What changes the faces found: for reports and cache keys."""
-        return {"threshold": self.threshold, "nms_iou": self.nms_iou, "input_long_side": self.input_long_side}
+        return {"threshold": self.threshold, "nms_iou": self.nms_iou, "input_long_side": self.input_long_side,
+                "upscale": self.upscale, "pad": self.pad, "extra_long_sides": list(self.extra_long_sides)}
 
-    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Resize (keeping the aspect ratio) and pad to multiples of 32; returns (NCHW blob, box scale)."""
+    def _prepare(self, image: np.ndarray, long_side: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+        """Pad, resize (keeping the aspect ratio) and pad to multiples of 32.
+
+        Returns (NCHW blob, box scale from padded-image to network pixels, border in image pixels).
+        The border (``pad`` x the long side, on every side, black) lets a face cut by the frame edge
+        or filling the frame look like the whole, smaller faces the model was trained on.
+        """
         height, width = image.shape[:2]
-        scale = 1.0 if self.input_long_side is None else self.input_long_side / max(height, width)
+        border = round(self.pad * max(height, width))
+        if border:
+            image = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=0)
+            height, width = image.shape[:2]
+        scale = 1.0 if long_side is None else long_side / max(height, width)
+        if not self.upscale:
+            scale = min(scale, 1.0)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         if (new_w, new_h) != (width, height):
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
@@ -215,7 +249,7 @@ class CenterFaceDetector:
         # A fresh buffer per call (~0.3 ms) keeps detect() safe to call from several threads.
         blob = np.zeros((1, 3, pad_h, pad_w), dtype=np.float32)
         blob[0, :, :new_h, :new_w] = image.transpose(2, 0, 1)  # RGB, 0..255, no normalisation
-        return blob, np.array([new_w / width, new_h / height] * 2, dtype=np.float32)
+        return blob, np.array([new_w / width, new_h / height] * 2, dtype=np.float32), border
 
     def _decode(self, heatmap: np.ndarray, sizes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Heatmap peaks -> boxes (x0, y0, x1, y1) in network input pixels, and their scores."""
@@ -230,18 +264,26 @@ class CenterFaceDetector:
         )
         return boxes, scores
 
+    def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every heatmap peak above the threshold, from every scale, as boxes in ``image`` pixels (before NMS)."""
+        all_boxes, all_scores = [], []
+        for long_side in (self.input_long_side, *self.extra_long_sides):
+            blob, scale, border = self._prepare(image, long_side)
+            heatmap, sizes, offsets, _landmarks = self._session.run(self._output_names, {self._input_name: blob})
+            boxes, scores = self._decode(heatmap, sizes, offsets)
+            all_boxes.append(boxes / scale - border)
+            all_scores.append(scores)
+        return np.concatenate(all_boxes), np.concatenate(all_scores)
+
     def detect(self, image: np.ndarray | Image.Image) -> list[Face]:
         """Faces in an RGB uint8 ``HxWx3`` array (a PIL image is accepted too), best score first."""
         rgb = as_rgb_array(image)
         height, width = rgb.shape[:2]
-        blob, scale = self._prepare(rgb)
-        heatmap, sizes, offsets, _landmarks = self._session.run(self._output_names, {self._input_name: blob})
-        boxes, scores = self._decode(heatmap, sizes, offsets)
+        boxes, scores = self.candidates(rgb)
         if len(scores) == 0:
             return []
-        keep = nms(boxes, scores, self.nms_iou)
         faces = []
-        for box, score in zip(boxes[keep] / scale, scores[keep], strict=True):
+        for box, score in zip(boxes[(keep := nms(boxes, scores, self.nms_iou))], scores[keep], strict=True):
             x0, y0 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
             x1, y1 = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
             if x1 > x0 and y1 > y0:
@@ -267,6 +309,30 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     WholeImageDetector.name: WholeImageDetector,
 }
 """Detector name -> factory (keyword arguments are passed through)."""
+
+
+DETECTOR_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "centerface": ("centerface", {}),
+    "centerface-480": ("centerface", {"threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True,
+                                      "pad": 0.0, "extra_long_sides": ()}),
+    "whole-image": ("whole-image", {}),
+}
+"""Named detector settings (name -> (detector, options)) for the CLI and the Compare page.
+
+``centerface`` is the product's setting (the class defaults: the Photo page, the Webcam page
+and the CLI all use it); ``centerface-480`` is the setting before issue 19 (every photo scaled to
+a 480 px long side, no border, one scale), kept to compare against.
+"""
+
+
+def detector_from_config(config: str, **overrides: Any) -> FaceDetector:
+    """Build the detector of the named configuration; ``overrides`` change options that do not alter results
+    (e.g. ``threads``). Raises ``KeyError`` for an unknown name."""
+    try:
+        name, options = DETECTOR_CONFIGS[config]
+    except KeyError:
+        raise KeyError(f"unknown detector setting {config!r}; known: {', '.join(DETECTOR_CONFIGS)}") from None
+    return get_detector(name, **options, **overrides)
 
 
 def get_detector(name: str = "centerface", **kwargs: Any) -> FaceDetector:

@@ -68,8 +68,9 @@ UNCERTAIN = "uncertain"
 FPS_WINDOW_S = 2.0  # processed frames per second are measured over the last this many seconds
 HISTORY_FRAMES = 240  # bound on remembered frame timestamps / durations (a few seconds at camera rates)
 ICE_SERVERS_ENV = "MASKDET_ICE_SERVERS"
-LIVE_DETECTOR_OPTIONS = {"input_long_side": 320, "threads": 1}
-"""CenterFace options for live video: webcam faces are large, 320 px finds them at 3x the speed of 480 px."""
+LIVE_DETECTOR_OPTIONS = {"threads": 1}
+"""How live video runs CenterFace: single-threaded (see the NOTE on CPU). Only how it runs, never what it
+finds: the Webcam page uses the product's detector settings, the Photo page's (``DETECTOR_CONFIGS["centerface"]``)."""
 LIVE_TORCH_THREADS = 1
 
 

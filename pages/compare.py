@@ -86,6 +86,7 @@ from ui.explanation import show_explanation
 from ui.markup import code, plain
 from ui.models import invalidate_models, list_trained_models, show_broken_models
 from ui.resources import get_classifier
+from ui.scenes_section import show_scenes_section
 from ui.shell import setup_page
 from ui.thumbnails import thumbnail
 from ui.training import TRAIN_PAGE
@@ -580,4 +581,5 @@ else:
     data, unseen = unseen_section(selected)
     errors_and_operating_point_section(selected, data, unseen)
 
+show_scenes_section()
 export_section(table, summaries, unseen)

@@ -68,6 +68,12 @@ def test_single_top_level_folder_is_returned(dest: Path, tmp_path: Path) -> None
     assert not (folder.parent / "__MACOSX").exists()
 
 
+def test_single_top_level_folder_of_boxed_photos_is_returned(dest: Path) -> None:
+    folder = extract_zip(make_zip([("street/images/a.jpg", JPEG), ("street/annotations/a.xml", b"<annotation/>")]), dest)
+    assert folder.name == "street"
+    assert all_files(folder) == {"images", "images/a.jpg", "annotations", "annotations/a.xml"}
+
+
 def test_top_level_folder_without_class_folders_is_not_descended(dest: Path) -> None:
     folder = extract_zip(make_zip([("photos/a.jpg", JPEG)]), dest)
     assert all_files(folder) == {"photos", "photos/a.jpg"}

@@ -18,6 +18,7 @@ from PIL import Image
 
 from maskdet.assets import AssetUnavailableError
 from maskdet.detect import (
+    DETECTOR_CONFIGS,
     DETECTORS,
     CenterFaceDetector,
     Face,
@@ -25,6 +26,7 @@ from maskdet.detect import (
     WholeImageDetector,
     crop_box,
     crop_faces,
+    detector_from_config,
     get_detector,
 )
 from maskdet.images import load_rgb
@@ -191,6 +193,44 @@ def test_full_resolution_mode(datasets_root: Path, detector: CenterFaceDetector)
     full = CenterFaceDetector(input_long_side=None, model_path=detector.model_path)
     image = np.asarray(load_rgb(datasets_root / "face-mask-4k" / "with_mask" / "with_mask026.jpg"))
     assert iou(full.detect(image)[0].box, REAL_MASKED_PHOTOS["with_mask026.jpg"]) >= 0.5
+
+
+def test_border_and_second_scale_keep_boxes_in_image_pixels(detector: CenterFaceDetector, scenes) -> None:
+    """With a 20% black border and a 160 px pass, every pasted face is still found where it is."""
+    bordered = CenterFaceDetector(pad=0.2, extra_long_sides=(160,), model_path=detector.model_path)
+    for canvas, boxes, _ in scenes[:6]:
+        faces = bordered.detect(canvas)
+        for box in boxes:
+            assert max((iou(f.box, box) for f in faces), default=0.0) >= 0.6, (box, faces)
+
+
+def test_small_photos_run_at_their_own_size_without_upscaling(datasets_root: Path,
+                                                              detector: CenterFaceDetector) -> None:
+    small = np.asarray(load_rgb(datasets_root / "scenes-dev" / "images" / "16-photo.jpg"))  # 240x240
+    large = np.asarray(load_rgb(datasets_root / "face-mask-4k" / "with_mask" / "with_mask026.jpg"))
+    assert max(small.shape) < 480 < max(large.shape)
+    common = {"threshold": 0.2, "pad": 0.0, "extra_long_sides": (), "model_path": detector.model_path}
+    capped = CenterFaceDetector(input_long_side=480, upscale=False, **common)
+    assert capped.detect(small) == CenterFaceDetector(input_long_side=None, **common).detect(small)
+    assert capped.detect(small) != CenterFaceDetector(input_long_side=480, **common).detect(small)
+    assert capped.detect(large) == CenterFaceDetector(input_long_side=480, **common).detect(large)  # still shrunk
+
+
+def test_bad_settings_are_refused(detector: CenterFaceDetector) -> None:
+    with pytest.raises(ValueError, match="pad"):
+        CenterFaceDetector(pad=1.5, model_path=detector.model_path)
+    with pytest.raises(ValueError, match="extra_long_sides"):
+        CenterFaceDetector(extra_long_sides=(16,), model_path=detector.model_path)
+
+
+def test_named_settings_build_and_the_product_one_is_the_default(detector: CenterFaceDetector) -> None:
+    assert detector_from_config("centerface").settings() == detector.settings()  # what every page builds
+    before = detector_from_config("centerface-480", threads=1)
+    assert before.settings() == {"threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True,
+                                 "pad": 0.0, "extra_long_sides": []}
+    assert set(DETECTOR_CONFIGS) >= {"centerface", "centerface-480", "whole-image"}
+    with pytest.raises(KeyError, match="unknown detector setting"):
+        detector_from_config("haar")
 
 
 def test_missing_model_raises_asset_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,6 +47,13 @@ def pipeline(tiny_mobilenet) -> FacePipeline:
     return FacePipeline(load_classifier(str(tiny_mobilenet)), detector)
 
 
+def test_the_webcam_finds_faces_with_the_photo_pages_detector_settings(pipeline) -> None:
+    """The Webcam page builds CenterFace with LIVE_DETECTOR_OPTIONS, the Photo page with none: same faces found."""
+    photo_page = get_detector("centerface")
+    assert pipeline.detector.settings() == photo_page.settings()
+    assert set(LIVE_DETECTOR_OPTIONS) <= {"threads", "allow_spinning"}  # how it runs, not what it finds
+
+
 def face(label: str, confidence: float) -> FacePrediction:
     return FacePrediction(box=(10, 10, 60, 60), label=label, confidence=confidence, face_score=0.9,
                           p_with_mask=confidence if label == "with_mask" else 1 - confidence)

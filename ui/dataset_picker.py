@@ -1,6 +1,8 @@
 """``choose_dataset``: one widget for every page that needs a data set folder.
 
-Offers the data sets found under the data-set root, a folder path on the server (checked by
+A :class:`FolderKind` says which folders count: :data:`IMAGE_FOLDERS` (class sub-folders, the
+default) or :data:`BOXED_PHOTOS` (``images/`` plus Pascal VOC ``annotations/`` or YOLO ``labels/``,
+for :mod:`maskdet.scenes`). Offers the folders found under the data-set root, a folder path on the server (checked by
 :func:`ui.paths.typed_path`, confined when the dashboard is shared), or an uploaded .zip
 (extracted safely by :func:`maskdet.archive.extract_zip`). Each upload is extracted once per
 session and content: reruns reuse the folder, so its fingerprint and every cache keyed by it
@@ -12,12 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 from maskdet.archive import ArchiveError, extract_zip, mark_used, prune_extractions
 from maskdet.data import list_datasets
+from maskdet.scenes.annotations import list_scene_sets
 from maskdet.settings import data_root, uploads_dir
 from ui.markup import code, plain
 from ui.paths import PathRefused, show_path_limits, typed_path
@@ -33,37 +38,62 @@ UPLOADS_MAX_BYTES = 4 * 1024**3  # and their total size (one archive may expand 
 UPLOADS_GRACE_S = 3600  # an extraction used within the last hour is never removed
 
 
-def choose_dataset(key: str) -> Path | None:
-    """Let the user pick a data set folder; None until a usable choice is made.
+@dataclass(frozen=True)
+class FolderKind:
+    """Which folders a picker offers, and how it describes them to the user."""
+
+    list_folders: Callable[[Path], list[Path]]  # the usable sub-folders of the data-set root
+    layout: str  # markdown: what such a folder holds
+    placeholder: str  # an example typed path
+    zip_label: str
+    zip_help: str
+
+
+IMAGE_FOLDERS = FolderKind(
+    list_folders=list_datasets,
+    layout="a folder with class sub-folders such as `with_mask/` and `without_mask/`",
+    placeholder="/data/my-masks (holding with_mask/ and without_mask/)",
+    zip_label="Zip archive of class folders",
+    zip_help="e.g. with_mask/*.jpg and without_mask/*.jpg, optionally inside one top-level folder",
+)
+BOXED_PHOTOS = FolderKind(
+    list_folders=list_scene_sets,
+    layout="a folder with `images/` and `annotations/` (Pascal VOC XML) or `labels/` (YOLO with classes.txt)",
+    placeholder="/data/my-photos (holding images/ and annotations/)",
+    zip_label="Zip archive of boxed photos",
+    zip_help="images/*.jpg with annotations/*.xml (Pascal VOC), optionally inside one top-level folder",
+)
+
+
+def choose_dataset(key: str, kind: FolderKind = IMAGE_FOLDERS) -> Path | None:
+    """Let the user pick a data set folder of ``kind``; None until a usable choice is made.
 
     ``key`` prefixes every widget key, so several pickers can live in one app. Problems
     (no data sets, a missing path, a refused archive) are shown in place.
     """
     source = st.radio("Data set source", SOURCES, key=f"{key}_source", horizontal=True)
     if source == SOURCE_FOLDERS:
-        return _choose_listed(key)
+        return _choose_listed(key, kind)
     if source == SOURCE_PATH:
-        return _choose_path(key)
-    return _choose_upload(key)
+        return _choose_path(key, kind)
+    return _choose_upload(key, kind)
 
 
-def _choose_listed(key: str) -> Path | None:
+def _choose_listed(key: str, kind: FolderKind) -> Path | None:
     root = data_root()
-    datasets = {path.name: path for path in list_datasets(root)}
+    datasets = {path.name: path for path in kind.list_folders(root)}
     if not datasets:
         st.info(
-            f"No data sets found under `{root}`. A data set is a folder with class sub-folders such as "
-            "`with_mask/` and `without_mask/`; set `MASKDET_DATA_ROOT` to another folder, type a path or upload a .zip."
+            f"No data sets found under `{root}`. A data set is {kind.layout}; set `MASKDET_DATA_ROOT` to another "
+            "folder, type a path or upload a .zip."
         )
         return None
     name = st.selectbox("Data set", list(datasets), key=f"{key}_listed", help=f"Folders under `{root}`")
     return datasets[name]
 
 
-def _choose_path(key: str) -> Path | None:
-    text = st.text_input(
-        "Folder on the server", key=f"{key}_path", placeholder="/data/my-masks (holding with_mask/ and without_mask/)"
-    ).strip()
+def _choose_path(key: str, kind: FolderKind) -> Path | None:
+    text = st.text_input("Folder on the server", key=f"{key}_path", placeholder=kind.placeholder).strip()
     show_path_limits()
     if not text:
         return None
@@ -78,13 +108,8 @@ def _choose_path(key: str) -> Path | None:
     return path
 
 
-def _choose_upload(key: str) -> Path | None:
-    upload = st.file_uploader(
-        "Zip archive of class folders",
-        type=["zip"],
-        key=f"{key}_zip",
-        help="e.g. with_mask/*.jpg and without_mask/*.jpg, optionally inside one top-level folder",
-    )
+def _choose_upload(key: str, kind: FolderKind) -> Path | None:
+    upload = st.file_uploader(kind.zip_label, type=["zip"], key=f"{key}_zip", help=kind.zip_help)
     if upload is None:
         return None
     data = upload.getvalue()

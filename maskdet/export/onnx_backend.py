@@ -101,6 +101,10 @@ def load_exported_pipeline(folder: str | Path):
     return FacePipeline(
         classifier,  # type: ignore[arg-type] - the same interface as Classifier
         CenterFaceDetector(model_path=Path(folder) / detector["file"], threshold=detector["threshold"],
-                           nms_iou=detector["nms_iou"], input_long_side=detector["input"]["resize_long_side_to"]),
+                           nms_iou=detector["nms_iou"], input_long_side=detector["input"]["resize_long_side_to"],
+                           # cards written before these keys existed describe one pass without a border
+                           pad=detector["input"].get("border_fraction", 0.0),
+                           upscale=detector["input"].get("upscale", True),
+                           extra_long_sides=tuple(detector["input"].get("extra_long_sides", ()))),
         margin=detector["crop_margin"],
     )

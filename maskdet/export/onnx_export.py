@@ -172,7 +172,11 @@ def detector_card(detector_bytes: bytes, settings: dict) -> dict:
         "source_sha256": CENTERFACE_ASSET.sha256,
         "sha256": sha256_bytes(detector_bytes),
         "input": {"layout": "NCHW", "dtype": "float32", "colour": "RGB", "range": [0, 255], "normalised": False,
-                  "resize_long_side_to": settings["input_long_side"], "pad_to_multiple_of": 32},
+                  "resize_long_side_to": settings["input_long_side"], "pad_to_multiple_of": 32,
+                  # a black border of this fraction of the long side first; never upscale when false; then the
+                  # same again at each extra long side, all peaks merged by one NMS (maskdet.detect)
+                  "border_fraction": settings["pad"], "upscale": settings["upscale"],
+                  "extra_long_sides": list(settings["extra_long_sides"])},
         "outputs": ["heatmap", "scale", "offset", "landmarks"],
         "stride": 4,
         "decode": "peaks of heatmap > threshold; box size = exp(scale) * stride (h, w); "

@@ -14,7 +14,6 @@ Class names are normalised as everywhere else (:func:`maskdet.data.normalize_cla
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from maskdet.data import DatasetError, normalize_class_name
 from maskdet.images import is_candidate_file
 from maskdet.settings import CLASSES
+from maskdet.store import fingerprint_files
 
 logger = logging.getLogger(__name__)
 
@@ -204,16 +204,14 @@ def _yolo_classes(root: Path) -> list[str]:
 
 
 def _fingerprint(root: Path, folders: list[Path]) -> str:
-    """Names, sizes and modification times of every file of the set: changes when any file does."""
-    digest = hashlib.sha1()
+    """Content fingerprint (:func:`maskdet.store.fingerprint_files`) of every file of the set: the same
+    photos and boxes give the same key wherever they lie; it changes when any file does."""
+    relpaths = []
     for folder in folders:
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames.sort()
-            for filename in sorted(filenames):
-                path = Path(dirpath) / filename
-                stat = path.stat()
-                digest.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+            relpaths.extend((Path(dirpath) / name).relative_to(root).as_posix() for name in sorted(filenames))
+    return fingerprint_files(root, relpaths)
 
 
 def _read_annotation(path: Path) -> bytes:
@@ -223,12 +221,24 @@ def _read_annotation(path: Path) -> bytes:
 
 
 def scene_fingerprint(root: str | Path) -> str:
-    """The fingerprint of a boxed-photo folder (cheap: no file is read); raises SceneSetError for a bad folder."""
+    """The fingerprint of a boxed-photo folder (each file hashed once per process); raises SceneSetError for a bad folder."""
     root = Path(root).expanduser()
     folders = [root / d for d in (IMAGES_DIR, VOC_DIR, YOLO_DIR) if (root / d).is_dir()]
     if not (root / IMAGES_DIR).is_dir():
         raise SceneSetError(_layout_message(root))
     return _fingerprint(root, folders)
+
+
+def is_scene_set(folder: Path) -> bool:
+    """Whether ``folder`` has the boxed-photo layout (``images/`` plus ``annotations/`` or ``labels/``)."""
+    return (folder / IMAGES_DIR).is_dir() and any((folder / d).is_dir() for d in (VOC_DIR, YOLO_DIR))
+
+
+def list_scene_sets(root: Path) -> list[Path]:
+    """Sub-folders of ``root`` with the boxed-photo layout, sorted by name."""
+    if not root.is_dir():
+        return []
+    return [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".") and is_scene_set(p)]
 
 
 def _layout_message(root: Path) -> str:

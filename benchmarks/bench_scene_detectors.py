@@ -1,0 +1,85 @@
+"""Detector settings on a boxed-photo set: recall, false positives, accuracy, mAP50 and ms per 640x480 frame.
+
+Usage: python benchmarks/bench_scene_detectors.py [--data DIR] [--model M] [--runs 30] [--only NAME ...]
+
+Each row is one CenterFace setting run through the whole product pipeline (detect -> crop ->
+classify with the model) by :func:`maskdet.scenes.evaluate_scenes` at IoU 0.5, plus the median
+time of one detection on a 640x480 frame with 2 onnxruntime threads (the Photo page) and with 1
+(the Webcam page). Choose settings on scenes-dev (the default ``--data``), never on a test set.
+Other processes on the machine slow the timings: the load average is printed alongside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_detect import test_frame  # noqa: E402
+
+from maskdet.classifier import load_classifier  # noqa: E402
+from maskdet.detect import DETECTOR_CONFIGS, get_detector  # noqa: E402
+from maskdet.pipeline import FacePipeline  # noqa: E402
+from maskdet.scenes import evaluate_scenes  # noqa: E402
+from maskdet.settings import REPO_ROOT, data_root  # noqa: E402
+
+BEFORE = DETECTOR_CONFIGS["centerface-480"][1]
+SETTINGS: dict[str, dict] = {
+    "before: 480 px": BEFORE,
+    "480 px, threshold 0.25": {**BEFORE, "threshold": 0.25},
+    "own size (no upscaling), 480 px cap": {**BEFORE, "upscale": False},
+    "480 px + 10% border": {**BEFORE, "pad": 0.1},
+    "480 px + 160 px second scale": {**BEFORE, "extra_long_sides": (160,)},
+    "480 px + 160 px, 10% border": {**BEFORE, "pad": 0.1, "extra_long_sides": (160,)},
+    "product (centerface)": dict(DETECTOR_CONFIGS["centerface"][1]),
+}
+
+
+def frame_ms(options: dict, threads: int, runs: int) -> float:
+    detector = get_detector("centerface", **options, threads=threads)
+    frame = test_frame()
+    for _ in range(3):
+        detector.detect(frame)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        detector.detect(frame)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(data_root() / "scenes-dev"))
+    parser.add_argument("--model", default=str(REPO_ROOT / "models" / "mobilenet_v2"))
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--only", nargs="*", help="names of the settings to run (default: all)")
+    args = parser.parse_args()
+    classifier = load_classifier(args.model)
+    print(f"{args.model} on {args.data}, IoU 0.5; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print("| setting | recall | false positives | accuracy on detected | end to end | mAP50 | ms/frame (2 thr) "
+          "| ms/frame (1 thr) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, options in SETTINGS.items():
+        if args.only and name not in args.only:
+            continue
+        metrics = evaluate_scenes(FacePipeline(classifier, get_detector("centerface", **options)), args.data).to_json()
+        missed = sum(error["kind"] == "missed" for error in metrics["errors"])
+        print(f"| {name} | {pct(metrics['detection_recall'])} ({missed} missed) "
+              f"| {metrics['false_positives']} | {pct(metrics['accuracy_on_detected'])} "
+              f"| {pct(metrics['end_to_end_accuracy'])} | {pct(metrics['map50'])} "
+              f"| {frame_ms(options, 2, args.runs):.1f} | {frame_ms(options, 1, args.runs):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
