@@ -6,8 +6,8 @@ Usage: python benchmarks/bench_live.py [--model NAME_OR_PATH] [--frames 100] [--
 Each frame is a real face crop from synthetic-masks-2k (one face per frame, masked and unmasked
 alternately) pasted at a different place on a 640x480 background, then detected, classified and
 annotated exactly as the Webcam page does (CenterFace with ``LIVE_DETECTOR_OPTIONS``, the chosen
-classifier, threshold 0.5, single-threaded inference); ``--threads`` / ``--input-long-side`` compare
-other settings (threads apply to both torch and onnxruntime). Prints the median milliseconds per
+classifier, threshold 0.5, inference in the process's one inference thread at the process's torch
+thread count); ``--threads`` / ``--input-long-side`` compare other CenterFace (onnxruntime) settings. Prints the median milliseconds per
 frame and the FPS that implies, per configuration. The target is >= 15 FPS on a 2-core CPU. In
 the browser, frames arriving while one is processed are dropped (streamlit-webrtc
 ``async_processing``), so the shown rate is at most min(camera rate, this), less the CPU the
@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from maskdet.detect import DEFAULT_INPUT_LONG_SIDE, get_detector  # noqa: E402
 from maskdet.images import load_rgb  # noqa: E402
-from maskdet.live import LIVE_DETECTOR_OPTIONS, LIVE_TORCH_THREADS, LiveProcessor  # noqa: E402
-from maskdet.classifier import Classifier, load_classifier
+from maskdet.live import LIVE_DETECTOR_OPTIONS, LiveProcessor  # noqa: E402
+from maskdet.classifier import Classifier, load_classifier  # noqa: E402
 from maskdet.pipeline import FacePipeline  # noqa: E402
 from maskdet.settings import CLASSES, data_root  # noqa: E402
 
@@ -58,7 +58,7 @@ def bench(classifier: Classifier, long_side: int, threads: int, images: list[np.
           warmup: int) -> tuple[float, float, int]:
     """(median ms per frame, CPU ms per frame, frames with exactly one face found)."""
     detector = get_detector("centerface", **{**LIVE_DETECTOR_OPTIONS, "input_long_side": long_side, "threads": threads})
-    processor = LiveProcessor(FacePipeline(classifier, detector), torch_threads=threads)
+    processor = LiveProcessor(FacePipeline(classifier, detector))
     for image in images[:warmup]:
         processor.process_frame(image)
     processor.reset()
@@ -83,8 +83,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--input-long-side", type=int, nargs="+", default=[DEFAULT_INPUT_LONG_SIDE],
                         help="CenterFace input sizes to compare (default: the Webcam page's)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[LIVE_TORCH_THREADS],
-                        help="intra-op threads of torch and onnxruntime to compare (default: the Webcam page's)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[LIVE_DETECTOR_OPTIONS["threads"]],
+                        help="CenterFace (onnxruntime) intra-op threads to compare (default: the Webcam page's)")
     args = parser.parse_args()
     try:
         classifier = load_classifier(args.model, compile=True)  # as the Webcam page runs it

@@ -1,4 +1,4 @@
-"""Trained models on disk: ``models/NAME/{model.safetensors, metadata.json, split.json}``.
+"""Trained models on disk: ``models/NAME/{model.safetensors, metadata.json, split.json, probe.safetensors}``.
 
 Weights are stored as safetensors (loading executes no code) and the metadata records
 the SHA-256 of the weights, so a metadata file never points at missing or different
@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "metadata.json"
 SPLIT_FILE = "split.json"
+PROBE_FILE = "probe.safetensors"  # real validation crops the bf16 check runs on (see maskdet.probe)
+PROBE_FORMAT = "maskdet-probe"
 DEFAULT_POINTER = "DEFAULT"
 MAX_SPLIT_BYTES = 64 * 1024 * 1024  # a split of a million files
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
@@ -116,11 +118,13 @@ def save_model(
     name: str,
     split: dict | None = None,
     directory: Path | None = None,
+    probe: torch.Tensor | None = None,
 ) -> Path:
     """Write ``directory/name`` atomically and return its path.
 
     ``metadata`` must hold at least ``arch`` and ``input``; format, classes, weights hash,
-    versions and creation time are filled in here.
+    versions and creation time are filled in here. ``probe``: uint8 (N, H, W, C) validation crops
+    for the precision check (:mod:`maskdet.probe`), stored as ``probe.safetensors``.
     """
     validate_model_name(name)
     directory = directory or models_dir()
@@ -143,6 +147,8 @@ def save_model(
             **metadata,
             "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
         }
+        if probe is not None:
+            save_file({"crops": probe.contiguous()}, str(staging / PROBE_FILE), metadata={"format": PROBE_FORMAT})
         if split is not None:
             (staging / SPLIT_FILE).write_text(json.dumps(split))
             full["split_file"] = SPLIT_FILE

@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
 from maskdet.checkpoint import save_model, validate_model_name
+from maskdet.probe import check_precision, select_probe_crops
 from maskdet.data import DatasetError, ProgressFn, build_catalog, scan_dataset
 from maskdet.images import ImageDecodeError, load_rgb
 from maskdet.metrics import compute_metrics
@@ -568,7 +569,9 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
         "device": str(device),
     }
     model.cpu()
-    path = save_model(model, metadata, config.name, split=split.to_json())
+    probe = select_probe_crops(model, input_cfg, scan.root, split.val, [split.labels[p] for p in split.val])
+    metadata["serving"] = check_precision(model, input_cfg, probe).to_json()
+    path = save_model(model, metadata, config.name, split=split.to_json(), probe=probe)
     reporter.update("save", 1, 1, force=True, message=f"Saved {path}")
     reporter.state.phase = "done"
     return TrainResult(name=config.name, path=path, metadata=metadata, model=model.eval())

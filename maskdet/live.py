@@ -24,39 +24,36 @@ NOTE (threading): ``process_frame`` runs on the video worker thread while a UI t
 :class:`LiveSettings` swapped in one assignment, so a frame always sees one consistent set.
 Memory is bounded: the FPS window and the timing history are fixed-size deques.
 
-NOTE (CPU): inference runs single-threaded (``torch_threads=1`` around each frame's inference,
-:data:`LIVE_DETECTOR_OPTIONS` for CenterFace) and all live streams of a process take turns
-(one lock). On a 2-core machine that also decodes and encodes the video, two intra-op threads
-per model spin against each other and the codecs: measured 10x slower under load
-(``benchmarks/bench_live.py``). Exception: once the classifier runs a compiled graph
-(``Classifier.compiled``), frames run at the thread count it was compiled for
-(``Classifier.compiled_threads``). The graph is guarded on that count: at another one the
-classifier answers with its eager network rather than recompiling (1.5-2 s on a quiet machine,
-``benchmarks/bench_stalls.py``, far more on a busy server, and streamlit-webrtc ends a stream whose
-callback takes over 30 s). The compiled graph at two threads takes 2 ms per face, the eager network
-at one 4-5 ms (same script).
+NOTE (CPU): every stream's inference (detect + classify) runs in the process's one long-lived
+inference thread (:func:`maskdet.runtime.inference_worker`), one frame at a time, at the torch
+thread count that thread was started with (the process's); CenterFace runs single-threaded
+(:data:`LIVE_DETECTOR_OPTIONS`). Nothing here calls ``torch.set_num_threads``: it is process-wide
+in effect, and changing it around each frame gave any thread whose first torch call fell inside a
+frame one thread for life (pages, explanations, the compile thread; issue 18). The compiled
+classifier's graph is guarded on the thread count it was compiled for, which is the process's
+count too, so frames use it (2 ms per face here, ``benchmarks/bench_stalls.py``) and never
+recompile (1.5-2 s, and streamlit-webrtc ends a stream whose callback takes over 30 s).
 
 :func:`rtc_configuration` builds the WebRTC ICE configuration from ``MASKDET_ICE_SERVERS``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from maskdet.drawing import draw_predictions
 from maskdet.pipeline import FacePipeline, FacePrediction
+from maskdet.runtime import inference_worker
 from maskdet.settings import CLASSES
 
 if TYPE_CHECKING:
@@ -71,7 +68,6 @@ ICE_SERVERS_ENV = "MASKDET_ICE_SERVERS"
 LIVE_DETECTOR_OPTIONS = {"threads": 1}
 """How live video runs CenterFace: single-threaded (see the NOTE on CPU). Only how it runs, never what it
 finds: the Webcam page uses the product's detector settings, the Photo page's (``DETECTOR_CONFIGS["centerface"]``)."""
-LIVE_TORCH_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -196,24 +192,6 @@ class LiveStats:
         return snapshot
 
 
-@contextlib.contextmanager
-def _torch_threads(count: int | None) -> Iterator[None]:
-    """Run the block with ``count`` torch intra-op threads, then restore the previous setting.
-
-    ``torch.set_num_threads`` also sets the default that threads created later start with, so it
-    is restored at once: other pages (script threads) and training keep their own setting.
-    """
-    previous = torch.get_num_threads()
-    if not count or count == previous:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 class LiveProcessor:
     """Annotates frames with a :class:`FacePipeline` and feeds a :class:`LiveStats`.
 
@@ -221,12 +199,9 @@ class LiveProcessor:
     shared. ``configure`` may be called from another thread while frames are processed.
     """
 
-    _inference_lock = threading.Lock()  # shared by every processor: see the module NOTE (CPU)
-
     def __init__(self, pipeline: FacePipeline, threshold: float = 0.5, mirror: bool = False,
-                 stats: LiveStats | None = None, torch_threads: int | None = LIVE_TORCH_THREADS) -> None:
+                 stats: LiveStats | None = None) -> None:
         self.pipeline = pipeline
-        self.torch_threads = torch_threads
         self.settings = LiveSettings(threshold=threshold, mirror=mirror)
         self.stats = stats or LiveStats()
         self._logged_errors: set[str] = set()
@@ -256,10 +231,7 @@ class LiveProcessor:
         try:
             if settings.mirror:
                 frame = np.ascontiguousarray(rgb[:, ::-1])
-            classifier = pipeline.classifier  # a compiled graph runs at its own thread count: see the module NOTE (CPU)
-            threads = classifier.compiled_threads if classifier.compiled else self.torch_threads
-            with self._inference_lock, _torch_threads(threads):
-                faces = pipeline.predict(frame)
+            faces = inference_worker().submit(pipeline.predict, frame).result()  # see the module NOTE (CPU)
             annotated = draw_predictions(frame, faces, uncertain_below=settings.threshold)
         except Exception as exc:  # noqa: BLE001 -- one bad frame must not end the stream; recorded and shown
             self._log_once(exc)

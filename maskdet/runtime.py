@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
@@ -52,6 +54,30 @@ def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractC
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def inference_network(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A private copy of ``model`` for prediction only: BatchNorm folded into the convolutions,
+    channels-last layout and weights stored in ``dtype``, so nothing is converted per call."""
+    network = fold_batchnorm(copy.deepcopy(model).eval())
+    for param in network.parameters():
+        param.requires_grad_(False)
+    return network.to(dtype=dtype, memory_format=torch.channels_last)
+
+
+@functools.cache
+def inference_worker() -> ThreadPoolExecutor:
+    """The process's one long-lived inference thread for streams (the webcam): submitted work runs there,
+    one call at a time, at the process's torch thread count, set once when the thread starts.
+
+    Why one thread: ``torch.set_num_threads`` is process-wide in effect (it also sets the count that
+    threads created later start with), so changing it around each frame gave pages, explanations and the
+    compile thread a random count for life (issue 18, defect 2). Why serial: on 2 shared cores two streams
+    computing at once only slow each other down (``benchmarks/bench_live.py``).
+    """
+    count = configure_threads()
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskdet-inference",
+                              initializer=configure_threads, initargs=(count,))
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:

@@ -299,7 +299,7 @@ def test_a_compiled_classifier_is_never_recompiled_by_the_frame_callback(pipelin
     monkeypatch.setenv("MASKDET_COMPILE", "1")
     classifier = load_classifier(str(tiny_mobilenet), compile=True)
     assert classifier.wait_for_compilation(timeout=600) and classifier.compiled
-    processor = LiveProcessor(FacePipeline(classifier, pipeline.detector), torch_threads=1)
+    processor = LiveProcessor(FacePipeline(classifier, pipeline.detector))
     frame = frame_composer([held_out_faces["with_mask"][0]], [LEFT])
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     worker = threading.Thread(target=lambda: [processor.process_frame(frame) for _ in range(3)])  # as streamlit-webrtc
@@ -310,10 +310,50 @@ def test_a_compiled_classifier_is_never_recompiled_by_the_frame_callback(pipelin
     assert snapshot.frames == 3 and snapshot.errors == 0 and snapshot.faces_now["with_mask"] == 1
 
 
-def test_single_threaded_inference_leaves_the_torch_setting_alone(pipeline, held_out_faces, frame_composer) -> None:
+class _FirstTorchCallDuringDetection:
+    """The real detector, plus: while it runs (inside a frame), a brand-new thread makes its first torch call
+    and records the thread count it got, as a page's script thread or the compile thread would."""
+
+    def __init__(self, detector) -> None:
+        self.detector = detector
+        self.seen: list[int] = []
+
+    def detect(self, frame):
+        import torch
+
+        newcomer = threading.Thread(target=lambda: self.seen.append(torch.get_num_threads()))
+        newcomer.start()
+        newcomer.join()
+        return self.detector.detect(frame)
+
+
+def test_a_webcam_frame_leaves_every_threads_torch_thread_count_alone(pipeline, held_out_faces, frame_composer,
+                                                                       monkeypatch) -> None:
+    """Issue 18, defect 2: frames ran with ``torch.set_num_threads(1)`` around inference, which is process-wide in
+    effect: a thread whose first torch call fell inside a frame kept one thread for life. Now inference runs in one
+    long-lived worker whose count is set once; frames never touch the setting."""
     import torch
 
     before = torch.get_num_threads()
-    processor = LiveProcessor(pipeline, torch_threads=1)
-    processor.process_frame(frame_composer([held_out_faces["with_mask"][0]], [LEFT]))
-    assert processor.snapshot().face_in_view and torch.get_num_threads() == before
+    if before == 1:
+        pytest.skip("torch runs one thread in this process: a frame setting one thread cannot show")
+    frame = frame_composer([held_out_faces["with_mask"][0]], [LEFT])
+    spy = _FirstTorchCallDuringDetection(pipeline.detector)
+    processor = LiveProcessor(FacePipeline(pipeline.classifier, spy))
+    processor.process_frame(frame)  # starts the worker (its count is set once, here) if no test did before
+    calls: list[int] = []
+    real_set = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real_set(n)))
+    page_thread_counts: list[int] = []
+    page = threading.Thread(target=lambda: [page_thread_counts.append(torch.get_num_threads()),
+                                            processor.process_frame(frame),
+                                            page_thread_counts.append(torch.get_num_threads())])
+    page.start()
+    page.join()
+    for _ in range(3):
+        processor.process_frame(frame)
+    assert processor.snapshot().face_in_view and processor.snapshot().errors == 0
+    assert calls == [], "a webcam frame changed torch's thread count"
+    assert page_thread_counts == [before, before], "a thread's torch thread count changed across a frame"
+    assert spy.seen and set(spy.seen) == {before}, f"threads started during a frame got {spy.seen}, not {before}"
+    assert torch.get_num_threads() == before

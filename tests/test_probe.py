@@ -1,0 +1,91 @@
+"""bf16 is served only when a probe on the model's own stored validation crops allows it (issue 18, defect 5)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from maskdet.checkpoint import PROBE_FILE, load_model, load_split, read_metadata
+from maskdet.classifier import Predictor
+from maskdet.images import load_rgb
+from maskdet.probe import BF16_MAX_PROB_DIFF, PROBE_CROPS, check_precision, load_probe
+from maskdet.runtime import cpu_has_fast_bf16
+from maskdet.settings import REPO_ROOT
+
+SHIPPED = REPO_ROOT / "models"
+SHIPPED_MODELS = ("mlp", "simple_cnn", "mobilenet_v2")
+
+
+def _split_crops(folder, root, part: str) -> tuple[torch.Tensor, list[str]]:
+    loaded = load_model(folder)
+    paths = load_split(folder)[part]
+    size = loaded.input.size
+    crops = np.stack([loaded.input.to_uint8(load_rgb(root / p, draft_size=size * 2)) for p in paths])
+    return torch.from_numpy(crops), paths
+
+
+def test_training_stores_real_validation_crops_and_writes_the_serving_precision(tiny_mobilenet, datasets_root) -> None:
+    """The probe file holds crops of the model's own validation split, and the model card says what they showed."""
+    crops = load_probe(tiny_mobilenet, load_model(tiny_mobilenet).input)
+    validation, _ = _split_crops(tiny_mobilenet, datasets_root / "synthetic-masks-2k", "val")
+    assert crops is not None and crops.dtype == torch.uint8 and len(crops) == min(PROBE_CROPS, len(validation))
+    flat = validation.reshape(len(validation), -1)
+    for crop in crops:
+        assert (flat == crop.reshape(1, -1)).all(1).any(), "a probe crop is not one of the validation crops"
+    serving = read_metadata(tiny_mobilenet)["serving"]
+    predictor = Predictor(load_model(tiny_mobilenet))
+    assert serving["precision"] == predictor.precision == predictor.precision_check.precision
+    assert serving["probe_crops"] == len(crops)
+    assert serving["bf16_max_prob_diff"] == pytest.approx(predictor.precision_check.bf16_max_prob_diff, abs=1e-4)
+
+
+def test_no_stored_crops_or_a_forged_probe_file_means_fp32(tiny_mobilenet, tmp_path) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_mobilenet, folder)
+    (folder / PROBE_FILE).unlink()
+    check = Predictor(load_model(folder)).precision_check
+    assert check.precision == "fp32" and check.bf16_max_prob_diff is None and "no stored" in check.reason
+    save_file({"crops": torch.zeros(4, 8, 8, 3, dtype=torch.uint8)}, str(folder / PROBE_FILE))  # wrong size
+    assert Predictor(load_model(folder)).precision == "fp32"
+    (folder / PROBE_FILE).write_bytes(b"not safetensors at all")
+    assert Predictor(load_model(folder)).precision == "fp32"
+
+
+def test_a_label_flip_or_a_large_move_on_the_probe_rejects_bf16(tiny_mobilenet) -> None:
+    """The decision itself, on real crops: a model whose bf16 outputs diverge is served fp32 even on a bf16 CPU."""
+    loaded = load_model(tiny_mobilenet)
+    crops = load_probe(tiny_mobilenet, loaded.input)
+    accepted = check_precision(loaded.model, loaded.input, crops, native_bf16=True)
+    assert accepted.bf16_max_prob_diff is not None and accepted.probe_crops == len(crops)
+    assert (accepted.precision == "bf16") == (accepted.bf16_labels_agree and accepted.bf16_max_prob_diff < 0.025)
+    assert check_precision(loaded.model, loaded.input, crops, native_bf16=False).precision == "fp32"
+    # The shipped MobileNetV2: smooth noise (the old probe) showed bf16 as faithful, its real validation crops do not.
+    shipped = load_model(SHIPPED / "mobilenet_v2")
+    rejected = check_precision(shipped.model, shipped.input, load_probe(shipped.path, shipped.input), native_bf16=True)
+    assert rejected.precision == "fp32" and rejected.bf16_labels_agree
+    assert rejected.bf16_max_prob_diff > BF16_MAX_PROB_DIFF and "moves a validation probability" in rejected.reason
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_shipped_models_keep_the_bf16_promise_on_their_held_out_test_split(name, datasets_root) -> None:
+    """README: bf16 moves no probability by more than 0.05. The old noise probe let the shipped MobileNetV2 serve
+    bf16, which moved a held-out test face by 0.09; its stored validation crops show the problem (0.12)."""
+    folder = SHIPPED / name
+    card = json.loads((folder / "metadata.json").read_text())["serving"]
+    predictor = Predictor(load_model(folder))
+    assert predictor.precision_check.to_json()["bf16_max_prob_diff"] == pytest.approx(card["bf16_max_prob_diff"],
+                                                                                    abs=1e-3)
+    crops, _ = _split_crops(folder, datasets_root / "face-mask-4k", "test")
+    inputs = predictor.input.normalize(crops.permute(0, 3, 1, 2))
+    served, reference = predictor.run(inputs), predictor.run(inputs, bf16=False)
+    assert np.abs(served - reference).max() < BF16_MAX_PROB_DIFF
+    if name == "mobilenet_v2":
+        assert card["precision"] == "fp32" and card["bf16_max_prob_diff"] > BF16_MAX_PROB_DIFF
+    if cpu_has_fast_bf16() and name != "mobilenet_v2":
+        assert predictor.precision == "bf16", "a faithful model should keep bf16's speed"
