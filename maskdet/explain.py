@@ -228,10 +228,10 @@ class Explainer:
                 probabilities = torch.softmax(self.network(inputs).float(), dim=1)[0]
             index = int(probabilities.argmax()) if target is None else _class_index(target)
             attribution, delta = spec.run(self, inputs, reference, index, steps or 0)
-        gap = None
-        if method == "integrated_gradients":
-            with torch.no_grad():
-                gap = float(self.forward(inputs)[0, index] - self.forward(reference)[0, index])
+            gap = None
+            if method == "integrated_gradients":  # under the lock too: another thread's Grad-CAM hooks fire on any pass
+                with torch.no_grad():
+                    gap = float(self.forward(inputs)[0, index] - self.forward(reference)[0, index])
         seconds = time.perf_counter() - start
         image = view if view.shape[2] == 3 else np.repeat(view, 3, axis=2)
         heatmap, weight = render_heatmap(attribution)

@@ -141,3 +141,18 @@ def test_gradcam_needs_a_convolutional_model(tiny_models_dir, masked_face: Image
 
     cnn = load_classifier(str(tiny_models_dir / "tiny-cnn"))
     assert explain(cnn, masked_face, method="gradcam").attribution.shape == (cnn.input.size,) * 2
+
+
+def test_integrated_gradients_runs_every_forward_pass_under_the_explainers_lock(classifier: Classifier,
+                                                                              masked_face: Image.Image) -> None:
+    """Issue 18, defect 6: the log-odds gap (two forward passes) ran after the lock was released, where another
+    session's Grad-CAM hooks on the same network copy could fire. Every pass of an IG explanation now holds it."""
+    explainer = explainer_for(classifier)
+    held: list[bool] = []
+    handle = explainer.network.register_forward_hook(lambda *_: held.append(explainer._lock.locked()))
+    try:
+        result = explainer.explain(masked_face, method="integrated_gradients", steps=4)
+    finally:
+        handle.remove()
+    assert result.log_odds_gap is not None and len(held) >= 3  # the prediction, the path, the two gap passes
+    assert all(held), f"{held.count(False)} of {len(held)} forward passes ran outside the explainer's lock"
