@@ -22,7 +22,7 @@ import numpy as np
 
 from maskdet.data import Catalog, DatasetScan, FileRecord, ProgressFn, build_catalog, scan_dataset
 from maskdet.settings import CLASSES
-from maskdet.split import SPLIT_NAMES, DuplicateReport, Split, find_duplicates, make_split
+from maskdet.split import SPLIT_NAMES, DuplicateReport, Split, catalog_groups, find_duplicates, make_split
 
 logger = logging.getLogger(__name__)
 
@@ -165,8 +165,9 @@ def audit_catalog(catalog: Catalog, scan: DatasetScan | None = None, seed: int =
         files_per_class[CLASSES[record.label]] += 1
         if record.ok:
             counts[CLASSES[record.label]] += 1
-    duplicates = find_duplicates(catalog)
-    split = make_split(catalog, seed=seed)
+    groups = catalog_groups(catalog)  # once: the report and the split share them
+    duplicates = find_duplicates(catalog, groups=groups)
+    split = make_split(catalog, seed=seed, groups=groups)
     leaks = find_split_leaks(duplicates, split)
     if leaks:
         logger.error("%d near-duplicate groups cross splits in %s", len(leaks), catalog.root)

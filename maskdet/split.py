@@ -26,44 +26,92 @@ SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 
 
+CHUNK_RADIUS = 2
+ROW_BLOCK = 4096
+MAX_CHUNK_BITS = 22  # a chunk's lookup table has 2**bits entries (16 MB at 22)
+"""Multi-index hashing: each hash is cut into chunks so that two hashes within ``max_distance`` bits agree
+within this many bits on at least one chunk (pigeonhole), and candidates are looked up per chunk."""
+
+
+def close_pairs(hashes: np.ndarray, max_distance: int = NEAR_DUPLICATE_BITS) -> np.ndarray:
+    """Index pairs (i, j), i < j, of 64-bit ``hashes`` within ``max_distance`` bits of each other, shape (P, 2).
+
+    Sub-quadratic (multi-index hashing): the 64 bits are cut into ``ceil((max_distance + 1) / (r + 1))``
+    chunks (at least three), r = min(CHUNK_RADIUS, max_distance); two hashes that close agree within r bits on some chunk, so
+    each hash looks up, per chunk, every value within r bits of its own in a table of the chunk's values.
+    Only those candidates are compared on all 64 bits: grouping grows about linearly with the catalogue
+    (``benchmarks/bench_groups.py``: 100k images in 4.5 s on a 2-core machine at load 20, where comparing
+    every pair took over 295 s).
+    """
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    count = len(hashes)
+    radius = min(CHUNK_RADIUS, max_distance)
+    chunks = max(-(-(max_distance + 1) // (radius + 1)), -(-64 // MAX_CHUNK_BITS))  # more chunks stay correct
+    found: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)]
+    for start, stop in _chunk_bounds(64, chunks):
+        width = stop - start
+        values = ((hashes >> np.uint64(start)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        order = np.argsort(values, kind="stable")
+        distinct, first, runs = np.unique(values[order], return_index=True, return_counts=True)
+        table = np.full(1 << width, -1, dtype=np.int32)  # chunk value -> index into ``distinct``
+        table[distinct] = np.arange(len(distinct), dtype=np.int32)
+        flips = np.array(_masks(width, radius), dtype=np.int64)
+        for block in range(0, count, ROW_BLOCK):  # all masks at once, a block of rows at a time (bounded memory)
+            rows = np.arange(block, min(block + ROW_BLOCK, count))
+            slot = table[values[rows, None] ^ flips[None, :]]
+            hit_rows, hit_masks = np.nonzero(slot >= 0)
+            buckets = slot[hit_rows, hit_masks]
+            sizes = runs[buckets]
+            left = np.repeat(rows[hit_rows], sizes)
+            offsets = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+            right = order[np.repeat(first[buckets], sizes) + offsets]
+            keep = (left < right) & (np.bitwise_count(hashes[left] ^ hashes[right]) <= max_distance)
+            found.append(np.stack([left[keep], right[keep]], axis=1))
+    return np.unique(np.concatenate(found), axis=0)  # a pair close on several chunks is found on each
+
+
+def _chunk_bounds(bits: int, chunks: int) -> list[tuple[int, int]]:
+    edges = [round(bits * k / chunks) for k in range(chunks + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _masks(width: int, radius: int) -> list[int]:
+    """Every ``width``-bit mask with at most ``radius`` bits set."""
+    from itertools import combinations
+
+    return [sum(1 << bit for bit in bits) for r in range(radius + 1) for bits in combinations(range(width), r)]
+
+
 def near_duplicate_groups(
     hashes: np.ndarray, thumbs: np.ndarray | None = None, max_distance: int = NEAR_DUPLICATE_BITS
 ) -> np.ndarray:
     """Group ids (0..k-1, by first appearance) joining every pair within ``max_distance`` bits
     whose colour thumbnails (when given) also agree.
 
-    Transitive: if a~b and b~c, all three share a group (union-find over all close pairs).
+    Transitive: if a~b and b~c, all three share a group (connected components of the graph of close pairs).
     """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     count = len(hashes)
-    parent = np.arange(count)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return int(i)
-
-    hashes = np.asarray(hashes, dtype=np.uint64)
-    block = 1024
-    for start in range(0, count, block):
-        chunk = hashes[start : start + block]
-        distances = np.bitwise_count(chunk[:, None] ^ hashes[None, :])
-        rows, cols = np.nonzero(distances <= max_distance)
-        for row, col in zip(rows + start, cols, strict=True):
-            if col > row and (thumbs is None or _thumbs_agree(thumbs[row], thumbs[col])):
-                root_a, root_b = find(row), find(col)
-                if root_a != root_b:
-                    parent[max(root_a, root_b)] = min(root_a, root_b)
-    roots = np.array([find(i) for i in range(count)])
-    _, group_ids = np.unique(roots, return_inverse=True)
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    pairs = close_pairs(hashes, max_distance)
+    if thumbs is not None and len(pairs):
+        pairs = pairs[thumbs_agree(thumbs[pairs[:, 0]], thumbs[pairs[:, 1]])]
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(count, count))
+    _, components = connected_components(graph, directed=False)
     # Renumber by first appearance so ids are stable and readable.
-    order: dict[int, int] = {}
-    return np.array([order.setdefault(int(g), len(order)) for g in group_ids], dtype=np.int64)
+    _, first = np.unique(components, return_index=True)  # components are numbered 0..k-1
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[components]
 
 
-def _thumbs_agree(a: np.ndarray, b: np.ndarray) -> bool:
+def thumbs_agree(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row: do the 4x4 colour thumbnails ``a[i]`` and ``b[i]`` ((P, 48) uint8) show one picture?"""
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return bool(diff.mean() <= THUMB_MEAN_DIFF and diff.max() <= THUMB_MAX_DIFF)
+    return (diff.mean(axis=1) <= THUMB_MEAN_DIFF) & (diff.max(axis=1) <= THUMB_MAX_DIFF)
 
 
 def catalog_groups(catalog: Catalog, max_distance: int = NEAR_DUPLICATE_BITS) -> dict[int, list[FileRecord]]:
@@ -91,8 +139,10 @@ class DuplicateReport:
         return sum(len(g) - 1 for g in self.groups)
 
 
-def find_duplicates(catalog: Catalog, max_distance: int = NEAR_DUPLICATE_BITS) -> DuplicateReport:
-    groups = [g for g in catalog_groups(catalog, max_distance).values() if len(g) > 1]
+def find_duplicates(catalog: Catalog, max_distance: int = NEAR_DUPLICATE_BITS,
+                    groups: dict[int, list[FileRecord]] | None = None) -> DuplicateReport:
+    """The near-duplicate report of ``catalog``; ``groups``: its :func:`catalog_groups`, when already computed."""
+    groups = [g for g in (groups or catalog_groups(catalog, max_distance)).values() if len(g) > 1]
     conflicts = [g for g in groups if len({r.label for r in g}) > 1]
     return DuplicateReport(groups=groups, conflicts=conflicts)
 
@@ -147,12 +197,16 @@ def make_split(
     seed: int = 0,
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
     max_distance: int = NEAR_DUPLICATE_BITS,
+    groups: dict[int, list[FileRecord]] | None = None,
 ) -> Split:
-    """Assign whole near-duplicate groups to train / val / test, per class, as close to ``fractions`` as possible."""
+    """Assign whole near-duplicate groups to train / val / test, per class, as close to ``fractions`` as possible.
+
+    ``groups``: the catalogue's :func:`catalog_groups`, when the caller has them already (the audit).
+    """
     if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
     readable = catalog.readable
-    groups = catalog_groups(catalog, max_distance)
+    groups = groups or catalog_groups(catalog, max_distance)
     rng = random.Random(seed)
     assigned: dict[str, list[str]] = {name: [] for name in SPLIT_NAMES}
     excluded: list[str] = []
