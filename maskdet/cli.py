@@ -93,7 +93,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = evaluate_folder(classifier, Path(args.data), progress=show)
+        result = evaluate_folder(classifier, Path(args.data), progress=show, split=args.split)
+    if result.overlap is not None and result.overlap.overlapping:
+        hint = " Use --split test for the model's held-out test split." if args.split == "all" else ""
+        print(f"WARNING: {result.overlap.message()}{hint}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json()))
     else:
@@ -320,9 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="evaluate a model on every image of a data-set folder")
+    evaluate = sub.add_parser("evaluate", help="evaluate a model on a data-set folder (all images or its test split)")
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
+    evaluate.add_argument("--split", choices=("all", "test"), default="all",
+                          help="all: every image of the folder (warns about images the model has seen); "
+                               "test: only the model's saved held-out test files of its training folder")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("-q", "--quiet", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)

@@ -1,4 +1,10 @@
-"""Evaluate a classifier on every readable image of a data-set folder."""
+"""Evaluate a classifier on a data-set folder: the one evaluation entry point (CLI, pages, tests).
+
+``split="all"`` scores every readable image; ``split="test"`` only the model's saved held-out test
+files (the folder must be its training folder). Either way the result says how much of what was
+scored the model has seen (:func:`maskdet.leakage.training_overlap`): evaluating on the training
+folder is allowed, never silent.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,14 @@ import numpy as np
 from maskdet.classifier import Classifier
 from maskdet.data import ProgressFn, load_catalog
 from maskdet.images import ImageDecodeError, load_rgb
+from maskdet.checkpoint import load_split
+from maskdet.leakage import TrainingOverlap, training_overlap
 from maskdet.metrics import THRESHOLD, compute_metrics
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 64
+SPLITS = ("all", "test")
 
 
 THRESHOLD_KEYS = ("accuracy", "per_class", "confusion", "false_positives", "false_negatives")
@@ -37,24 +46,34 @@ class Evaluation:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # entries the scan left out (pipes, link loops...)
     threshold: float = THRESHOLD  # the model's operating threshold
     operating_metrics: dict | None = None  # compute_metrics at ``threshold``; None when it is 0.5
+    split: str = "all"
+    overlap: TrainingOverlap | None = None  # what of the scored images the model has seen; None = not checkable
 
     def to_json(self) -> dict:
-        """The ``evaluate --json`` contract: model, n, accuracy, roc_auc, ... at 0.5 (see the CLI), then
-        ``operating_threshold`` and ``at_operating_threshold`` (the threshold-dependent metrics at it)."""
+        """The ``evaluate --json`` contract: model, split, n, accuracy, roc_auc, ... at 0.5 (see the CLI), then
+        ``operating_threshold`` and ``at_operating_threshold`` (the threshold-dependent metrics at it) and
+        ``overlap`` (what of the scored images the model has seen)."""
         keys = ("n", "accuracy", "roc_auc", "average_precision", "per_class", "confusion",
                 "false_positives", "false_negatives")
         at_threshold = self.operating_metrics or self.metrics
-        return {"model": self.model, **{key: self.metrics[key] for key in keys},
+        return {"model": self.model, "split": self.split, **{key: self.metrics[key] for key in keys},
                 "operating_threshold": self.threshold,
-                "at_operating_threshold": {key: at_threshold[key] for key in THRESHOLD_KEYS}}
+                "at_operating_threshold": {key: at_threshold[key] for key in THRESHOLD_KEYS},
+                "overlap": None if self.overlap is None else self.overlap.to_json()}
 
 
 def evaluate_folder(
-    classifier: Classifier, root: str | Path, progress: ProgressFn | None = None, batch_size: int = BATCH_SIZE
+    classifier: Classifier, root: str | Path, progress: ProgressFn | None = None, batch_size: int = BATCH_SIZE,
+    split: str = "all",
 ) -> Evaluation:
-    """Classify every readable image under ``root``'s class folders; ``progress(done, total)`` per batch."""
+    """Classify the readable images under ``root``'s class folders (``split``: all, or the model's saved test
+    files); ``progress(done, total)`` per batch. Raises ValueError when ``split="test"`` cannot be honoured."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     catalog = load_catalog(root)
     records = catalog.readable
+    if split == "test":
+        records = _test_records(classifier, catalog.readable, catalog.root)
     size = classifier.input.size
     scores = np.zeros(len(records), dtype=np.float64)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -80,4 +99,18 @@ def evaluate_folder(
         skipped=catalog.skipped,
         threshold=threshold,
         operating_metrics=None if threshold == THRESHOLD else compute_metrics(labels, scores, threshold),
+        split=split,
+        overlap=training_overlap(classifier.loaded.path, catalog.root, [r.relpath for r in records], catalog),
     )
+
+
+def _test_records(classifier: Classifier, readable: list, root: Path) -> list:
+    saved = load_split(classifier.loaded.path)
+    if not saved:
+        raise ValueError(f"{classifier.name} has no saved split: evaluate it with split 'all'")
+    test = set(saved["test"])
+    records = [r for r in readable if r.relpath in test]
+    if len(records) < len(test):
+        raise ValueError(f"{root} holds {len(records)} of the {len(test)} test files of {classifier.name}'s saved "
+                         "split: evaluate its training folder, or use split 'all'")
+    return records

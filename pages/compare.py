@@ -79,6 +79,7 @@ from maskdet.compare import (
 from maskdet.data import DatasetError
 from maskdet.explain import Explanation, explain
 from maskdet.images import ImageDecodeError, load_rgb
+from maskdet.leakage import TrainingOverlap, training_overlap
 from maskdet.metrics import calibration, compute_metrics, curves, operating_point
 from maskdet.settings import CLASSES
 from ui.dataset_picker import choose_dataset
@@ -251,6 +252,25 @@ def _measure_latencies(summaries: list[ModelSummary]) -> list[ModelSummary]:
     return measured
 
 
+@st.cache_data(show_spinner="Checking the folder against the models' training data…", max_entries=64)
+def _overlap(model_key: str, model_path: str, data: str, fingerprint: str) -> TrainingOverlap | None:
+    """What of ``data`` the model has seen (content hashes and near-duplicates); keyed by weights and folder version."""
+    return training_overlap(model_path, data)
+
+
+def _warn_about_overlap(models: list[ModelSummary], data: Path, fingerprint: str) -> None:
+    """A warning per model that has seen images of ``data``; a caption for models whose training data is not here."""
+    unknown = []
+    for summary in models:
+        overlap = _overlap(summary.cache_key, str(summary.path), str(data), fingerprint)
+        if overlap is None:
+            unknown.append(summary.name)
+        elif overlap.overlapping:
+            st.warning(plain(overlap.message()), icon="⚠️")
+    if unknown:
+        st.caption(f"Not checked for overlap (training data not found here): {plain(', '.join(unknown))}.")
+
+
 def _evaluate_unseen(models: list[ModelSummary], data: Path) -> dict[str, DataEvaluation]:
     """Evaluate ``models`` on ``data`` with one progress bar; returns what succeeded, by model name."""
     bar = st.progress(0.0, text="Starting…")
@@ -355,9 +375,7 @@ def unseen_section(selected: list[ModelSummary]) -> tuple[Path | None, dict[str,
             st.error(f"Cannot use {code(data)}: {plain(exc)}")
     if fingerprint is None:
         return None, {}
-    seen = [s.name for s in selected if s.training_fingerprint == fingerprint]
-    if seen:
-        st.warning(f"{', '.join(seen)} trained on this very folder: these numbers are not unseen data.")
+    _warn_about_overlap(selected, data, fingerprint)
     unseen = {s.name: e for s in selected if (e := cached_evaluation(s, fingerprint)) is not None}
     missing = [s for s in selected if s.name not in unseen]
     if missing and st.button(f"Evaluate {len(missing)} model(s) on {data.name}", key="compare_evaluate",

@@ -17,8 +17,8 @@ from maskdet.classifier import load_classifier
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 300
 CLASS_KEYS = {"precision", "recall", "f1", "support"}
-EVALUATE_KEYS = {"model", "n", "accuracy", "roc_auc", "average_precision", "per_class", "confusion",
-                 "false_positives", "false_negatives", "operating_threshold", "at_operating_threshold"}
+EVALUATE_KEYS = {"model", "split", "overlap", "n", "accuracy", "roc_auc", "average_precision", "per_class",
+                 "confusion", "false_positives", "false_negatives", "operating_threshold", "at_operating_threshold"}
 
 
 def run_cli(*args: str, models: Path, cache: Path) -> subprocess.CompletedProcess:

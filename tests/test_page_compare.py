@@ -77,12 +77,13 @@ def test_two_models_side_by_side_and_on_unseen_data(app: str, tiny_models_dir: P
                                               "Training curves"]
     assert [b.label for b in at.download_button] == ["Table as CSV", "Full metrics as JSON"]
 
-    # Unseen data: a copy of the folder (new file times, so a different data version than the training one).
+    # "Unseen" data: a copy of the training folder (new file times, so a different data version). Its files are
+    # the models' own training images by content: flagged, whatever the path or modification times say.
     unseen = tmp_path / "unseen"
     shutil.copytree(tiny_dataset, unseen, copy_function=shutil.copy)  # new modification times
     choose_folder(at, unseen)
     assert_clean(at)
-    assert not at.warning
+    assert len(at.warning) == 2 and texts(at.warning).count("not unseen data") == 2, texts(at.warning)
     button = at.button(key="compare_evaluate")
     assert button.label == "Evaluate 2 model(s) on unseen"
     button.click().run()
@@ -101,9 +102,29 @@ def test_two_models_side_by_side_and_on_unseen_data(app: str, tiny_models_dir: P
     assert not [b for b in at.button if b.key == "compare_evaluate"]
     assert at.dataframe[1].value.equals(side_by_side)
 
-    # The training folder itself is flagged: it is not unseen data for these models.
+    # The training folder itself is flagged too.
     at.text_input(key="compare_unseen_path").input(str(tiny_dataset)).run()
-    assert "trained on this very folder" in texts(at.warning)
+    assert "overlap tiny" in texts(at.warning)
+
+
+@pytest.mark.parametrize(("folder", "warned"), [("face-mask-4k", True), ("synthetic-masks-2k", False)])
+def test_unseen_data_warns_when_the_shipped_models_trained_on_it(app: Path, folder: str, warned: bool,
+                                                                 datasets_root: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15 "honest unseen": every shipped model trained on face-mask-4k (the old default choice), none on
+    synthetic-masks-2k; the check compares file contents and near-duplicate groups with each model's split."""
+    monkeypatch.setenv("MASKDET_MODELS_DIR", str(REPO / "models"))
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(datasets_root))
+    at = open_compare(app)
+    at.multiselect(key="compare_models").set_value(["mobilenet_v2", "mlp"]).run()
+    choose_folder(at, datasets_root / folder)
+    assert_clean(at)
+    warnings = texts(at.warning)
+    if warned:
+        assert len(at.warning) == 2 and "not unseen data" in warnings
+        assert "3481 identical files" in warnings
+    else:
+        assert not at.warning and "Not checked" not in texts(at.caption)
 
 
 def test_selection_drives_the_plots_and_bad_folders_are_explained(app: str, tiny_models_dir: Path, tmp_path: Path,
