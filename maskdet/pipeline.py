@@ -11,10 +11,11 @@ import numpy as np
 from PIL import Image
 
 from maskdet.classifier import Classifier, load_classifier
-from maskdet.drawing import draw_predictions
+from maskdet.drawing import draw_predictions, encode_jpeg
 from maskdet.images import ImageInfo, open_image
 from maskdet.metrics import THRESHOLD, predicted_labels
 from maskdet.settings import CLASSES
+from maskdet.zoo import InputConfig
 
 logger = logging.getLogger(__name__)
 
@@ -164,4 +165,32 @@ def analyse_photo(source: str | Path | bytes | BinaryIO, pipeline: FacePipeline,
     return PhotoAnalysis(
         name=name or (str(source) if isinstance(source, str | Path) else ""), info=info, image=array,
         faces=faces, crops=crops, annotated=draw_predictions(array, faces),
+    )
+
+
+DISPLAY_MAX_SIDE = 1600  # a page column is narrower; the download keeps the full size
+DOWNLOAD_QUALITY = 92
+
+
+@dataclass(frozen=True)
+class PhotoResult:
+    """What a page keeps of one analysed photo: no full-resolution arrays, the images already encoded once."""
+
+    info: ImageInfo
+    width: int
+    height: int
+    faces: list[FacePrediction]
+    crops: list[Image.Image]  # each face as the model sees it (its input size): what explanations start from
+    shown: bytes  # the annotated photo as JPEG, longer side at most DISPLAY_MAX_SIDE
+    download: bytes  # the annotated photo as full-size JPEG
+
+
+def compact_photo(analysis: PhotoAnalysis, config: InputConfig) -> PhotoResult:
+    """The :class:`PhotoResult` of ``analysis`` for a model fed by ``config``."""
+    return PhotoResult(
+        info=analysis.info, width=analysis.width, height=analysis.height, faces=analysis.faces,
+        crops=[Image.fromarray(config.to_uint8(crop).squeeze(axis=2) if config.channels == 1 else config.to_uint8(crop))
+               for crop in analysis.crops],
+        shown=encode_jpeg(analysis.annotated, max_side=DISPLAY_MAX_SIDE),
+        download=encode_jpeg(analysis.annotated, quality=DOWNLOAD_QUALITY),
     )

@@ -14,7 +14,6 @@ zipped data sets need.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from pathlib import PurePath
 
@@ -23,10 +22,10 @@ from PIL import Image
 
 from maskdet.assets import AssetUnavailableError
 from maskdet.checkpoint import CheckpointError
+from maskdet.classifier import Classifier
 from maskdet.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
 from maskdet.images import MAX_FILE_BYTES, ImageDecodeError
-from maskdet.classifier import Classifier
-from maskdet.pipeline import FacePipeline, PhotoAnalysis, analyse_photo
+from maskdet.pipeline import FacePipeline, PhotoResult, analyse_photo, compact_photo
 from ui.explanation import show_explanation
 from ui.markup import code, plain
 from ui.models import choose_model
@@ -43,22 +42,18 @@ DETECTORS = {
     "centerface": "Find the faces (CenterFace)",
     "whole-image": "Each photo is one face (already cropped)",
 }
-ANALYSIS_CACHE_ENTRIES = 64
+ANALYSIS_CACHE_ENTRIES = 32  # compact results: a 24 MP photo takes a few MB (was ~150 MB of arrays and PNG)
 EXPLANATION_CACHE_ENTRIES = 256
 MIN_STEPS, STEP = 4, 4
 AUTO_EXPLAIN_FACES = 6  # group photos: faces after these are explained on request (~1 s each)
-PNG_COMPRESSION = 1  # annotated downloads: fast to encode even for 40 MP photos
 LABEL_TEXT = {"with_mask": "😷 with mask", "without_mask": "🙂 without mask"}
 
 
 @st.cache_data(show_spinner=False, max_entries=ANALYSIS_CACHE_ENTRIES)
 def _analyse(digest: str, name: str, model_key: str, detector: str, _data: bytes,
-             _pipeline: FacePipeline) -> tuple[PhotoAnalysis, bytes]:
-    """(analysis, annotated PNG) of one upload; keyed by content digest, model weights and detector."""
-    analysis = analyse_photo(_data, _pipeline, name=name)
-    buffer = io.BytesIO()
-    Image.fromarray(analysis.annotated).save(buffer, format="PNG", compress_level=PNG_COMPRESSION)
-    return analysis, buffer.getvalue()
+             _pipeline: FacePipeline) -> PhotoResult:
+    """The compact result of one upload; keyed by content digest, model weights and detector."""
+    return compact_photo(analyse_photo(_data, _pipeline, name=name), _pipeline.classifier.input)
 
 
 @st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)
@@ -68,7 +63,7 @@ def _explain(digest: str, face: int, model_key: str, detector: str, label: str, 
     return explain(_classifier, _crop, method=method, target=label, steps=steps, baseline=baseline)
 
 
-def _show_face(index: int, analysis: PhotoAnalysis, key: str, model_key: str, detector: str,
+def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, detector: str,
                classifier: Classifier) -> None:
     """One face: its verdict, the explanation settings, and Original | heatmap | overlay."""
     face, crop = analysis.faces[index], analysis.crops[index]
@@ -129,7 +124,7 @@ for number, upload in enumerate(uploads):
     digest = f"{number}-{hashlib.sha256(data).hexdigest()[:16]}"  # also unique widget keys for duplicate uploads
     try:
         with st.spinner(f"Finding faces in {plain(upload.name)}…"):
-            analysis, png = _analyse(digest, upload.name, model_key, detector_name, data, pipeline)
+            analysis = _analyse(digest, upload.name, model_key, detector_name, data, pipeline)
     except ImageDecodeError as exc:
         st.error(f"Cannot read {code(upload.name)}: {plain(exc.reason)}")
         continue
@@ -138,9 +133,10 @@ for number, upload in enumerate(uploads):
     summary = ", ".join(f"{n} {LABEL_TEXT[label]}" for label, n in counts.items() if n) or "no face found"
     st.markdown(f"{summary} · {analysis.width}x{analysis.height} {info.format} ({info.mode}"
                 f"{f', {info.frames} frames, first shown' if info.frames > 1 else ''})")
-    st.image(analysis.annotated)
-    st.download_button("Download the annotated image", png, file_name=f"{PurePath(upload.name).stem}-annotated.png",
-                       mime="image/png", key=f"{digest}_download")
+    st.image(analysis.shown)
+    st.download_button("Download the annotated image", analysis.download,
+                       file_name=f"{PurePath(upload.name).stem}-annotated.jpg", mime="image/jpeg",
+                       key=f"{digest}_download")
     if not analysis.faces:
         st.info("No face found. If this photo is a close-up of one face, choose 'Each photo is one face'.")
     for index in range(len(analysis.faces)):
