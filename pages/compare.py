@@ -245,7 +245,7 @@ def _measure_latencies(summaries: list[ModelSummary]) -> list[ModelSummary]:
     with st.spinner(f"Measuring CPU latency per face (batch 1, median of {LATENCY_RUNS} runs)…"):
         for summary in summaries:
             try:
-                measured.append(with_latency(summary))
+                measured.append(with_latency(summary, classifier=get_classifier(str(summary.path))))  # as served
             except CheckpointError as exc:
                 st.warning(f"Cannot load `{summary.name}` to time it: {exc}")
                 measured.append(summary)
