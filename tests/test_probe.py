@@ -89,3 +89,13 @@ def test_shipped_models_keep_the_bf16_promise_on_their_held_out_test_split(name,
         assert card["precision"] == "fp32" and card["bf16_max_prob_diff"] > BF16_MAX_PROB_DIFF
     if cpu_has_fast_bf16() and name != "mobilenet_v2":
         assert predictor.precision == "bf16", "a faithful model should keep bf16's speed"
+
+
+def test_the_onnxruntime_backend_plugs_into_the_predictor(tiny_mobilenet, held_out_faces, monkeypatch, tmp_path) -> None:
+    """The registry's third backend: exported once per weights, fp32, the Predictor's preprocessing on top."""
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path))
+    onnx = Predictor(load_model(tiny_mobilenet), backend="onnxruntime")
+    eager = Predictor(load_model(tiny_mobilenet), precision="fp32")
+    faces = [load_rgb(p) for p in held_out_faces["with_mask"][:4] + held_out_faces["without_mask"][:4]]
+    assert onnx.backend.name == "onnxruntime" and onnx.precision == "fp32"
+    np.testing.assert_allclose(onnx.predict_proba(faces), eager.predict_proba(faces), atol=1e-4)

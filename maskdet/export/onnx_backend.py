@@ -108,3 +108,29 @@ def load_exported_pipeline(folder: str | Path):
                            extra_long_sides=tuple(detector["input"].get("extra_long_sides", ()))),
         margin=detector["crop_margin"],
     )
+
+
+class OnnxRuntimeBackend:
+    """The ``onnxruntime`` backend of :class:`maskdet.classifier.Predictor` (registered by :mod:`maskdet.export`).
+
+    The model is exported once per weights into the cache (``CACHE/onnx/<weights sha256>``, checked against
+    PyTorch by the export itself) and run by onnxruntime in fp32; ``Predictor`` keeps the preprocessing.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, loaded, dtype) -> None:  # noqa: ANN001 - the BackendFactory signature
+        import torch
+
+        from maskdet.export.onnx_export import export_model
+        from maskdet.settings import cache_dir
+
+        if dtype != torch.float32:
+            raise ValueError("the onnxruntime backend computes in fp32 only")
+        folder = cache_dir() / "onnx" / str(loaded.metadata["weights"]["sha256"])[:32]
+        if not (folder / "metadata.json").is_file():
+            export_model(str(loaded.path), folder, force=True)
+        self.classifier = OnnxClassifier(folder)
+
+    def run(self, inputs) -> np.ndarray:  # noqa: ANN001 - a torch tensor or numpy array
+        return self.classifier.run(inputs)
