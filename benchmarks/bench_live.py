@@ -7,8 +7,8 @@ Each frame is a real face crop from synthetic-masks-2k (one face per frame, mask
 alternately) pasted at a different place on a 640x480 background, then detected, classified and
 annotated exactly as the Webcam page does (CenterFace with ``LIVE_DETECTOR_OPTIONS``, the chosen
 classifier, threshold 0.5, inference in the process's one inference thread at the process's torch
-thread count); ``--threads`` / ``--input-long-side`` compare other CenterFace (onnxruntime) settings. Prints the median milliseconds per
-frame and the FPS that implies, per configuration. The target is >= 15 FPS on a 2-core CPU. In
+thread count); ``--threads`` / ``--input-long-side`` compare other CenterFace (onnxruntime) settings.
+Prints the median milliseconds per frame and the FPS that implies, per configuration. The target is >= 15 FPS on a 2-core CPU. In
 the browser, frames arriving while one is processed are dropped (streamlit-webrtc
 ``async_processing``), so the shown rate is at most min(camera rate, this), less the CPU the
 video codecs take.

@@ -37,8 +37,8 @@ import streamlit_webrtc  # noqa: E402, F401
 from maskdet.compare import probe_face  # noqa: E402
 from maskdet.detect import get_detector  # noqa: E402
 from maskdet.live import LIVE_DETECTOR_OPTIONS  # noqa: E402
-from maskdet.classifier import Classifier, inference_network, load_classifier  # noqa: E402
-from maskdet.runtime import compile_network  # noqa: E402
+from maskdet.classifier import Classifier, load_classifier  # noqa: E402
+from maskdet.runtime import compile_network, inference_network  # noqa: E402
 
 
 def median_ms(action, runs: int) -> float:  # noqa: ANN001 - any zero-argument callable
