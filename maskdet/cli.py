@@ -94,7 +94,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         result = evaluate_folder(classifier, Path(args.data), progress=show, split=args.split)
-    if result.overlap is not None and result.overlap.overlapping:
+    if result.overlap is None:
+        print(f"note: {result.model}'s training data is not here, so overlap with it was not checked", file=sys.stderr)
+    elif result.overlap.overlapping:
         hint = " Use --split test for the model's held-out test split." if args.split == "all" else ""
         print(f"WARNING: {result.overlap.message()}{hint}", file=sys.stderr)
     if args.json:
