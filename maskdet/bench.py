@@ -90,9 +90,9 @@ def run_benchmarks(model: str | None = None, quick: bool = False) -> dict:
     """Measure every figure listed in the module docstring; returns a JSON-ready dict."""
     from torchvision.models import mobilenet_v2
 
+    from maskdet.classifier import load_classifier
     from maskdet.detect import crop_faces, get_detector
     from maskdet.explain import explain
-    from maskdet.classifier import load_classifier
     from maskdet.live import LIVE_DETECTOR_OPTIONS, LiveProcessor
     from maskdet.pipeline import FacePipeline
 

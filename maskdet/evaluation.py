@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from maskdet.checkpoint import load_split
 from maskdet.classifier import Classifier
 from maskdet.data import ProgressFn, load_catalog
 from maskdet.images import ImageDecodeError, load_rgb
-from maskdet.checkpoint import load_split
 from maskdet.leakage import TrainingOverlap, training_overlap
 from maskdet.metrics import THRESHOLD, compute_metrics
 

@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from maskdet.classifier import load_classifier
 from maskdet.compare import COL_MODEL, TABLE_COLUMNS
 from maskdet.evaluation import evaluate_folder
+from maskdet.settings import REPO_ROOT
 from maskdet.metrics import compute_metrics
 from maskdet.settings import CLASSES, REPO_ROOT
 from ui.dataset_picker import SOURCE_PATH
@@ -113,7 +114,7 @@ def test_unseen_data_warns_when_the_shipped_models_trained_on_it(app: Path, fold
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 15 "honest unseen": every shipped model trained on face-mask-4k (the old default choice), none on
     synthetic-masks-2k; the check compares file contents and near-duplicate groups with each model's split."""
-    monkeypatch.setenv("MASKDET_MODELS_DIR", str(REPO / "models"))
+    monkeypatch.setenv("MASKDET_MODELS_DIR", str(REPO_ROOT / "models"))
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(datasets_root))
     at = open_compare(app)
     at.multiselect(key="compare_models").set_value(["mobilenet_v2", "mlp"]).run()

@@ -8,10 +8,10 @@ import pickle
 import numpy as np
 from PIL import Image
 
+from maskdet.classifier import load_classifier
 from maskdet.detect import get_detector
 from maskdet.explain import explain
 from maskdet.images import load_rgb
-from maskdet.classifier import load_classifier
 from maskdet.pipeline import DISPLAY_MAX_SIDE, FacePipeline, analyse_photo, compact_photo
 
 
