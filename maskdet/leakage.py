@@ -11,7 +11,6 @@ recognised.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from maskdet.checkpoint import load_split, read_metadata, resolve_model_dir
 from maskdet.data import Catalog, DatasetError, FileRecord, load_catalog
 from maskdet.settings import data_root
 from maskdet.split import near_duplicate_groups
+from maskdet.store import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +66,7 @@ def training_folder(metadata: dict) -> Path:
 
 def content_hashes(root: Path, records: list[FileRecord]) -> list[str]:
     """SHA-256 of each record's file bytes."""
-    hashes = []
-    for record in records:
-        with open(root / record.relpath, "rb") as handle:
-            hashes.append(hashlib.file_digest(handle, "sha256").hexdigest())
-    return hashes
+    return [sha256_file(root / record.relpath) for record in records]
 
 
 def training_overlap(model_folder: str | Path, folder: str | Path, relpaths: list[str] | None = None,
