@@ -53,7 +53,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         arch=args.arch, data=Path(args.data), name=args.name, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, img_size=args.img_size, seed=args.seed, augment=not args.no_augment,
+        lr=args.lr, img_size=args.img_size, seed=args.seed, augment=not args.no_augment, robust=args.robust,
+        calibrate=not args.no_calibrate,
         feature_views=args.feature_views, finetune_blocks=args.finetune_blocks, pretrained=not args.no_pretrained,
         weights_path=Path(args.weights) if args.weights else None, limit_per_class=args.limit_per_class,
         command="python -m maskdet " + shlex.join(sys.argv[1:]),
@@ -78,6 +79,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.set_default:
         set_default_model(result.name)
         print(f"{result.name} is now the default model")
+    return 0
+
+
+def cmd_cut_crops(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from maskdet.crops import CropSettings, build_crop_set
+
+    settings = CropSettings(margin=args.margin, iou=args.iou, seed=args.seed, occlude=args.occlude,
+                            from_annotation=not args.detected_only)
+    with tqdm(total=0, unit="photo", file=sys.stderr, disable=args.quiet, desc="cutting") as bar:
+        def show(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = build_crop_set(
+            [Path(p) for p in args.data], args.name, include=[Path(p) for p in args.include or []],
+            settings=settings, command="python -m maskdet " + shlex.join(sys.argv[1:]), progress=show,
+        )
+    manifest = report.manifest
+    for source in manifest["sources"]:
+        details = source.get("crops") or source.get("split_counts")
+        print(f"{source['path']}: {details}; occluded copies {source['occluded_copies']}", file=sys.stderr)
+        for name, reason in source.get("errors", []):
+            print(f"  skipped {name}: {reason}", file=sys.stderr)
+    print(f"per split: {manifest['counts']}", file=sys.stderr)
+    print(report.path)  # alone on stdout: train --data "$(python -m maskdet cut-crops ...)"
     return 0
 
 
@@ -317,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--feature-views", type=int, default=2,
                        help="frozen backbones: feature views per training image (1 clean + N-1 augmented)")
     train.add_argument("--no-augment", action="store_true")
+    train.add_argument("--robust", action="store_true",
+                       help="augment with camera conditions: low light, blur, noise, JPEG, low resolution, colour casts")
+    train.add_argument("--no-calibrate", action="store_true",
+                       help="keep the raw confidences (default: temperature scaling on the validation split)")
     train.add_argument("--weights", help="pretrained ImageNet weights file, when they cannot be downloaded")
     train.add_argument("--no-pretrained", action="store_true",
                        help="train a transfer-learning architecture from random weights (not transfer learning)")
@@ -324,6 +356,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set-default", action="store_true", help="make the new model the default")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
+
+    cut = sub.add_parser("cut-crops", help="cut the faces of boxed photos with the product's detector into a "
+                         "training set under the cache folder; prints its path")
+    cut.add_argument("--data", required=True, action="append",
+                     help="boxed-photo folder (images/ + Pascal VOC annotations/); repeatable")
+    cut.add_argument("--include", action="append", help="ImageFolder data set to link in with its own split; repeatable")
+    cut.add_argument("--name", required=True, help="crop-set name (a folder under the cache folder's crops/)")
+    cut.add_argument("--margin", type=float, default=0.2, help="context around each face, as at inference")
+    cut.add_argument("--iou", type=float, default=0.5, help="IoU at which a detection is an annotated face")
+    cut.add_argument("--seed", type=int, default=0, help="seed of the photo-level split and the occluders")
+    cut.add_argument("--occlude", type=float, default=0.5,
+                     help="share of bare faces that also get a copy with a hand or object over the mouth")
+    cut.add_argument("--detected-only", action="store_true", help="leave out faces the detector misses")
+    cut.add_argument("-q", "--quiet", action="store_true")
+    cut.set_defaults(func=cmd_cut_crops)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a model on a data-set folder (all images or its test split)")
     evaluate.add_argument("--data", required=True)

@@ -43,6 +43,11 @@ _CLASS_ALIASES = {
     "withoutmasks": "without_mask",
 }
 
+DATASET_MANIFEST = "maskdet-dataset.json"
+"""Optional file at a data-set root written by the tools that build data sets (:mod:`maskdet.crops`):
+where the images came from (``sources``, ``command``) and, in ``split``, the split each file must
+go to (relpath -> ``train`` / ``val`` / ``test``), e.g. to keep all crops of one photo together."""
+
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(done, total)``."""
 
@@ -257,6 +262,21 @@ def build_catalog(scan: DatasetScan, progress: ProgressFn | None = None, workers
 def load_catalog(root: str | Path, progress: ProgressFn | None = None) -> Catalog:
     """Scan and catalogue ``root`` (cached)."""
     return build_catalog(scan_dataset(root), progress=progress)
+
+
+def read_manifest(root: str | Path) -> dict:
+    """The data set's :data:`DATASET_MANIFEST` (``{}`` when it has none); raises :class:`DatasetError`
+    for a manifest that is not a JSON object."""
+    path = Path(root) / DATASET_MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable data-set manifest ({exc})") from None
+    if not isinstance(payload, dict):
+        raise DatasetError(f"{path}: the data-set manifest must be a JSON object")
+    return payload
 
 
 def list_datasets(root: Path | None = None) -> list[Path]:

@@ -43,9 +43,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
+from maskdet.augment import camera_corruptions
+from maskdet.calibration import expected_calibration_error, fit_temperature, fold_temperature
 from maskdet.checkpoint import save_model, validate_model_name
 from maskdet.probe import check_precision, select_probe_crops
-from maskdet.data import DatasetError, ProgressFn, build_catalog, scan_dataset
+from maskdet.data import DatasetError, ProgressFn, build_catalog, read_manifest, scan_dataset
 from maskdet.images import ImageDecodeError, load_rgb
 from maskdet.metrics import compute_metrics
 from maskdet.runtime import autocast, configure_threads, pick_device
@@ -61,6 +63,7 @@ EVAL_BATCH = 128
 FEATURE_CACHE_VERSION = 2  # 2: per-item augmentation seeds (the DataLoader path)
 LOADER_WORKERS_MIN_ITEMS = 512  # smaller splits decode faster than loader worker processes start
 SEED_RANGE = 2**62
+MANIFEST_PROVENANCE = ("sources", "command", "settings", "counts")  # copied into the model card
 
 
 class TrainingCancelled(Exception):
@@ -100,6 +103,8 @@ class TrainConfig:
     img_size: int | None = None
     seed: int = 0
     augment: bool = True
+    robust: bool = False  # add camera corruptions (maskdet.augment) to the augmentation
+    calibrate: bool = True  # fit a temperature on the validation split and fold it into the output layer
     feature_views: int = 2  # training views per image in cached-features mode (1 clean + augmented)
     finetune_blocks: int = 0
     pretrained: bool = True
@@ -224,8 +229,9 @@ def seeded_torch(seed: int) -> Iterator[None]:
         yield
 
 
-def build_augmentation(config: InputConfig) -> v2.Transform:
-    """Label-preserving variation resembling detector crops and webcam frames."""
+def build_augmentation(config: InputConfig, robust: bool = False) -> v2.Transform:
+    """Label-preserving variation resembling detector crops and webcam frames; ``robust`` adds what
+    cameras do (low light, blur, noise, JPEG, low resolution, colour casts: :mod:`maskdet.augment`)."""
     colour = config.channels == 3
     return v2.Compose([
         v2.RandomResizedCrop(config.size, scale=(0.7, 1.0), ratio=(0.85, 1.18), antialias=True),
@@ -233,6 +239,7 @@ def build_augmentation(config: InputConfig) -> v2.Transform:
         v2.RandomApply([v2.RandomRotation(12)], p=0.5),
         v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.25 if colour else 0, hue=0.03 if colour else 0),
         v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.2),
+        *([camera_corruptions()] if robust else []),
     ])
 
 
@@ -413,7 +420,7 @@ def _feature_cache_path(config: TrainConfig, spec: ModelSpec, input_cfg: InputCo
         split=split.to_json(), views=config.feature_views if config.augment else 1, seed=config.seed,
         finetune_blocks=config.finetune_blocks,
         weights=spec.pretrained.sha256 if (spec.pretrained and config.pretrained) else "random",
-        augmentation=repr(build_augmentation(input_cfg)) if config.augment else None,
+        augmentation=repr(build_augmentation(input_cfg, robust=config.robust)) if config.augment else None,
     )
     return artifact_path("features", key, ".pt")
 
@@ -478,7 +485,7 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
             raise DatasetError(f"{config.data}: too few images to give the {name} split both classes")
     logger.info("training %s (%s) on %s: %s", config.name, reporter.mode, config.data, split.counts())
 
-    augmentation = build_augmentation(input_cfg) if config.augment else None
+    augmentation = build_augmentation(input_cfg, robust=config.robust) if config.augment else None
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -542,6 +549,7 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
             break
     if best_state is not None:
         trainable.load_state_dict(best_state)
+    calibration = _calibrate(trainable, val_batches, loss_fn) if config.calibrate else None
 
     reporter.update("evaluate", 0, 1, message="Evaluating on the held-out test split")
     _, _, val_y, val_scores = evaluate(trainable, val_batches, loss_fn)
@@ -558,7 +566,9 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
         "build": {"finetune_blocks": config.finetune_blocks, "pretrained": bool(config.pretrained and spec.pretrained)},
         "mode": reporter.mode,
         "dataset": {"path": str(scan.root), "fingerprint": scan.fingerprint, "images": len(scan.samples),
-                    "unreadable": len(catalog.unreadable)},
+                    "unreadable": len(catalog.unreadable),
+                    **{k: v for k, v in read_manifest(scan.root).items() if k in MANIFEST_PROVENANCE}},
+        "calibration": calibration,
         "split_counts": split.counts(),
         "hyperparameters": {**config.to_json(), "optimizer": "AdamW", "best_epoch": best_epoch},
         "metrics": metrics,
@@ -575,6 +585,19 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
     reporter.update("save", 1, 1, force=True, message=f"Saved {path}")
     reporter.state.phase = "done"
     return TrainResult(name=config.name, path=path, metadata=metadata, model=model.eval())
+
+
+def _calibrate(trainable: nn.Module, val_batches: list, loss_fn: nn.Module) -> dict:
+    """Temperature scaling on the validation split, folded into the output layer; before/after ECE."""
+    _, _, labels, scores = evaluate(trainable, val_batches, loss_fn)
+    temperature = fit_temperature(labels, scores)
+    fold_temperature(trainable, temperature)
+    _, _, _, calibrated = evaluate(trainable, val_batches, loss_fn)
+    logger.info("calibration: temperature %.3f, validation ECE %.4f -> %.4f", temperature,
+                expected_calibration_error(labels, scores), expected_calibration_error(labels, calibrated))
+    return {"method": "temperature scaling on the validation split", "temperature": temperature,
+            "val_ece_before": expected_calibration_error(labels, scores),
+            "val_ece_after": expected_calibration_error(labels, calibrated)}
 
 
 def _cached_features(config, spec, frozen_prefix, input_cfg, split, fingerprint, items, generator, workers, device,

@@ -26,6 +26,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from maskdet.calibration import expected_calibration_error
 from maskdet.settings import CLASSES
 
 THRESHOLD = 0.5
@@ -56,7 +57,8 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def compute_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = THRESHOLD) -> dict:
-    """Accuracy, per-class precision/recall/F1, confusion, ROC AUC and AP of ``with_mask`` scores.
+    """Accuracy, per-class precision/recall/F1, confusion, ROC AUC, AP of ``with_mask`` scores and
+    the expected calibration error (``ece``) of the predicted class's confidence.
 
     ROC AUC and AP are ``None`` when only one class is present (they are undefined).
     ``confusion`` is ``[[tn, fp], [fn, tp]]`` with ``with_mask`` positive.
@@ -93,6 +95,7 @@ def compute_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = T
         "confusion": [[int(tn), int(fp)], [int(fn), int(tp)]],
         "false_positives": int(fp),
         "false_negatives": int(fn),
+        "ece": expected_calibration_error(y_true, scores),
         "threshold": threshold,
     }
 

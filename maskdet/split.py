@@ -5,6 +5,10 @@ slightly cropped). A random split puts copies of test images into training and
 inflates accuracy, so images are first grouped by perceptual-hash distance and whole
 groups are assigned to one split. Groups whose members carry both labels (label
 conflicts) are left out of every split: no honest label exists for them.
+
+A data set built by maskdet's own tools may declare each file's split in its manifest
+(:data:`maskdet.data.DATASET_MANIFEST`), for example so that every crop of one photo lands in the
+same split as the photo; declared files keep their split and only the others are grouped and split.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from maskdet.data import Catalog, FileRecord
+from maskdet.data import Catalog, DatasetError, FileRecord, read_manifest
 from maskdet.settings import CLASSES
 
 NEAR_DUPLICATE_BITS = 8  # dHash Hamming distance (of 64) at or below which two images may be one photo
@@ -192,6 +196,35 @@ class Split:
         )
 
 
+def declared_splits(catalog: Catalog) -> dict[str, str]:
+    """relpath -> split name for the files whose split the data set's manifest fixes."""
+    declared = read_manifest(catalog.root).get("split", {})
+    if not isinstance(declared, dict) or not set(declared.values()) <= set(SPLIT_NAMES):
+        raise DatasetError(f"{catalog.root}: the manifest's split must map file paths to {', '.join(SPLIT_NAMES)}")
+    return declared
+
+
+def assign_groups(
+    group_counts: list[np.ndarray], fractions: tuple[float, float, float], rng: random.Random
+) -> list[str]:
+    """A split name per group of items with several labels (``group_counts[i][label]`` items each),
+    keeping every label's share of each split close to ``fractions``: largest groups first, each to
+    the split furthest below its targets, weighted by the group's labels."""
+    counts = np.asarray(group_counts, dtype=np.float64).reshape(len(group_counts), -1)
+    totals = np.maximum(counts.sum(axis=0), 1.0)
+    order = list(range(len(counts)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: counts[i].sum(), reverse=True)
+    filled = np.zeros((len(SPLIT_NAMES), counts.shape[1]))
+    assigned = [""] * len(counts)
+    for index in order:
+        deficits = ((np.asarray(fractions)[:, None] * totals - filled) / totals) @ counts[index]
+        target = int(np.argmax(deficits))
+        assigned[index] = SPLIT_NAMES[target]
+        filled[target] += counts[index]
+    return assigned
+
+
 def make_split(
     catalog: Catalog,
     seed: int = 0,
@@ -201,8 +234,31 @@ def make_split(
 ) -> Split:
     """Assign whole near-duplicate groups to train / val / test, per class, as close to ``fractions`` as possible.
 
+
     ``groups``: the catalogue's :func:`catalog_groups`, when the caller has them already (the audit).
+    Files whose split the data set declares (:func:`declared_splits`) keep it.
     """
+    declared = declared_splits(catalog)
+    if not declared:
+        return _split_by_groups(catalog, seed, fractions, max_distance, groups)
+    free = Catalog(root=catalog.root, fingerprint=catalog.fingerprint,
+                   records=[r for r in catalog.records if r.relpath not in declared])
+    if groups is not None:
+        groups = {k: kept for k, g in groups.items() if (kept := [r for r in g if r.relpath not in declared])}
+    split = _split_by_groups(free, seed, fractions, max_distance, groups)
+    for record in catalog.readable:
+        if record.relpath in declared:
+            getattr(split, declared[record.relpath]).append(record.relpath)
+            split.labels[record.relpath] = record.label
+    for name in SPLIT_NAMES:
+        getattr(split, name).sort()
+    return split
+
+
+def _split_by_groups(
+    catalog: Catalog, seed: int, fractions: tuple[float, float, float], max_distance: int,
+    groups: dict[int, list[FileRecord]] | None,
+) -> Split:
     if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
     readable = catalog.readable

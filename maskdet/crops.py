@@ -1,0 +1,281 @@
+"""Training sets of face crops cut from boxed photos by the product's own detector.
+
+At inference the classifier sees what :class:`maskdet.pipeline.FacePipeline` gives it: a CenterFace
+box, cut by :func:`maskdet.detect.crop_faces` with the same margin, then resized by the model's
+input configuration. Training on tight, clean data-set crops and running on detector crops of
+street photos is a mismatch the classifier pays for (issue 19), so :func:`build_crop_set` cuts the
+faces of a boxed-photo folder (:mod:`maskdet.boxed`) exactly that way:
+
+- every detection that overlaps an annotated face at IoU >= ``iou`` is cut from the *detector's*
+  box and takes the annotated label; faces the detector misses are cut from the annotation box
+  (``from_annotation``) or left out; faces whose label is not a known class (for example
+  ``mask_weared_incorrect``) are skipped and counted;
+- the split is decided per *photo*, near-duplicate photos grouped (:mod:`maskdet.split`), so
+  crops of one photo never sit on both sides of a split, and declared in the set's manifest
+  (:data:`maskdet.data.DATASET_MANIFEST`) where the training engine picks it up;
+- ImageFolder sets given in ``include`` are linked in (never copied) with the split
+  :func:`maskdet.split.make_split` gives them on their own, so their held-out images stay held out;
+- a share (``occlude``) of the bare faces gets a copy with a hand or another object over the
+  mouth (:func:`maskdet.augment.occlude_mouth`), labelled ``without_mask``, in the same split.
+
+The set is written under the cache folder (:func:`crop_sets_dir`), never into the repository,
+atomically (a half-built set is never seen), with a manifest recording every source (folder,
+fingerprint, counts), the settings and the command.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import shutil
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskdet.augment import occlude_mouth
+from maskdet.boxed import BoxedFolder, BoxedPhoto, match_boxes, scan_boxed_folder
+from maskdet.data import (
+    DATASET_MANIFEST,
+    DatasetError,
+    ProgressFn,
+    build_catalog,
+    perceptual_signature,
+    scan_dataset,
+)
+from maskdet.detect import Face, FaceDetector, crop_faces
+from maskdet.images import ImageDecodeError, load_rgb
+from maskdet.settings import CLASSES, REPO_ROOT, cache_dir
+from maskdet.store import write_json
+from maskdet.split import DEFAULT_FRACTIONS, SPLIT_NAMES, assign_groups, make_split, near_duplicate_groups
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = "maskdet-crop-set"
+MANIFEST_VERSION = 1
+
+
+def crop_sets_dir() -> Path:
+    """Where crop sets are written: ``<cache>/crops``."""
+    return cache_dir() / "crops"
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """How faces are cut and split; recorded in the manifest."""
+
+    margin: float = 0.2  # as maskdet.pipeline.FacePipeline
+    iou: float = 0.5
+    seed: int = 0
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    occlude: float = 0.5  # share of bare faces that also get an occluded copy
+    from_annotation: bool = True  # cut faces the detector misses from their annotation box
+    min_face: int = 10  # faces smaller than this (pixels, shorter side) are left out
+
+
+@dataclass
+class _Crop:
+    relpath: str
+    image: Image.Image
+    photo: str
+
+
+@dataclass
+class CropSetReport:
+    """What :func:`build_crop_set` wrote: the folder and the manifest it holds."""
+
+    path: Path
+    manifest: dict = field(default_factory=dict)
+
+
+def _photo_crops(photo: BoxedPhoto, image: Image.Image, detector: FaceDetector, settings: CropSettings,
+                 source: str, counts: Counter) -> list[_Crop]:
+    faces = detector.detect(np.asarray(image))
+    truth = np.array([face.box for face in photo.faces], dtype=np.float64).reshape(-1, 4)
+    detected = np.array([face.box for face in faces], dtype=np.float64).reshape(-1, 4)
+    matches = match_boxes(truth, detected, settings.iou)
+    crops = []
+    for index, face in enumerate(photo.faces):
+        if not face.known:
+            counts[f"skipped {face.label}"] += 1
+            continue
+        if index in matches:
+            box, origin = faces[matches[index]].box, "detector"
+        elif settings.from_annotation:
+            box, origin = face.box, "annotation"
+        else:
+            counts["missed by the detector (left out)"] += 1
+            continue
+        x0, y0 = max(0, box[0]), max(0, box[1])
+        x1, y1 = min(image.width, box[2]), min(image.height, box[3])
+        if min(x1 - x0, y1 - y0) < settings.min_face:
+            counts[f"smaller than {settings.min_face} px (left out)"] += 1
+            continue
+        counts[f"{face.label} from {origin}"] += 1
+        crop = crop_faces(image, [Face(box=(x0, y0, x1, y1), score=1.0)], margin=settings.margin)[0]
+        crops.append(_Crop(f"{face.label}/{source}/{Path(photo.name).stem}__{index:03d}.png", crop, photo.name))
+    return crops
+
+
+def split_photos(signatures: dict[str, tuple[str, str]], face_counts: dict[str, list[int]],
+                 seed: int, fractions: tuple[float, float, float]) -> dict[str, str]:
+    """Photo name -> split: near-duplicate photos (``signatures``: dHash and thumbnail hex) grouped, each
+    label's faces (``face_counts``) spread over the splits as ``fractions`` asks."""
+    names = sorted(signatures)
+    if not names:
+        return {}
+    hashes = np.array([int(signatures[n][0], 16) for n in names], dtype=np.uint64)
+    thumbs = np.stack([np.frombuffer(bytes.fromhex(signatures[n][1]), dtype=np.uint8) for n in names])
+    groups = near_duplicate_groups(hashes, thumbs)
+    members: dict[int, list[str]] = {}
+    for name, group in zip(names, groups, strict=True):
+        members.setdefault(int(group), []).append(name)
+    ordered = list(members.values())
+    counts = [np.sum([face_counts[n] for n in group], axis=0) for group in ordered]
+    assigned = assign_groups(counts, fractions, random.Random(seed))
+    return {name: split for group, split in zip(ordered, assigned, strict=True) for name in group}
+
+
+def _occluded(crops: list[_Crop], settings: CropSettings, source: str, rng: np.random.Generator) -> list[_Crop]:
+    bare = [c for c in crops if c.relpath.startswith(f"{CLASSES[0]}/")]
+    chosen = [c for c in bare if rng.random() < settings.occlude]
+    return [
+        _Crop(f"{CLASSES[0]}/{source}-occluded/{Path(c.relpath).name}", occlude_mouth(c.image, rng), c.photo)
+        for c in chosen
+    ]
+
+
+def _cut_boxed(folder: BoxedFolder, detector: FaceDetector, settings: CropSettings, staging: Path,
+               progress: ProgressFn | None) -> tuple[dict[str, str], dict]:
+    """Cut, split and write the crops of one boxed folder; returns (relpath -> split, source record)."""
+    source = folder.root.name
+    counts: Counter = Counter()
+    crops: list[_Crop] = []
+    signatures, face_counts = {}, {}
+    errors = list(folder.errors)
+    for done, photo in enumerate(folder.photos, start=1):
+        try:
+            image = load_rgb(photo.image)
+        except ImageDecodeError as exc:
+            errors.append((photo.name, exc.reason))
+            continue
+        signatures[photo.name] = perceptual_signature(image)
+        face_counts[photo.name] = [sum(1 for f in photo.faces if f.label == c) for c in CLASSES]
+        crops.extend(_photo_crops(photo, image, detector, settings, source, counts))
+        if progress:
+            progress(done, len(folder.photos))
+    photo_split = split_photos(signatures, face_counts, settings.seed, settings.fractions)
+    crops += _occluded(crops, settings, source, np.random.default_rng(settings.seed))
+    split = {}
+    for crop in crops:
+        target = staging / crop.relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        crop.image.save(target)
+        split[crop.relpath] = photo_split[crop.photo]
+    record = {
+        "path": str(folder.root), "kind": "boxed-photos", "fingerprint": folder.fingerprint,
+        "photos": len(folder.photos), "faces": folder.label_counts(), "crops": dict(sorted(counts.items())),
+        "occluded_copies": sum(1 for r in split if "-occluded/" in r),
+        "photo_split": {name: sorted(p for p, s in photo_split.items() if s == name) for name in SPLIT_NAMES},
+        "errors": [list(e) for e in errors],
+    }
+    return split, record
+
+
+def _link_image_folder(root: Path, settings: CropSettings, staging: Path) -> tuple[dict[str, str], dict]:
+    """Link an ImageFolder set in, split as :func:`make_split` splits it alone; bare faces get occluded copies."""
+    scan = scan_dataset(root)
+    catalog = build_catalog(scan)
+    own_split = make_split(catalog, seed=settings.seed)
+    source = scan.root.name
+    rng = np.random.default_rng(settings.seed)
+    split, occluded = {}, 0
+    for name in SPLIT_NAMES:
+        for relpath in getattr(own_split, name):
+            label = CLASSES[own_split.labels[relpath]]
+            link = staging / label / source / relpath
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink((scan.root / relpath).resolve(), link)
+            split[link.relative_to(staging).as_posix()] = name
+            if label == CLASSES[0] and rng.random() < settings.occlude:
+                copy = staging / label / f"{source}-occluded" / Path(relpath).with_suffix(".png")
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                occlude_mouth(load_rgb(scan.root / relpath), rng).save(copy)
+                split[copy.relative_to(staging).as_posix()] = name
+                occluded += 1
+    record = {
+        "path": str(scan.root), "kind": "image-folder", "fingerprint": scan.fingerprint,
+        "images": len(scan.samples), "split_counts": own_split.counts(),
+        "excluded_conflicts": len(own_split.excluded_conflicts), "unreadable": len(catalog.unreadable),
+        "occluded_copies": occluded, "layout": "<class>/<source folder name>/<path inside the source>",
+    }
+    return split, record
+
+
+def build_crop_set(
+    boxed: list[Path],
+    name: str,
+    *,
+    include: list[Path] | None = None,
+    detector: FaceDetector | None = None,
+    settings: CropSettings | None = None,
+    command: str | None = None,
+    progress: ProgressFn | None = None,
+) -> CropSetReport:
+    """Cut the faces of the boxed-photo folders ``boxed`` (plus linked ``include`` ImageFolders) into
+    the ImageFolder ``crop_sets_dir()/name``, replacing an older set of that name; see the module docstring.
+
+    Raises :class:`maskdet.data.DatasetError` for folders that are not boxed-photo folders or data sets.
+    """
+    from maskdet.detect import get_detector
+
+    settings = settings or CropSettings()
+    if not name or Path(name).name != name or name.startswith("."):
+        raise DatasetError(f"invalid crop-set name {name!r}: use a plain folder name")
+    folders = [scan_boxed_folder(path) for path in boxed]  # fail before any work
+    if not folders:
+        raise DatasetError("give at least one boxed-photo folder (images/ + annotations/)")
+    detector = detector or get_detector("centerface")
+    final = crop_sets_dir() / name
+    if final.resolve().is_relative_to(REPO_ROOT):
+        raise DatasetError(f"{final} lies inside the repository: crop sets belong in the cache folder")
+    staging = final.parent / f".staging-{name}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        split: dict[str, str] = {}
+        sources = []
+        for folder in folders:
+            part, record = _cut_boxed(folder, detector, settings, staging, progress)
+            split.update(part)
+            sources.append(record)
+        for root in include or []:
+            part, record = _link_image_folder(Path(root), settings, staging)
+            split.update(part)
+            sources.append(record)
+        manifest = {
+            "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command,
+            "settings": {**asdict(settings), "detector": getattr(detector, "name", type(detector).__name__),
+                         "detector_settings": _detector_settings(detector)},
+            "sources": sources,
+            "counts": {s: dict(Counter(r.split("/", 1)[0] for r, v in split.items() if v == s)) for s in SPLIT_NAMES},
+            "split": split,
+        }
+        write_json(staging / DATASET_MANIFEST, manifest)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("crop set %s: %s", final, manifest["counts"])
+    return CropSetReport(path=final, manifest=manifest)
+
+
+def _detector_settings(detector: FaceDetector) -> dict:
+    return {key: getattr(detector, key) for key in ("threshold", "nms_iou", "input_long_side") if hasattr(detector, key)}

@@ -1,0 +1,131 @@
+"""The crop cutter on a hand-made boxed folder: real face photos pasted into canvases, with
+annotations written by hand. Crops must be exactly what the pipeline classifies at inference,
+crops of one photo stay in one split, and the training split honours it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskdet import crops as crops_module
+from maskdet.boxed import iou_matrix, match_boxes, scan_boxed_folder
+from maskdet.crops import CropSettings, build_crop_set
+from maskdet.data import DATASET_MANIFEST, DatasetError, load_catalog
+from maskdet.detect import Face, crop_faces, get_detector
+from maskdet.images import load_rgb
+from maskdet.split import make_split
+
+FACE = 200  # pasted face size; faces sit at x = 60 and x = 360, y = 120
+BACKGROUNDS = [(90, 110, 100), (200, 60, 40), (30, 40, 160), (220, 220, 60), (20, 20, 20), (240, 240, 240)]
+
+
+def _voc(objects: list[tuple[str, tuple[int, int, int, int]]]) -> str:
+    body = "".join(
+        f"<object><name>{name}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+        f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+        for name, b in objects
+    )
+    return f"<annotation><size><width>640</width><height>480</height></size>{body}</annotation>"
+
+
+def _face_box(x: int) -> tuple[int, int, int, int]:
+    """The pasted photo less a 5% border: roughly where its face is."""
+    return (x + 10, 130, x + FACE - 10, 120 + FACE - 10)
+
+
+@pytest.fixture(scope="module")
+def boxed(tmp_path_factory, datasets_root) -> Path:
+    root = tmp_path_factory.mktemp("boxed")
+    (root / "images").mkdir()
+    (root / "annotations").mkdir()
+    masked = sorted((datasets_root / "face-mask-4k" / "with_mask").glob("1_0_*.jpg"))
+    bare = sorted((datasets_root / "face-mask-4k" / "without_mask").glob("0_0_*.jpg"))
+    for index, background in enumerate(BACKGROUNDS):
+        canvas = Image.new("RGB", (640, 480), background)
+        canvas.paste(load_rgb(masked[index * 7]).resize((FACE, FACE)), (60, 120))
+        canvas.paste(load_rgb(bare[index * 7]).resize((FACE, FACE)), (360, 120))
+        canvas.save(root / "images" / f"photo{index}.jpg", quality=95)
+        objects = [("with_mask", _face_box(60)), ("WithoutMask", _face_box(360))]
+        if index == 0:
+            objects += [("mask_weared_incorrect", (10, 10, 50, 50)),  # an unknown class, in an empty corner
+                        ("without_mask", (560, 380, 620, 440))]  # no face there: the detector cannot find it
+        (root / "annotations" / f"photo{index}.xml").write_text(_voc(objects))
+    (root / "annotations" / "broken.xml").write_text("<annotation><object>")
+    return root
+
+
+@pytest.fixture
+def built(boxed, tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(crops_module, "crop_sets_dir", lambda: tmp_path / "crops")
+    settings = CropSettings(occlude=1.0, fractions=(0.5, 0.25, 0.25))
+    return build_crop_set([boxed], "test-set", include=[tiny_dataset], settings=settings, command="cut it")
+
+
+def test_faces_are_cut_as_the_pipeline_cuts_them(built, boxed):
+    detector = get_detector("centerface")
+    folder = scan_boxed_folder(boxed)
+    source = built.manifest["sources"][0]
+    from_detector = 0
+    for photo in folder.photos:
+        image = load_rgb(photo.image)
+        faces = detector.detect(np.asarray(image))
+        truth = np.array([f.box for f in photo.faces], dtype=float)
+        matches = match_boxes(truth, np.array([f.box for f in faces], dtype=float).reshape(-1, 4))
+        for index, face in enumerate(photo.faces):
+            path = built.path / face.label / "boxed0" / f"{photo.image.stem}__{index:03d}.png"
+            if not face.known:
+                assert not path.exists()
+                continue
+            box = faces[matches[index]].box if index in matches else face.box
+            from_detector += index in matches
+            expected = crop_faces(image, [Face(box=box, score=1.0)], margin=0.2)[0]
+            assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(expected)), path
+    assert from_detector >= 8  # most pasted faces are found; the crop is then the detector's
+    assert source["crops"]["skipped mask_weared_incorrect"] == 1
+    assert source["crops"]["without_mask from annotation"] >= 1  # the empty-corner "face"
+    assert [name for name, _ in source["errors"]] == ["broken.xml"]
+    assert source["faces"] == {"with_mask": 6, "without_mask": 7, "mask_weared_incorrect": 1}
+
+
+def test_crops_of_one_photo_share_a_split_and_training_keeps_it(built, tiny_dataset):
+    manifest = json.loads((built.path / DATASET_MANIFEST).read_text())
+    assert manifest["command"] == "cut it" and manifest["settings"]["detector"] == "centerface"
+    split_of_photo: dict[str, set[str]] = {}
+    for relpath, split in manifest["split"].items():
+        if "/boxed0" in relpath:
+            split_of_photo.setdefault(Path(relpath).name.split("__")[0], set()).add(split)
+    assert len(split_of_photo) == 6 and all(len(s) == 1 for s in split_of_photo.values())
+    assert {next(iter(s)) for s in split_of_photo.values()} == {"train", "val", "test"}
+    # Every bare crop has an occluded copy (occlude=1.0), labelled without_mask, in its photo's split.
+    for relpath, split in manifest["split"].items():
+        if relpath.startswith("without_mask/boxed0/"):
+            assert manifest["split"][relpath.replace("boxed0/", "boxed0-occluded/")] == split
+    # The training engine's split of the crop folder is the declared one ...
+    training = make_split(load_catalog(built.path), seed=0)
+    for name in ("train", "val", "test"):
+        assert sorted(getattr(training, name)) == sorted(r for r, s in manifest["split"].items() if s == name)
+    # ... and the linked ImageFolder keeps the split it gets on its own.
+    alone = make_split(load_catalog(tiny_dataset), seed=0)
+    linked_test = {r.split("/", 2)[2] for r in training.test if r.split("/")[1] == tiny_dataset.name}
+    assert linked_test == set(alone.test)
+    assert all((built.path / r).is_symlink() for r in training.train if r.split("/")[1] == tiny_dataset.name)
+
+
+def test_bad_folders_and_names_are_refused(boxed, tmp_path, monkeypatch):
+    monkeypatch.setattr(crops_module, "crop_sets_dir", lambda: tmp_path / "crops")
+    with pytest.raises(DatasetError, match="images/ and annotations/"):
+        build_crop_set([tmp_path], "x")
+    with pytest.raises(DatasetError, match="plain folder name"):
+        build_crop_set([boxed], "../escape")
+    assert not (tmp_path / "crops").exists() or not any((tmp_path / "crops").iterdir())
+
+
+def test_matching_takes_the_best_overlap_once():
+    truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]])
+    detections = np.array([[1, 0, 11, 10], [0, 0, 10, 10], [50, 50, 60, 60]])
+    assert iou_matrix(truth, detections)[0, 1] == 1.0
+    assert match_boxes(truth, detections) == {0: 1}  # the exact box wins, the duplicate and the stray match nothing
