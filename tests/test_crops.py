@@ -129,3 +129,14 @@ def test_matching_takes_the_best_overlap_once():
     detections = np.array([[1, 0, 11, 10], [0, 0, 10, 10], [50, 50, 60, 60]])
     assert iou_matrix(truth, detections)[0, 1] == 1.0
     assert match_boxes(truth, detections) == {0: 1}  # the exact box wins, the duplicate and the stray match nothing
+
+
+def test_a_model_trained_on_a_crop_set_records_its_sources(built, isolated_models_dir, boxed, tiny_dataset):
+    from maskdet.engine import TrainConfig, fit
+
+    result = fit(TrainConfig(arch="mlp", data=built.path, epochs=1, name="on-crops", command="train it"))
+    dataset = result.metadata["dataset"]
+    assert [Path(s["path"]).name for s in dataset["sources"]] == [boxed.name, tiny_dataset.name]
+    assert all(s["fingerprint"] for s in dataset["sources"]) and dataset["command"] == "cut it"
+    for name, counts in built.manifest["counts"].items():
+        assert result.metadata["split_counts"][name] == {c: counts.get(c, 0) for c in ("without_mask", "with_mask")}

@@ -105,3 +105,19 @@ def test_a_warm_feature_cache_gives_the_same_model_as_a_cold_one(tiny_dataset, i
     assert cold.metadata["history"] == warm.metadata["history"]
     for key, value in cold.model.state_dict().items():
         assert torch.equal(value, warm.model.state_dict()[key]), key
+
+
+def test_robust_training_sees_other_views_and_calibrates(tiny_dataset, isolated_models_dir, tmp_path, monkeypatch):
+    """--robust changes the augmented training views (never served from a plain run's feature cache);
+    the saved model is temperature-scaled on validation and its card says so."""
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    config = dict(arch="mobilenet_v2", data=tiny_dataset, epochs=2, img_size=96, feature_views=3, lr=1e-3)
+    plain = fit(TrainConfig(name="plain", calibrate=False, **config))
+    robust = fit(TrainConfig(name="robust", robust=True, **config))
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 2
+    assert robust.metadata["history"][0]["train_loss"] != plain.metadata["history"][0]["train_loss"]
+    assert robust.metadata["hyperparameters"]["robust"] is True
+    calibration = robust.metadata["calibration"]
+    assert calibration["temperature"] > 0 and calibration["val_ece_after"] is not None
+    assert plain.metadata["calibration"] is None
+    assert robust.metadata["metrics"]["test"]["ece"] is not None
