@@ -17,55 +17,45 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.boxed import match_boxes, scan_boxed_folder
 from maskdet.calibration import expected_calibration_error
 from maskdet.crops import crop_sets_dir
 from maskdet.data import load_catalog, read_manifest
 from maskdet.images import load_rgb
 from maskdet.metrics import compute_metrics
 from maskdet.pipeline import build_pipeline
+from maskdet.scenes import evaluate_scenes, load_scene_set
+from maskdet.scenes.evaluate import MISLABELLED
 from maskdet.settings import CLASSES
 from maskdet.split import make_split
 
+KEPT = ("images", "faces", "detection_recall", "false_positives", "accuracy_on_detected", "end_to_end_accuracy",
+        "map50", "per_class")
 
-def evaluate_boxed(pipeline, root: Path, photos: set[str] | None, iou: float = 0.5) -> dict:
-    folder = scan_boxed_folder(root)
-    faces = found = 0
-    labels, scores, errors = [], [], []
-    for photo in folder.photos:
-        if photos is not None and photo.name not in photos:
-            continue
-        predictions = pipeline.predict(np.asarray(load_rgb(photo.image)))
-        known = [f for f in photo.faces if f.known]
-        truth = np.array([f.box for f in photo.faces], dtype=float).reshape(-1, 4)
-        matches = match_boxes(truth, np.array([p.box for p in predictions], dtype=float).reshape(-1, 4), iou)
-        faces += len(known)
-        for index, face in enumerate(photo.faces):
-            if face.known and index in matches:
-                found += 1
-                prediction = predictions[matches[index]]
-                labels.append(CLASSES.index(face.label))
-                scores.append(prediction.p_with_mask)
-                if prediction.label != face.label:
-                    errors.append({"image": photo.name, "box": list(face.box), "label": face.label,
-                                   "confidence": round(prediction.confidence, 3)})
-    labels_np, scores_np = np.array(labels), np.array(scores)
-    correct = (scores_np >= 0.5) == labels_np
-    per_class = {c: {"faces_found": int((labels_np == i).sum()),
-                     "labelled_right": float(correct[labels_np == i].mean()) if (labels_np == i).any() else None}
-                 for i, c in enumerate(CLASSES)}
-    return {
-        "folder": str(root), "photos": len(photos) if photos is not None else len(folder.photos), "faces": faces,
-        "recall": found / max(faces, 1), "accuracy_on_detected": float(correct.mean()) if found else None,
-        "end_to_end": float(correct.sum()) / max(faces, 1), "per_class": per_class,
-        "ece_on_detected": expected_calibration_error(labels_np, scores_np), "errors": errors,
-    }
+
+def evaluate_boxed(pipeline, root: Path, photos: set[str] | None) -> dict:
+    """``evaluate-scenes`` metrics (on ``photos`` only, when given) plus the ECE of the detected faces."""
+    scenes = load_scene_set(root)
+    if photos is not None:
+        scenes = replace(scenes, images=[image for image in scenes.images if image.relpath in photos], problems=[])
+    evaluation = evaluate_scenes(pipeline, scenes)
+    labels, scores = [], []
+    for outcome in evaluation.outcomes:
+        known = outcome.known_faces
+        for d, f in enumerate(outcome.matching.face_of):
+            if f is not None:
+                labels.append(CLASSES.index(known[f].label))
+                scores.append(outcome.predictions[d].p_with_mask)
+    metrics = {key: evaluation.metrics[key] for key in KEPT}
+    mislabelled = [e for e in evaluation.metrics["errors"] if e["kind"] == MISLABELLED]
+    return {"folder": str(root), **metrics, "ece_on_detected": expected_calibration_error(np.array(labels), np.array(scores)),
+            "mislabelled": mislabelled}
 
 
 def evaluate_face_mask_4k_test(pipeline, root: Path) -> dict:

@@ -4,10 +4,11 @@ At inference the classifier sees what :class:`maskdet.pipeline.FacePipeline` giv
 box, cut by :func:`maskdet.detect.crop_faces` with the same margin, then resized by the model's
 input configuration. Training on tight, clean data-set crops and running on detector crops of
 street photos is a mismatch the classifier pays for (issue 19), so :func:`build_crop_set` cuts the
-faces of a boxed-photo folder (:mod:`maskdet.boxed`) exactly that way:
+faces of a boxed-photo folder (:func:`maskdet.scenes.load_scene_set`) exactly that way:
 
-- every detection that overlaps an annotated face at IoU >= ``iou`` is cut from the *detector's*
-  box and takes the annotated label; faces the detector misses are cut from the annotation box
+- every detection matched to an annotated face (IoU >= ``iou``, as the scene evaluator matches:
+  :func:`maskdet.scenes.matching.match_detections`) is cut from the *detector's* box and takes the
+  annotated label; faces the detector misses are cut from the annotation box
   (``from_annotation``) or left out; faces whose label is not a known class (for example
   ``mask_weared_incorrect``) are skipped and counted;
 - the split is decided per *photo*, near-duplicate photos grouped (:mod:`maskdet.split`), so
@@ -39,7 +40,6 @@ import numpy as np
 from PIL import Image
 
 from maskdet.augment import occlude_mouth
-from maskdet.boxed import BoxedFolder, BoxedPhoto, match_boxes, scan_boxed_folder
 from maskdet.data import (
     DATASET_MANIFEST,
     DatasetError,
@@ -50,6 +50,10 @@ from maskdet.data import (
 )
 from maskdet.detect import Face, FaceDetector, crop_faces
 from maskdet.images import ImageDecodeError, load_rgb
+from maskdet.scenes import SceneSet, load_scene_set
+from maskdet.scenes.annotations import SceneImage
+from maskdet.scenes.evaluate import describe_detector
+from maskdet.scenes.matching import match_detections
 from maskdet.settings import CLASSES, REPO_ROOT, cache_dir
 from maskdet.store import write_json
 from maskdet.split import DEFAULT_FRACTIONS, SPLIT_NAMES, assign_groups, make_split, near_duplicate_groups
@@ -93,38 +97,40 @@ class CropSetReport:
     manifest: dict = field(default_factory=dict)
 
 
-def _photo_crops(photo: BoxedPhoto, image: Image.Image, detector: FaceDetector, settings: CropSettings,
+def _photo_crops(photo: SceneImage, image: Image.Image, detector: FaceDetector, settings: CropSettings,
                  source: str, counts: Counter) -> list[_Crop]:
-    faces = detector.detect(np.asarray(image))
-    truth = np.array([face.box for face in photo.faces], dtype=np.float64).reshape(-1, 4)
-    detected = np.array([face.box for face in faces], dtype=np.float64).reshape(-1, 4)
-    matches = match_boxes(truth, detected, settings.iou)
+    detections = detector.detect(np.asarray(image))
+    known = [index for index, face in enumerate(photo.faces) if face.label is not None]
+    counts.update(f"skipped {face.raw_label}" for face in photo.faces if face.label is None)
+    matching = match_detections([d.box for d in detections], [d.score for d in detections],
+                                [photo.faces[i].box for i in known], iou=settings.iou,
+                                ignored_faces=[f.box for f in photo.faces if f.label is None])
+    detection_of = {known[f]: d for d, f in enumerate(matching.face_of) if f is not None}
+    stem = Path(photo.relpath).stem
     crops = []
-    for index, face in enumerate(photo.faces):
-        if not face.known:
-            counts[f"skipped {face.label}"] += 1
-            continue
-        if index in matches:
-            box, origin = faces[matches[index]].box, "detector"
+    for index in known:  # crops are named after the face's place in the annotation file
+        face = photo.faces[index]
+        if index in detection_of:
+            box, origin = detections[detection_of[index]].box, "detector"
         elif settings.from_annotation:
             box, origin = face.box, "annotation"
         else:
             counts["missed by the detector (left out)"] += 1
             continue
-        x0, y0 = max(0, box[0]), max(0, box[1])
-        x1, y1 = min(image.width, box[2]), min(image.height, box[3])
+        x0, y0 = max(0, round(box[0])), max(0, round(box[1]))
+        x1, y1 = min(image.width, round(box[2])), min(image.height, round(box[3]))
         if min(x1 - x0, y1 - y0) < settings.min_face:
             counts[f"smaller than {settings.min_face} px (left out)"] += 1
             continue
         counts[f"{face.label} from {origin}"] += 1
         crop = crop_faces(image, [Face(box=(x0, y0, x1, y1), score=1.0)], margin=settings.margin)[0]
-        crops.append(_Crop(f"{face.label}/{source}/{Path(photo.name).stem}__{index:03d}.png", crop, photo.name))
+        crops.append(_Crop(f"{face.label}/{source}/{stem}__{index:03d}.png", crop, photo.relpath))
     return crops
 
 
 def split_photos(signatures: dict[str, tuple[str, str]], face_counts: dict[str, list[int]],
                  seed: int, fractions: tuple[float, float, float]) -> dict[str, str]:
-    """Photo name -> split: near-duplicate photos (``signatures``: dHash and thumbnail hex) grouped, each
+    """Photo -> split: near-duplicate photos (``signatures``: dHash and thumbnail hex) grouped, each
     label's faces (``face_counts``) spread over the splits as ``fractions`` asks."""
     names = sorted(signatures)
     if not names:
@@ -150,25 +156,25 @@ def _occluded(crops: list[_Crop], settings: CropSettings, source: str, rng: np.r
     ]
 
 
-def _cut_boxed(folder: BoxedFolder, detector: FaceDetector, settings: CropSettings, staging: Path,
+def _cut_boxed(folder: SceneSet, detector: FaceDetector, settings: CropSettings, staging: Path,
                progress: ProgressFn | None) -> tuple[dict[str, str], dict]:
     """Cut, split and write the crops of one boxed folder; returns (relpath -> split, source record)."""
     source = folder.root.name
     counts: Counter = Counter()
     crops: list[_Crop] = []
     signatures, face_counts = {}, {}
-    errors = list(folder.errors)
-    for done, photo in enumerate(folder.photos, start=1):
+    errors = list(folder.problems)
+    for done, photo in enumerate(folder.images, start=1):
         try:
-            image = load_rgb(photo.image)
+            image = load_rgb(folder.root / photo.relpath)
         except ImageDecodeError as exc:
-            errors.append((photo.name, exc.reason))
+            errors.append((photo.relpath, exc.reason))
             continue
-        signatures[photo.name] = perceptual_signature(image)
-        face_counts[photo.name] = [sum(1 for f in photo.faces if f.label == c) for c in CLASSES]
+        signatures[photo.relpath] = perceptual_signature(image)
+        face_counts[photo.relpath] = [sum(1 for f in photo.faces if f.label == c) for c in CLASSES]
         crops.extend(_photo_crops(photo, image, detector, settings, source, counts))
         if progress:
-            progress(done, len(folder.photos))
+            progress(done, len(folder.images))
     photo_split = split_photos(signatures, face_counts, settings.seed, settings.fractions)
     crops += _occluded(crops, settings, source, np.random.default_rng(settings.seed))
     split = {}
@@ -179,7 +185,9 @@ def _cut_boxed(folder: BoxedFolder, detector: FaceDetector, settings: CropSettin
         split[crop.relpath] = photo_split[crop.photo]
     record = {
         "path": str(folder.root), "kind": "boxed-photos", "fingerprint": folder.fingerprint,
-        "photos": len(folder.photos), "faces": folder.label_counts(), "crops": dict(sorted(counts.items())),
+        "photos": len(folder.images), "faces": dict(Counter(f.raw_label if f.label is None else f.label
+                                                             for photo in folder.images for f in photo.faces)),
+        "crops": dict(sorted(counts.items())),
         "occluded_copies": sum(1 for r in split if "-occluded/" in r),
         "photo_split": {name: sorted(p for p, s in photo_split.items() if s == name) for name in SPLIT_NAMES},
         "errors": [list(e) for e in errors],
@@ -230,14 +238,15 @@ def build_crop_set(
     """Cut the faces of the boxed-photo folders ``boxed`` (plus linked ``include`` ImageFolders) into
     the ImageFolder ``crop_sets_dir()/name``, replacing an older set of that name; see the module docstring.
 
-    Raises :class:`maskdet.data.DatasetError` for folders that are not boxed-photo folders or data sets.
+    Raises :class:`maskdet.data.DatasetError` (:class:`maskdet.scenes.SceneSetError` is one) for folders
+    that are not boxed-photo folders or data sets.
     """
     from maskdet.detect import get_detector
 
     settings = settings or CropSettings()
     if not name or Path(name).name != name or name.startswith("."):
         raise DatasetError(f"invalid crop-set name {name!r}: use a plain folder name")
-    folders = [scan_boxed_folder(path) for path in boxed]  # fail before any work
+    folders = [load_scene_set(path) for path in boxed]  # fail before any work
     if not folders:
         raise DatasetError("give at least one boxed-photo folder (images/ + annotations/)")
     detector = detector or get_detector("centerface")
@@ -260,8 +269,7 @@ def build_crop_set(
         manifest = {
             "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command,
-            "settings": {**asdict(settings), "detector": getattr(detector, "name", type(detector).__name__),
-                         "detector_settings": _detector_settings(detector)},
+            "settings": {**asdict(settings), "detector": describe_detector(detector)},
             "sources": sources,
             "counts": {s: dict(Counter(r.split("/", 1)[0] for r, v in split.items() if v == s)) for s in SPLIT_NAMES},
             "split": split,
@@ -276,6 +284,3 @@ def build_crop_set(
     logger.info("crop set %s: %s", final, manifest["counts"])
     return CropSetReport(path=final, manifest=manifest)
 
-
-def _detector_settings(detector: FaceDetector) -> dict:
-    return {key: getattr(detector, key) for key in ("threshold", "nms_iou", "input_long_side") if hasattr(detector, key)}

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 from maskdet import crops as crops_module
-from maskdet.boxed import iou_matrix, match_boxes, scan_boxed_folder
+from maskdet.scenes import load_scene_set
+from maskdet.scenes.evaluate import describe_detector
+from maskdet.scenes.matching import match_detections
 from maskdet.crops import CropSettings, build_crop_set
 from maskdet.data import DATASET_MANIFEST, DatasetError, load_catalog
 from maskdet.detect import Face, crop_faces, get_detector
@@ -67,18 +69,19 @@ def built(boxed, tiny_dataset, tmp_path, monkeypatch):
 
 def test_faces_are_cut_as_the_pipeline_cuts_them(built, boxed):
     detector = get_detector("centerface")
-    folder = scan_boxed_folder(boxed)
+    folder = load_scene_set(boxed)
     source = built.manifest["sources"][0]
     from_detector = 0
-    for photo in folder.photos:
-        image = load_rgb(photo.image)
+    for photo in folder.images:
+        image = load_rgb(boxed / photo.relpath)
         faces = detector.detect(np.asarray(image))
-        truth = np.array([f.box for f in photo.faces], dtype=float)
-        matches = match_boxes(truth, np.array([f.box for f in faces], dtype=float).reshape(-1, 4))
+        known = [i for i, f in enumerate(photo.faces) if f.label is not None]
+        matching = match_detections([f.box for f in faces], [f.score for f in faces], [photo.faces[i].box for i in known])
+        matches = {known[f]: d for d, f in enumerate(matching.face_of) if f is not None}
         for index, face in enumerate(photo.faces):
-            path = built.path / face.label / "boxed0" / f"{photo.image.stem}__{index:03d}.png"
-            if not face.known:
-                assert not path.exists()
+            path = built.path / str(face.label) / "boxed0" / f"{Path(photo.relpath).stem}__{index:03d}.png"
+            if face.label is None:
+                assert not list(built.path.rglob(path.name))
                 continue
             box = faces[matches[index]].box if index in matches else face.box
             from_detector += index in matches
@@ -87,13 +90,14 @@ def test_faces_are_cut_as_the_pipeline_cuts_them(built, boxed):
     assert from_detector >= 8  # most pasted faces are found; the crop is then the detector's
     assert source["crops"]["skipped mask_weared_incorrect"] == 1
     assert source["crops"]["without_mask from annotation"] >= 1  # the empty-corner "face"
-    assert [name for name, _ in source["errors"]] == ["broken.xml"]
+    assert [name for name, _ in source["errors"]] == ["annotations/broken.xml"]
     assert source["faces"] == {"with_mask": 6, "without_mask": 7, "mask_weared_incorrect": 1}
 
 
 def test_crops_of_one_photo_share_a_split_and_training_keeps_it(built, tiny_dataset):
     manifest = json.loads((built.path / DATASET_MANIFEST).read_text())
-    assert manifest["command"] == "cut it" and manifest["settings"]["detector"] == "centerface"
+    assert manifest["command"] == "cut it"
+    assert manifest["settings"]["detector"] == describe_detector(get_detector("centerface"))  # the pipeline's default
     split_of_photo: dict[str, set[str]] = {}
     for relpath, split in manifest["split"].items():
         if "/boxed0" in relpath:
@@ -117,18 +121,11 @@ def test_crops_of_one_photo_share_a_split_and_training_keeps_it(built, tiny_data
 
 def test_bad_folders_and_names_are_refused(boxed, tmp_path, monkeypatch):
     monkeypatch.setattr(crops_module, "crop_sets_dir", lambda: tmp_path / "crops")
-    with pytest.raises(DatasetError, match="images/ and annotations/"):
+    with pytest.raises(DatasetError, match="images/"):
         build_crop_set([tmp_path], "x")
     with pytest.raises(DatasetError, match="plain folder name"):
         build_crop_set([boxed], "../escape")
     assert not (tmp_path / "crops").exists() or not any((tmp_path / "crops").iterdir())
-
-
-def test_matching_takes_the_best_overlap_once():
-    truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]])
-    detections = np.array([[1, 0, 11, 10], [0, 0, 10, 10], [50, 50, 60, 60]])
-    assert iou_matrix(truth, detections)[0, 1] == 1.0
-    assert match_boxes(truth, detections) == {0: 1}  # the exact box wins, the duplicate and the stray match nothing
 
 
 def test_a_model_trained_on_a_crop_set_records_its_sources(built, isolated_models_dir, boxed, tiny_dataset):

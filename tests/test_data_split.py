@@ -81,3 +81,21 @@ def test_face_mask_4k_split_keeps_duplicates_together(datasets_root):
         assert 0.13 <= share <= 0.17
     assert make_split(catalog, seed=0).test == split.test
     assert make_split(catalog, seed=1).test != split.test
+
+
+def test_mixed_label_groups_spread_each_label_by_the_fractions():
+    """Photos holding several faces (groups with both labels) go whole to one split; each label's
+    share per split still lands near 70/15/15."""
+    import random
+
+    import numpy as np
+
+    from maskdet.split import assign_groups
+
+    rng = np.random.default_rng(0)
+    counts = [np.array([rng.integers(0, 3), rng.integers(1, 6)]) for _ in range(400)]
+    assigned = assign_groups(counts, (0.7, 0.15, 0.15), random.Random(0))
+    totals = np.sum(counts, axis=0)
+    for name, fraction in zip(("train", "val", "test"), (0.7, 0.15, 0.15), strict=True):
+        share = np.sum([c for c, s in zip(counts, assigned, strict=True) if s == name], axis=0) / totals
+        assert np.allclose(share, fraction, atol=0.02), (name, share)
