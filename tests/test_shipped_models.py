@@ -40,6 +40,8 @@ def _face_mask_4k_test(folder) -> tuple[list[str], list[int]]:
     The default model trains on a crop set (maskdet.crops) that links face-mask-4k in as
     ``<class>/face-mask-4k/<path in face-mask-4k>`` with the split face-mask-4k gets on its own."""
     split = load_split(folder)
+    if "sources" not in read_metadata(folder)["dataset"]:  # trained on face-mask-4k itself
+        return split["test"], [split["labels"][p] for p in split["test"]]
     paths, labels = [], []
     for relpath in split["test"]:
         _class, source, inner = relpath.split("/", 2)
