@@ -184,7 +184,7 @@ REFUSED_AT_LISTING = {
     "mean-length": "mean has 3 values for 1 channel(s)",
     "zero-std": "input.std.0: Input should be greater than 0",
     "no-weights-record": "weights: Field required",
-    "threshold-above-1": "operating_threshold: Input should be less than or equal to 1",
+    "threshold-above-1": "operating_threshold: Input should be less than 1",
     "fifo-metadata": "metadata.json is a named pipe, not a regular file",
     "metadata-link-out": "is a link to",
     "device-weights": "model.safetensors is a device file, not a regular file",
