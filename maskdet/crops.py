@@ -55,13 +55,34 @@ from maskdet.scenes.annotations import SceneImage
 from maskdet.scenes.evaluate import describe_detector
 from maskdet.scenes.matching import match_detections
 from maskdet.settings import CLASSES, REPO_ROOT, cache_dir
-from maskdet.store import write_json
 from maskdet.split import DEFAULT_FRACTIONS, SPLIT_NAMES, assign_groups, make_split, near_duplicate_groups
+from maskdet.store import write_json
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "maskdet-crop-set"
 MANIFEST_VERSION = 1
+
+
+def locate_split_file(dataset: dict, relpath: str) -> Path | None:
+    """Where a file of a model's saved split lies here, or None.
+
+    ``dataset`` is the model card's ``dataset`` record. The file is looked for in the training folder (as
+    recorded, or by name under the data root); for a crop set, whose linked-in ImageFolder sources keep their
+    layout as ``<class>/<source>/<path>``, also in that source under the data root, so a machine without the
+    crop set (it lives in a cache) still finds the face-mask-4k part.
+    """
+    from maskdet.settings import data_root
+
+    recorded = Path(str(dataset.get("path", ""))).expanduser()
+    for candidate in (recorded / relpath, data_root() / recorded.name / relpath):
+        if candidate.is_file():
+            return candidate
+    parts = relpath.split("/", 2)
+    sources = {Path(str(source.get("path", ""))).name for source in dataset.get("sources", [])}
+    if len(parts) == 3 and parts[1] in sources and (data_root() / parts[1] / parts[2]).is_file():
+        return data_root() / parts[1] / parts[2]
+    return None
 
 
 def crop_sets_dir() -> Path:

@@ -24,6 +24,7 @@ from maskdet import zoo
 from maskdet.checkpoint import load_model, load_split, save_model
 from maskdet.classifier import Classifier
 from maskdet.cli import main
+from maskdet.crops import locate_split_file
 from maskdet.detect import centerface_model_path, get_detector, load_centerface_graph
 from maskdet.export import ExportError, OnnxClassifier, export_model, load_exported_pipeline
 from maskdet.images import load_rgb
@@ -38,14 +39,12 @@ FILES = {"classifier.onnx", "detector.onnx", "metadata.json"}
 
 def held_out_crops(model_folder: Path, datasets_root: Path, per_class: int = 6) -> list[Image.Image]:
     """Real face crops of the model's held-out test split (its data set, or face-mask-4k under the data root)."""
-    loaded_meta = json.loads((model_folder / "metadata.json").read_text())
-    recorded = Path(loaded_meta["dataset"]["path"])
-    root = recorded if recorded.is_dir() else datasets_root / recorded.name
+    dataset = json.loads((model_folder / "metadata.json").read_text())["dataset"]
     test = load_split(model_folder)["test"]
     crops = []
     for cls in ("with_mask", "without_mask"):
-        paths = [rel for rel in test if rel.startswith(f"{cls}/")]
-        crops += [load_rgb(root / rel) for rel in paths[:: max(1, len(paths) // per_class)][:per_class]]
+        paths = [p for rel in test if rel.startswith(f"{cls}/") and (p := locate_split_file(dataset, rel))]
+        crops += [load_rgb(path) for path in paths[:: max(1, len(paths) // per_class)][:per_class]]
     return crops
 
 
@@ -101,10 +100,11 @@ def test_batch_axis_is_dynamic(shipped_export, datasets_root) -> None:
 
 def test_exported_pipeline_finds_and_labels_faces_like_the_product(shipped_export, datasets_root) -> None:
     split = load_split(SHIPPED)["test"]
+    dataset = json.loads((SHIPPED / "metadata.json").read_text())["dataset"]
     canvas = Image.new("RGB", (640, 480), (96, 120, 140))
     for cls, x in (("with_mask", 40), ("without_mask", 380)):
-        rel = next(r for r in split if r.startswith(f"{cls}/"))
-        canvas.paste(load_rgb(datasets_root / "face-mask-4k" / rel).resize((200, 200)), (x, 140))
+        path = next(p for r in split if r.startswith(f"{cls}/") and (p := locate_split_file(dataset, r)))
+        canvas.paste(load_rgb(path).resize((200, 200)), (x, 140))
     frame = np.asarray(canvas)
     product = FacePipeline(Classifier(load_model(SHIPPED), precision="fp32"), get_detector("centerface"))
     exported = load_exported_pipeline(shipped_export)

@@ -19,7 +19,6 @@ from streamlit.testing.v1 import AppTest
 from maskdet.classifier import load_classifier
 from maskdet.compare import COL_MODEL, TABLE_COLUMNS
 from maskdet.evaluation import evaluate_folder
-from maskdet.settings import REPO_ROOT
 from maskdet.metrics import compute_metrics
 from maskdet.settings import CLASSES, REPO_ROOT
 from ui.dataset_picker import SOURCE_PATH

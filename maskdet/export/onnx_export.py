@@ -35,7 +35,6 @@ from PIL import Image
 
 from maskdet.checkpoint import CheckpointError, LoadedModel, load_model, load_split, resolve_model
 from maskdet.images import ImageDecodeError, load_rgb
-from maskdet.settings import data_root
 
 logger = logging.getLogger(__name__)
 
@@ -71,37 +70,30 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _dataset_folder(recorded: str) -> Path | None:
-    """The model's training data set: its recorded path, else a folder of that name under the data root."""
-    for candidate in (Path(recorded).expanduser(), data_root() / Path(recorded).name):
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
 def validation_crops(loaded: LoadedModel, per_class: int = CHECK_CROPS_PER_CLASS) -> list[Image.Image]:
     """Real face crops to check the export on: up to ``per_class`` validation images per class of the
-    model's own split (spread over the split), read from its data set.
+    model's own split (spread over the split), read from its data set (:func:`maskdet.crops.locate_split_file`).
 
     Raises :class:`ExportError` when the split or its images are not available.
     """
+    from maskdet.crops import locate_split_file
+
     split = load_split(loaded.path)
-    folder = _dataset_folder(str((loaded.metadata.get("dataset") or {}).get("path", "")))
-    if split is None or folder is None:
-        raise ExportError(
-            f"cannot check the export of {loaded.name} on real face crops: its split or its data set "
-            f"({(loaded.metadata.get('dataset') or {}).get('path')}) is not available here (set MASKDET_DATA_ROOT)"
-        )
+    dataset = loaded.metadata.get("dataset") or {}
     crops = []
     for cls in loaded.metadata["classes"]:
-        paths = [rel for rel in split.get("val", []) if rel.split("/", 1)[0] == cls]
-        for rel in paths[:: max(1, len(paths) // per_class)][:per_class]:
+        found = [path for rel in (split or {}).get("val", []) if rel.split("/", 1)[0] == cls
+                 and (path := locate_split_file(dataset, rel)) is not None]
+        for path in found[:: max(1, len(found) // per_class)][:per_class]:
             try:
-                crops.append(load_rgb(folder / rel))
+                crops.append(load_rgb(path))
             except ImageDecodeError as exc:
-                logger.warning("check crop %s skipped: %s", rel, exc.reason)
+                logger.warning("check crop %s skipped: %s", path, exc.reason)
     if len(crops) < 2:
-        raise ExportError(f"cannot check the export of {loaded.name}: no readable validation images in {folder}")
+        raise ExportError(
+            f"cannot check the export of {loaded.name} on real face crops: its split or its data set "
+            f"({dataset.get('path')}) is not available here (set MASKDET_DATA_ROOT)"
+        )
     return crops
 
 
