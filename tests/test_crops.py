@@ -137,3 +137,16 @@ def test_a_model_trained_on_a_crop_set_records_its_sources(built, isolated_model
     assert all(s["fingerprint"] for s in dataset["sources"]) and dataset["command"] == "cut it"
     for name, counts in built.manifest["counts"].items():
         assert result.metadata["split_counts"][name] == {c: counts.get(c, 0) for c in ("without_mask", "with_mask")}
+
+
+def test_split_files_of_a_crop_set_are_found_without_the_cached_crop_set(datasets_root, monkeypatch, tmp_path) -> None:
+    """A fresh machine has no cached crop set: the linked-in face-mask-4k part is found under the data root."""
+    from maskdet.crops import locate_split_file
+
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(datasets_root))
+    real = sorted((datasets_root / "face-mask-4k" / "with_mask").iterdir())[0]
+    dataset = {"path": str(tmp_path / "gone" / "kaggle-scenes-face-mask-4k"),
+               "sources": [{"path": "../shared/datasets/kaggle-scenes"}, {"path": "../shared/datasets/face-mask-4k"}]}
+    assert locate_split_file(dataset, f"with_mask/face-mask-4k/with_mask/{real.name}") == real
+    assert locate_split_file(dataset, "with_mask/kaggle-scenes/maksssksksss1__000.png") is None  # cut crops: gone
+    assert locate_split_file(dataset, "with_mask/elsewhere/with_mask/x.jpg") is None
