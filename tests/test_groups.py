@@ -41,10 +41,12 @@ def test_groups_join_transitively_and_are_numbered_by_first_appearance() -> None
 
 def test_face_mask_4k_splits_exactly_as_the_shipped_models_were_split(datasets_root) -> None:
     """The shipped models' split.json was made with the old quadratic union-find: same groups, same split."""
-    shipped = json.loads((REPO_ROOT / "models" / "mobilenet_v2" / "split.json").read_text())
+    # simple_cnn and mlp trained on face-mask-4k itself (the default now trains on a crop set with its own split).
+    shipped = json.loads((REPO_ROOT / "models" / "simple_cnn" / "split.json").read_text())
     split = make_split(load_catalog(datasets_root / "face-mask-4k"), seed=shipped["seed"]).to_json()
     for part in ("train", "val", "test", "excluded_conflicts"):
-        assert split[part] == shipped[part], part
+        differ = set(split[part]) ^ set(shipped[part])
+        assert split[part] == shipped[part], f"{part}: {len(differ)} files differ, e.g. {sorted(differ)[:5]}"
 
 
 def test_an_audit_groups_near_duplicates_once(datasets_root, monkeypatch) -> None:
