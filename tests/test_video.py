@@ -47,14 +47,17 @@ def expected_label(frame: int) -> str:
 @pytest.fixture(scope="module")
 def frames(datasets_root) -> list[np.ndarray]:
     """2 * HALF RGB frames: the first held-out masked photo of the shipped model's split, then the first unmasked."""
+    from maskdet.crops import locate_split_file
+
     split = json.loads((SHIPPED / "split.json").read_text())
+    dataset = json.loads((SHIPPED / "metadata.json").read_text())["dataset"]
     canvases = []
-    for cls in ("with_mask", "without_mask"):
-        rel = next(r for r in split["test"] if r.startswith(f"{cls}/"))
+    for cls in ("with_mask", "without_mask"):  # face-mask-4k photos (the default's split also holds cut crops)
+        path = next(p for r in split["test"] if r.startswith(f"{cls}/face-mask-4k/")
+                    and (p := locate_split_file(dataset, r)))
         canvas = Image.new("RGB", SIZE, (96, 120, 140))
         x, y, side = PLACE
-        canvas.paste(load_rgb(datasets_root / "face-mask-4k" / rel).resize((side, side), Image.Resampling.LANCZOS),
-                     (x, y))
+        canvas.paste(load_rgb(path).resize((side, side), Image.Resampling.LANCZOS), (x, y))
         canvases.append(np.asarray(canvas))
     return [canvases[i // HALF] for i in range(2 * HALF)]
 
