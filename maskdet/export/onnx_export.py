@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskdet.checkpoint import CheckpointError, LoadedModel, load_model, load_split, resolve_model
+from maskdet.checkpoint import CheckpointError, LoadedModel, load_model, load_split, operating_threshold, resolve_model
 from maskdet.images import ImageDecodeError, load_rgb
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
 OPSET = 17
 MAX_PROB_DIFF = 1e-3  # onnxruntime vs PyTorch fp32: the same arithmetic, so more than this is an exporter bug
 CHECK_CROPS_PER_CLASS = 16
-DEFAULT_OPERATING_THRESHOLD = 0.5
 
 
 class ExportError(ValueError):
@@ -195,7 +194,7 @@ def export_card(loaded: LoadedModel, classifier_bytes: bytes, detector: tuple[by
         "positive_class": meta.get("positive_class"),
         "input": {**loaded.input.to_json(), "layout": "NCHW", "dtype": "float32",
                   "preprocess": "RGB (L for 1 channel), bilinear resize to size x size, /255, (x - mean) / std"},
-        "operating_threshold": float(meta.get("operating_threshold", DEFAULT_OPERATING_THRESHOLD)),
+        "operating_threshold": operating_threshold(meta),
         "metrics": meta.get("metrics", {}),
         "classifier": {"file": CLASSIFIER_FILE, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
                        "opset": OPSET, "sha256": sha256_bytes(classifier_bytes)},
