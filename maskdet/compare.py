@@ -331,8 +331,12 @@ def evaluation_cache_path(model_key: str, fingerprint: str) -> Path:
     return cache_dir() / EVALUATIONS_SUBDIR / f"{model_key}-{fingerprint}.json"
 
 
-def cached_evaluation(summary: ModelSummary, fingerprint: str) -> DataEvaluation | None:
-    """The cached evaluation of ``summary``'s weights on data with ``fingerprint``, or None."""
+def cached_evaluation(summary: ModelSummary, data: str | Path, fingerprint: str) -> DataEvaluation | None:
+    """The cached evaluation of ``summary``'s weights on the folder ``data`` (content ``fingerprint``), or None.
+
+    The cache is keyed by content, so the entry may have been written for a copy of the folder elsewhere
+    (a moved or re-extracted data set); the evaluation returned points at ``data``, where its files are now.
+    """
     path = evaluation_cache_path(summary.cache_key, fingerprint)
     if not path.is_file():
         return None
@@ -348,7 +352,8 @@ def cached_evaluation(summary: ModelSummary, fingerprint: str) -> DataEvaluation
     if evaluation.weights_sha256 != summary.weights_sha256 or evaluation.fingerprint != fingerprint:
         return None
     # The model may have been renamed since; the weights are what was evaluated.
-    return evaluation if evaluation.model == summary.name else DataEvaluation(**{**payload, "model": summary.name})
+    here = {"model": summary.name, "data": str(Path(data))}
+    return evaluation if all(payload[k] == v for k, v in here.items()) else DataEvaluation(**{**payload, **here})
 
 
 def evaluate_dataset(
@@ -361,7 +366,7 @@ def evaluate_dataset(
     """
     data = Path(data)
     fingerprint = dataset_fingerprint(data)
-    cached = cached_evaluation(summary, fingerprint)
+    cached = cached_evaluation(summary, data, fingerprint)
     if cached is not None:
         logger.info("evaluation of %s on %s: cache hit", summary.name, data)
         return cached

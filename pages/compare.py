@@ -376,7 +376,7 @@ def unseen_section(selected: list[ModelSummary]) -> tuple[Path | None, dict[str,
     if fingerprint is None:
         return None, {}
     _warn_about_overlap(selected, data, fingerprint)
-    unseen = {s.name: e for s in selected if (e := cached_evaluation(s, fingerprint)) is not None}
+    unseen = {s.name: e for s in selected if (e := cached_evaluation(s, data, fingerprint)) is not None}
     missing = [s for s in selected if s.name not in unseen]
     if missing and st.button(f"Evaluate {len(missing)} model(s) on {data.name}", key="compare_evaluate",
                              type="primary"):

@@ -154,7 +154,7 @@ def test_measure_latency_refuses_zero_runs(summaries: dict) -> None:
 def test_unseen_evaluation_matches_the_cli_path_and_is_cached(summaries: dict, tiny_dataset: Path) -> None:
     s = summaries["tiny-cnn"]
     fingerprint = dataset_fingerprint(tiny_dataset)
-    assert cached_evaluation(s, fingerprint) is None
+    assert cached_evaluation(s, tiny_dataset, fingerprint) is None
     stages = []
     evaluation = evaluate_dataset(s, tiny_dataset, progress=lambda stage, done, total: stages.append((stage, done, total)))
     assert ("classifying", 24, 24) in stages
@@ -171,7 +171,7 @@ def test_unseen_evaluation_matches_the_cli_path_and_is_cached(summaries: dict, t
     stages.clear()
     again = evaluate_dataset(s, tiny_dataset, progress=lambda *args: stages.append(args))
     assert stages == [] and again == evaluation  # served from disk, no model run
-    assert cached_evaluation(summaries["tiny-mlp"], fingerprint) is None  # other weights, other entry
+    assert cached_evaluation(summaries["tiny-mlp"], tiny_dataset, fingerprint) is None  # other weights, other entry
 
 
 def test_changed_folder_or_damaged_cache_means_a_new_evaluation(summaries: dict, tiny_dataset: Path,
@@ -182,11 +182,11 @@ def test_changed_folder_or_damaged_cache_means_a_new_evaluation(summaries: dict,
     first = evaluate_dataset(s, data)
     (data / "without_mask" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     fingerprint = dataset_fingerprint(data)
-    assert fingerprint != first.fingerprint and cached_evaluation(s, fingerprint) is None
+    assert fingerprint != first.fingerprint and cached_evaluation(s, data, fingerprint) is None
     second = evaluate_dataset(s, data)
     assert second.unreadable == 1 and second.metrics["n"] == first.metrics["n"]
     evaluation_cache_path(s.cache_key, fingerprint).write_text("{not json")
-    assert cached_evaluation(s, fingerprint) is None
+    assert cached_evaluation(s, data, fingerprint) is None
     assert evaluate_dataset(s, data).metrics == second.metrics
 
 
@@ -290,11 +290,24 @@ def test_an_unseen_evaluation_keeps_its_files_for_the_gallery(summaries: dict, t
     files = evaluation.scored_files()
     assert files.root == Path(evaluation.data) and len(files.relpaths) == len(files.labels) == 24
     assert sorted(files.relpaths) == sorted(f"{p.parent.name}/{p.name}" for p in tiny_dataset.glob("*/*"))
-    again = cached_evaluation(summaries["tiny-mlp"], evaluation.fingerprint)
+    again = cached_evaluation(summaries["tiny-mlp"], tiny_dataset, evaluation.fingerprint)
     assert again.relpaths == evaluation.relpaths  # kept in the on-disk cache
     errors = misclassified(files, 0.5)
     assert {e.relpath for e in errors} == {p for p, y, s in zip(files.relpaths, files.labels, files.scores,
                                                                 strict=True) if (s >= 0.5) != y}
+
+
+def test_a_cached_evaluation_of_a_moved_folder_points_at_the_folder_in_use(summaries: dict, tiny_dataset: Path,
+                                                                          tmp_path: Path) -> None:
+    first_copy, second_copy = tmp_path / "extracted-once", tmp_path / "extracted-again"
+    shutil.copytree(tiny_dataset, first_copy)
+    evaluation = evaluate_dataset(summaries["tiny-mlp"], first_copy)
+    shutil.rmtree(first_copy)
+    shutil.copytree(tiny_dataset, second_copy)  # the same content elsewhere: the same cache entry
+    again = evaluate_dataset(summaries["tiny-mlp"], second_copy, progress=lambda *args: pytest.fail("re-evaluated"))
+    assert again.scores == evaluation.scores and Path(again.data) == second_copy
+    errors = misclassified(again.scored_files(), 0.5)
+    assert errors and all(e.path.is_file() and e.path.is_relative_to(second_copy) for e in errors)
 
 
 def test_an_old_evaluation_cache_without_files_is_not_used(summaries: dict, tiny_dataset: Path) -> None:
@@ -304,7 +317,7 @@ def test_an_old_evaluation_cache_without_files_is_not_used(summaries: dict, tiny
     old = evaluation.to_json() | {"version": 1}
     del old["relpaths"]
     path.write_text(json.dumps(old))
-    assert cached_evaluation(s, evaluation.fingerprint) is None
+    assert cached_evaluation(s, tiny_dataset, evaluation.fingerprint) is None
 
 
 def scored(root: str, labelled: dict[str, tuple[int, float]]) -> ScoredFiles:
