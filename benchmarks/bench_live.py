@@ -29,7 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.classifier import Classifier, load_classifier  # noqa: E402
+from maskdet.classifier import AUTO_BACKEND, Classifier, load_classifier  # noqa: E402
 from maskdet.detect import DEFAULT_INPUT_LONG_SIDE, get_detector  # noqa: E402
 from maskdet.images import load_rgb  # noqa: E402
 from maskdet.live import LIVE_DETECTOR_OPTIONS, LiveProcessor  # noqa: E402
@@ -87,7 +87,7 @@ def main() -> None:
                         help="CenterFace (onnxruntime) intra-op threads to compare (default: the Webcam page's)")
     args = parser.parse_args()
     try:
-        classifier = load_classifier(args.model, compile=True)  # as the Webcam page runs it
+        classifier = load_classifier(args.model, backend=AUTO_BACKEND)  # as the Webcam page runs it
         classifier.wait_for_compilation()
     except Exception as exc:  # noqa: BLE001 -- a benchmark without a model explains how to get one
         sys.exit(f"cannot load a model ({exc}); train one first, e.g. python -m maskdet train --arch mobilenet_v2 "

@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     start = time.perf_counter()
-    classifier = load_classifier(args.model, compile=True)  # as the dashboard loads it
+    classifier = load_classifier(args.model, compile=True)  # as the dashboard serves a bf16 model
     if not classifier.wait_for_compilation(timeout=900) or not classifier.compiled:
         sys.exit("the classifier did not compile (no C++ compiler, or MASKDET_COMPILE=0): nothing to measure")
     print(f"model {classifier.name} ({classifier.precision}) loaded and compiled in "

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from maskdet.detect import get_detector  # noqa: E402
 from maskdet.images import load_rgb  # noqa: E402
 from maskdet.live import LIVE_DETECTOR_OPTIONS, LiveProcessor  # noqa: E402
-from maskdet.classifier import load_classifier
+from maskdet.classifier import AUTO_BACKEND, load_classifier
 from maskdet.pipeline import FacePipeline  # noqa: E402
 from maskdet.settings import CLASSES, data_root  # noqa: E402
 
@@ -70,7 +70,7 @@ def main() -> int:
     parser.add_argument("--max-growth-mb", type=float, default=8.0)
     args = parser.parse_args()
 
-    classifier = load_classifier(args.model, compile=True)  # as ui.resources.get_classifier does
+    classifier = load_classifier(args.model, backend=AUTO_BACKEND)  # as ui.resources.get_classifier does
     classifier.wait_for_compilation()
     processor = LiveProcessor(FacePipeline(classifier, get_detector("centerface", **LIVE_DETECTOR_OPTIONS)))
     pool = frame_pool()

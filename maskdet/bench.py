@@ -90,7 +90,7 @@ def run_benchmarks(model: str | None = None, quick: bool = False) -> dict:
     """Measure every figure listed in the module docstring; returns a JSON-ready dict."""
     from torchvision.models import mobilenet_v2
 
-    from maskdet.classifier import load_classifier
+    from maskdet.classifier import AUTO_BACKEND, load_classifier
     from maskdet.detect import crop_faces, get_detector
     from maskdet.explain import explain
     from maskdet.live import LIVE_DETECTOR_OPTIONS, LiveProcessor
@@ -98,7 +98,7 @@ def run_benchmarks(model: str | None = None, quick: bool = False) -> dict:
 
     repeats = 10 if quick else 50
     threads = configure_threads()
-    classifier = load_classifier(model, compile=True)  # as the dashboard runs it
+    classifier = load_classifier(model, backend=AUTO_BACKEND)  # as the dashboard runs it
     detector = get_detector("centerface", **LIVE_DETECTOR_OPTIONS)  # as the Webcam page runs it
     webcam = LiveProcessor(FacePipeline(classifier, detector))
     frame = compose_frame(sample_face())
@@ -108,8 +108,9 @@ def run_benchmarks(model: str | None = None, quick: bool = False) -> dict:
     crop = crop_faces(frame, faces[:1])[0]
 
     classifier.wait_for_compilation()
-    results: dict = {"model": classifier.name, "precision": classifier.precision, "compiled": classifier.compiled,
-                     "input_size": classifier.input.size, "threads": threads, "detector": dict(LIVE_DETECTOR_OPTIONS)}
+    results: dict = {"model": classifier.name, "backend": classifier.backend.name, "precision": classifier.precision,
+                     "compiled": classifier.compiled, "input_size": classifier.input.size, "threads": threads,
+                     "detector": dict(LIVE_DETECTOR_OPTIONS)}
     reference = mobilenet_v2(weights=None).eval()
     reference_input = torch.randn(1, 3, 224, 224)
 

@@ -29,10 +29,11 @@ inference thread (:func:`maskdet.runtime.inference_worker`), one frame at a time
 thread count that thread was started with (the process's); CenterFace runs single-threaded
 (:data:`LIVE_DETECTOR_OPTIONS`). Nothing here calls ``torch.set_num_threads``: it is process-wide
 in effect, and changing it around each frame gave any thread whose first torch call fell inside a
-frame one thread for life (pages, explanations, the compile thread; issue 18). The compiled
-classifier's graph is guarded on the thread count it was compiled for, which is the process's
-count too, so frames use it (2 ms per face here, ``benchmarks/bench_stalls.py``) and never
-recompile (1.5-2 s, and streamlit-webrtc ends a stream whose callback takes over 30 s).
+frame one thread for life (pages, explanations, the compile thread; issue 18). The dashboard's
+classifier (``backend="auto"``) is onnxruntime at the process's thread count for an fp32 model; a
+bf16 model's compiled graph is guarded on the thread count it was compiled for, which is the
+process's count too, so frames use it and never recompile (1.5-2 s, ``benchmarks/bench_stalls.py``,
+and streamlit-webrtc ends a stream whose callback takes over 30 s).
 
 :func:`rtc_configuration` builds the WebRTC ICE configuration from ``MASKDET_ICE_SERVERS``.
 """

@@ -10,8 +10,8 @@ from torch import nn
 
 from maskdet.checkpoint import load_model
 from maskdet.images import load_rgb
-from maskdet.classifier import Classifier
-from maskdet.runtime import cpu_has_fast_bf16
+from maskdet.classifier import AUTO_BACKEND, BACKENDS, SERVING_BACKENDS, Classifier
+from maskdet.runtime import configure_threads, cpu_has_fast_bf16
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +80,37 @@ def test_a_compiled_classifier_never_recompiles_at_another_thread_count(tiny_mob
         torch.set_num_threads(previous)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs, "recompiled at another thread count"
     np.testing.assert_allclose(other_answer, compiled_answer, atol=1e-3)
+
+
+def test_the_serving_backend_is_onnxruntime_for_fp32_and_answers_as_pytorch(tiny_mobilenet, face_batch,
+                                                                              tmp_path, monkeypatch) -> None:
+    """``backend="auto"`` (the dashboard's): onnxruntime for an fp32 model, exported once per weights."""
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path))
+    _, inputs = face_batch
+    served = Classifier(load_model(tiny_mobilenet), precision="fp32", backend=AUTO_BACKEND)
+    assert served.backend.name == "onnxruntime" and served.precision == "fp32"
+    assert len(list((tmp_path / "onnx").glob("*/metadata.json"))) == 1  # the export it runs, in the cache
+    with torch.inference_mode():
+        expected = torch.softmax(served.model(inputs), 1).numpy()
+    np.testing.assert_allclose(served.run(inputs), expected, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([served.run(x) for x in inputs.split(1)]), expected, atol=1e-4)
+    assert torch.get_num_threads() == configure_threads()  # loading it changed no thread count
+
+
+def test_the_serving_backend_falls_back_to_the_compiled_graph(tiny_mobilenet, face_batch, monkeypatch) -> None:
+    def unavailable(loaded, dtype):  # noqa: ANN001, ANN202 - as a missing onnxruntime or a refused export fails
+        raise ImportError("No module named 'onnxruntime'")
+
+    monkeypatch.setenv("MASKDET_COMPILE", "0")
+    monkeypatch.setitem(BACKENDS, "onnxruntime", unavailable)
+    _, inputs = face_batch
+    served = Classifier(load_model(tiny_mobilenet), precision="fp32", backend=AUTO_BACKEND)
+    assert served.backend.name == "compiled"
+    np.testing.assert_allclose(served.run(inputs), served.run(inputs, bf16=False), atol=1e-5)
+
+
+@pytest.mark.skipif(not cpu_has_fast_bf16(), reason="this CPU has no native bf16; the product runs fp32 here")
+def test_a_bf16_model_is_served_by_the_compiled_graph(tiny_mobilenet, monkeypatch) -> None:
+    monkeypatch.setenv("MASKDET_COMPILE", "0")
+    served = Classifier(load_model(tiny_mobilenet), precision="bf16", backend=AUTO_BACKEND)
+    assert served.precision == "bf16" and served.backend.name == SERVING_BACKENDS["bf16"][0] == "compiled"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from maskdet.checkpoint import list_models
-from maskdet.classifier import load_classifier
+from maskdet.classifier import AUTO_BACKEND, SERVING_BACKENDS, load_classifier
 from maskdet.compare import cpu_latency_ms, summarize
 
 
@@ -11,11 +11,12 @@ def test_latency_is_measured_through_the_served_classifier(tiny_mobilenet, monke
     monkeypatch.setenv("MASKDET_COMPILE", "1")
     monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_mobilenet.parent))
     summary = summarize(next(m for m in list_models() if m["name"] == tiny_mobilenet.name))
-    served = load_classifier(str(tiny_mobilenet), compile=True)  # what ui.resources.get_classifier returns
+    served = load_classifier(str(tiny_mobilenet), backend=AUTO_BACKEND)  # what ui.resources.get_classifier returns
     calls = []
     real_run = served.backend.run
     monkeypatch.setattr(served.backend, "run", lambda inputs: calls.append(inputs.shape) or real_run(inputs))
     latency = cpu_latency_ms(summary, runs=5, classifier=served)
     assert latency > 0 and len(calls) >= 5, "the served classifier was not the one timed"
-    assert served.compiled, "timed before the compiled graph was ready"
+    assert served.backend.name == SERVING_BACKENDS[served.precision][0]
+    assert served.wait_for_compilation(timeout=0), "timed before the compiled graph was ready"
     assert all(shape[0] == 1 for shape in calls)  # one face at a time, as the webcam sends them

@@ -291,7 +291,7 @@ def test_page_refuses_bad_ice_servers_with_a_clear_message(monkeypatch, isolated
 
 def test_a_compiled_classifier_is_never_recompiled_by_the_frame_callback(pipeline, tiny_mobilenet, held_out_faces,
                                                                         frame_composer, monkeypatch) -> None:
-    """The dashboard compiles its classifier; TorchDynamo guards the graph on the thread count, so once compiled the
+    """The dashboard serves a bf16 model through its compiled graph; TorchDynamo guards the graph on the thread count, so once compiled the
     webcam inference runs at the compiled count, not its single thread: no frame recompiles (seconds to minutes in
     the callback, and streamlit-webrtc ends a stream whose callback takes over 30 s)."""
     import torch._dynamo.utils

@@ -21,7 +21,7 @@ import streamlit as st
 from maskdet.checkpoint import METADATA_FILE, resolve_model
 from maskdet.detect import FaceDetector
 from maskdet.detect import get_detector as build_detector
-from maskdet.classifier import Classifier, load_classifier
+from maskdet.classifier import AUTO_BACKEND, Classifier, load_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def _classifier(path: str, metadata_mtime_ns: int) -> Classifier:
     logger.info("loading classifier %s", path)
-    return load_classifier(path, compile=True)  # the server lives long: single faces get the compiled graph
+    return load_classifier(path, backend=AUTO_BACKEND)  # the server lives long: the fastest faithful backend
 
 
 def get_classifier(name: str | None = None) -> Classifier:

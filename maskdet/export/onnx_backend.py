@@ -122,15 +122,20 @@ class OnnxRuntimeBackend:
     def __init__(self, loaded, dtype) -> None:  # noqa: ANN001 - the BackendFactory signature
         import torch
 
-        from maskdet.export.onnx_export import export_model
+        from maskdet.export.onnx_export import METADATA_FILE, ExportError, export_model
+        from maskdet.runtime import configure_threads
         from maskdet.settings import cache_dir
 
         if dtype != torch.float32:
             raise ValueError("the onnxruntime backend computes in fp32 only")
         folder = cache_dir() / "onnx" / str(loaded.metadata["weights"]["sha256"])[:32]
-        if not (folder / "metadata.json").is_file():
-            export_model(str(loaded.path), folder, force=True)
-        self.classifier = OnnxClassifier(folder)
+        if not (folder / METADATA_FILE).is_file():
+            try:  # staged and renamed into place: another process sees the whole folder or none
+                export_model(str(loaded.path), folder, force=folder.exists())  # a damaged folder is replaced
+            except ExportError:
+                if not (folder / METADATA_FILE).is_file():  # else another process exported it meanwhile
+                    raise
+        self.classifier = OnnxClassifier(folder, threads=configure_threads())  # the process's count, as torch's
 
     def run(self, inputs) -> np.ndarray:  # noqa: ANN001 - a torch tensor or numpy array
         return self.classifier.run(inputs)
