@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.bench import compose_frame, sample_face  # noqa: E402
+from maskdet.bench import compose_frame, median_ms, sample_face  # noqa: E402
 from maskdet.checkpoint import load_model, resolve_model  # noqa: E402
 from maskdet.classifier import Predictor  # noqa: E402
 from maskdet.detect import crop_faces, get_detector  # noqa: E402
@@ -32,17 +31,6 @@ from maskdet.settings import cache_dir  # noqa: E402
 
 BACKEND_NAMES = ("eager", "compiled", "onnxruntime")
 BATCH = 32
-
-
-def median_ms(action, runs: int, warmup: int = 5) -> float:  # noqa: ANN001 - any callable
-    for _ in range(warmup):
-        action()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -70,8 +58,8 @@ def main() -> None:
         predictor = Predictor(loaded, precision=args.precision, backend=name)
         predictor.wait_for_compilation()
         load_s = time.perf_counter() - started
-        one = median_ms(lambda p=predictor: p.run(single), args.runs)
-        many = median_ms(lambda p=predictor: p.run(batch), max(args.runs // 5, 3)) / BATCH
+        one = median_ms(lambda p=predictor: p.run(single), args.runs, warmup=5)
+        many = median_ms(lambda p=predictor: p.run(batch), max(args.runs // 5, 3), warmup=5) / BATCH
         diff = float(np.abs(predictor.run(batch) - reference).max())
         print(f"{name:<12} {load_s:>7.2f} {one:>10.2f} {many:>12.2f} {diff:>9.5f}  ({predictor.precision})")
 

@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 FRAME_SIZE = (640, 480)
 
 
-def _median_ms(action: Callable[[], object], repeats: int, warmup: int = 3) -> float:
+def median_ms(action: Callable[[], object], repeats: int, warmup: int = 3) -> float:
+    """The median wall time of ``action`` in ms over ``repeats`` runs, after ``warmup`` untimed ones."""
     for _ in range(warmup):
         action()
     timings = []
@@ -122,15 +123,15 @@ def run_benchmarks(model: str | None = None, quick: bool = False) -> dict:
         lambda: classifier.predict_proba([crop]), run_reference, repeats * 2)
     results["classify_vs_reference"] = results["classify_ms"] / results["reference_ms"]
 
-    results["detect_ms"] = _median_ms(lambda: detector.detect(frame), repeats)
-    pipeline_ms = _median_ms(lambda: webcam.process_frame(frame), repeats)
+    results["detect_ms"] = median_ms(lambda: detector.detect(frame), repeats)
+    pipeline_ms = median_ms(lambda: webcam.process_frame(frame), repeats)
     if webcam.snapshot().errors:
         raise RuntimeError(f"the webcam path failed on the benchmark frame: {webcam.snapshot().last_error}")
     results["pipeline_ms"] = pipeline_ms
     results["pipeline_fps"] = 1000.0 / pipeline_ms
 
     ig_runs = 2 if quick else 5
-    results["ig_seconds"] = _median_ms(lambda: explain(classifier, crop, method="integrated_gradients"), ig_runs, warmup=1) / 1000
+    results["ig_seconds"] = median_ms(lambda: explain(classifier, crop, method="integrated_gradients"), ig_runs, warmup=1) / 1000
 
     backbone = classifier.model.backbone
     batch = classifier.input.to_tensor([crop] * 32).contiguous(memory_format=torch.channels_last)
@@ -139,7 +140,7 @@ def run_benchmarks(model: str | None = None, quick: bool = False) -> dict:
         with torch.inference_mode(), autocast(torch.device("cpu")):
             backbone(batch)
 
-    results["extract_img_per_s"] = 32 / (_median_ms(extract, 3 if quick else 8, warmup=1) / 1000)
+    results["extract_img_per_s"] = 32 / (median_ms(extract, 3 if quick else 8, warmup=1) / 1000)
     return {key: round(value, 3) if isinstance(value, float) else value for key, value in results.items()}
 
 
