@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from maskdet.checkpoint import load_model
-from maskdet.images import load_rgb
 from maskdet.classifier import AUTO_BACKEND, BACKENDS, SERVING_BACKENDS, Classifier
+from maskdet.images import load_rgb
 from maskdet.runtime import configure_threads, cpu_has_fast_bf16
 
 
