@@ -37,6 +37,9 @@ SETTINGS: dict[str, dict] = {
     "480 px + 10% border": {**BEFORE, "pad": 0.1},
     "480 px + 160 px second scale": {**BEFORE, "extra_long_sides": (160,)},
     "480 px + 160 px, 10% border": {**BEFORE, "pad": 0.1, "extra_long_sides": (160,)},
+    "480 px + 160 px, threshold 0.4 (last round)": {**BEFORE, "threshold": 0.4, "extra_long_sides": (160,)},
+    "480 + 160 px + 2x zoom up to 512 px, 0.4": {**BEFORE, "threshold": 0.4, "extra_long_sides": (160,),
+                                                 "zoom_below": 512},
     "product (centerface)": dict(DETECTOR_CONFIGS["centerface"][1]),
 }
 

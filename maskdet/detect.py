@@ -48,9 +48,11 @@ CENTERFACE_ASSET = Asset(
 # 240 px photos) shrink to sizes the model finds; peaks above 0.4 count. A border (``pad``), running small
 # photos at their own size (``upscale=False``) and lower thresholds found no more faces there or cost false
 # positives; a 320 px first pass lost small faces in crowd photos (kaggle-scenes).
-DEFAULT_THRESHOLD = 0.4
+DEFAULT_THRESHOLD = 0.39
 DEFAULT_INPUT_LONG_SIDE = 480
 DEFAULT_EXTRA_LONG_SIDES = (160,)
+DEFAULT_ZOOM_BELOW = 512
+ZOOM_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,10 @@ class CenterFaceDetector:
 
     The image is scaled so its long side is ``input_long_side`` pixels (aspect ratio kept; with
     ``upscale=False`` a smaller photo runs at its own size), padded to multiples of 32, and run;
-    then again at each of ``extra_long_sides``. Heatmap peaks above ``threshold`` from every pass
-    become boxes, merged by NMS at ``nms_iou``. ``input_long_side=None`` runs at the image's own
+    then again at each of ``extra_long_sides`` and, for a photo whose long side is at most
+    ``zoom_below`` pixels, at ZOOM_FACTOR times its own size (a small crowd photo hides faces of a
+    few pixels; a webcam frame of 640 px is never zoomed). Heatmap peaks above ``threshold`` from
+    every pass become boxes, merged by NMS at ``nms_iou``. ``input_long_side=None`` runs at the image's own
     size (slower, finds smaller faces). ``pad`` adds a black border of that fraction of the long
     side around the image first (for faces cut by the frame edge). ``threads`` sets onnxruntime's intra-op threads; ``model_path``
     overrides the verified model file. One ``onnxruntime`` session is built per detector (~0.5 s): keep
@@ -179,6 +183,7 @@ class CenterFaceDetector:
         upscale: bool = True,
         pad: float = 0.0,
         extra_long_sides: Sequence[int] = DEFAULT_EXTRA_LONG_SIDES,
+        zoom_below: int | None = DEFAULT_ZOOM_BELOW,
         threads: int = 2,
         allow_spinning: bool = False,
         model_path: str | Path | None = None,
@@ -193,12 +198,15 @@ class CenterFaceDetector:
             raise ValueError(f"pad must be in [0, 1], got {pad}")
         if any(side < 32 for side in extra_long_sides):
             raise ValueError(f"extra_long_sides must be at least 32, got {list(extra_long_sides)}")
+        if zoom_below is not None and zoom_below < 16:
+            raise ValueError(f"zoom_below must be at least 16 (or None), got {zoom_below}")
         self.threshold = float(threshold)
         self.nms_iou = float(nms_iou)
         self.input_long_side = input_long_side
         self.upscale = bool(upscale)
         self.pad = float(pad)
         self.extra_long_sides = tuple(int(side) for side in extra_long_sides)
+        self.zoom_below = None if zoom_below is None else int(zoom_below)
         if model_path is None:
             self.model_path = centerface_model_path()
         else:
@@ -224,7 +232,8 @@ class CenterFaceDetector:
     def settings(self) -> dict[str, Any]:
         """What changes the faces found: for reports and cache keys."""
         return {"threshold": self.threshold, "nms_iou": self.nms_iou, "input_long_side": self.input_long_side,
-                "upscale": self.upscale, "pad": self.pad, "extra_long_sides": list(self.extra_long_sides)}
+                "upscale": self.upscale, "pad": self.pad, "extra_long_sides": list(self.extra_long_sides),
+                "zoom_below": self.zoom_below}
 
     def _prepare(self, image: np.ndarray, long_side: int | None) -> tuple[np.ndarray, np.ndarray, int]:
         """Pad, resize (keeping the aspect ratio) and pad to multiples of 32.
@@ -264,10 +273,17 @@ class CenterFaceDetector:
         )
         return boxes, scores
 
+    def long_sides(self, shape: tuple[int, int]) -> tuple[int | None, ...]:
+        """The long side of each pass over an image of ``shape`` (height, width): the main one, the extra ones
+        and, for a photo whose long side is at most ``zoom_below``, ZOOM_FACTOR times its own size."""
+        own = max(shape) + 2 * round(self.pad * max(shape))
+        zoom = (ZOOM_FACTOR * own,) if self.zoom_below is not None and max(shape) <= self.zoom_below else ()
+        return (self.input_long_side, *self.extra_long_sides, *zoom)
+
     def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every heatmap peak above the threshold, from every scale, as boxes in ``image`` pixels (before NMS)."""
         all_boxes, all_scores = [], []
-        for long_side in (self.input_long_side, *self.extra_long_sides):
+        for long_side in self.long_sides(image.shape[:2]):
             blob, scale, border = self._prepare(image, long_side)
             heatmap, sizes, offsets, _landmarks = self._session.run(self._output_names, {self._input_name: blob})
             boxes, scores = self._decode(heatmap, sizes, offsets)
@@ -314,7 +330,7 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
 DETECTOR_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "centerface": ("centerface", {}),
     "centerface-480": ("centerface", {"threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True,
-                                      "pad": 0.0, "extra_long_sides": ()}),
+                                      "pad": 0.0, "extra_long_sides": (), "zoom_below": None}),
     "whole-image": ("whole-image", {}),
 }
 """Named detector settings (name -> (detector, options)) for the CLI and the Compare page.

@@ -30,6 +30,8 @@ from maskdet.detect import (
     get_detector,
 )
 from maskdet.images import load_rgb
+from maskdet.scenes import load_scene_set
+from maskdet.scenes.matching import match_detections
 
 CANVAS_W, CANVAS_H = 640, 480
 FACES_PER_CLASS = 20
@@ -209,7 +211,8 @@ def test_small_photos_run_at_their_own_size_without_upscaling(datasets_root: Pat
     small = np.asarray(load_rgb(datasets_root / "scenes-dev" / "images" / "16-photo.jpg"))  # 240x240
     large = np.asarray(load_rgb(datasets_root / "face-mask-4k" / "with_mask" / "with_mask026.jpg"))
     assert max(small.shape) < 480 < max(large.shape)
-    common = {"threshold": 0.2, "pad": 0.0, "extra_long_sides": (), "model_path": detector.model_path}
+    common = {"threshold": 0.2, "pad": 0.0, "extra_long_sides": (), "zoom_below": None,
+              "model_path": detector.model_path}
     capped = CenterFaceDetector(input_long_side=480, upscale=False, **common)
     assert capped.detect(small) == CenterFaceDetector(input_long_side=None, **common).detect(small)
     assert capped.detect(small) != CenterFaceDetector(input_long_side=480, **common).detect(small)
@@ -227,7 +230,7 @@ def test_named_settings_build_and_the_product_one_is_the_default(detector: Cente
     assert detector_from_config("centerface").settings() == detector.settings()  # what every page builds
     before = detector_from_config("centerface-480", threads=1)
     assert before.settings() == {"threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True,
-                                 "pad": 0.0, "extra_long_sides": []}
+                                 "pad": 0.0, "extra_long_sides": [], "zoom_below": None}
     assert set(DETECTOR_CONFIGS) >= {"centerface", "centerface-480", "whole-image"}
     with pytest.raises(KeyError, match="unknown detector setting"):
         detector_from_config("haar")
@@ -308,3 +311,23 @@ def test_crop_box_random_boxes_inside_image_and_square_when_it_fits() -> None:
         if side <= min(width, height):
             assert right - left == bottom - top == side
             assert left <= x0 and top <= y0 and right >= x1 and bottom >= y1  # the face is never cut
+
+
+def test_small_photos_are_also_run_zoomed_and_webcam_frames_never(datasets_root: Path,
+                                                                  detector: CenterFaceDetector) -> None:
+    """A 400 px crowd photo gets a pass at twice its size (its faces of a few pixels); a 640x480 frame does not."""
+    assert detector.long_sides((300, 400)) == (480, 160, 800)
+    assert detector.long_sides((480, 640)) == (480, 160)
+    unzoomed = CenterFaceDetector(zoom_below=None, model_path=detector.model_path)
+    assert unzoomed.long_sides((300, 400)) == (480, 160)
+    crowd = load_scene_set(datasets_root / "kaggle-scenes")
+    photo = next(image for image in crowd.images if image.relpath == "images/maksssksksss240.jpg")  # 400x245
+    faces = [face.box for face in photo.faces if face.label is not None]
+    rgb = np.asarray(load_rgb(crowd.root / photo.relpath))
+
+    def found(detector: CenterFaceDetector) -> int:
+        boxes = detector.detect(rgb)
+        matching = match_detections([b.box for b in boxes], [b.score for b in boxes], faces, iou=0.5)
+        return sum(face is not None for face in matching.face_of)
+
+    assert found(detector) >= found(unzoomed) + 5, "the zoomed pass finds the back rows' faces"  # 52 vs 45 of 61

@@ -31,8 +31,8 @@ SETTINGS = {
     "native-low-threshold": {"threshold": 0.2, "nms_iou": 0.3, "input_long_side": None},
 }
 SCORE_TOLERANCE = 1e-5
-# The hand-written code ran one pass; later code adds a second scale by default: compare single passes.
-SINGLE_PASS = {"extra_long_sides": ()}
+# The hand-written code ran one pass; later code adds passes by default: compare single passes.
+SINGLE_PASS = {"extra_long_sides": (), "zoom_below": None}
 
 
 def scenes_dev_photos(root: Path) -> list[Path]:

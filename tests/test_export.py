@@ -85,8 +85,9 @@ def test_shipped_model_round_trip_and_card(shipped_export, datasets_root) -> Non
     settings = get_detector("centerface").settings()
     assert (detector["threshold"], detector["nms_iou"], detector["input"]["resize_long_side_to"]) == (
         settings["threshold"], settings["nms_iou"], settings["input_long_side"])
-    assert (detector["input"]["border_fraction"], detector["input"]["upscale"],
-            detector["input"]["extra_long_sides"]) == (settings["pad"], settings["upscale"], settings["extra_long_sides"])
+    assert (detector["input"]["border_fraction"], detector["input"]["upscale"], detector["input"]["extra_long_sides"],
+            detector["input"]["zoom_below"]) == (settings["pad"], settings["upscale"], settings["extra_long_sides"],
+                                                 settings["zoom_below"])
 
 
 def test_batch_axis_is_dynamic(shipped_export, datasets_root) -> None:

@@ -105,7 +105,8 @@ def load_exported_pipeline(folder: str | Path):
                            # cards written before these keys existed describe one pass without a border
                            pad=detector["input"].get("border_fraction", 0.0),
                            upscale=detector["input"].get("upscale", True),
-                           extra_long_sides=tuple(detector["input"].get("extra_long_sides", ()))),
+                           extra_long_sides=tuple(detector["input"].get("extra_long_sides", ())),
+                           zoom_below=detector["input"].get("zoom_below")),
         margin=detector["crop_margin"],
     )
 

@@ -153,7 +153,7 @@ def product_detector() -> tuple[bytes, dict]:
 
 def detector_card(detector_bytes: bytes, settings: dict) -> dict:
     """How the product runs ``detector.onnx``: pre-processing, decoding and the settings of its default detector."""
-    from maskdet.detect import CENTERFACE_ASSET, CenterFaceDetector
+    from maskdet.detect import CENTERFACE_ASSET, ZOOM_FACTOR, CenterFaceDetector
     from maskdet.pipeline import DEFAULT_MARGIN
 
     return {
@@ -165,9 +165,11 @@ def detector_card(detector_bytes: bytes, settings: dict) -> dict:
         "input": {"layout": "NCHW", "dtype": "float32", "colour": "RGB", "range": [0, 255], "normalised": False,
                   "resize_long_side_to": settings["input_long_side"], "pad_to_multiple_of": 32,
                   # a black border of this fraction of the long side first; never upscale when false; then the
-                  # same again at each extra long side, all peaks merged by one NMS (maskdet.detect)
+                  # same again at each extra long side and, for a photo whose long side is at most zoom_below,
+                  # at zoom_factor times its own size; all peaks merged by one NMS (maskdet.detect)
                   "border_fraction": settings["pad"], "upscale": settings["upscale"],
-                  "extra_long_sides": list(settings["extra_long_sides"])},
+                  "extra_long_sides": list(settings["extra_long_sides"]), "zoom_below": settings["zoom_below"],
+                  "zoom_factor": ZOOM_FACTOR},
         "outputs": ["heatmap", "scale", "offset", "landmarks"],
         "stride": 4,
         "decode": "peaks of heatmap > threshold; box size = exp(scale) * stride (h, w); "
