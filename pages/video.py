@@ -1,71 +1,84 @@
 """Video page: upload a clip, watch the analysis progress, then see faces per class over time, the
 annotated clip (play or download) and the moments with unmasked faces.
 
-The analysis is a :class:`maskdet.video.job.VideoJob` (a worker thread, one per session, kept in
-``st.session_state``): the page only starts it and reads its snapshots, in a fragment redrawn every
-:data:`REFRESH_S` seconds while it runs; the worker never calls Streamlit. A clip that cannot be decoded
-gets one error message; a truncated one shows what could be read, with the reason.
+The analysis is an ``analyse-video`` job (:mod:`maskdet.jobs`) in a process of its own, which loads the
+models and writes the annotated clip, the thumbnails and the faces per frame into the clip's folder
+(:mod:`maskdet.video.results`). The server only saves the upload, shows the job's progress in a
+fragment redrawn every :data:`REFRESH_S` seconds (a Stop button cancels it) and, once it has finished,
+reads the folder. The runner belongs to the session (``st.session_state``): uploads are per session, and
+one visitor's long clip must not hold up another's, as a server-wide one-job runner would. The folder is
+keyed by the clip's bytes, the model's weights and the settings, so the same clip analysed again, in any
+session, is shown at once. A clip that cannot be decoded gets one error message; a truncated one shows
+what could be read, with the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from maskdet.assets import AssetUnavailableError
-from maskdet.checkpoint import CheckpointError
-from maskdet.pipeline import FacePipeline
+from maskdet.checkpoint import CheckpointError, operating_threshold, read_metadata, resolve_model
+from maskdet.jobs import JobRunner, JobState
 from maskdet.video import VIDEO_SUFFIXES
-from maskdet.video.job import VideoJob, VideoJobState, VideoJobStatus, job_folder
+from maskdet.video.results import VideoResults, analysis_folder, analysis_key, read_results, stage_clip
 from ui.markup import code, plain
 from ui.models import choose_model
-from ui.resources import get_classifier, get_detector
 from ui.shell import setup_page
 
 setup_page("Video")
 
 UPLOAD_LIMIT_MB = 200  # server.maxUploadSize in .streamlit/config.toml
 REFRESH_S = 0.5
+DETECTOR = "centerface"  # the product's face detector setting, as on the Photo page
+RUNNER_KEY = "video_runner"
 LABEL_TEXT = {"with_mask": "😷 with mask", "without_mask": "🙂 without mask"}
 COLOURS = {LABEL_TEXT["with_mask"]: "#28a745", LABEL_TEXT["without_mask"]: "#dc3545"}
+ENDED_NOTES = {
+    JobState.CANCELLED: "Stopped: nothing was kept.",
+    JobState.FINISHED: "The results of this analysis were deleted to make room for newer clips.",
+}
 
 
-def start_job(data: bytes, name: str, pipeline: FacePipeline, every: int, key: str) -> VideoJob:
-    """Save the upload in a job folder and start analysing it."""
-    folder = job_folder(key)
-    source = folder / f"clip{PurePath(name).suffix.lower()}"
-    source.write_bytes(data)
-    return VideoJob(source, pipeline, folder / "annotated.mp4", every=every).start()
+def start_job(data: bytes, name: str, folder: Path, model: str, threshold: float, every: int) -> JobRunner:
+    """Save the upload in its folder and start analysing it on a new runner (the session's previous job is
+    cancelled: its clip is no longer on the page)."""
+    clip = stage_clip(data, PurePath(name).suffix, folder)
+    previous: JobRunner | None = st.session_state.get(RUNNER_KEY)
+    if previous is not None:
+        previous.cancel()
+    runner = JobRunner()
+    runner.submit("analyse-video", {"clip": str(clip), "model": model, "detector": DETECTOR, "every": every,
+                                    "threshold": threshold, "output": str(folder)})
+    st.session_state[RUNNER_KEY] = runner
+    return runner
 
 
 @st.fragment(run_every=REFRESH_S)
-def show_progress(job: VideoJob) -> None:
-    """The progress bar; a full rerun (which draws the results) once the job has ended."""
-    status = job.snapshot()
+def show_progress(runner: JobRunner) -> None:
+    """The progress bar and Stop; a full rerun (which draws the results) once the job has ended."""
+    status = runner.snapshot()
     if not status.active:
         st.rerun()
-    expected = status.info.expected_frames if status.info else 0
-    st.progress(status.fraction, text=f"Analysing: frame {status.frames_read} of {expected or '?'}"
-                                      f" · {status.seconds:.0f} s")
-    if st.button("Stop", key="video_stop"):
-        job.cancel()
+    message = status.progress.message if status.progress else "Starting"
+    st.progress(status.fraction, text=f"Analysing: {message} · {status.elapsed():.0f} s")
+    st.button("Stop", key="video_stop", on_click=runner.cancel, disabled=status.state == JobState.CANCELLING)
 
 
-def frame_table(status: VideoJobStatus) -> pd.DataFrame:
+def frame_table(results: VideoResults) -> pd.DataFrame:
     """One row per processed frame: frame, time and faces per class."""
     return pd.DataFrame([{"frame": row.frame, "time (s)": round(row.time, 3), **row.counts}
-                         for row in status.timeline], columns=["frame", "time (s)", *LABEL_TEXT])
+                         for row in results.frames], columns=["frame", "time (s)", *LABEL_TEXT])
 
 
-def show_results(status: VideoJobStatus, name: str) -> None:
-    table = frame_table(status)
+def show_results(results: VideoResults, name: str) -> None:
+    table = frame_table(results)
     totals = ", ".join(f"{int(table[label].sum())} {text}" for label, text in LABEL_TEXT.items())
-    speed = len(table) / status.seconds if status.seconds else 0.0
-    st.success(f"{len(table)} frames analysed in {status.seconds:.1f} s ({speed:.1f} frames/s): {totals} "
+    speed = len(table) / results.seconds if results.seconds else 0.0
+    st.success(f"{len(table)} frames analysed in {results.seconds:.1f} s ({speed:.1f} frames/s): {totals} "
                "(faces summed over frames)")
     long = table.melt(id_vars=["frame", "time (s)"], value_vars=list(LABEL_TEXT), var_name="class", value_name="faces")
     long["class"] = long["class"].map(LABEL_TEXT)
@@ -73,15 +86,14 @@ def show_results(status: VideoJobStatus, name: str) -> None:
                      title="Faces per class over time")
     figure.update_yaxes(rangemode="tozero", dtick=1)
     st.plotly_chart(figure, key="video_counts")
-    if status.annotated is not None:
-        clip = status.annotated.read_bytes()
-        st.video(clip, format="video/mp4")
-        st.download_button("Download the annotated clip", clip, file_name=f"{PurePath(name).stem}-annotated.mp4",
-                           mime="video/mp4", key="video_download")
-    if status.thumbnails:
+    clip = results.annotated.read_bytes()
+    st.video(clip, format="video/mp4")
+    st.download_button("Download the annotated clip", clip, file_name=f"{PurePath(name).stem}-annotated.mp4",
+                       mime="video/mp4", key="video_download")
+    if results.thumbnails:
         st.subheader("Frames with unmasked faces")
-        st.image([t.image for t in status.thumbnails], caption=[f"{t.time:.1f} s (frame {t.frame})"
-                                                                 for t in status.thumbnails], width=192)
+        st.image([str(t.path) for t in results.thumbnails],
+                 caption=[f"{t.time:.1f} s (frame {t.frame})" for t in results.thumbnails], width=192)
     else:
         st.info("No unmasked face in the analysed frames.")
     with st.expander("Faces per frame"):
@@ -93,14 +105,14 @@ st.caption("Upload a clip: every face in every frame is found and labelled; see 
 
 controls = st.columns(2)
 model_name = choose_model(controls[0], key="video_model")
-every = controls[1].number_input("Analyse every N-th frame", min_value=1, max_value=100, value=1, step=1,
-                                 key="video_every", help="2 halves the work; the annotated clip keeps every frame.")
+every = int(controls[1].number_input("Analyse every N-th frame", min_value=1, max_value=100, value=1, step=1,
+                                     key="video_every", help="2 halves the work; the annotated clip keeps every frame."))
 try:
-    classifier = get_classifier(model_name)
-    pipeline = FacePipeline(classifier, get_detector("centerface"))
-except (CheckpointError, AssetUnavailableError) as exc:
-    st.error(f"Cannot load the models: {exc}")
+    card = read_metadata(resolve_model(model_name))  # the model itself is loaded by the job, not by the server
+except CheckpointError as exc:
+    st.error(f"Cannot use the model: {exc}")
     st.stop()
+threshold = operating_threshold(card)
 
 upload = st.file_uploader("Clip", type=sorted(s.lstrip(".") for s in VIDEO_SUFFIXES), key="video_upload",
                           max_upload_size=UPLOAD_LIMIT_MB, help="MP4, WebM, MOV, AVI or MKV.")
@@ -109,28 +121,31 @@ if upload is None:
     st.stop()
 
 data = upload.getvalue()
-key = hashlib.sha256(data + f"|{classifier.loaded.metadata['weights']['sha256']}|{every}".encode()).hexdigest()[:16]
-job: VideoJob | None = st.session_state.get("video_job")
-if job is None or st.session_state.get("video_job_key") != key:
-    if job is not None:
-        job.cancel()
-    job = start_job(data, upload.name, pipeline, int(every), key)
-    st.session_state["video_job"], st.session_state["video_job_key"] = job, key
-
+folder = analysis_folder(analysis_key(hashlib.sha256(data).hexdigest(), card["weights"]["sha256"], threshold,
+                                      every, DETECTOR))
 st.subheader(plain(upload.name))
-status = job.snapshot()
-if status.active:
-    show_progress(job)
-    st.stop()
-if status.state == VideoJobState.FAILED:
-    st.error(f"Cannot read {code(upload.name)}: {plain(status.error)}")
-    st.stop()
-if status.state == VideoJobState.CANCELLED:
-    st.warning("Stopped: nothing was kept.")
+results = read_results(folder)
+if results is None:
+    runner: JobRunner | None = st.session_state.get(RUNNER_KEY)
+    status = runner.snapshot() if runner is not None else None
+    if status is None or status.config.get("output") != str(folder):  # no job of this session on this clip yet
+        try:
+            runner = start_job(data, upload.name, folder, model_name, threshold, every)
+        except ValueError as exc:
+            st.error(f"Cannot analyse {code(upload.name)}: {plain(str(exc))}")
+            st.stop()
+        status = runner.snapshot()
+    if status.active:
+        show_progress(runner)
+        st.stop()
+    if status.state == JobState.FAILED:
+        st.error(f"Cannot analyse {code(upload.name)}: {plain(status.error)}")
+        st.stop()
+    st.warning(ENDED_NOTES[status.state])  # cancelled, or finished but its folder is gone
     if st.button("Analyse it again", key="video_restart"):
-        del st.session_state["video_job_key"]
+        del st.session_state[RUNNER_KEY]
         st.rerun()
     st.stop()
-if status.error:
-    st.warning(f"Only part of {code(upload.name)} could be read: {plain(status.error)}. Showing what was read.")
-show_results(status, upload.name)
+if results.error:
+    st.warning(f"Only part of {code(upload.name)} could be read: {plain(results.error)}. Showing what was read.")
+show_results(results, upload.name)

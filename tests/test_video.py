@@ -1,18 +1,22 @@
-"""Video clips through ``predict`` and the Video page: per-frame labels, --every, --annotate, broken clips.
+"""Video clips through ``predict``, the ``analyse-video`` job and the Video page: per-frame labels, --every,
+--annotate, the job's outputs, progress and cancel, broken clips.
 
 Clips are made here from two real face-mask-4k photos of the shipped model's held-out test split (one
 masked, one not) pasted on a plain 640x480 canvas: the first half of the frames shows the masked face,
-the second half the unmasked one. The real CLI runs in a subprocess with the real CenterFace detector
-and the shipped MobileNetV2; the page runs under AppTest with the same model.
+the second half the unmasked one. The real CLI and the real job run in subprocesses with the real
+CenterFace detector and the shipped MobileNetV2; the page runs under AppTest with the same model and
+submits the same job.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import av
 import numpy as np
 import pytest
 import streamlit as st
+import torch
 from dashboard import page_test
 from markdown_text import texts
 from PIL import Image
@@ -27,7 +32,9 @@ from streamlit.testing.v1 import AppTest
 
 from maskdet.checkpoint import set_default_model
 from maskdet.images import load_rgb
+from maskdet.jobs import JobRunner, JobState, JobStatus
 from maskdet.video import VideoDecodeError, VideoReader
+from maskdet.video.results import ANNOTATED, MANIFEST, THUMBNAIL_WIDTH, read_results
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models" / "mobilenet_v2"
@@ -38,6 +45,7 @@ SIZE = (640, 480)
 PLACE = (220, 140, 200)  # x, y, side of the pasted face
 FRAME_KEYS = {"path", "frame", "time", "width", "height", "faces"}
 TIMEOUT = 300
+CANCEL_WITHIN_S = 10.0  # the job checks its flag after every frame; a busy shared machine is slow
 
 
 def expected_label(frame: int) -> str:
@@ -159,7 +167,107 @@ def test_reader_refuses_files_that_are_not_video(tmp_path) -> None:
         VideoReader(text)
 
 
+# --- the analyse-video job ------------------------------------------------------------------------
+
+def submit(clip: Path, output: Path, **settings: object) -> JobRunner:
+    runner = JobRunner()
+    runner.submit("analyse-video", {"clip": str(clip), "model": str(SHIPPED), "output": str(output), **settings})
+    return runner
+
+
+def follow(runner: JobRunner, until=lambda status: not status.active) -> tuple[JobStatus, list[JobStatus]]:  # noqa: ANN001
+    """Poll ``runner`` until ``until(status)``; the last status and every one seen before."""
+    seen: list[JobStatus] = []
+    deadline = time.monotonic() + TIMEOUT
+    while not until(status := runner.snapshot()):
+        assert time.monotonic() < deadline, f"condition not reached in {TIMEOUT} s; last status {status}"
+        seen.append(status)
+        time.sleep(0.02)
+    return status, seen
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+
+
+def test_video_job_reports_progress_and_writes_clip_thumbnails_and_counts(clips, tmp_path) -> None:
+    output = tmp_path / "out"
+    status, seen = follow(submit(clips["mp4"], output))
+    assert status.state == JobState.FINISHED, status.error
+    assert status.kind == "analyse-video" and status.result["output"] == str(output)
+    assert {s.worker_pid for s in seen if s.progress} - {None} and os.getpid() not in {s.worker_pid for s in seen}
+    # Progress: frames done of the declared total, monotonic, up to 100 % once every frame is decoded.
+    fractions = [s.progress.fraction for s in seen if s.progress]
+    assert fractions == sorted(fractions) and len(set(fractions)) > 2
+    assert status.progress.fraction == 1.0 and status.fraction == 1.0
+    assert status.progress.message == f"Frame {2 * HALF} of {2 * HALF}"
+    assert status.log[-1].endswith(f"Finished: {2 * HALF} frames of clip.mp4 analysed")
+
+    results = read_results(output)
+    assert results is not None and results.error is None and results.every == 1
+    assert (results.info.width, results.info.height, results.info.frames) == (*SIZE, 2 * HALF)
+    assert [row.frame for row in results.frames] == list(range(2 * HALF))
+    for row in results.frames:
+        masked = expected_label(row.frame) == "with_mask"
+        assert row.counts == ({"with_mask": 1, "without_mask": 0} if masked else {"with_mask": 0, "without_mask": 1})
+        assert row.time == pytest.approx(row.frame / FPS, abs=1e-3)
+    assert len(decoded_frames(results.annotated)) == 2 * HALF
+    # Thumbnails: small annotated JPEGs of unmasked moments only, at most one per second of clip.
+    assert results.thumbnails and all(t.frame >= HALF for t in results.thumbnails)
+    assert len(results.thumbnails) <= 1 + (HALF - 1) // FPS
+    for thumb in results.thumbnails:
+        with Image.open(thumb.path) as picture:
+            assert picture.format == "JPEG" and picture.width == THUMBNAIL_WIDTH
+            red, green, _blue = np.asarray(picture.convert("RGB"), dtype=int).reshape(-1, 3).T
+            assert ((red - green > 100) & (red > 150)).sum() > 20  # the red box of an unmasked face is drawn
+    assert json.loads((output / MANIFEST).read_text())["frames"][HALF]["counts"]["without_mask"] == 1
+
+
+def test_cancelling_a_video_job_mid_run_keeps_no_result(frames, tmp_path) -> None:
+    clip = write_clip(tmp_path / "long.mp4", frames * 6)
+    output = tmp_path / "out"
+    runner = submit(clip, output)
+    status, _ = follow(runner, lambda s: s.progress is not None and s.progress.phase == "analyse")
+    assert status.progress.fraction < 0.5, "the job got too far before the test could cancel it"
+    asked = time.monotonic()
+    assert runner.cancel()
+    status = runner.wait(CANCEL_WITHIN_S)
+    assert status.state == JobState.CANCELLED and time.monotonic() - asked < CANCEL_WITHIN_S, status
+    assert status.result is None and status.log[-1].endswith("Cancelled: nothing was saved")
+    assert read_results(output) is None
+    assert sorted(output.rglob("*")) == []  # no annotated clip, partial file, thumbnail or manifest
+
+
+def test_an_undecodable_clip_fails_the_job_with_the_reason(clips, tmp_path) -> None:
+    output = tmp_path / "out"
+    status, _ = follow(submit(clips["corrupt"], output))
+    assert status.state == JobState.FAILED and status.result is None
+    assert status.error.startswith("not a readable video"), status.error
+    assert status.log[-1].endswith(f"Failed: {status.error}")
+    assert read_results(output) is None and not (output / ANNOTATED).exists()
+
+
+def test_bad_video_job_settings_are_refused_before_a_process_starts(clips, tmp_path) -> None:
+    runner = JobRunner()
+    good = {"clip": str(clips["mp4"]), "model": str(SHIPPED), "output": str(tmp_path / "out")}
+    refused = [({"clip": str(tmp_path / "gone.mp4")}, "does not exist"), ({"every": 0}, "at least 1"),
+               ({"every": 1.5}, "whole number"), ({"threshold": 1.0}, "threshold"),
+               ({"detector": "yolo"}, "unknown face detector"), ({"model": str(tmp_path / "no-model")}, "does not exist")]
+    for change, message in refused:
+        with pytest.raises(ValueError, match=message):
+            runner.submit("analyse-video", {**good, **change})
+    with pytest.raises(ValueError, match="needs output"):
+        runner.submit("analyse-video", {"clip": str(clips["mp4"])})
+    assert runner.snapshot() == JobStatus() and not (tmp_path / "out").exists()
+
+
 # --- the Video page ------------------------------------------------------------------------------
+
+RUNNER_KEY = "video_runner"
+
 
 @pytest.fixture
 def page_models(isolated_models_dir: Path) -> Path:
@@ -169,15 +277,35 @@ def page_models(isolated_models_dir: Path) -> Path:
 
 
 @pytest.fixture
-def page(page_models, tmp_path, monkeypatch) -> AppTest:
+def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
-    st.cache_data.clear()
-    return page_test(PAGE, TIMEOUT).run()
+    return tmp_path / "cache"
 
 
-def upload_and_wait(at: AppTest, name: str, data: bytes, mime: str = "video/mp4") -> AppTest:
-    """Upload a clip and rerun until the progress bar is gone (the job has ended)."""
-    at.file_uploader(key="video_upload").set_value([(name, data, mime)]).run()
+@pytest.fixture
+def new_page(page_models, cache):
+    """A factory of fresh Video page sessions (not yet run); their jobs are cancelled afterwards."""
+    apps: list[AppTest] = []
+
+    def new() -> AppTest:
+        st.cache_data.clear()
+        apps.append(page_test(PAGE, TIMEOUT))
+        return apps[-1]
+
+    yield new
+    for app in apps:
+        runner = app.session_state[RUNNER_KEY] if RUNNER_KEY in app.session_state else None
+        if runner is not None:
+            runner.cancel()
+            runner.wait(TIMEOUT)
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "video/mp4") -> AppTest:
+    return at.file_uploader(key="video_upload").set_value([(name, data, mime)]).run()
+
+
+def wait_for_job(at: AppTest) -> AppTest:
+    """Rerun until the progress bar is gone (the job has ended)."""
     deadline = time.monotonic() + TIMEOUT
     while at.get("progress") and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -186,9 +314,34 @@ def upload_and_wait(at: AppTest, name: str, data: bytes, mime: str = "video/mp4"
     return at
 
 
-def test_page_shows_labels_per_frame_chart_clip_and_unmasked_strip(page, clips) -> None:
-    at = upload_and_wait(page, "clip.mp4", clips["mp4"].read_bytes())
+def new_thread_torch_threads() -> int:
+    """The torch thread count a thread started now gets (the last count set by any thread of the process)."""
+    counts: list[int] = []
+    thread = threading.Thread(target=lambda: counts.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return counts[0]
+
+
+def server_state() -> tuple:
+    """What a request must never change in the server process: torch's thread counts and the random generators."""
+    return (torch.get_num_threads(), new_thread_torch_threads(), torch.get_rng_state(),
+            np.random.get_state()[1].tobytes(), random.getstate())
+
+
+def test_page_shows_labels_per_frame_chart_clip_and_unmasked_strip(new_page, clips, cache) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads((os.cpu_count() or 1) + 1)  # not what a classifier loaded here would set
+    try:
+        before = server_state()
+        at = wait_for_job(upload(new_page().run(), "clip.mp4", clips["mp4"].read_bytes()))
+        after = server_state()
+    finally:
+        torch.set_num_threads(threads)
+    assert before[:2] == after[:2] == (before[0], before[0])
+    assert all(torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b for a, b in zip(before, after, strict=True))
     assert not at.exception and not at.error, texts(at.exception) + texts(at.error)
+    assert at.session_state[RUNNER_KEY].snapshot().worker_pid is None  # the job ran in a process that is gone
     table = at.dataframe[0].value
     assert list(table["frame"]) == list(range(2 * HALF))
     for _, row in table.iterrows():
@@ -200,12 +353,34 @@ def test_page_shows_labels_per_frame_chart_clip_and_unmasked_strip(page, clips) 
     strip = [caption for image in at.image for caption in image.captions]  # "1.0 s (frame 8)"
     assert strip and all(int(c.split("frame ")[1].rstrip(")")) >= HALF for c in strip), strip
 
+    # The same clip in another session: the results in the cache are shown at once, without a job.
+    again = upload(new_page().run(), "same-clip.mp4", clips["mp4"].read_bytes())
+    assert not again.get("progress") and RUNNER_KEY not in again.session_state
+    assert list(again.dataframe[0].value["frame"]) == list(range(2 * HALF))
 
-def test_page_reports_a_corrupt_clip_and_a_truncated_one(page, clips) -> None:
-    at = upload_and_wait(page, "broken.mp4", clips["corrupt"].read_bytes())
+
+def test_page_stop_keeps_nothing_and_the_clip_can_be_analysed_again(new_page, frames, tmp_path, cache) -> None:
+    clip = write_clip(tmp_path / "long.mp4", frames * 6)
+    at = upload(new_page().run(), "long.mp4", clip.read_bytes())
+    runner = at.session_state[RUNNER_KEY]
+    follow(runner, lambda s: s.progress is not None and s.progress.phase == "analyse")
+    at.run()
+    at.button(key="video_stop").click().run()
+    at = wait_for_job(at)
+    assert not at.exception and runner.snapshot().state == JobState.CANCELLED
+    assert any("Stopped: nothing was kept" in w.value for w in at.warning), texts(at.warning)
+    assert not at.dataframe and not at.get("video") and not at.image
+    [folder] = (cache / "videos").iterdir()
+    assert [p.name for p in folder.rglob("*")] == ["clip.mp4"]  # the upload only: no result, no partial file
+    at.button(key="video_restart").click().run()
+    assert at.get("progress") and at.session_state[RUNNER_KEY] is not runner  # a new job on the same clip
+
+
+def test_page_reports_a_corrupt_clip_and_a_truncated_one(new_page, clips) -> None:
+    at = wait_for_job(upload(new_page().run(), "broken.mp4", clips["corrupt"].read_bytes()))
     assert not at.exception
-    assert any("Cannot read" in e.value and "not a readable video" in e.value for e in at.error), texts(at.error)
-    at = upload_and_wait(at, "cut.mkv", clips["cut_mkv"].read_bytes(), mime="video/x-matroska")
+    assert any("Cannot analyse" in e.value and "not a readable video" in e.value for e in at.error), texts(at.error)
+    at = wait_for_job(upload(at, "cut.mkv", clips["cut_mkv"].read_bytes(), mime="video/x-matroska"))
     assert not at.exception
     assert any("truncated" in w.value for w in at.warning), texts(at.warning)
     frames_read = list(at.dataframe[0].value["frame"])

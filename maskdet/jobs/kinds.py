@@ -1,4 +1,4 @@
-"""The job kinds maskdet ships: ``train``, ``evaluate-folder`` and ``evaluate-scenes``.
+"""The job kinds maskdet ships: ``train``, ``evaluate-folder``, ``evaluate-scenes`` and ``analyse-video``.
 
 Each function runs in the job's process; heavy modules are imported there, not in the server.
 Params and results are JSON-like (see :mod:`maskdet.jobs.registry`).
@@ -98,3 +98,57 @@ def run_scene_evaluation(params: dict, job: JobContext) -> dict:
     result = evaluate_scenes(pipeline, params["data"], iou=params["iou"], class_map=params["class_map"] or None,
                              progress=progress)
     return {**result.to_json(), "summary": f"scenes in {result.data}: recall {result.metrics.get('detection_recall')}"}
+
+
+# --- analyse-video: one clip into an output folder (maskdet.video.results) -------------------------
+
+def _check_video_analysis(params: dict) -> dict:
+    """Refuse a missing clip, a bad setting or an unknown model before a process starts; the clip itself is
+    decoded in the job (an undecodable file fails the job with the decoder's reason)."""
+    from maskdet.checkpoint import resolve_model
+    from maskdet.detect import DETECTORS
+    from maskdet.metrics import validate_threshold
+
+    missing = sorted({"clip", "output"} - set(params))
+    if missing:
+        raise ValueError(f"a video analysis needs {' and '.join(missing)}")
+    clip = Path(params["clip"])
+    if not clip.is_file():
+        raise ValueError(f"clip {clip} does not exist")
+    every = params.get("every", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be a whole number of at least 1, got {every!r}")
+    detector = params.get("detector") or "centerface"
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown face detector {detector!r}; known: {', '.join(sorted(DETECTORS))}")
+    threshold = params.get("threshold")
+    return {"clip": str(clip), "model": str(resolve_model(params.get("model"))), "detector": detector,
+            "detector_options": dict(params.get("detector_options") or {}), "every": every,
+            "threshold": None if threshold is None else validate_threshold(threshold),
+            "output": str(Path(params["output"]))}
+
+
+@job_kind("analyse-video", title="video analysis", prepare=_check_video_analysis,
+          describe=lambda p: f"analysing {Path(p['clip']).name} with {Path(p['model']).name}, every {p['every']}. frame")
+def run_video_analysis(params: dict, job: JobContext) -> dict:
+    """:func:`maskdet.video.results.analyse_to_folder` into ``params["output"]``; the result names the folder.
+
+    ``threshold`` (None: the model card's operating threshold) labels faces with a mask from that p(with mask).
+    """
+    from maskdet.pipeline import build_pipeline
+    from maskdet.video.results import analyse_to_folder
+
+    job.report(JobProgress(phase="loading", message="Loading the models"))
+    pipeline = build_pipeline(params["model"], detector=params["detector"],
+                              detector_options=params["detector_options"])
+    if params["threshold"] is not None:
+        pipeline.classifier.threshold = params["threshold"]  # this process's own classifier
+
+    def progress(done: int, expected: int) -> None:
+        job.report(JobProgress(phase="analyse", message=f"Frame {done} of {expected or '?'}",
+                               fraction=min(done / expected, 1.0) if expected else 0.0))
+
+    results = analyse_to_folder(params["clip"], pipeline, params["output"], every=params["every"], progress=progress)
+    note = f" (stopped early: {results.error})" if results.error else ""
+    return {"output": str(results.folder), "frames": len(results.frames), "error": results.error,
+            "summary": f"{len(results.frames)} frames of {Path(params['clip']).name} analysed{note}"}

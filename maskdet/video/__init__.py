@@ -5,7 +5,9 @@
 - :mod:`maskdet.video.encode`: :class:`AnnotatedVideoWriter` (H.264 mp4 that browsers play);
 - :mod:`maskdet.video.analyse`: :func:`analyse_video` (frame results) and :func:`predict_video` (the
   ``predict --json`` records of a clip);
-- :mod:`maskdet.video.job`: :class:`VideoJob`, one clip analysed on a worker thread with lock-guarded progress.
+- :mod:`maskdet.video.results`: :func:`analyse_to_folder` (annotated clip, unmasked thumbnails and faces per
+  frame written into a folder, what the ``analyse-video`` job of :mod:`maskdet.jobs` runs) and
+  :func:`read_results` (the Video page reads them back).
 """
 
 from maskdet.video.analyse import FrameResult, analyse_video, predict_video

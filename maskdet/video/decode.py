@@ -101,6 +101,7 @@ class VideoReader:
             self._container.close()
             raise
         self._stream.thread_type = "AUTO"
+        self.frames_read = 0  # decoded so far by :meth:`frames`
 
     def __enter__(self) -> VideoReader:
         return self
@@ -122,6 +123,7 @@ class VideoReader:
                 time = float(frame.time) if frame.time is not None else index / (self.info.fps or 1.0)
                 yield VideoFrame(index=index, time=time, image=frame.to_ndarray(format="rgb24"))
                 index += 1
+                self.frames_read = index
                 last_time = time
         except (av.FFmpegError, OSError, ValueError, MemoryError) as exc:
             raise VideoDecodeError(f"truncated or damaged after {index} frames ({_reason(exc)})", index) from exc
