@@ -68,6 +68,30 @@ def show_progress(runner: JobRunner) -> None:
     st.button("Stop", key="video_stop", on_click=runner.cancel, disabled=status.state == JobState.CANCELLING)
 
 
+def show_job(data: bytes, name: str, folder: Path, model: str, threshold: float, every: int) -> None:
+    """The session's job on this clip (started here when there is none): its progress while it runs, else
+    why it left no result, with a button to run it again."""
+    runner: JobRunner | None = st.session_state.get(RUNNER_KEY)
+    status = runner.snapshot() if runner is not None else None
+    if status is None or status.config.get("output") != str(folder):  # no job of this session on this clip yet
+        try:
+            runner = start_job(data, name, folder, model, threshold, every)
+        except ValueError as exc:
+            st.error(f"Cannot analyse {code(name)}: {plain(str(exc))}")
+            return
+        status = runner.snapshot()
+    if status.active:
+        show_progress(runner)
+        return
+    if status.state == JobState.FAILED:
+        st.error(f"Cannot analyse {code(name)}: {plain(status.error)}")
+    else:
+        st.warning(ENDED_NOTES[status.state])  # cancelled, or finished but its folder is gone
+    if st.button("Analyse it again", key="video_restart"):
+        del st.session_state[RUNNER_KEY]
+        st.rerun()
+
+
 def frame_table(results: VideoResults) -> pd.DataFrame:
     """One row per processed frame: frame, time and faces per class."""
     return pd.DataFrame([{"frame": row.frame, "time (s)": round(row.time, 3), **row.counts}
@@ -117,6 +141,8 @@ threshold = operating_threshold(card)
 upload = st.file_uploader("Clip", type=sorted(s.lstrip(".") for s in VIDEO_SUFFIXES), key="video_upload",
                           max_upload_size=UPLOAD_LIMIT_MB, help="MP4, WebM, MOV, AVI or MKV.")
 if upload is None:
+    if RUNNER_KEY in st.session_state:
+        st.session_state[RUNNER_KEY].cancel()  # its clip was removed from the page: stop spending the CPU on it
     st.info("Upload a video clip to find the faces in it.")
     st.stop()
 
@@ -126,25 +152,7 @@ folder = analysis_folder(analysis_key(hashlib.sha256(data).hexdigest(), card["we
 st.subheader(plain(upload.name))
 results = read_results(folder)
 if results is None:
-    runner: JobRunner | None = st.session_state.get(RUNNER_KEY)
-    status = runner.snapshot() if runner is not None else None
-    if status is None or status.config.get("output") != str(folder):  # no job of this session on this clip yet
-        try:
-            runner = start_job(data, upload.name, folder, model_name, threshold, every)
-        except ValueError as exc:
-            st.error(f"Cannot analyse {code(upload.name)}: {plain(str(exc))}")
-            st.stop()
-        status = runner.snapshot()
-    if status.active:
-        show_progress(runner)
-        st.stop()
-    if status.state == JobState.FAILED:
-        st.error(f"Cannot analyse {code(upload.name)}: {plain(status.error)}")
-        st.stop()
-    st.warning(ENDED_NOTES[status.state])  # cancelled, or finished but its folder is gone
-    if st.button("Analyse it again", key="video_restart"):
-        del st.session_state[RUNNER_KEY]
-        st.rerun()
+    show_job(data, upload.name, folder, model_name, threshold, every)
     st.stop()
 if results.error:
     st.warning(f"Only part of {code(upload.name)} could be read: {plain(results.error)}. Showing what was read.")

@@ -373,13 +373,17 @@ def test_page_stop_keeps_nothing_and_the_clip_can_be_analysed_again(new_page, fr
     [folder] = (cache / "videos").iterdir()
     assert [p.name for p in folder.rglob("*")] == ["clip.mp4"]  # the upload only: no result, no partial file
     at.button(key="video_restart").click().run()
-    assert at.get("progress") and at.session_state[RUNNER_KEY] is not runner  # a new job on the same clip
+    again = at.session_state[RUNNER_KEY]
+    assert at.get("progress") and again is not runner and again.snapshot().active  # a new job on the same clip
+    at.file_uploader(key="video_upload").set_value([]).run()  # the clip removed from the page: its job stops
+    assert again.wait(CANCEL_WITHIN_S).state == JobState.CANCELLED
 
 
 def test_page_reports_a_corrupt_clip_and_a_truncated_one(new_page, clips) -> None:
     at = wait_for_job(upload(new_page().run(), "broken.mp4", clips["corrupt"].read_bytes()))
     assert not at.exception
     assert any("Cannot analyse" in e.value and "not a readable video" in e.value for e in at.error), texts(at.error)
+    assert at.button(key="video_restart") and not at.dataframe and not at.get("video")
     at = wait_for_job(upload(at, "cut.mkv", clips["cut_mkv"].read_bytes(), mime="video/x-matroska"))
     assert not at.exception
     assert any("truncated" in w.value for w in at.warning), texts(at.warning)

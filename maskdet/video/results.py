@@ -92,9 +92,9 @@ def analysis_key(clip_sha256: str, weights_sha256: str, threshold: float, every:
                         threshold=threshold, every=every, detector=detector)
 
 
-def analysis_folder(key: str, root: Path | None = None) -> Path:
-    """``root/key`` (default root: the cache's ``videos/``); not created."""
-    return (root or cache_dir() / "videos") / key
+def analysis_folder(key: str) -> Path:
+    """``cache_dir()/videos/key``; not created."""
+    return cache_dir() / "videos" / key
 
 
 def stage_clip(data: bytes, suffix: str, folder: Path) -> Path:
