@@ -259,7 +259,8 @@ class _SummarySink:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from maskdet.batch import PipelineSpec, get_engine, run_batch
-    from maskdet.batch.sinks import StreamSink, is_parquet, open_sink, resume_jsonl
+    from maskdet.batch.run import check_output
+    from maskdet.batch.sinks import StreamSink, open_sink, resume_jsonl
     from maskdet.checkpoint import load_model, resolve_model
     from maskdet.video import is_video_path
 
@@ -268,12 +269,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.annotate and not (len(args.paths) == 1 and is_video_path(Path(args.paths[0]))):
         raise CliError("--annotate writes one annotated clip: give exactly one video")
     engine_name = args.engine or ("processes" if args.workers > 1 else "local")
-    if args.resume and not args.output:
-        raise CliError("--resume needs --output FILE: the records of the earlier run")
-    if args.resume and is_parquet(args.output):
-        raise CliError("--resume works with JSON-lines output (a .jsonl FILE); Parquet files are written whole")
-    if args.output and not args.resume and Path(args.output).exists() and Path(args.output).stat().st_size:
-        raise CliError(f"{args.output} already exists: pass --resume to continue that run, or choose another file")
+    try:
+        check_output(args.output, args.resume)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     if args.ray_address and engine_name != "ray":
         raise CliError("--ray-address goes with --engine ray")
     done = resume_jsonl(args.output) if args.resume else set()

@@ -17,9 +17,10 @@ Sections, top to bottom (each a function below, so more can be slotted in):
 
 All numbers come from :mod:`maskdet.compare` and :mod:`maskdet.metrics`; this page only lays them out.
 
-NOTE: the unseen-data evaluation runs in the script thread (the user waits for it with a
-progress bar), so its progress callback may draw with ``st.*`` directly; results are cached
-on disk per (weights, data fingerprint), so reruns and other sessions reuse them.
+NOTE: the unseen-data evaluations run as ``evaluate-folder`` jobs (one per model, outside the
+server process, on the server's :func:`ui.jobs.job_queue`), followed by a timed fragment; the jobs
+cache their results on disk per (weights, data fingerprint), where this page, its reruns and other
+sessions read them.
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ from maskdet.compare import (
     dataset_fingerprint,
     error_overlap,
     error_sharing,
-    evaluate_dataset,
     held_out_files,
     metrics_json,
     misclassified,
@@ -79,11 +79,13 @@ from maskdet.compare import (
 from maskdet.data import DatasetError
 from maskdet.explain import Explanation, explain
 from maskdet.images import ImageDecodeError, load_rgb
+from maskdet.jobs import QueuedJob
 from maskdet.leakage import TrainingOverlap, training_overlap
 from maskdet.metrics import calibration, compute_metrics, curves, operating_point
 from maskdet.settings import CLASSES
 from ui.dataset_picker import choose_dataset
 from ui.explanation import show_explanation
+from ui.jobs import job_queue, show_failures, show_queue_progress, submit_jobs
 from ui.markup import code, plain
 from ui.models import invalidate_models, list_trained_models, show_broken_models
 from ui.resources import get_classifier
@@ -99,7 +101,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SELECTED = 4  # newest models plotted by default
 CONFUSION_COLUMNS = 3
 BEST_CSS = "background-color: rgba(46, 158, 91, 0.25); font-weight: 600"
-STAGE_LABELS = {"reading": "reading files", "classifying": "classifying"}
+UNSEEN_QUEUE = "compare-unseen"  # the server's queue of unseen-data evaluations (ui.jobs.job_queue)
 PERCENT_COLUMNS = [COL_ACCURACY, *(class_column(m, c) for c in CLASSES for m in PER_CLASS_METRICS)]
 THRESHOLD_RANGE = (0.01, 0.99, 0.01)  # min, max, step of the operating-threshold sliders
 GALLERY_COLUMNS = 6
@@ -271,22 +273,10 @@ def _warn_about_overlap(models: list[ModelSummary], data: Path, fingerprint: str
         st.caption(f"Not checked for overlap (training data not found here): {plain(', '.join(unknown))}.")
 
 
-def _evaluate_unseen(models: list[ModelSummary], data: Path) -> dict[str, DataEvaluation]:
-    """Evaluate ``models`` on ``data`` with one progress bar; returns what succeeded, by model name."""
-    bar = st.progress(0.0, text="Starting…")
-    done_models: dict[str, DataEvaluation] = {}
-    for index, summary in enumerate(models):
-        def report(stage: str, done: int, total: int, index: int = index, name: str = summary.name) -> None:
-            fraction = (index + done / max(total, 1)) / len(models)
-            bar.progress(min(fraction, 1.0), text=f"{name} ({index + 1}/{len(models)}): "
-                                                  f"{STAGE_LABELS[stage]} {done:,} / {total:,}")
-
-        try:
-            done_models[summary.name] = evaluate_dataset(summary, data, progress=report)
-        except (DatasetError, CheckpointError, ImageDecodeError) as exc:
-            st.error(f"Evaluating `{summary.name}` on {data.name} failed: {exc}")
-    bar.empty()
-    return done_models
+def _evaluation_jobs(models: list[ModelSummary], data: Path) -> list[QueuedJob]:
+    """One ``evaluate-folder`` job per model (labelled with the model's name)."""
+    return [QueuedJob(label=s.name, kind="evaluate-folder", params={"model": str(s.path), "data": str(data)})
+            for s in models]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -378,9 +368,12 @@ def unseen_section(selected: list[ModelSummary]) -> tuple[Path | None, dict[str,
     _warn_about_overlap(selected, data, fingerprint)
     unseen = {s.name: e for s in selected if (e := cached_evaluation(s, data, fingerprint)) is not None}
     missing = [s for s in selected if s.name not in unseen]
-    if missing and st.button(f"Evaluate {len(missing)} model(s) on {data.name}", key="compare_evaluate",
-                             type="primary"):
-        unseen |= _evaluate_unseen(missing, data)
+    queue = job_queue(UNSEEN_QUEUE)
+    if missing and not queue.snapshot().active and st.button(
+            f"Evaluate {len(missing)} model(s) on {data.name}", key="compare_evaluate", type="primary"):
+        submit_jobs(queue, _evaluation_jobs(missing, data))
+    status = show_queue_progress(queue, "compare_evaluate")
+    show_failures(status, _evaluation_jobs(missing, data), lambda job: f"Evaluating `{job.label}` on {data.name}")
     if unseen:
         side_by_side = unseen_table(selected, unseen)
         st.dataframe(side_by_side, hide_index=True, key="compare_unseen_table",

@@ -22,9 +22,11 @@ from maskdet.evaluation import evaluate_folder
 from maskdet.metrics import compute_metrics
 from maskdet.settings import CLASSES, REPO_ROOT
 from ui.dataset_picker import SOURCE_PATH
+from ui.jobs import job_queue
 
 PAGE = "pages/compare.py"
 TIMEOUT = 180
+UNSEEN_QUEUE = "compare-unseen"  # pages/compare.py's queue of evaluate-folder jobs
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +36,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "root").mkdir()
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "root"))
     st.cache_data.clear()
+    job_queue.clear()  # a fresh server-wide queue of evaluations
     return PAGE
 
 
@@ -44,6 +47,17 @@ def open_compare(app: str) -> AppTest:
 def assert_clean(at: AppTest) -> None:
     assert not at.exception, texts(at.exception)
     assert not at.error, texts(at.error)
+
+
+def evaluate_unseen(at: AppTest) -> AppTest:
+    """Click Evaluate: the jobs start (progress and Cancel shown); once they ended, a rerun (as the timed fragment
+    makes one) reads their results."""
+    at.button(key="compare_evaluate").click().run()
+    assert not at.exception, texts(at.exception)
+    assert at.button(key="compare_evaluate_cancel").label == "Cancel" and at.get("progress")
+    status = job_queue(UNSEEN_QUEUE).wait(TIMEOUT)
+    assert not status.active and {s.kind for s in status.statuses} == {"evaluate-folder"}
+    return at.run()
 
 
 def choose_folder(at: AppTest, folder: Path) -> AppTest:
@@ -86,7 +100,7 @@ def test_two_models_side_by_side_and_on_unseen_data(app: str, tiny_models_dir: P
     assert len(at.warning) == 2 and texts(at.warning).count("not unseen data") == 2, texts(at.warning)
     button = at.button(key="compare_evaluate")
     assert button.label == "Evaluate 2 model(s) on unseen"
-    button.click().run()
+    evaluate_unseen(at)
     assert_clean(at)
     side_by_side = at.dataframe[1].value
     assert sorted(side_by_side[COL_MODEL]) == ["tiny-cnn", "tiny-mlp"]
@@ -168,9 +182,10 @@ def test_models_that_are_not_ours_are_refused_and_the_others_still_compare(app: 
 
     at.multiselect(key="compare_models").set_value(["tiny-mlp", "evil-weights"]).run()
     choose_folder(at, tiny_dataset)
-    at.button(key="compare_evaluate").click().run()
+    evaluate_unseen(at)
     assert not at.exception, texts(at.exception)
     assert "Evaluating `evil-weights` on " in texts(at.error)
+    assert "is not a safetensors file" in texts(at.error)  # the job's own message
     assert at.dataframe[1].value[COL_MODEL].tolist() == ["tiny-mlp"]  # the real model is still evaluated
     assert not marker.exists()
 

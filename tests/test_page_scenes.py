@@ -11,7 +11,8 @@ from PIL import Image
 from scene_helpers import build_scene_folder, voc
 from streamlit.testing.v1 import AppTest
 
-from ui.scenes_section import KEY, RUN_KEY
+from ui.jobs import job_queue
+from ui.scenes_section import KEY, SCENES_QUEUE
 
 TIMEOUT = 180
 SCRIPT = "from ui.scenes_section import show_scenes_section\nshow_scenes_section()\n"
@@ -26,6 +27,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_mobilenet: Path, h
     monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_mobilenet.parent))
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "root"))
     st.cache_data.clear()
+    job_queue.clear()  # a fresh server-wide queue of scene evaluations
     frame = Image.fromarray(frame_composer([held_out_faces["with_mask"][0], held_out_faces["without_mask"][0]], FACES))
     boxes = [(x, y, x + s, y + s) for x, y, s in FACES]
     build_scene_folder(tmp_path / "root" / "street", {
@@ -46,12 +48,14 @@ def assert_clean(at: AppTest) -> None:
 
 
 def evaluate(at: AppTest) -> AppTest:
-    """Click Evaluate, wait for the background run, and rerun as the timed fragment would."""
+    """Click Evaluate, see the jobs' progress and Cancel, wait for the jobs, and rerun as the timed fragment would."""
     at.button(key=f"{KEY}_evaluate").click().run()
     assert_clean(at)
-    run = at.session_state[RUN_KEY]
-    assert run.wait(TIMEOUT)
-    return at.run().run()  # the fragment sees the run finished and reruns the page once
+    assert at.button(key=f"{KEY}_cancel").label == "Cancel" and at.get("progress")
+    status = job_queue(SCENES_QUEUE).wait(TIMEOUT)
+    assert not status.active and not status.failures(), status.failures()
+    assert [s.kind for s in status.statuses] == ["evaluate-scenes"] * len(status.jobs)
+    return at.run()  # the fragment sees the jobs ended and reruns the page once
 
 
 def test_folder_models_detectors_table_gallery_and_cache(app: Path) -> None:

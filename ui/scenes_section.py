@@ -1,16 +1,19 @@
 """Compare page section "Photos with boxes": models x detector settings scored on a folder of boxed photos.
 
 The user picks a folder (the shared picker, boxed-photo kind), models and detector settings; each
-(model, detector) pipeline is scored by :func:`maskdet.scenes.evaluate_scenes` in a background
-:class:`maskdet.scenes.runs.SceneRun` while a timed fragment shows its progress. Results are cached
-on disk per (weights, detector settings, folder fingerprint, IoU, class map) and shown as one table
-side by side, then as a gallery of what went wrong: crops of missed faces, false positives and
-mislabelled faces, with the confidence the product gave them.
+(model, detector) pipeline not yet cached is scored by an ``evaluate-scenes`` job (outside the
+server process, on the server's :func:`ui.jobs.job_queue`) while a timed fragment shows its
+progress. The jobs cache their results on disk per (weights, detector settings, folder
+fingerprint, IoU, class map) (:mod:`maskdet.scenes.runs`), where this section reads them back under
+the same key, and shows them as one table side by side, then as a gallery of what went wrong:
+crops of missed faces, false positives and mislabelled faces, with the confidence the product
+gave them.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -23,9 +26,11 @@ from maskdet.pipeline import FacePipeline
 from maskdet.scenes import DEFAULT_IOU, SceneSet, SceneSetError, load_scene_set, scene_fingerprint
 from maskdet.scenes.evaluate import FALSE_POSITIVE, MISLABELLED, MISSED
 from maskdet.scenes.report import COL_PIPELINE, error_caption, error_crop, scene_table
-from maskdet.scenes.runs import Candidate, SceneRun, cached_metrics, candidate_key
+from maskdet.scenes.runs import cached_metrics, pipeline_key
 from maskdet.settings import CLASSES
+from maskdet.jobs import QueuedJob
 from ui.dataset_picker import BOXED_PHOTOS, choose_dataset
+from ui.jobs import job_queue, show_failures, show_queue_progress, submit_jobs
 from ui.markup import code, plain
 from ui.models import list_trained_models
 from ui.resources import get_classifier, get_detector
@@ -33,8 +38,7 @@ from ui.resources import get_classifier, get_detector
 logger = logging.getLogger(__name__)
 
 KEY = "compare_scenes"
-RUN_KEY = f"{KEY}_run"
-POLL_S = 0.5
+SCENES_QUEUE = "compare-scenes"  # the server's queue of scene evaluations (ui.jobs.job_queue)
 GALLERY_COLUMNS = 6
 GALLERY_LIMIT = 36
 IGNORE = "ignore (counted, not scored)"
@@ -64,8 +68,18 @@ def _class_map(scenes: SceneSet) -> dict[str, str]:
     return mapping
 
 
-def _candidates(models: list[str], detectors: list[str]) -> list[Candidate]:
-    """One pipeline per (model, detector setting); models that cannot be loaded are reported and left out."""
+@dataclass(frozen=True)
+class Candidate:
+    """One column of the comparison: its display name, its cache key and the job that evaluates it."""
+
+    label: str
+    key: str
+    job: QueuedJob
+
+
+def _candidates(models: list[str], detectors: list[str], folder: Path, scenes: SceneSet, iou: float,
+                class_map: dict[str, str]) -> list[Candidate]:
+    """One candidate per (model, detector setting); models that cannot be loaded are reported and left out."""
     candidates = []
     for model in models:
         try:
@@ -73,27 +87,14 @@ def _candidates(models: list[str], detectors: list[str]) -> list[Candidate]:
             for config in detectors:
                 name, options = DETECTOR_CONFIGS[config]
                 pipeline = FacePipeline(classifier, get_detector(name, **options))
-                candidates.append(Candidate(label=f"{model} + {config}", pipeline=pipeline,
-                                            weights_sha256=str(classifier.loaded.metadata["weights"]["sha256"])))
+                label = f"{model} + {config}"
+                params = {"model": model, "data": str(folder), "detector": config, "iou": float(iou),
+                          "class_map": class_map}
+                candidates.append(Candidate(label=label, key=pipeline_key(pipeline, scenes.fingerprint, iou, class_map),
+                                            job=QueuedJob(label=label, kind="evaluate-scenes", params=params)))
         except (CheckpointError, AssetUnavailableError) as exc:
             st.error(f"Cannot load {code(model)}: {plain(exc)}")
     return candidates
-
-
-def _show_progress() -> None:
-    """Progress of the session's run; reruns the whole page once, when it has finished."""
-    run: SceneRun | None = st.session_state.get(RUN_KEY)
-    if run is None:
-        return
-    state = run.snapshot()
-    if state.finished:
-        st.session_state.pop(RUN_KEY, None)
-        for label, message in state.failures.items():
-            st.session_state.setdefault(f"{KEY}_failures", {})[label] = message
-        st.rerun(scope="app")
-    st.progress(state.fraction, text=f"Evaluating {state.current}: {state.done:,} / {state.total:,} photo runs")
-    if st.button("Cancel", key=f"{KEY}_cancel"):
-        run.cancel()
 
 
 def _show_gallery(root: Path, fingerprint: str, results: dict[str, dict]) -> None:
@@ -149,19 +150,16 @@ def show_scenes_section() -> None:
     detectors = columns[1].multiselect("Detector settings", list(DETECTOR_CONFIGS), default=[next(iter(DETECTOR_CONFIGS))],
                                        key=f"{KEY}_detectors")
     iou = columns[2].number_input("IoU", min_value=0.1, max_value=0.95, value=DEFAULT_IOU, step=0.05, key=f"{KEY}_iou")
-    candidates = _candidates(models, detectors)
-    keys = {c.label: candidate_key(c, scenes, iou, class_map) for c in candidates}
-    results = {label: metrics for label, key in keys.items() if (metrics := cached_metrics(key)) is not None}
+    candidates = _candidates(models, detectors, folder, scenes, iou, class_map)
+    results = {c.label: metrics for c in candidates if (metrics := cached_metrics(c.key)) is not None}
     missing = [c for c in candidates if c.label not in results]
-    running = RUN_KEY in st.session_state
-    if missing and not running and st.button(f"Evaluate {len(missing)} pipeline(s) on {len(scenes.images):,} photos",
-                                             key=f"{KEY}_evaluate", type="primary"):
-        st.session_state[RUN_KEY] = SceneRun(missing, scenes, iou=iou, class_map=class_map)
-        st.session_state.pop(f"{KEY}_failures", None)
-        running = True
-    st.fragment(_show_progress, run_every=POLL_S if running else None)()
-    for label, message in st.session_state.get(f"{KEY}_failures", {}).items():
-        st.error(f"Evaluating {plain(label)} failed: {plain(message)}")
+    queue = job_queue(SCENES_QUEUE)
+    if missing and not queue.snapshot().active and st.button(
+            f"Evaluate {len(missing)} pipeline(s) on {len(scenes.images):,} photos", key=f"{KEY}_evaluate",
+            type="primary"):
+        submit_jobs(queue, [c.job for c in missing])
+    status = show_queue_progress(queue, KEY)
+    show_failures(status, [c.job for c in missing], lambda job: f"Evaluating {plain(job.label)}")
     if not results:
         return
     table = scene_table(results)

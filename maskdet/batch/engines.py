@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 WORKER_DIED = "the worker process scoring this file died (crash or out of memory)"
 RAY_WINDOW = 20_000  # paths per Ray Dataset: bounds the driver's memory on runs of millions of files
 RAY_RETRIES = 2  # restarts of a dead actor, and retries of the batch it held
+RAY_ADDRESS_ENV = "MASKDET_RAY_ADDRESS"  # the cluster to use when none is given
 RAY_ACTOR_CPUS = 0.5  # fractional, so Ray's read tasks always find a CPU (1-CPU actors hung on 2 CPUs)
 
 
@@ -171,11 +172,31 @@ class _RayScorer:
         return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
 
 
+def connect_ray(address: str | None = None) -> bool:
+    """Connect this process to Ray unless it already is; True when this call started (or joined) it.
+
+    ``address`` (``ray://host:10001`` or ``host:6379``), else ``$MASKDET_RAY_ADDRESS``, names a
+    cluster; with neither a local Ray is started. Quiet: no dashboard, no worker logs on stdout.
+    """
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - ray is in requirements.txt
+        raise RuntimeError("Ray is needed here: pip install 'ray[data]'") from exc
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get(RAY_ADDRESS_ENV) or None
+    logger.info("starting Ray (%s)", address or "local")
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+             configure_logging=False)
+    return True
+
+
 class RayEngine:
     """Ray Data: paths -> ``map_batches`` over an actor pool -> records, on a local Ray or a cluster.
 
-    Without an address a local Ray is started for the run (and stopped after); with one
-    (``ray://host:10001`` or ``host:6379``) the run uses that cluster, whose every node must see
+    Without an address (nor ``$MASKDET_RAY_ADDRESS``) a local Ray is started for the run (and stopped
+    after, unless this process was already connected); with one (``ray://host:10001`` or ``host:6379``)
+    the run uses that cluster, whose every node must see
     the model folder at the same path. The pool is sized from the CPUs Ray reports.
     """
 
@@ -189,18 +210,13 @@ class RayEngine:
     def run(self, spec: PipelineSpec, chunks: Iterator[list[Item]], report: EngineReport) -> Iterator[list[dict]]:
         import json
 
-        try:
-            import ray
-        except ImportError as exc:  # pragma: no cover - ray is in requirements.txt
-            raise RuntimeError("--engine ray needs the ray package: pip install 'ray[data]'") from exc
+        import ray
+
+        started_here = connect_ray(self.address)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # run_batch draws the one progress bar
         context.enable_operator_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        started_here = not ray.is_initialized()
-        if started_here:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING, configure_logging=False)
         try:
             cpus = float(ray.cluster_resources().get("CPU", 1))
             size = self.workers or max(1, int(cpus))

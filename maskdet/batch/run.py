@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,25 @@ from maskdet.batch.sources import Item, chunked, count_image_paths, item_path, i
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 16  # images per chunk: their face crops are classified together
+
+BatchProgress = Callable[[int, "int | None"], None]
+"""``on_batch(scored, total)``: images scored so far, and how many this run has to score (None if not counted)."""
+
+
+def check_output(output: str | Path | None, resume: bool) -> None:
+    """Refuse an output choice that would lose records: ValueError with what to do instead.
+
+    ``resume`` needs the JSON-lines file of the earlier run; without it an existing, non-empty file
+    is never overwritten.
+    """
+    from maskdet.batch.sinks import is_parquet
+
+    if resume and not output:
+        raise ValueError("--resume needs --output FILE: the records of the earlier run")
+    if resume and is_parquet(output):
+        raise ValueError("--resume works with JSON-lines output (a .jsonl FILE); Parquet files are written whole")
+    if output and not resume and Path(output).exists() and Path(output).stat().st_size:
+        raise ValueError(f"{output} already exists: pass --resume to continue that run, or choose another file")
 
 
 @dataclass(frozen=True)
@@ -42,16 +61,19 @@ def run_batch(
     done: set[str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | None = None,
+    on_batch: BatchProgress | None = None,
 ) -> BatchSummary:
     """Score every image and clip under ``paths`` not in ``done`` with ``engine``, writing each record to ``sink``.
 
     ``progress`` shows a tqdm bar (images/s, ETA) on stderr; None = only when stderr is a terminal.
-    The sink is closed (made durable) at the end, also when the run is interrupted.
+    ``on_batch(scored, total)`` is called after each batch's records are written (a job reports its
+    progress there, and stops the run by raising, e.g. when cancelled). The sink is closed (made
+    durable) at the end, also when the run is interrupted.
     """
     paths = list(paths)  # the arguments as given (a few), walked lazily below
     done = done or set()
     show = sys.stderr.isatty() if progress is None else progress
-    total = max(0, count_image_paths(paths) - len(done)) if show else None
+    total = max(0, count_image_paths(paths) - len(done)) if show or on_batch else None
     skipped = 0
 
     def todo() -> Iterable[Item]:
@@ -75,6 +97,8 @@ def run_batch(
                 images += 1
                 errors += "error" in record
             bar.update(len(records))
+            if on_batch:
+                on_batch(images, total)
     finally:
         bar.close()
         sink.close()

@@ -2,9 +2,11 @@
 
 - :mod:`maskdet.jobs.base`: states, :class:`JobStatus` snapshots, the :class:`JobContext` a job gets;
 - :mod:`maskdet.jobs.registry`: job kinds by name (``@job_kind("name")``);
-- :mod:`maskdet.jobs.kinds`: ``train`` and ``evaluate-folder``;
-- :mod:`maskdet.jobs.executor`: where a job runs (a fresh subprocess by default);
-- :mod:`maskdet.jobs.runner`: :class:`JobRunner` / :class:`TrainingJobRunner`, one job at a time, many readers.
+- :mod:`maskdet.jobs.kinds`: the built-in kinds (``train``, ``evaluate-folder``, ``evaluate-scenes``, ``score-batch``, ...);
+- :mod:`maskdet.jobs.executor`: where a job runs (a fresh subprocess by default, or a Ray task:
+  :mod:`maskdet.jobs.ray_executor`);
+- :mod:`maskdet.jobs.runner`: :class:`JobRunner` / :class:`TrainingJobRunner`, one job at a time, many readers;
+- :mod:`maskdet.jobs.queue`: :class:`JobQueue`, a list of jobs one after the other on one runner.
 """
 
 from maskdet.jobs import kinds  # noqa: F401 - registers the built-in job kinds
@@ -17,12 +19,13 @@ from maskdet.jobs.base import (
     JobState,
     JobStatus,
 )
-from maskdet.jobs.executor import Executor, JobHandle, SubprocessExecutor
+from maskdet.jobs.executor import EXECUTORS, Executor, JobHandle, SubprocessExecutor, get_executor
+from maskdet.jobs.queue import JobQueue, QueuedJob, QueueStatus
 from maskdet.jobs.registry import get_job_kind, job_kind, job_kinds
 from maskdet.jobs.runner import JobRunner, TrainingJobRunner
 
 __all__ = [
-    "ACTIVE_STATES", "Executor", "JobAlreadyRunning", "JobCancelled", "JobContext", "JobHandle", "JobProgress",
-    "JobRunner", "JobState", "JobStatus", "SubprocessExecutor", "TrainingJobRunner", "get_job_kind", "job_kind",
-    "job_kinds",
+    "ACTIVE_STATES", "EXECUTORS", "Executor", "JobAlreadyRunning", "JobCancelled", "JobContext", "JobHandle",
+    "JobProgress", "JobQueue", "JobRunner", "JobState", "JobStatus", "QueueStatus", "QueuedJob", "SubprocessExecutor",
+    "TrainingJobRunner", "get_executor", "get_job_kind", "job_kind", "job_kinds",
 ]

@@ -1,4 +1,5 @@
-"""The job kinds maskdet ships: ``train``, ``evaluate-folder``, ``evaluate-scenes`` and ``analyse-video``.
+"""The job kinds maskdet ships: ``train``, ``evaluate-folder``, ``evaluate-scenes``, ``analyse-video`` and
+``score-batch``.
 
 Each function runs in the job's process; heavy modules are imported there, not in the server.
 Params and results are JSON-like (see :mod:`maskdet.jobs.registry`).
@@ -13,6 +14,7 @@ from maskdet.jobs.registry import job_kind
 
 EVALUATION_STAGES = {"reading": (0.0, 0.3), "classifying": (0.3, 1.0)}  # share of the job each stage covers
 DEFAULT_SCENE_IOU = 0.5
+DEFAULT_SCENE_DETECTOR = "centerface"  # the product's setting (maskdet.detect.DETECTOR_CONFIGS)
 
 
 def _resolve_training(params: dict) -> dict:
@@ -72,32 +74,45 @@ def run_folder_evaluation(params: dict, job: JobContext) -> dict:
 
 
 def _check_scene_evaluation(params: dict) -> dict:
+    from maskdet.detect import DETECTOR_CONFIGS
     from maskdet.scenes import scene_fingerprint
 
     iou = float(params.get("iou", DEFAULT_SCENE_IOU))
     if not 0.0 < iou <= 1.0:
         raise ValueError(f"iou must be in (0, 1], got {iou}")
+    detector = params.get("detector") or DEFAULT_SCENE_DETECTOR
+    if detector not in DETECTOR_CONFIGS:
+        raise ValueError(f"unknown detector setting {detector!r}; known: {', '.join(DETECTOR_CONFIGS)}")
     scene_fingerprint(params["data"])  # a folder that is no boxed-photo set is refused before a process starts
-    return {"model": params.get("model"), "data": str(Path(params["data"])), "detector": params.get("detector"),
+    return {"model": params.get("model"), "data": str(Path(params["data"])), "detector": detector,
             "iou": iou, "class_map": dict(params.get("class_map") or {})}
 
 
 @job_kind("evaluate-scenes", title="scene evaluation", prepare=_check_scene_evaluation,
-          describe=lambda p: f"evaluating scenes in {p['data']} with {p['model'] or 'the default model'}")
+          describe=lambda p: f"evaluating scenes in {p['data']} with {p['model'] or 'the default model'} + "
+                             f"{p['detector']}")
 def run_scene_evaluation(params: dict, job: JobContext) -> dict:
-    """:func:`maskdet.scenes.evaluate_scenes` with the photo pipeline; the result is its ``--json`` object."""
-    from maskdet.pipeline import build_pipeline
-    from maskdet.scenes import evaluate_scenes
+    """The photo pipeline (``model`` + the named ``detector`` setting) scored on a boxed-photo folder.
 
-    options = {"detector": params["detector"]} if params.get("detector") else {}
-    pipeline = build_pipeline(params.get("model"), **options)
+    Goes through :func:`maskdet.scenes.runs.evaluate_cached`: the result is the ``evaluate-scenes --json``
+    object plus its ``cache_key``, under which the Compare page reads it back.
+    """
+    from maskdet.classifier import load_classifier
+    from maskdet.detect import detector_from_config
+    from maskdet.pipeline import FacePipeline
+    from maskdet.scenes import load_scene_set
+    from maskdet.scenes.runs import evaluate_cached
+
+    pipeline = FacePipeline(load_classifier(params.get("model")), detector_from_config(params["detector"]))
+    scenes = load_scene_set(params["data"], class_map=params["class_map"] or None)
 
     def progress(done: int, total: int) -> None:
         job.report(JobProgress(phase="evaluate", message=f"Photo {done}/{total}", fraction=done / total if total else 1.0))
 
-    result = evaluate_scenes(pipeline, params["data"], iou=params["iou"], class_map=params["class_map"] or None,
-                             progress=progress)
-    return {**result.to_json(), "summary": f"scenes in {result.data}: recall {result.metrics.get('detection_recall')}"}
+    key, metrics = evaluate_cached(pipeline, scenes, iou=params["iou"], class_map=params["class_map"],
+                                   progress=progress)
+    return {**metrics, "cache_key": key,
+            "summary": f"scenes in {metrics['data']}: recall {metrics.get('detection_recall')}"}
 
 
 # --- analyse-video: one clip into an output folder (maskdet.video.results) -------------------------
@@ -152,3 +167,61 @@ def run_video_analysis(params: dict, job: JobContext) -> dict:
     note = f" (stopped early: {results.error})" if results.error else ""
     return {"output": str(results.folder), "frames": len(results.frames), "error": results.error,
             "summary": f"{len(results.frames)} frames of {Path(params['clip']).name} analysed{note}"}
+
+
+# --- batch scoring ---------------------------------------------------------------------------------
+
+def _check_batch(params: dict) -> dict:
+    """Resolve the model and engine, refuse an output that would lose records, before a process starts."""
+    from maskdet.batch import ENGINES
+    from maskdet.batch.run import DEFAULT_BATCH_SIZE, check_output
+    from maskdet.checkpoint import resolve_model
+    from maskdet.pipeline import DEFAULT_MARGIN
+
+    inputs = [str(Path(p)) for p in params.get("inputs") or []]
+    if not inputs:
+        raise ValueError("score-batch needs at least one input file or folder")
+    if not params.get("output"):
+        raise ValueError("score-batch writes its records to a file: give an output (.jsonl or .parquet)")
+    workers, batch_size = int(params.get("workers", 1)), int(params.get("batch_size", DEFAULT_BATCH_SIZE))
+    if workers < 1 or batch_size < 1:
+        raise ValueError("workers and batch_size must be at least 1")
+    engine = params.get("engine") or ("processes" if workers > 1 else "local")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    resume = bool(params.get("resume", False))
+    check_output(params["output"], resume)
+    return {"inputs": inputs, "output": str(Path(params["output"])), "resume": resume, "engine": engine,
+            "workers": workers, "batch_size": batch_size, "model": str(resolve_model(params.get("model"))),
+            "whole_image": bool(params.get("whole_image", False)), "detector": params.get("detector") or "centerface",
+            "margin": float(params.get("margin", DEFAULT_MARGIN)), "ray_address": params.get("ray_address")}
+
+
+@job_kind("score-batch", title="batch scoring", prepare=_check_batch,
+          describe=lambda p: f"scoring {', '.join(p['inputs'])} with {Path(p['model']).name} ({p['engine']}) "
+                             f"into {p['output']}")
+def run_batch_scoring(params: dict, job: JobContext) -> dict:
+    """:func:`maskdet.batch.run_batch` into the ``output`` file (JSON lines or Parquet), resumable, cancellable
+    between batches; the result is the run's :class:`~maskdet.batch.BatchSummary` and the output path."""
+    import dataclasses
+
+    from maskdet.batch import PipelineSpec, get_engine, run_batch
+    from maskdet.batch.sinks import open_sink, resume_jsonl
+    from maskdet.checkpoint import load_model
+
+    done = resume_jsonl(params["output"]) if params["resume"] else set()
+    load_model(params["model"])  # a refused model is refused here, once, not in every worker
+    spec = PipelineSpec(model=params["model"], whole_image=params["whole_image"], detector=params["detector"],
+                        margin=params["margin"])
+    engine = get_engine(params["engine"], workers=params["workers"], ray_address=params["ray_address"])
+
+    def progress(scored: int, total: int | None) -> None:
+        of = f" / {total:,}" if total else ""
+        job.report(JobProgress(phase="score", message=f"Scored {scored:,}{of} images",
+                               fraction=min(scored / total, 1.0) if total else 0.0))
+
+    summary = run_batch(params["inputs"], spec, engine, open_sink(params["output"]), done=done,
+                        batch_size=params["batch_size"], progress=False, on_batch=progress)
+    return {**dataclasses.asdict(summary), "output": params["output"],
+            "summary": f"{summary.images} images scored into {params['output']} in {summary.seconds:.1f} s "
+                       f"({summary.errors} failed, {summary.skipped} already done)"}

@@ -3,7 +3,7 @@
 The dashboard cannot do long work inside a Streamlit script run (a run must finish in well
 under a second, and every browser tab has its own session), nor in the server process at all:
 training sets torch threads, seeds generators and can take gigabytes. :class:`JobRunner`
-therefore hands the job to an executor (a child process by default, see
+therefore hands the job to an executor (a child process by default, or a Ray task; see
 :mod:`maskdet.jobs.executor`) and keeps the job's state in one lock-guarded record, fed by a
 monitor thread that reads the job's messages; pages poll :meth:`JobRunner.snapshot`, which
 returns an immutable :class:`~maskdet.jobs.base.JobStatus`. One runner per server and kind
@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import replace
 
 from maskdet.jobs.base import JobAlreadyRunning, JobState, JobStatus
-from maskdet.jobs.executor import Executor, JobEnded, JobHandle, SubprocessExecutor
+from maskdet.jobs.executor import Executor, JobEnded, JobHandle, get_executor
 from maskdet.jobs.registry import get_job_kind
 
 logger = logging.getLogger(__name__)
@@ -49,9 +49,12 @@ class JobRunner:
     """Holds at most one job; thread-safe; share one instance per server (and kind of work)."""
 
     def __init__(
-        self, executor: Executor | None = None, max_log_lines: int = MAX_LOG_LINES, cancel_grace_s: float = CANCEL_GRACE_S
+        self, executor: Executor | str | None = None, max_log_lines: int = MAX_LOG_LINES,
+        cancel_grace_s: float = CANCEL_GRACE_S,
     ) -> None:
-        self._executor = executor or SubprocessExecutor()
+        """``executor``: an :class:`~maskdet.jobs.executor.Executor`, or its name in
+        :data:`~maskdet.jobs.executor.EXECUTORS` (None: ``$MASKDET_JOB_EXECUTOR``, else a subprocess per job)."""
+        self._executor = executor if executor is not None and not isinstance(executor, str) else get_executor(executor)
         self._cancel_grace_s = cancel_grace_s
         self._lock = threading.Lock()
         self._status = JobStatus()

@@ -1,11 +1,12 @@
-"""The job side of a subprocess job: runs one job function and streams messages to the parent.
+"""The job side of a job: runs one job function and streams messages to the reader.
 
-Messages are ``(kind, payload)`` tuples on a one-way pipe: ``("log", text)``, ``("progress",
-snapshot)``, then exactly one of ``("done", result)``, ``("failed", error)`` or ``("cancelled",
-None)``. A process that dies without sending one (killed, out of memory, a crash in native code)
-is reported by the parent from its exit code. The process leaves itself when its parent dies,
-so a crashed server leaves no orphan training.
-"""
+:func:`execute` is shared by every executor (it takes a ``send(kind, payload)`` callable);
+:func:`run_job` is the entry point of a subprocess job, whose messages go on a one-way pipe.
+Messages are ``(kind, payload)`` tuples: ``("log", text)``, ``("progress", snapshot)``, then
+exactly one of ``("done", result)``, ``("failed", error)`` or ``("cancelled", None)``. A process
+that dies without sending one (killed, out of memory, a crash in native code) is reported by the
+parent from its exit code. The process leaves itself when its parent dies, so a crashed server
+leaves no orphan training."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from maskdet.jobs.base import CancelFlag, JobContext, JobFunction
@@ -37,17 +39,19 @@ class _Channel:
             self._connection.send((kind, payload))
 
 
-class _PipeLogHandler(logging.Handler):
-    def __init__(self, channel: _Channel) -> None:
+class _LogHandler(logging.Handler):
+    """Forwards log records as ``("log", text)`` messages."""
+
+    def __init__(self, send: Callable[[str, object], None]) -> None:
         super().__init__(level=logging.INFO)
-        self.channel = channel
+        self.send = send
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = record.getMessage()
             if record.levelno >= logging.WARNING:
                 text = f"{record.levelname}: {text}"
-            self.channel.send("log", text)
+            self.send("log", text)
         except Exception:  # noqa: BLE001 - logging must never break the job
             self.handleError(record)
 
@@ -59,23 +63,37 @@ def _leave_when_orphaned(parent: int) -> None:
             os._exit(1)
 
 
+def execute(function: JobFunction, params: dict, send: Callable[[str, object], None], cancel: CancelFlag) -> None:
+    """Run ``function`` once, sending its log lines, progress and exactly one final message through ``send``.
+
+    The ``maskdet`` loggers are captured for the duration of the call only (a Ray worker may run
+    other tasks afterwards).
+    """
+    captured = logging.getLogger(CAPTURED_LOGGER)
+    handler = _LogHandler(send)
+    level = captured.level
+    captured.setLevel(logging.INFO)
+    captured.addHandler(handler)
+    job = JobContext(lambda progress: send("progress", progress), cancel)
+    try:
+        result = function(params, job)
+    except BaseException as exc:  # noqa: BLE001 - every ending is reported to the reader
+        if job.cancelled:
+            send("cancelled", None)
+        else:
+            traceback.print_exc()  # the full story on the job's console; readers get the message
+            send("failed", str(exc) or type(exc).__name__)
+    else:
+        send("done", result)
+    finally:
+        captured.removeHandler(handler)
+        captured.setLevel(level)
+
+
 def run_job(function: JobFunction, params: dict, connection: Connection, cancel: CancelFlag, parent: int) -> None:
     """Entry point of the job process (``multiprocessing`` target)."""
     threading.Thread(target=_leave_when_orphaned, args=(parent,), daemon=True, name="maskdet-job-parent").start()
-    channel = _Channel(connection)
-    captured = logging.getLogger(CAPTURED_LOGGER)
-    captured.setLevel(logging.INFO)
-    captured.addHandler(_PipeLogHandler(channel))
-    job = JobContext(lambda progress: channel.send("progress", progress), cancel)
     try:
-        result = function(params, job)
-    except BaseException as exc:  # noqa: BLE001 - every ending is reported to the parent
-        if job.cancelled:
-            channel.send("cancelled", None)
-        else:
-            traceback.print_exc()  # the full story on the server's console; readers get the message
-            channel.send("failed", str(exc) or type(exc).__name__)
-    else:
-        channel.send("done", result)
+        execute(function, params, _Channel(connection).send, cancel)
     finally:
         connection.close()

@@ -1,12 +1,10 @@
-"""Scene evaluations of several (model, detector) pipelines in a background thread, cached on disk.
+"""Scene evaluations of (model, detector) pipelines, cached on disk.
 
-The Compare page starts a :class:`SceneRun` and polls :meth:`SceneRun.snapshot` from a timed
-fragment: the thread never touches Streamlit, the page never waits for the thread. Finished
-evaluations are cached per (classifier weights, detector settings, folder fingerprint, IoU,
-class map), so reruns, other sessions and the CLI's users on the same machine reuse them.
-
-NOTE (threading): :class:`SceneRun` holds its mutable state behind one lock; ``snapshot()``
-returns a copy. Cancelling is cooperative: the run stops after the photo being evaluated.
+An evaluation is cached per (classifier weights, detector settings, folder fingerprint, IoU,
+class map): the ``evaluate-scenes`` job (:mod:`maskdet.jobs.kinds`) writes it with
+:func:`evaluate_cached`, and the Compare page reads it back with :func:`cached_metrics` under the
+key :func:`pipeline_key` gives for the same pipeline, so reruns, other sessions and later jobs on
+the same machine reuse it.
 """
 
 from __future__ import annotations
@@ -14,16 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from maskdet.pipeline import FacePipeline
 from maskdet.scenes.annotations import SceneSet
-from maskdet.scenes.evaluate import DEFAULT_IOU, describe_detector, evaluate_scenes
+from maskdet.scenes.evaluate import DEFAULT_IOU, ProgressFn, describe_detector, evaluate_scenes
 from maskdet.settings import cache_dir
 from maskdet.store import write_json
 
@@ -31,19 +26,6 @@ logger = logging.getLogger(__name__)
 
 CACHE_SUBDIR = "scene-evaluations"
 CACHE_VERSION = 1
-
-
-class RunCancelled(Exception):
-    """Raised inside the worker when the user cancelled the run."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One column of the comparison: a pipeline, its display name and the key of its classifier's weights."""
-
-    label: str
-    pipeline: FacePipeline
-    weights_sha256: str
 
 
 def cache_key(weights_sha256: str, detector: Mapping[str, Any], fingerprint: str, iou: float,
@@ -54,13 +36,14 @@ def cache_key(weights_sha256: str, detector: Mapping[str, Any], fingerprint: str
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def pipeline_key(pipeline: FacePipeline, fingerprint: str, iou: float, class_map: Mapping[str, str]) -> str:
+    """:func:`cache_key` of ``pipeline`` (its classifier's weights, its detector's settings) on a folder version."""
+    weights = str(pipeline.classifier.loaded.metadata["weights"]["sha256"])
+    return cache_key(weights, describe_detector(pipeline.detector), fingerprint, float(iou), class_map)
+
+
 def _cache_path(key: str) -> Path:
     return cache_dir() / CACHE_SUBDIR / f"{key}.json"
-
-
-def candidate_key(candidate: Candidate, scenes: SceneSet, iou: float, class_map: Mapping[str, str]) -> str:
-    return cache_key(candidate.weights_sha256, describe_detector(candidate.pipeline.detector), scenes.fingerprint,
-                     iou, class_map)
 
 
 def cached_metrics(key: str) -> dict[str, Any] | None:
@@ -71,90 +54,16 @@ def cached_metrics(key: str) -> dict[str, Any] | None:
         return None
 
 
-@dataclass
-class RunSnapshot:
-    """A copy of a run's state: progress over all candidates, results and failures by label."""
-
-    total: int
-    done: int = 0
-    current: str = ""
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
-    finished: bool = False
-    cancelled: bool = False
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def fraction(self) -> float:
-        return min(self.done / self.total, 1.0) if self.total else 1.0
-
-
-class SceneRun:
-    """Evaluate ``candidates`` on ``scenes`` one after the other in a daemon thread (cached ones instantly)."""
-
-    def __init__(self, candidates: Sequence[Candidate], scenes: SceneSet, iou: float = DEFAULT_IOU,
-                 class_map: Mapping[str, str] | None = None) -> None:
-        self.candidates = list(candidates)
-        self.scenes = scenes
-        self.iou = iou
-        self.class_map = dict(class_map or {})
-        self._lock = threading.Lock()
-        self._state = RunSnapshot(total=len(self.candidates) * max(len(scenes.images), 1))
-        self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scene-evaluation", daemon=True)
-        self._thread.start()
-
-    def snapshot(self) -> RunSnapshot:
-        with self._lock:
-            state = self._state
-            return RunSnapshot(total=state.total, done=state.done, current=state.current, results=dict(state.results),
-                               failures=dict(state.failures), finished=state.finished, cancelled=state.cancelled,
-                               started=state.started)
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        per_candidate = max(len(self.scenes.images), 1)
-        try:
-            for index, candidate in enumerate(self.candidates):
-                with self._lock:
-                    self._state.current = candidate.label
-                    self._state.done = index * per_candidate
-                try:
-                    metrics = self._evaluate(candidate, index * per_candidate)
-                except RunCancelled:
-                    with self._lock:
-                        self._state.cancelled = True
-                    return
-                except Exception as exc:  # one candidate failing must not lose the others' results
-                    logger.exception("scene evaluation of %s failed", candidate.label)
-                    with self._lock:
-                        self._state.failures[candidate.label] = str(exc) or type(exc).__name__
-                    continue
-                with self._lock:
-                    self._state.results[candidate.label] = metrics
-        finally:
-            with self._lock:
-                self._state.finished = True
-                self._state.done = self._state.total if not self._state.cancelled else self._state.done
-
-    def _evaluate(self, candidate: Candidate, offset: int) -> dict[str, Any]:
-        key = candidate_key(candidate, self.scenes, self.iou, self.class_map)
-        cached = cached_metrics(key)
-        if cached is not None:
-            return cached
-
-        def progress(done: int, total: int) -> None:
-            if self._cancel.is_set():
-                raise RunCancelled
-            with self._lock:
-                self._state.done = offset + done
-
-        metrics = evaluate_scenes(candidate.pipeline, self.scenes, iou=self.iou, progress=progress).to_json()
-        write_json(_cache_path(key), metrics)
-        return metrics
+def evaluate_cached(pipeline: FacePipeline, scenes: SceneSet, iou: float = DEFAULT_IOU,
+                    class_map: Mapping[str, str] | None = None,
+                    progress: ProgressFn | None = None) -> tuple[str, dict[str, Any]]:
+    """(key, metrics) of ``pipeline`` on ``scenes`` (loaded with ``class_map``): from the cache, else evaluated
+    with :func:`~maskdet.scenes.evaluate_scenes` and cached."""
+    key = pipeline_key(pipeline, scenes.fingerprint, iou, class_map or {})
+    cached = cached_metrics(key)
+    if cached is not None:
+        logger.info("scene evaluation %s: cache hit", key)
+        return key, cached
+    metrics = evaluate_scenes(pipeline, scenes, iou=iou, progress=progress).to_json()
+    write_json(_cache_path(key), metrics)
+    return key, metrics
