@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +19,16 @@ from maskdet.checkpoint import list_models, load_model
 from maskdet.classifier import Classifier
 from maskdet.engine import TrainConfig
 from maskdet.images import load_rgb
-from maskdet.jobs import JobAlreadyRunning, JobRunner, JobState, JobStatus, TrainingJobRunner, job_kinds
+from maskdet.jobs import (
+    JobAlreadyRunning,
+    JobQueue,
+    JobRunner,
+    JobState,
+    JobStatus,
+    QueuedJob,
+    TrainingJobRunner,
+    job_kinds,
+)
 
 JOB_TIMEOUT_S = 240  # a tiny job takes seconds; the shared CI machine can be very busy
 CANCEL_WITHIN_S = 5.0
@@ -231,3 +241,74 @@ def test_folder_evaluation_job(tiny_dataset, tiny_models_dir, tmp_path, monkeypa
     assert status.result["metrics"]["n"] == 24 and len(status.result["scores"]) == 24
     assert status.progress.phase == "classifying" and status.progress.fraction == 1.0
     assert status.log[-1].endswith(f"Finished: tiny-mlp on {tiny_dataset}: accuracy {status.result['metrics']['accuracy']:.4f}")
+
+
+def test_a_job_does_not_run_the_callers_main_script(tiny_dataset, tiny_models_dir, tmp_path, monkeypatch):
+    """Under Streamlit ``sys.modules["__main__"]`` is the page script; a job process must not run it again
+    (a 'spawn' child did: the whole page, with its model recovery, in every job)."""
+    marker = tmp_path / "page-ran"
+    page = tmp_path / "page.py"
+    page.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    fake_main = type(sys)("__main__")
+    fake_main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    runner = JobRunner()
+    runner.submit("evaluate-folder", {"model": str(tiny_models_dir / "tiny-mlp"), "data": str(tiny_dataset)})
+    status = runner.wait(JOB_TIMEOUT_S)
+    assert status.state == JobState.FINISHED, status.error
+    assert not marker.exists()
+
+
+def evaluation(model: Path, data: Path) -> QueuedJob:
+    return QueuedJob(label=model.name, kind="evaluate-folder", params={"model": str(model), "data": str(data)})
+
+
+def test_a_queue_runs_its_jobs_in_order_and_reports_each_failure(tiny_dataset, tiny_models_dir, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_models_dir / "tiny-mlp", broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    queue = JobQueue()
+    # The broken copy first: its metadata claims tiny-mlp's weights, so after tiny-mlp it would hit that cache.
+    jobs = [evaluation(broken, tiny_dataset), evaluation(tiny_models_dir / "tiny-mlp", tiny_dataset),
+            evaluation(tmp_path / "no-model", tiny_dataset), evaluation(tiny_models_dir / "tiny-cnn", tiny_dataset)]
+    queue.submit(jobs)
+    with pytest.raises(JobAlreadyRunning):
+        queue.submit(jobs[:1])
+    seen = []
+    while (status := queue.snapshot()).active:
+        seen.append(status)
+        time.sleep(0.05)
+    status = queue.wait(JOB_TIMEOUT_S)
+
+    assert [s.state for s in status.statuses] == [JobState.FAILED, JobState.FINISHED, JobState.FAILED,
+                                                  JobState.FINISHED]
+    assert status.fraction == 1.0 and status.current is None
+    assert [s.result["metrics"]["n"] for s in status.statuses if s.result] == [24, 24]
+    failures = dict((job.label, message) for job, message in status.failures())
+    assert failures.keys() == {"broken-model", "no-model"}
+    assert "does not exist" in failures["no-model"]  # refused before a process started
+    # While running, readers saw one job at a time, in order, and overall progress never went back.
+    running = [s.current[1].label for s in seen if s.current]
+    assert running and running == sorted(running, key=[j.label for j in jobs].index)
+    fractions = [s.fraction for s in seen]
+    assert fractions == sorted(fractions)
+
+
+def test_cancelling_a_queue_stops_the_running_job_and_drops_the_rest(tiny_dataset, tiny_models_dir,
+                                                                       isolated_models_dir):
+    queue = JobQueue()
+    queue.submit([QueuedJob(label="endless", kind="train", params=endless(tiny_dataset).to_json()),
+                  evaluation(tiny_models_dir / "tiny-mlp", tiny_dataset)])
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not ((current := queue.snapshot().current) and current[2].progress and current[2].progress.phase == "train"):
+        assert time.monotonic() < deadline, queue.snapshot()
+        time.sleep(0.05)
+    assert queue.cancel()
+    status = queue.wait(CANCEL_WITHIN_S + 5)
+    assert not status.active
+    assert [s.state for s in status.statuses] == [JobState.CANCELLED, JobState.CANCELLED]
+    assert status.statuses[1].job_id is None  # never started
+    assert not queue.cancel() and list(isolated_models_dir.iterdir()) == []
