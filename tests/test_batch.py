@@ -1,5 +1,6 @@
-"""Batch scoring (``predict --output/--resume/--workers/--engine``): same records in every engine,
-resumable after a real SIGKILL with no torn or duplicate line, a dead worker restarted, flat memory.
+"""Batch scoring (``predict --output/--resume/--workers/--engine`` and the ``score-batch`` job kind): same
+records in every engine, resumable after a real SIGKILL or a cancelled job with no torn or duplicate line, a
+dead worker restarted, flat memory.
 
 The real CLI runs in subprocesses with the real CenterFace detector and a real tiny MobileNetV2, on
 photos composed from real held-out face crops.
@@ -21,6 +22,7 @@ import pytest
 from PIL import Image
 
 from maskdet.batch.sinks import JsonLinesFileSink, resume_jsonl
+from maskdet.jobs import JobRunner, JobState
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -215,3 +217,62 @@ def test_ten_thousand_images_stream_with_flat_memory(tmp_path, tiny_mobilenet) -
     before, after = float(np.median(early)) / 2**20, float(np.median(late)) / 2**20
     print(f"RSS (median) after 1,000-3,000 images {before:.0f} MB, after 8,000-10,000 images {after:.0f} MB")
     assert after - before < 40, f"memory grew by {after - before:.0f} MB while streaming"
+
+
+def score_batch(archive: Path, model: Path, output: Path, **extra) -> dict:
+    return {"inputs": [str(archive)], "output": str(output), "model": str(model), **extra}
+
+
+def test_score_batch_job_writes_the_same_records_and_resumes(archive, tiny_mobilenet, reference, tmp_path) -> None:
+    """The ``score-batch`` kind through the default (subprocess) executor: progress per batch, the CLI's records,
+    a refusal before start for an output that would be lost, and a resumed run with nothing left to do."""
+    out = tmp_path / "job.jsonl"
+    runner = JobRunner()
+    runner.submit("score-batch", score_batch(archive, tiny_mobilenet, out, batch_size=8))
+    seen = []
+    while (status := runner.snapshot()).active:
+        if status.progress:
+            seen.append(status.progress)
+        time.sleep(0.05)
+    status = runner.wait(600)
+    assert status.state == JobState.FINISHED, status.error
+    assert (status.result["images"], status.result["errors"], status.result["skipped"]) == (42, 2, 0)
+    assert status.worker_pid is None and status.result["output"] == str(out)
+    assert_same_records(by_path(read_records(out)), reference)
+    assert {p.phase for p in seen} == {"score"} and [p.fraction for p in seen] == sorted(p.fraction for p in seen)
+    assert status.progress.fraction == 1.0 and status.progress.message == "Scored 42 / 42 images"
+
+    with pytest.raises(ValueError, match="already exists"):
+        runner.submit("score-batch", score_batch(archive, tiny_mobilenet, out))
+    with pytest.raises(ValueError, match="JSON-lines"):
+        runner.submit("score-batch", score_batch(archive, tiny_mobilenet, tmp_path / "x.parquet", resume=True))
+    with pytest.raises(ValueError, match="unknown engine"):
+        runner.submit("score-batch", score_batch(archive, tiny_mobilenet, tmp_path / "y.jsonl", engine="gpu"))
+
+    runner.submit("score-batch", score_batch(archive, tiny_mobilenet, out, resume=True))
+    status = runner.wait(600)
+    assert status.state == JobState.FINISHED, status.error
+    assert (status.result["images"], status.result["skipped"]) == (0, 42)
+    assert len(read_records(out)) == 42
+
+
+def test_a_cancelled_score_batch_job_stops_between_batches_and_resumes(archive, tiny_mobilenet, reference,
+                                                                         tmp_path) -> None:
+    out = tmp_path / "cancelled.jsonl"
+    runner = JobRunner()
+    runner.submit("score-batch", score_batch(archive, tiny_mobilenet, out, batch_size=2))
+    deadline = time.monotonic() + 600
+    while not ((status := runner.snapshot()).progress and status.progress.fraction > 0):
+        assert status.active and time.monotonic() < deadline, status
+        time.sleep(0.02)
+    assert runner.cancel()
+    status = runner.wait(30)
+    assert status.state == JobState.CANCELLED, status
+    written = read_records(out)  # whole lines only
+    assert 2 <= len(written) < 42 and len(written) % 2 == 0  # stopped at a batch boundary
+
+    runner.submit("score-batch", score_batch(archive, tiny_mobilenet, out, batch_size=8, resume=True))
+    status = runner.wait(600)
+    assert status.state == JobState.FINISHED, status.error
+    assert status.result["skipped"] == len(written) and status.result["images"] == 42 - len(written)
+    assert_same_records(by_path(read_records(out)), reference)

@@ -1,0 +1,91 @@
+"""RayExecutor on a real local Ray (one session for the module): a real evaluate-folder job reports progress and
+gives the subprocess executor's result; cancel reaches a real training job through the shared flag."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from maskdet.engine import TrainConfig
+from maskdet.jobs import JobRunner, JobState, JobStatus, get_executor
+from maskdet.jobs.ray_executor import RayExecutor
+
+JOB_TIMEOUT_S = 300  # Ray starts a fresh worker per job; the shared machine can be very busy
+CANCEL_WITHIN_S = 15.0
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray for every test here (starting one takes seconds on 2 cores)."""
+    import ray
+
+    from maskdet.batch.engines import connect_ray
+
+    started = connect_ray()
+    yield
+    if started:
+        ray.shutdown()
+
+
+def run(executor: str, kind: str, params: dict) -> tuple[JobStatus, list[JobStatus]]:
+    """Run one job on a new runner with ``executor``: (final status, the snapshots seen while it ran)."""
+    runner = JobRunner(executor=executor)
+    runner.submit(kind, params)
+    seen = []
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while (status := runner.snapshot()).active:
+        assert time.monotonic() < deadline, status
+        seen.append(status)
+        time.sleep(0.05)
+    return runner.wait(), seen
+
+
+def test_the_executor_is_chosen_by_name_or_environment(monkeypatch) -> None:
+    monkeypatch.setenv("MASKDET_JOB_EXECUTOR", "ray")
+    assert isinstance(get_executor(), RayExecutor)
+    monkeypatch.setenv("MASKDET_JOB_EXECUTOR", "gpu-farm")
+    with pytest.raises(ValueError, match="unknown job executor 'gpu-farm'"):
+        JobRunner()
+
+
+@pytest.mark.slow  # ~25 s with the module's Ray start on 2 busy cores
+def test_an_evaluation_on_ray_reports_progress_and_matches_the_subprocess_job(
+        ray_session, tiny_dataset: Path, tiny_models_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    params = {"model": str(tiny_models_dir / "tiny-mlp"), "data": str(tiny_dataset)}
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "ray-cache"))  # reaches the Ray worker
+    on_ray, seen = run("ray", "evaluate-folder", params)
+    assert on_ray.state == JobState.FINISHED, on_ray.error
+    assert on_ray.worker_pid is None  # a Ray worker is not this server's process
+    phases = [s.progress.phase for s in seen if s.progress]
+    assert "classifying" in phases and on_ray.progress.fraction == 1.0
+    assert any("Classifying 24/24" in line for line in on_ray.log)
+    assert len(list((tmp_path / "ray-cache" / "evaluations").glob("*.json"))) == 1
+
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "subprocess-cache"))  # no cache hit: a real evaluation
+    in_process, _ = run("subprocess", "evaluate-folder", params)
+    assert in_process.state == JobState.FINISHED, in_process.error
+    expected, found = in_process.result, on_ray.result
+    assert found.keys() == expected.keys() and found["metrics"] == expected["metrics"]
+    assert (found["relpaths"], found["labels"]) == (expected["relpaths"], expected["labels"])
+    assert found["scores"] == pytest.approx(expected["scores"], abs=1e-5)  # another torch thread count
+    assert found["summary"] == expected["summary"]
+
+
+@pytest.mark.slow  # ~14 s: a fresh Ray worker imports torch and starts training
+def test_cancel_reaches_a_training_job_on_ray(ray_session, tiny_dataset: Path, isolated_models_dir: Path) -> None:
+    runner = JobRunner(executor=RayExecutor())
+    runner.submit("train", TrainConfig(arch="mlp", data=tiny_dataset, name="endless-ray", epochs=100_000,
+                                       patience=100_000, img_size=24).to_json())
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not ((status := runner.snapshot()).progress and status.progress.phase == "train"):
+        assert status.active and time.monotonic() < deadline, status
+        time.sleep(0.05)
+    asked = time.monotonic()
+    assert runner.cancel()
+    status = runner.wait(CANCEL_WITHIN_S)
+    assert status.state == JobState.CANCELLED, status
+    assert time.monotonic() - asked < CANCEL_WITHIN_S
+    assert "Cancelled: nothing was saved" in status.log[-1]
+    assert list(isolated_models_dir.iterdir()) == []
