@@ -146,7 +146,7 @@ def run_benchmarks(model: str | None = None, quick: bool = False) -> dict:
 
 def format_table(results: dict) -> str:
     rows = [
-        ("model", results["model"], f"{results['precision']}{', compiled' if results['compiled'] else ''}, "
+        ("model", results["model"], f"{results['backend']}, {results['precision']}, "
                                     f"{results['input_size']} px, {results['threads']} threads"),
         ("classify_ms", f"{results['classify_ms']:.2f}", "ms per face, default model as the product runs it"),
         ("reference_ms", f"{results['reference_ms']:.2f}", "ms, torchvision MobileNetV2 fp32 batch 1 224 px"),
