@@ -29,6 +29,7 @@ from maskdet.jobs import (
     TrainingJobRunner,
     job_kinds,
 )
+from maskdet.jobs.worker import DEFAULT_JOB_NICENESS
 
 JOB_TIMEOUT_S = 240  # a tiny job takes seconds; the shared CI machine can be very busy
 CANCEL_WITHIN_S = 5.0
@@ -175,6 +176,10 @@ def test_job_runs_in_its_own_process(runner, tiny_dataset):
     status = wait_until(runner, lambda s: s.progress is not None and s.progress.phase == "train")
     assert status.worker_pid is not None and status.worker_pid != os.getpid()
     assert status.kind == "train"
+    # at a lower CPU priority than the server: pages and webcam frames come first
+    server = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, status.worker_pid) == min(server + DEFAULT_JOB_NICENESS, 19)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == server
     runner.cancel()
     assert runner.wait(JOB_TIMEOUT_S).worker_pid is None
 
