@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from maskdet.calibration import expected_calibration_error
-from maskdet.crops import crop_sets_dir
-from maskdet.data import load_catalog, read_manifest
+from maskdet.crops import held_out_photos
+from maskdet.data import load_catalog
 from maskdet.images import load_rgb
 from maskdet.metrics import compute_metrics
 from maskdet.pipeline import build_pipeline
@@ -76,12 +76,7 @@ def main() -> None:
     parser.add_argument("--face-mask-4k", type=Path)
     args = parser.parse_args()
     pipeline = build_pipeline(args.model)
-    held = {}
-    if args.heldout:
-        crop_set, split = args.heldout.split(":")
-        for source in read_manifest(crop_sets_dir() / crop_set)["sources"]:
-            if source["kind"] == "boxed-photos":
-                held[Path(source["path"]).resolve()] = set(source["photo_split"][split])
+    held = held_out_photos(*args.heldout.split(":")) if args.heldout else {}
     started = time.monotonic()
     result = {"model": pipeline.classifier.name, "scenes": [
         {**evaluate_boxed(pipeline, Path(root), held.get(Path(root).resolve())),

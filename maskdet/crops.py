@@ -46,6 +46,7 @@ from maskdet.data import (
     ProgressFn,
     build_catalog,
     perceptual_signature,
+    read_manifest,
     scan_dataset,
 )
 from maskdet.detect import Face, FaceDetector, crop_faces
@@ -88,6 +89,17 @@ def locate_split_file(dataset: dict, relpath: str) -> Path | None:
 def crop_sets_dir() -> Path:
     """Where crop sets are written: ``<cache>/crops``."""
     return cache_dir() / "crops"
+
+
+def held_out_photos(crop_set: str | Path, split: str) -> dict[Path, set[str]]:
+    """Boxed-photo folder (resolved) -> the photos (relative paths) that ``crop_set`` put in ``split``.
+
+    ``crop_set`` is a name under :func:`crop_sets_dir` or a path: how evaluations keep to the photos a
+    model trained on that set held out (``split="val"`` to choose settings, ``"test"`` to report).
+    """
+    folder = Path(crop_set) if Path(crop_set).is_dir() else crop_sets_dir() / str(crop_set)
+    return {Path(source["path"]).resolve(): set(source["photo_split"][split])
+            for source in read_manifest(folder)["sources"] if source["kind"] == "boxed-photos"}
 
 
 @dataclass(frozen=True)
