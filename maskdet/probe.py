@@ -47,6 +47,9 @@ show the worst face of a test split, the margin keeps the promise for the faces 
 PROBE_CROPS = 64
 """Validation crops stored per model: half the ones the fp32 model is least sure of (where the softmax is
 steepest, so a precision change shows most), half a class-balanced random draw of the rest."""
+PROBE_SCORE_BATCH = 64
+"""Validation crops decoded and scored at once while choosing the probe: memory holds one batch's activations,
+not the whole split's (scoring it in one pass cost ~3.8 MB per validation image at 128 px, issue 18 defect 3)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,11 @@ def normalize_crops(config: InputConfig, crops: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def _probabilities(model: nn.Module, inputs: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
-    network = inference_network(model, dtype)  # exactly what the eager backend runs
+    return _network_probabilities(inference_network(model, dtype), inputs, dtype)  # what the eager backend runs
+
+
+@torch.inference_mode()
+def _network_probabilities(network: nn.Module, inputs: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
     logits = network(inputs.to(dtype=dtype, memory_format=torch.channels_last))
     return torch.softmax(logits.float(), dim=1).numpy()
 
@@ -111,25 +118,55 @@ def check_precision(model: nn.Module, config: InputConfig, crops: torch.Tensor |
 def select_probe_crops(model: nn.Module, config: InputConfig, root: Path, relpaths: list[str],
                        labels: list[int], count: int = PROBE_CROPS, seed: int = 0) -> torch.Tensor:
     """``count`` validation crops (uint8 NHWC at the input size), decoded as evaluation decodes them:
-    half the ones the fp32 model is least sure of, half a class-balanced random draw of the rest."""
-    decoded: list[tuple[np.ndarray, int]] = []
-    for relpath, label in zip(relpaths, labels, strict=True):
-        try:
-            decoded.append((config.to_uint8(load_rgb(Path(root) / relpath, draft_size=config.size * 2)), label))
-        except ImageDecodeError as exc:
-            logger.warning("probe: skipping %s (%s)", relpath, exc.reason)
-    if not decoded:
+    half the ones the fp32 model is least sure of, half a class-balanced random draw of the rest.
+
+    The split is scored :data:`PROBE_SCORE_BATCH` crops at a time and only the chosen crops are kept
+    (decoded again), so memory does not grow with the validation split."""
+    readable, margin = _score_margins(model, config, Path(root), relpaths)
+    if not readable:
         raise ValueError(f"no readable validation image under {root} to store as precision probe")
-    crops = torch.from_numpy(np.stack([crop for crop, _ in decoded]))
-    margin = np.abs(_probabilities(model, normalize_crops(config, crops), torch.float32)[:, 1] - 0.5)
+    readable_labels = [labels[i] for i in readable]
     unsure = [int(i) for i in np.argsort(margin, kind="stable")[: count // 2]]
-    rest = sorted(set(range(len(decoded))) - set(unsure))
+    rest = sorted(set(range(len(readable))) - set(unsure))
     rng = np.random.default_rng(seed)
     shuffled = [int(i) for i in rng.permutation(rest)]
     quota = (count - len(unsure)) // len(CLASSES)
-    drawn = [i for label in range(len(CLASSES)) for i in [j for j in shuffled if decoded[j][1] == label][:quota]]
+    drawn = [i for label in range(len(CLASSES)) for i in [j for j in shuffled if readable_labels[j] == label][:quota]]
     drawn += [i for i in shuffled if i not in drawn][: count - len(unsure) - len(drawn)]  # a class with too few
-    return crops[sorted(unsure + drawn)].contiguous()
+    chosen = [relpaths[readable[i]] for i in sorted(unsure + drawn)]
+    return torch.from_numpy(np.stack([_decode_crop(config, Path(root) / relpath) for relpath in chosen]))
+
+
+def _decode_crop(config: InputConfig, path: Path) -> np.ndarray:
+    return config.to_uint8(load_rgb(path, draft_size=config.size * 2))
+
+
+def _score_margins(model: nn.Module, config: InputConfig, root: Path,
+                   relpaths: list[str]) -> tuple[list[int], np.ndarray]:
+    """(indices of the readable ``relpaths``, their fp32 ``|P(with_mask) - 0.5|``), decoded and scored a batch
+    at a time; unreadable files are logged and left out."""
+    network = inference_network(model, torch.float32)
+    readable: list[int] = []
+    batch: list[np.ndarray] = []
+    margins: list[np.ndarray] = []
+
+    def score_batch() -> None:
+        inputs = normalize_crops(config, torch.from_numpy(np.stack(batch)))
+        margins.append(np.abs(_network_probabilities(network, inputs, torch.float32)[:, 1] - 0.5))
+        batch.clear()
+
+    for index, relpath in enumerate(relpaths):
+        try:
+            batch.append(_decode_crop(config, root / relpath))
+        except ImageDecodeError as exc:
+            logger.warning("probe: skipping %s (%s)", relpath, exc.reason)
+            continue
+        readable.append(index)
+        if len(batch) == PROBE_SCORE_BATCH:
+            score_batch()
+    if batch:
+        score_batch()
+    return readable, np.concatenate(margins) if margins else np.zeros(0)
 
 
 def load_probe(folder: Path, config: InputConfig) -> torch.Tensor | None:

@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 from maskdet.checkpoint import PROBE_FILE, load_model, load_split, read_metadata
 from maskdet.classifier import Predictor
 from maskdet.images import load_rgb
-from maskdet.probe import BF16_MAX_PROB_DIFF, BF16_PROBE_MARGIN, PROBE_CROPS, check_precision, load_probe, select_probe_crops
+from maskdet.probe import (BF16_MAX_PROB_DIFF, BF16_PROBE_MARGIN, PROBE_CROPS, PROBE_SCORE_BATCH, check_precision,
+                           load_probe, normalize_crops, select_probe_crops)
 from maskdet.runtime import cpu_has_fast_bf16
 from maskdet.settings import REPO_ROOT
 
@@ -61,6 +62,31 @@ def test_training_stores_real_validation_crops_and_writes_the_serving_precision(
     assert serving["precision"] == predictor.precision == predictor.precision_check.precision
     assert serving["probe_crops"] == len(crops)
     assert serving["bf16_max_prob_diff"] == pytest.approx(predictor.precision_check.bf16_max_prob_diff, abs=1e-4)
+
+
+def test_the_probe_holds_the_least_sure_crops_of_the_whole_split_and_skips_unreadable_files(datasets_root, tmp_path):
+    """The split is scored a batch at a time (memory, issue 18 defect 3): the least-sure half is still the whole
+    split's, and an unreadable file in the middle of it shifts no crop's score onto another file."""
+    loaded = load_model(SHIPPED / "simple_cnn")
+    paths, labels = face_mask_4k_part(SHIPPED / "simple_cnn", "val")
+    paths, labels = paths[: 3 * PROBE_SCORE_BATCH + 5], labels[: 3 * PROBE_SCORE_BATCH + 5]
+    for relpath in paths:
+        (tmp_path / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relpath).symlink_to(datasets_root / "face-mask-4k" / relpath)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    middle = len(paths) // 2
+    crops = select_probe_crops(loaded.model, loaded.input, tmp_path, [*paths[:middle], "broken.jpg", *paths[middle:]],
+                               [*labels[:middle], 0, *labels[middle:]])
+    size = loaded.input.size
+    decoded = torch.from_numpy(np.stack([loaded.input.to_uint8(load_rgb(tmp_path / p, draft_size=size * 2)) for p in paths]))
+    with torch.inference_mode():
+        margin = torch.cat([torch.softmax(loaded.model(normalize_crops(loaded.input, chunk)), 1)[:, 1]
+                            for chunk in decoded.split(50)]).sub(0.5).abs().numpy()
+    flat = decoded.reshape(len(decoded), -1)
+    chosen = {int(i) for crop in crops for i in (flat == crop.reshape(1, -1)).all(1).nonzero().flatten()}
+    assert len(crops) == PROBE_CROPS and len(chosen) >= PROBE_CROPS
+    least_sure = {int(i) for i in np.argsort(margin, kind="stable")[: PROBE_CROPS // 2 - 2]}  # 2: ties at the edge
+    assert least_sure <= chosen
 
 
 def test_no_stored_crops_or_a_forged_probe_file_means_fp32(tiny_mobilenet, tmp_path) -> None:
