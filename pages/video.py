@@ -92,6 +92,12 @@ def show_job(data: bytes, name: str, folder: Path, model: str, threshold: float,
         st.rerun()
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def clip_digest(file_id: str, _data: bytes) -> str:
+    """The upload's SHA-256, once per uploaded file (a clip of up to 200 MB is not hashed on every rerun)."""
+    return hashlib.sha256(_data).hexdigest()
+
+
 def frame_table(results: VideoResults) -> pd.DataFrame:
     """One row per processed frame: frame, time and faces per class."""
     return pd.DataFrame([{"frame": row.frame, "time (s)": round(row.time, 3), **row.counts}
@@ -147,7 +153,7 @@ if upload is None:
     st.stop()
 
 data = upload.getvalue()
-folder = analysis_folder(analysis_key(hashlib.sha256(data).hexdigest(), card["weights"]["sha256"], threshold,
+folder = analysis_folder(analysis_key(clip_digest(upload.file_id, data), card["weights"]["sha256"], threshold,
                                       every, DETECTOR))
 st.subheader(plain(upload.name))
 results = read_results(folder)
