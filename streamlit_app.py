@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from maskdet.data import DatasetError, list_datasets, scan_dataset
+from maskdet.data.datasets import DatasetError, list_datasets, scan_dataset
 from maskdet.settings import CLASSES, data_root, models_dir
 from ui.models import list_trained_models, show_broken_models
 from ui.navigation import PAGES

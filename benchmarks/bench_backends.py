@@ -1,12 +1,12 @@
 """Which backend serves a model fastest here: eager, compiled (TorchInductor) and onnxruntime, all through
-:class:`maskdet.classifier.Predictor` (its preprocessing, its precision), on real face crops.
+:class:`maskdet.inference.predictor.Predictor` (its preprocessing, its precision), on real face crops.
 
 Usage: python benchmarks/bench_backends.py [--model NAME_OR_PATH] [--precision fp32|bf16|auto] [--runs 50]
 
 Prints, per backend: the load time (the onnxruntime backend exports the model once per weights into the
 cache; ``--cold`` clears that first), the median ms for one face (the webcam's case) and per face in a
 batch of 32 (folder evaluation, batch scoring), and the largest probability difference from eager fp32 on
-the same crops. ``maskdet.classifier.SERVING_BACKENDS`` is chosen from these figures. Other processes
+the same crops. ``maskdet.inference.predictor.SERVING_BACKENDS`` is chosen from these figures. Other processes
 distort them: the load average is printed alongside.
 """
 
@@ -24,9 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from maskdet.bench import compose_frame, median_ms, sample_face  # noqa: E402
-from maskdet.checkpoint import load_model, resolve_model  # noqa: E402
-from maskdet.classifier import Predictor  # noqa: E402
-from maskdet.detect import crop_faces, get_detector  # noqa: E402
+from maskdet.zoo.folders import load_model, resolve_model  # noqa: E402
+from maskdet.inference.predictor import Predictor  # noqa: E402
+from maskdet.inference.detector import crop_faces, get_detector  # noqa: E402
 from maskdet.settings import cache_dir  # noqa: E402
 
 BACKEND_NAMES = ("eager", "compiled", "onnxruntime")

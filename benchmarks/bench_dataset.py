@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))  # run as a plain script; the page under test impo
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from maskdet.audit import audit_dataset  # noqa: E402
+from maskdet.data.audit import audit_dataset  # noqa: E402
 from maskdet.settings import data_root  # noqa: E402
 
 ENTRY = REPO / "streamlit_app.py"

@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.detect import get_detector
-from maskdet.images import load_rgb
+from maskdet.inference.detector import get_detector
+from maskdet.data.images import load_rgb
 from maskdet.settings import data_root
 
 

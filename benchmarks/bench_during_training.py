@@ -75,13 +75,13 @@ def main() -> None:
     import streamlit.logger
 
     from maskdet.bench import compose_frame, sample_face
-    from maskdet.checkpoint import resolve_model
-    from maskdet.classifier import AUTO_BACKEND, load_classifier
-    from maskdet.detect import get_detector
-    from maskdet.engine import CancelToken, TrainConfig, TrainingCancelled, fit
+    from maskdet.zoo.folders import resolve_model
+    from maskdet.inference.predictor import AUTO_BACKEND, load_classifier
+    from maskdet.inference.detector import get_detector
+    from maskdet.training.loop import CancelToken, TrainConfig, TrainingCancelled, fit
     from maskdet.jobs import TrainingJobRunner
-    from maskdet.live import LIVE_DETECTOR_OPTIONS, LiveProcessor
-    from maskdet.pipeline import FacePipeline
+    from maskdet.inference.live import LIVE_DETECTOR_OPTIONS, LiveProcessor
+    from maskdet.inference.pipeline import FacePipeline
     from maskdet.settings import data_root
 
     streamlit.logger.set_log_level("error")  # AppTest outside a server warns about its missing context on every run

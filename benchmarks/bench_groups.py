@@ -1,4 +1,4 @@
-"""Near-duplicate grouping speed: ``maskdet.split.near_duplicate_groups`` on synthetic catalogues.
+"""Near-duplicate grouping speed: ``maskdet.data.split.near_duplicate_groups`` on synthetic catalogues.
 
 Usage: python benchmarks/bench_groups.py [--sizes 4000 20000 100000] [--repeats 3]
 
@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.split import near_duplicate_groups  # noqa: E402
+from maskdet.data.split import near_duplicate_groups  # noqa: E402
 
 
 def synthetic(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -23,8 +23,8 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.detect import CenterFaceDetector, nms  # noqa: E402
-from maskdet.images import load_rgb  # noqa: E402
+from maskdet.inference.detector import CenterFaceDetector, nms  # noqa: E402
+from maskdet.data.images import load_rgb  # noqa: E402
 from maskdet.settings import data_root  # noqa: E402
 
 SETTINGS = {"default": {}, "native, threshold 0.2": {"threshold": 0.2, "input_long_side": None}}

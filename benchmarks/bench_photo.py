@@ -30,10 +30,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.checkpoint import default_model_name  # noqa: E402
-from maskdet.explain import METHODS, explain  # noqa: E402
-from maskdet.images import load_rgb  # noqa: E402
-from maskdet.pipeline import analyse_photo, build_pipeline  # noqa: E402
+from maskdet.zoo.folders import default_model_name  # noqa: E402
+from maskdet.inference.explain import METHODS, explain  # noqa: E402
+from maskdet.data.images import load_rgb  # noqa: E402
+from maskdet.inference.photo import analyse_photo
+from maskdet.inference.pipeline import build_pipeline
 from maskdet.settings import data_root  # noqa: E402
 
 PHOTO_SIZE = (640, 480)
@@ -66,7 +67,7 @@ def timed(action: Callable[[], object], runs: int, warmup: int) -> tuple[float, 
 
 
 def throwaway_model(folder: Path) -> str:
-    from maskdet.engine import TrainConfig, fit
+    from maskdet.training.loop import TrainConfig, fit
 
     os.environ["MASKDET_MODELS_DIR"] = str(folder)
     print("no trained model found: training a throwaway MobileNetV2 (224 px) for the benchmark...", flush=True)

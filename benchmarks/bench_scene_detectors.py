@@ -4,7 +4,7 @@ Usage: python benchmarks/bench_scene_detectors.py [--data DIR] [--heldout CROPSE
                                                   [--only NAME ...]
 
 Each row is one CenterFace setting run through the whole product pipeline (detect -> crop ->
-classify with the model) by :func:`maskdet.scenes.evaluate_scenes` at IoU 0.5, plus the median
+classify with the model) by :func:`maskdet.evaluation.scenes.evaluate_scenes` at IoU 0.5, plus the median
 time of one detection on a 640x480 frame with 2 onnxruntime threads (the Photo page) and with 1
 (the Webcam page). Choose settings on scenes-dev (the default ``--data``) and on the photos a crop set held out
 for validation (``--data ../shared/datasets/kaggle-scenes --heldout kaggle-scenes-face-mask-4k:val``), never
@@ -27,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_detect import test_frame  # noqa: E402
 
-from maskdet.classifier import AUTO_BACKEND, load_classifier  # noqa: E402
-from maskdet.crops import held_out_photos  # noqa: E402
-from maskdet.detect import DETECTOR_CONFIGS, get_detector  # noqa: E402
-from maskdet.pipeline import FacePipeline  # noqa: E402
-from maskdet.scenes import evaluate_scenes, load_scene_set  # noqa: E402
+from maskdet.inference.predictor import AUTO_BACKEND, load_classifier  # noqa: E402
+from maskdet.training.crops import held_out_photos  # noqa: E402
+from maskdet.inference.detector import DETECTOR_CONFIGS, get_detector  # noqa: E402
+from maskdet.inference.pipeline import FacePipeline  # noqa: E402
+from maskdet.data.annotations import load_scene_set
+from maskdet.evaluation.scenes import evaluate_scenes
 from maskdet.settings import REPO_ROOT, data_root  # noqa: E402
 
 BEFORE = DETECTOR_CONFIGS["centerface-480"][1]

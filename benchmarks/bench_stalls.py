@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import streamlit  # noqa: E402, F401 -- loaded as in the dashboard process: its objects are collected too
 import streamlit_webrtc  # noqa: E402, F401
 
-from maskdet.compare import probe_face  # noqa: E402
-from maskdet.detect import get_detector  # noqa: E402
-from maskdet.live import LIVE_DETECTOR_OPTIONS  # noqa: E402
-from maskdet.classifier import Classifier, load_classifier  # noqa: E402
+from maskdet.evaluation.compare import probe_face  # noqa: E402
+from maskdet.inference.detector import get_detector  # noqa: E402
+from maskdet.inference.live import LIVE_DETECTOR_OPTIONS  # noqa: E402
+from maskdet.inference.predictor import Classifier, load_classifier  # noqa: E402
 from maskdet.runtime import compile_network, inference_network  # noqa: E402
 
 

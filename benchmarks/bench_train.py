@@ -7,7 +7,7 @@ of the Train page takes under 1 s.
     python benchmarks/bench_train.py [--data PATH] [--img-size 160] [--feature-views 2]
                                      [--epochs N] [--batch-size N] [--lr X] [--part fit|page|both]
 
-1. ``fit``: :func:`maskdet.engine.fit` on a cold cache (a fresh temporary
+1. ``fit``: :func:`maskdet.training.loop.fit` on a cold cache (a fresh temporary
    ``MASKDET_CACHE_DIR``: no catalogue, no backbone features; the ImageNet weights stay in
    torch's hub folder, which is separate). Prints the wall time, the time at which the
    first epoch with validation accuracy >= 0.99 ended, the time spent in each phase and
@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))  # run as a plain script; the page under test impo
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from maskdet.checkpoint import list_models  # noqa: E402
-from maskdet.engine import TrainConfig, TrainProgress, fit  # noqa: E402
+from maskdet.zoo.folders import list_models  # noqa: E402
+from maskdet.training.loop import TrainConfig, TrainProgress, fit  # noqa: E402
 from maskdet.settings import data_root  # noqa: E402
 from ui.dataset_picker import SOURCE_PATH  # noqa: E402
 

@@ -3,7 +3,7 @@
     python benchmarks/bench_train_memory.py [--data PATH] [--arch simple_cnn] [--img-size 128]
                                             [--limits 0] [--epochs 1] [--batch-size N]
 
-Each measurement runs :func:`maskdet.engine.fit` in a fresh Python process (its peak RSS,
+Each measurement runs :func:`maskdet.training.loop.fit` in a fresh Python process (its peak RSS,
 ``ru_maxrss``, is its own) after building the model once, so the figure printed is the peak
 resident memory of the whole run minus the RSS right before ``fit`` started (torch, the
 network and the optimiser's state are in neither or both). ``--limits`` takes images-per-class
@@ -32,7 +32,7 @@ CHILD = r"""
 import json, os, resource, sys, time
 import psutil
 from pathlib import Path
-from maskdet.engine import TrainConfig, fit
+from maskdet.training.loop import TrainConfig, fit
 args = json.loads(sys.argv[1])
 config = TrainConfig(arch=args["arch"], data=Path(args["data"]), name="bench-memory", epochs=args["epochs"],
                      img_size=args["img_size"], batch_size=args["batch_size"], limit_per_class=args["limit"] or None,
@@ -55,7 +55,7 @@ def measure(args: argparse.Namespace, limit: int, env: dict[str, str]) -> dict:
 
 
 def main() -> None:
-    from maskdet.data import load_catalog
+    from maskdet.data.datasets import load_catalog
     from maskdet.settings import data_root
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -28,11 +28,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.checkpoint import load_split, read_metadata, resolve_model  # noqa: E402
-from maskdet.crops import locate_split_file  # noqa: E402
-from maskdet.images import load_rgb  # noqa: E402
+from maskdet.zoo.folders import load_split, read_metadata, resolve_model  # noqa: E402
+from maskdet.training.crops import locate_split_file  # noqa: E402
+from maskdet.data.images import load_rgb  # noqa: E402
 from maskdet.jobs import JobRunner, JobState  # noqa: E402
-from maskdet.pipeline import FacePipeline, build_pipeline  # noqa: E402
+from maskdet.inference.pipeline import FacePipeline, build_pipeline  # noqa: E402
 from maskdet.video import AnnotatedVideoWriter, predict_video  # noqa: E402
 from maskdet.video.results import read_results  # noqa: E402
 

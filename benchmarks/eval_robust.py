@@ -24,16 +24,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.calibration import expected_calibration_error
-from maskdet.crops import held_out_photos
-from maskdet.data import load_catalog
-from maskdet.images import load_rgb
-from maskdet.metrics import compute_metrics
-from maskdet.pipeline import build_pipeline
-from maskdet.scenes import evaluate_scenes, load_scene_set
-from maskdet.scenes.evaluate import MISLABELLED
+from maskdet.evaluation.calibration import expected_calibration_error
+from maskdet.training.crops import held_out_photos
+from maskdet.data.datasets import load_catalog
+from maskdet.data.images import load_rgb
+from maskdet.evaluation.metrics import compute_metrics
+from maskdet.inference.pipeline import build_pipeline
+from maskdet.data.annotations import load_scene_set
+from maskdet.evaluation.scenes import evaluate_scenes
+from maskdet.evaluation.scenes.evaluate import MISLABELLED
 from maskdet.settings import CLASSES
-from maskdet.split import make_split
+from maskdet.data.split import make_split
 
 KEPT = ("images", "faces", "detection_recall", "false_positives", "accuracy_on_detected", "end_to_end_accuracy",
         "map50", "per_class")

@@ -25,11 +25,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.detect import get_detector  # noqa: E402
-from maskdet.images import load_rgb  # noqa: E402
-from maskdet.live import LIVE_DETECTOR_OPTIONS, LiveProcessor  # noqa: E402
-from maskdet.classifier import AUTO_BACKEND, load_classifier
-from maskdet.pipeline import FacePipeline  # noqa: E402
+from maskdet.inference.detector import get_detector  # noqa: E402
+from maskdet.data.images import load_rgb  # noqa: E402
+from maskdet.inference.live import LIVE_DETECTOR_OPTIONS, LiveProcessor  # noqa: E402
+from maskdet.inference.predictor import AUTO_BACKEND, load_classifier
+from maskdet.inference.pipeline import FacePipeline  # noqa: E402
 from maskdet.settings import CLASSES, data_root  # noqa: E402
 
 WIDTH, HEIGHT = 640, 480

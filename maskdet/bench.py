@@ -4,7 +4,7 @@
 - ``reference_ms``: a plain torchvision MobileNetV2, fp32, batch 1, 224 px (the yardstick);
 - ``detect_ms``: face detection on a 640x480 frame, with the webcam's detector settings;
 - ``pipeline_fps``: 640x480 frames with one face through the webcam's own frame path
-  (:meth:`maskdet.live.LiveProcessor.process_frame`: its detector settings, its inference thread,
+  (:meth:`maskdet.inference.live.LiveProcessor.process_frame`: its detector settings, its inference thread,
   detect + classify + draw);
 - ``ig_seconds``: one Integrated Gradients explanation at default settings;
 - ``extract_img_per_s``: backbone feature extraction throughput as training runs it.
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskdet.data import DatasetError, list_datasets, scan_dataset
-from maskdet.images import load_rgb
+from maskdet.data.datasets import DatasetError, list_datasets, scan_dataset
+from maskdet.data.images import load_rgb
 from maskdet.runtime import autocast, configure_threads
 from maskdet.settings import data_root
 
@@ -91,11 +91,11 @@ def run_benchmarks(model: str | None = None, quick: bool = False) -> dict:
     """Measure every figure listed in the module docstring; returns a JSON-ready dict."""
     from torchvision.models import mobilenet_v2
 
-    from maskdet.classifier import AUTO_BACKEND, load_classifier
-    from maskdet.detect import crop_faces, get_detector
-    from maskdet.explain import explain
-    from maskdet.live import LIVE_DETECTOR_OPTIONS, LiveProcessor
-    from maskdet.pipeline import FacePipeline
+    from maskdet.inference.predictor import AUTO_BACKEND, load_classifier
+    from maskdet.inference.detector import crop_faces, get_detector
+    from maskdet.inference.explain import explain
+    from maskdet.inference.live import LIVE_DETECTOR_OPTIONS, LiveProcessor
+    from maskdet.inference.pipeline import FacePipeline
 
     repeats = 10 if quick else 50
     threads = configure_threads()

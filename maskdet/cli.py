@@ -11,11 +11,11 @@ from collections import Counter
 from pathlib import Path
 
 from maskdet import __version__
-from maskdet.assets import AssetUnavailableError
-from maskdet.checkpoint import CheckpointError, ModelMissing, recover_interrupted_saves
-from maskdet.data import DatasetError
-from maskdet.images import ImageDecodeError
-from maskdet.metrics import THRESHOLD
+from maskdet.zoo.assets import AssetUnavailableError
+from maskdet.zoo.folders import CheckpointError, ModelMissing, recover_interrupted_saves
+from maskdet.data.datasets import DatasetError
+from maskdet.data.images import ImageDecodeError
+from maskdet.zoo.decision import THRESHOLD
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ def _print_metrics(title: str, metrics: dict) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from maskdet.checkpoint import set_default_model
-    from maskdet.engine import TrainConfig, TrainProgress, fit
+    from maskdet.zoo.folders import set_default_model
+    from maskdet.training.loop import TrainConfig, TrainProgress, fit
 
     config = TrainConfig(
         arch=args.arch, data=Path(args.data), name=args.name, epochs=args.epochs, batch_size=args.batch_size,
@@ -85,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_cut_crops(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from maskdet.crops import CropSettings, build_crop_set
+    from maskdet.training.crops import CropSettings, build_crop_set
 
     settings = CropSettings(margin=args.margin, iou=args.iou, seed=args.seed, occlude=args.occlude,
                             from_annotation=not args.detected_only)
@@ -112,8 +112,8 @@ def cmd_cut_crops(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from maskdet.classifier import load_classifier
-    from maskdet.evaluation import evaluate_folder
+    from maskdet.inference.predictor import load_classifier
+    from maskdet.evaluation.folder import evaluate_folder
 
     classifier = load_classifier(args.model)
     with tqdm(total=0, unit="img", file=sys.stderr, disable=args.json or args.quiet, desc="evaluating") as bar:
@@ -176,10 +176,10 @@ def _print_scene_metrics(metrics: dict) -> None:
 def cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from maskdet.classifier import load_classifier
-    from maskdet.detect import detector_from_config
-    from maskdet.pipeline import FacePipeline
-    from maskdet.scenes import evaluate_scenes
+    from maskdet.inference.predictor import load_classifier
+    from maskdet.inference.detector import detector_from_config
+    from maskdet.inference.pipeline import FacePipeline
+    from maskdet.evaluation.scenes import evaluate_scenes
 
     if not 0.0 < args.iou <= 1.0:
         raise CliError(f"--iou must be in (0, 1], got {args.iou}")
@@ -207,7 +207,7 @@ def _field(metadata: dict, *keys: str) -> object:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from maskdet.checkpoint import default_model_name, operating_threshold, scan_models
+    from maskdet.zoo.folders import default_model_name, operating_threshold, scan_models
 
     models, broken = scan_models()
     default = default_model_name()
@@ -261,7 +261,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from maskdet.batch import PipelineSpec, get_engine, run_batch
     from maskdet.batch.run import check_output
     from maskdet.batch.sinks import StreamSink, open_sink, resume_jsonl
-    from maskdet.checkpoint import load_model, resolve_model
+    from maskdet.zoo.folders import load_model, resolve_model
     from maskdet.video import is_video_path
 
     if args.workers < 1 or args.batch_size < 1 or args.every < 1:
@@ -323,8 +323,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from maskdet.detect import DETECTOR_CONFIGS
-    from maskdet.zoo import list_models as list_archs
+    from maskdet.inference.detector import DETECTOR_CONFIGS
+    from maskdet.zoo.architectures import list_models as list_archs
 
     parser = argparse.ArgumentParser(prog="python -m maskdet", description="Face-mask detection studio.")
     parser.add_argument("--version", action="version", version=f"maskdet {__version__}")

@@ -15,7 +15,7 @@ Sections, top to bottom (each a function below, so more can be slotted in):
    Gradients explanation of one of them;
 6. export.
 
-All numbers come from :mod:`maskdet.compare` and :mod:`maskdet.metrics`; this page only lays them out.
+All numbers come from :mod:`maskdet.evaluation.compare` and :mod:`maskdet.evaluation.metrics`; this page only lays them out.
 
 NOTE: the unseen-data evaluations run as ``evaluate-folder`` jobs (one per model, outside the
 server process, on the server's :func:`ui.jobs.job_queue`), followed by a timed fragment; the jobs
@@ -36,8 +36,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from maskdet.checkpoint import METADATA_FILE, CheckpointError, set_operating_threshold
-from maskdet.compare import (
+from maskdet.zoo.folders import METADATA_FILE, CheckpointError, set_operating_threshold
+from maskdet.evaluation.compare import (
     COL_ACCURACY,
     COL_AP,
     COL_ARCH,
@@ -76,12 +76,12 @@ from maskdet.compare import (
     unseen_table,
     with_latency,
 )
-from maskdet.data import DatasetError
-from maskdet.explain import Explanation, explain
-from maskdet.images import ImageDecodeError, load_rgb
+from maskdet.data.datasets import DatasetError
+from maskdet.inference.explain import Explanation, explain
+from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.jobs import QueuedJob
-from maskdet.leakage import TrainingOverlap, training_overlap
-from maskdet.metrics import calibration, compute_metrics, curves, operating_point
+from maskdet.evaluation.leakage import TrainingOverlap, training_overlap
+from maskdet.evaluation.metrics import calibration, compute_metrics, curves, operating_point
 from maskdet.settings import CLASSES
 from ui.dataset_picker import choose_dataset
 from ui.explanation import show_explanation
@@ -141,7 +141,7 @@ def _marker(x: float | None, y: float | None, name: str) -> go.Scatter:
 def _curve_figures(series: Mapping[str, tuple[dict, Sequence[int], Sequence[float]]],
                    marks: Mapping[str, tuple[float, dict]] | None = None) -> tuple[go.Figure, go.Figure]:
     """Overlaid ROC and precision-recall curves; ``series`` maps a legend name to (metrics, labels, scores),
-    ``marks`` a legend name to (threshold, :func:`~maskdet.metrics.operating_point`) drawn as a cross."""
+    ``marks`` a legend name to (threshold, :func:`~maskdet.evaluation.metrics.operating_point`) drawn as a cross."""
     roc = go.Figure()
     roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
                              name="chance", showlegend=False))
@@ -281,7 +281,7 @@ def _evaluation_jobs(models: list[ModelSummary], data: Path) -> list[QueuedJob]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _held_out(path: str, cache_key: str, created: str, _summary: ModelSummary) -> ScoredFiles | None:
-    """:func:`maskdet.compare.held_out_files`, read once per model version (split.json can be large)."""
+    """:func:`maskdet.evaluation.compare.held_out_files`, read once per model version (split.json can be large)."""
     return held_out_files(_summary)
 
 
@@ -492,7 +492,7 @@ def _show_error_explanation(summary: ModelSummary, errors: list[Misclassified], 
 
 
 def _filtered(errors: list[Misclassified], kinds: pd.Series, choice: str) -> list[Misclassified]:
-    """The errors the gallery filter ``choice`` keeps; ``kinds`` is :func:`maskdet.compare.error_sharing`."""
+    """The errors the gallery filter ``choice`` keeps; ``kinds`` is :func:`maskdet.evaluation.compare.error_sharing`."""
     if choice in WRONG:
         return [e for e in errors if e.kind == choice]
     return errors if choice == "all" else [e for e in errors if kinds.get(e.key) == choice]

@@ -2,7 +2,7 @@
 
 Shows class balance, sample images, image sizes and formats, unreadable files,
 near-duplicates and label conflicts, and the split training will use. All analysis is
-:func:`maskdet.audit.audit_catalog`; this page only lays it out. The audit is cached by
+:func:`maskdet.data.audit.audit_catalog`; this page only lays it out. The audit is cached by
 the folder's fingerprint (file names, sizes and modification times), so it is recomputed
 only when the folder changes; the first scan shows a progress bar.
 """
@@ -16,10 +16,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from maskdet.audit import DEFAULT_SPLIT_SEED, DatasetAudit, NumericStats, audit_catalog, sample_files
-from maskdet.data import DatasetError, DatasetScan, FileRecord, build_catalog, scan_dataset
+from maskdet.data.audit import DEFAULT_SPLIT_SEED, DatasetAudit, NumericStats, audit_catalog, sample_files
+from maskdet.data.datasets import DatasetError, DatasetScan, FileRecord, build_catalog, scan_dataset
 from maskdet.settings import CLASSES
-from maskdet.split import SPLIT_NAMES
+from maskdet.data.split import SPLIT_NAMES
 from ui.dataset_picker import choose_dataset
 from ui.markup import code, plain
 from ui.shell import setup_page

@@ -1,12 +1,12 @@
 """Photo page: upload photos, see every face boxed and labelled, and why the model decided.
 
-Each upload goes through :func:`maskdet.pipeline.analyse_photo` (decode with EXIF orientation,
+Each upload goes through :func:`maskdet.inference.pipeline.analyse_photo` (decode with EXIF orientation,
 detect, crop, classify all faces in one batch, draw); each face is explained with
-:func:`maskdet.explain.explain` (Integrated Gradients by default; SmoothGrad, Occlusion or Grad-CAM
+:func:`maskdet.inference.explain.explain` (Integrated Gradients by default; SmoothGrad, Occlusion or Grad-CAM
 behind a selector). Both are cached by content, model and settings, so moving one face's
 slider recomputes only that face. A file that is not a usable image gets its own error message;
 the other files are processed as usual. Each photo may be up to ``UPLOAD_LIMIT_MB``, the
-size :func:`maskdet.images.open_image` decodes (the browser refuses bigger files before
+size :func:`maskdet.data.images.open_image` decodes (the browser refuses bigger files before
 sending them); ``server.maxUploadSize`` in ``.streamlit/config.toml`` is the larger limit
 zipped data sets need.
 """
@@ -20,12 +20,13 @@ from pathlib import PurePath
 import streamlit as st
 from PIL import Image
 
-from maskdet.assets import AssetUnavailableError
-from maskdet.checkpoint import CheckpointError
-from maskdet.classifier import Classifier
-from maskdet.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
-from maskdet.images import MAX_FILE_BYTES, ImageDecodeError
-from maskdet.pipeline import FacePipeline, PhotoResult, analyse_photo, compact_photo
+from maskdet.zoo.assets import AssetUnavailableError
+from maskdet.zoo.folders import CheckpointError
+from maskdet.inference.predictor import Classifier
+from maskdet.inference.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
+from maskdet.data.images import MAX_FILE_BYTES, ImageDecodeError
+from maskdet.inference.photo import analyse_photo, compact_photo, PhotoResult
+from maskdet.inference.pipeline import FacePipeline
 from ui.explanation import show_explanation
 from ui.markup import code, plain
 from ui.models import choose_model

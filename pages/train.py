@@ -22,11 +22,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from maskdet.checkpoint import validate_model_name
-from maskdet.engine import TrainConfig
+from maskdet.zoo.folders import validate_model_name
+from maskdet.training.loop import TrainConfig
 from maskdet.jobs import JobAlreadyRunning, JobState, JobStatus, TrainingJobRunner
 from maskdet.settings import models_dir
-from maskdet.zoo import (
+from maskdet.zoo.architectures import (
     ModelSpec,
     PretrainedWeightsMissing,
     ensure_pretrained,

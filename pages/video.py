@@ -21,7 +21,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from maskdet.checkpoint import CheckpointError, operating_threshold, read_metadata, resolve_model
+from maskdet.zoo.folders import CheckpointError, operating_threshold, read_metadata, resolve_model
 from maskdet.jobs import JobRunner, JobState
 from maskdet.video import VIDEO_SUFFIXES
 from maskdet.video.results import VideoResults, analysis_folder, analysis_key, read_results, stage_clip

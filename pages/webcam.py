@@ -1,7 +1,7 @@
 """Webcam page: live mask detection on the browser's camera, with a live readout beside the video.
 
 The browser streams its camera to the server over WebRTC (streamlit-webrtc); each frame is
-detected, classified and annotated by a :class:`maskdet.live.LiveProcessor` and sent back.
+detected, classified and annotated by a :class:`maskdet.inference.live.LiveProcessor` and sent back.
 Models are loaded once per server (``ui.resources``), never per frame. Frames that arrive
 while one is being processed are dropped, not queued (``async_processing``), so a slow model
 lowers the frame rate instead of building a delay.
@@ -22,10 +22,10 @@ import logging
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, WebRtcStreamerContext, webrtc_streamer
 
-from maskdet.assets import AssetUnavailableError
-from maskdet.checkpoint import CheckpointError
-from maskdet.live import LIVE_DETECTOR_OPTIONS, UNCERTAIN, LiveProcessor, LiveSnapshot, rtc_configuration
-from maskdet.pipeline import FacePipeline
+from maskdet.zoo.assets import AssetUnavailableError
+from maskdet.zoo.folders import CheckpointError
+from maskdet.inference.live import LIVE_DETECTOR_OPTIONS, UNCERTAIN, LiveProcessor, LiveSnapshot, rtc_configuration
+from maskdet.inference.pipeline import FacePipeline
 from maskdet.settings import CLASSES
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector

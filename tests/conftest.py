@@ -54,7 +54,7 @@ def tiny_models_dir(tmp_path_factory, tiny_dataset) -> Path:
 
     Read-only for tests: point ``MASKDET_MODELS_DIR`` at it with monkeypatch.
     """
-    from maskdet.engine import TrainConfig, fit
+    from maskdet.training.loop import TrainConfig, fit
 
     folder = tmp_path_factory.mktemp("tiny-models")
     with pytest.MonkeyPatch.context() as patch:
@@ -71,7 +71,7 @@ def tiny_mobilenet(tmp_path_factory, datasets_root) -> Path:
     Trained once per session (~15 s) in its own models folder; good enough to label pasted faces
     correctly almost always. Read-only for tests: load it by path.
     """
-    from maskdet.engine import TrainConfig, fit
+    from maskdet.training.loop import TrainConfig, fit
 
     folder = tmp_path_factory.mktemp("tiny-mobilenet")
     with pytest.MonkeyPatch.context() as patch:
@@ -97,7 +97,7 @@ def compose_frame(faces: list[Path], boxes: list[tuple[int, int, int]], size: tu
     import numpy as np
     from PIL import Image
 
-    from maskdet.images import load_rgb
+    from maskdet.data.images import load_rgb
 
     canvas = Image.new("RGB", size, background)
     for path, (x, y, side) in zip(faces, boxes, strict=True):

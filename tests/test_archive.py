@@ -1,4 +1,4 @@
-"""maskdet.archive.extract_zip: good archives land in a fresh folder; hostile ones are refused, leaving nothing."""
+"""maskdet.data.archive.extract_zip: good archives land in a fresh folder; hostile ones are refused, leaving nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from maskdet.archive import ArchiveError, extract_zip, mark_used, prune_extractions
+from maskdet.data.archive import ArchiveError, extract_zip, mark_used, prune_extractions
 
 JPEG = b"\xff\xd8\xff\xe0 fake image bytes"
 

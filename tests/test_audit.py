@@ -1,4 +1,4 @@
-"""maskdet.audit on real images: counts, balance, sizes, formats, unreadable files, duplicates, conflicts, split."""
+"""maskdet.data.audit on real images: counts, balance, sizes, formats, unreadable files, duplicates, conflicts, split."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from maskdet.audit import (
+from maskdet.data.audit import (
     EXCLUDED,
     IMBALANCE_WARNING_RATIO,
     DatasetAudit,
@@ -19,8 +19,8 @@ from maskdet.audit import (
     imbalance_ratio,
     sample_files,
 )
-from maskdet.data import load_catalog
-from maskdet.split import SPLIT_NAMES, make_split
+from maskdet.data.datasets import load_catalog
+from maskdet.data.split import SPLIT_NAMES, make_split
 from datasets_helpers import build, real_jpegs
 
 

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from maskdet.augment import ColourCast, DefocusBlur, LowLight, LowResolution, MotionBlur, camera_corruptions, occlude_mouth
-from maskdet.engine import build_augmentation
-from maskdet.images import load_rgb
-from maskdet.zoo import get_spec
+from maskdet.data.augment import ColourCast, DefocusBlur, LowLight, LowResolution, MotionBlur, camera_corruptions, occlude_mouth
+from maskdet.training.loop import build_augmentation
+from maskdet.data.images import load_rgb
+from maskdet.zoo.architectures import get_spec
 
 from datasets_helpers import real_jpegs
 

@@ -15,7 +15,7 @@ from hostile_inputs import ZOO_VALID as VALID
 from hostile_inputs import write_zoo, zoo_face
 from PIL import Image
 
-from maskdet.checkpoint import LOCK_FILE
+from maskdet.zoo.folders import LOCK_FILE
 from maskdet.settings import REPO_ROOT
 
 

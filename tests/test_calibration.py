@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from maskdet.calibration import apply_temperature, expected_calibration_error, fit_temperature, fold_temperature
+from maskdet.evaluation.calibration import apply_temperature, expected_calibration_error, fit_temperature, fold_temperature
 
 
 def _calibrated_sample(n: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

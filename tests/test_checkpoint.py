@@ -17,7 +17,7 @@ from hostile_inputs import (
     malicious_torch_file,
 )
 
-from maskdet.checkpoint import (
+from maskdet.zoo.folders import (
     LOCK_FILE,
     CheckpointError,
     default_model_name,
@@ -28,7 +28,7 @@ from maskdet.checkpoint import (
     save_model,
     set_default_model,
 )
-from maskdet.zoo import BuildOptions, get_spec
+from maskdet.zoo.architectures import BuildOptions, get_spec
 
 MARKER_NAME = "pwned"
 
@@ -121,7 +121,7 @@ def test_forged_input_size_is_refused_without_allocating(tmp_path):
 def test_interrupted_save_keeps_the_previous_model(tmp_path, monkeypatch):
     folder = _save_tiny("keep", tmp_path)
     before = (folder / "model.safetensors").read_bytes()
-    import maskdet.checkpoint as checkpoint
+    import maskdet.zoo.folders as checkpoint
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing")
@@ -137,7 +137,7 @@ def test_interrupted_save_keeps_the_previous_model(tmp_path, monkeypatch):
 
 def _between_the_renames(monkeypatch, action) -> list:
     """Run ``action()`` when save_model has retired the old folder and not yet renamed the new one in."""
-    import maskdet.checkpoint as checkpoint
+    import maskdet.zoo.folders as checkpoint
 
     outcomes: list = []
     real_rename = os.rename

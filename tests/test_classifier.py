@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from maskdet.checkpoint import load_model
-from maskdet.classifier import AUTO_BACKEND, BACKENDS, SERVING_BACKENDS, Classifier
-from maskdet.images import load_rgb
+from maskdet.zoo.folders import load_model
+from maskdet.inference.predictor import AUTO_BACKEND, BACKENDS, SERVING_BACKENDS, Classifier
+from maskdet.data.images import load_rgb
 from maskdet.runtime import configure_threads, cpu_has_fast_bf16
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from maskdet.evaluation import evaluate_folder
-from maskdet.metrics import compute_metrics
-from maskdet.classifier import load_classifier
+from maskdet.evaluation.folder import evaluate_folder
+from maskdet.evaluation.metrics import compute_metrics
+from maskdet.inference.predictor import load_classifier
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 300
@@ -118,6 +118,6 @@ def test_bench_json_measures_every_promised_figure(tiny_mobilenet: Path, tmp_pat
     assert all(result[key] > 0 for key in BENCH_KEYS)
     assert result["model"] == "tiny-mobilenet" and result["input_size"] == 112
     assert result["classify_vs_reference"] == pytest.approx(result["classify_ms"] / result["reference_ms"], abs=0.01)
-    from maskdet.live import LIVE_DETECTOR_OPTIONS
+    from maskdet.inference.live import LIVE_DETECTOR_OPTIONS
 
     assert result["detector"] == LIVE_DETECTOR_OPTIONS  # the pipeline is timed as the webcam runs it

@@ -1,4 +1,4 @@
-"""maskdet.compare on two tiny real models (and the shipped mlp): summaries, best values, calibration columns,
+"""maskdet.evaluation.compare on two tiny real models (and the shipped mlp): summaries, best values, calibration columns,
 latency, the unseen-data cache, the error gallery's lists and overlaps, export."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from datasets_helpers import link_files
 
-from maskdet import compare
-from maskdet.checkpoint import list_models
-from maskdet.classifier import load_classifier
-from maskdet.compare import (
+from maskdet.evaluation import compare
+from maskdet.zoo.folders import list_models
+from maskdet.inference.predictor import load_classifier
+from maskdet.evaluation.compare import (
     COL_ACCURACY,
     COL_AUC,
     COL_BRIER,
@@ -50,8 +50,8 @@ from maskdet.compare import (
     unseen_table,
     with_latency,
 )
-from maskdet.evaluation import evaluate_folder
-from maskdet.metrics import calibration, compute_metrics
+from maskdet.evaluation.folder import evaluate_folder
+from maskdet.evaluation.metrics import calibration, compute_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,11 +13,11 @@ import torch
 from dashboard import ENTRY, page_test
 from streamlit.testing.v1 import AppTest
 
-from maskdet.checkpoint import load_model
-from maskdet.engine import TrainConfig, fit
-from maskdet.images import load_rgb
+from maskdet.zoo.folders import load_model
+from maskdet.training.loop import TrainConfig, fit
+from maskdet.data.images import load_rgb
 from maskdet.jobs import JobAlreadyRunning, JobState, TrainingJobRunner
-from maskdet.classifier import Classifier
+from maskdet.inference.predictor import Classifier
 from ui.navigation import PAGES
 from ui.training import TRAIN_PAGE, training_runner
 

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdet import crops as crops_module
-from maskdet.scenes import load_scene_set
-from maskdet.scenes.evaluate import describe_detector
-from maskdet.scenes.matching import match_detections
-from maskdet.crops import CropSettings, build_crop_set
-from maskdet.data import DATASET_MANIFEST, DatasetError, load_catalog
-from maskdet.detect import Face, crop_faces, get_detector
-from maskdet.images import load_rgb
-from maskdet.split import make_split
+from maskdet.training import crops as crops_module
+from maskdet.data.annotations import load_scene_set
+from maskdet.evaluation.scenes.evaluate import describe_detector
+from maskdet.evaluation.scenes.matching import match_detections
+from maskdet.training.crops import CropSettings, build_crop_set
+from maskdet.data.datasets import DATASET_MANIFEST, DatasetError, load_catalog
+from maskdet.inference.detector import Face, crop_faces, get_detector
+from maskdet.data.images import load_rgb
+from maskdet.data.split import make_split
 
 FACE = 200  # pasted face size; faces sit at x = 60 and x = 360, y = 120
 BACKGROUNDS = [(90, 110, 100), (200, 60, 40), (30, 40, 160), (220, 220, 60), (20, 20, 20), (240, 240, 240)]
@@ -129,7 +129,7 @@ def test_bad_folders_and_names_are_refused(boxed, tmp_path, monkeypatch):
 
 
 def test_a_model_trained_on_a_crop_set_records_its_sources(built, isolated_models_dir, boxed, tiny_dataset):
-    from maskdet.engine import TrainConfig, fit
+    from maskdet.training.loop import TrainConfig, fit
 
     result = fit(TrainConfig(arch="mlp", data=built.path, epochs=1, name="on-crops", command="train it"))
     dataset = result.metadata["dataset"]
@@ -141,7 +141,7 @@ def test_a_model_trained_on_a_crop_set_records_its_sources(built, isolated_model
 
 def test_split_files_of_a_crop_set_are_found_without_the_cached_crop_set(datasets_root, monkeypatch, tmp_path) -> None:
     """A fresh machine has no cached crop set: the linked-in face-mask-4k part is found under the data root."""
-    from maskdet.crops import locate_split_file
+    from maskdet.training.crops import locate_split_file
 
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(datasets_root))
     real = sorted((datasets_root / "face-mask-4k" / "with_mask").iterdir())[0]

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from maskdet.data import DatasetError, load_catalog, normalize_class_name, scan_dataset
-from maskdet.split import find_duplicates, make_split, near_duplicate_groups
+from maskdet.data.datasets import DatasetError, load_catalog, normalize_class_name, scan_dataset
+from maskdet.data.split import find_duplicates, make_split, near_duplicate_groups
 
 
 @pytest.mark.parametrize("name", ["with_mask", "WithMask", "mask", "masked", "With-Mask"])
@@ -90,7 +90,7 @@ def test_mixed_label_groups_spread_each_label_by_the_fractions():
 
     import numpy as np
 
-    from maskdet.split import assign_groups
+    from maskdet.data.split import assign_groups
 
     rng = np.random.default_rng(0)
     counts = [np.array([rng.integers(0, 3), rng.integers(1, 6)]) for _ in range(400)]

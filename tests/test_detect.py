@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdet.assets import AssetUnavailableError
-from maskdet.detect import (
+from maskdet.zoo.assets import AssetUnavailableError
+from maskdet.inference.detector import (
     DETECTOR_CONFIGS,
     DETECTORS,
     CenterFaceDetector,
@@ -29,9 +29,9 @@ from maskdet.detect import (
     detector_from_config,
     get_detector,
 )
-from maskdet.images import load_rgb
-from maskdet.scenes import load_scene_set
-from maskdet.scenes.matching import match_detections
+from maskdet.data.images import load_rgb
+from maskdet.data.annotations import load_scene_set
+from maskdet.evaluation.scenes.matching import match_detections
 
 CANVAS_W, CANVAS_H = 640, 480
 FACES_PER_CLASS = 20

@@ -5,10 +5,10 @@ scenes-dev photo with the hand-written protobuf rewrite and the hand-written NMS
 for two settings: the default and a low threshold at the photos' own size (many overlapping peaks,
 so NMS has real work). It was written with that code, not with the code under test::
 
-    git show c3602a0:maskdet/detect.py > /tmp/detect_c3602a0.py
+    git show c3602a0:maskdet/inference/detector.py > /tmp/detect_c3602a0.py
     python tests/test_detect_reference.py /tmp/detect_c3602a0.py
 
-Running the same command with ``maskdet/detect.py`` regenerates it from the current code.
+Running the same command with ``maskdet/inference/detector.py`` regenerates it from the current code.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def scenes_dev_photos(root: Path) -> list[Path]:
 
 def detect_all(detect_module: ModuleType, photos: list[Path]) -> dict[str, dict[str, list]]:
     """Setting name -> photo name -> [[x0, y0, x1, y1, score], ...] in the detector's order."""
-    from maskdet.images import load_rgb
+    from maskdet.data.images import load_rgb
 
     images = {path.name: np.asarray(load_rgb(path)) for path in photos}
     found: dict[str, dict[str, list]] = {}
@@ -61,8 +61,8 @@ def reference() -> dict:
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
 def test_boxes_and_scores_match_the_hand_written_implementation(datasets_root: Path, reference: dict,
                                                                 setting: str) -> None:
-    from maskdet import detect
-    from maskdet.assets import AssetUnavailableError
+    from maskdet.inference import detector as detect
+    from maskdet.zoo.assets import AssetUnavailableError
 
     try:
         found = detect_all(detect, scenes_dev_photos(datasets_root))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maskdet.explain import (
+from maskdet.inference.explain import (
     BASELINES,
     DEFAULT_IG_STEPS,
     METHODS,
@@ -19,8 +19,8 @@ from maskdet.explain import (
     explain,
     explainer_for,
 )
-from maskdet.images import load_rgb
-from maskdet.classifier import Classifier, load_classifier
+from maskdet.data.images import load_rgb
+from maskdet.inference.predictor import Classifier, load_classifier
 from maskdet.settings import CLASSES
 
 

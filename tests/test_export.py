@@ -20,15 +20,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from maskdet import zoo
-from maskdet.checkpoint import load_model, load_split, save_model
-from maskdet.classifier import Classifier
+from maskdet.zoo import architectures as zoo
+from maskdet.zoo.folders import load_model, load_split, save_model
+from maskdet.inference.predictor import Classifier
 from maskdet.cli import main
-from maskdet.crops import locate_split_file
-from maskdet.detect import centerface_model_path, get_detector, load_centerface_graph
+from maskdet.training.crops import locate_split_file
+from maskdet.inference.detector import centerface_model_path, get_detector, load_centerface_graph
 from maskdet.export import ExportError, OnnxClassifier, export_model, load_exported_pipeline
-from maskdet.images import load_rgb
-from maskdet.pipeline import FacePipeline
+from maskdet.data.images import load_rgb
+from maskdet.inference.pipeline import FacePipeline
 from maskdet.settings import CLASSES
 
 REPO = Path(__file__).resolve().parent.parent

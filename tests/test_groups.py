@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 
-import maskdet.split
-from maskdet.audit import audit_catalog
-from maskdet.data import load_catalog
+import maskdet.data.split
+from maskdet.data.audit import audit_catalog
+from maskdet.data.datasets import load_catalog
 from maskdet.settings import REPO_ROOT
-from maskdet.split import close_pairs, make_split, near_duplicate_groups
+from maskdet.data.split import close_pairs, make_split, near_duplicate_groups
 
 
 def _planted(size: int, seed: int) -> np.ndarray:
@@ -51,8 +51,8 @@ def test_face_mask_4k_splits_exactly_as_the_shipped_models_were_split(datasets_r
 
 def test_an_audit_groups_near_duplicates_once(datasets_root, monkeypatch) -> None:
     calls = []
-    real = maskdet.split.near_duplicate_groups
-    monkeypatch.setattr(maskdet.split, "near_duplicate_groups", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = maskdet.data.split.near_duplicate_groups
+    monkeypatch.setattr(maskdet.data.split, "near_duplicate_groups", lambda *a, **k: calls.append(1) or real(*a, **k))
     audit = audit_catalog(load_catalog(datasets_root / "synthetic-masks-2k"))
     assert len(calls) == 1, f"near-duplicate groups computed {len(calls)} times in one audit"
     assert audit.split_leaks == []

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdet.images import ImageDecodeError, open_image
+from maskdet.data.images import ImageDecodeError, open_image
 
 
 def _encode(image: Image.Image, fmt: str, **params) -> bytes:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskdet.checkpoint import list_models, load_model
-from maskdet.classifier import Classifier
-from maskdet.engine import TrainConfig
-from maskdet.images import load_rgb
+from maskdet.zoo.folders import list_models, load_model
+from maskdet.inference.predictor import Classifier
+from maskdet.training.loop import TrainConfig
+from maskdet.data.images import load_rgb
 from maskdet.jobs import (
     JobAlreadyRunning,
     JobQueue,
@@ -88,8 +88,8 @@ def test_job_trains_reports_progress_and_saves(runner, tiny_dataset, isolated_mo
     log = "\n".join(status.log)
     assert f"Job {job_id}: training job-mlp (mlp)" in log
     assert "Epoch 3/3: val loss" in log
-    assert "training job-mlp (end-to-end)" in log  # maskdet.engine's logger.info
-    assert "saved model" in log  # maskdet.checkpoint's logger.info
+    assert "training job-mlp (end-to-end)" in log  # maskdet.training.loop's logger.info
+    assert "saved model" in log  # maskdet.zoo.folders's logger.info
     assert log.splitlines()[-1].endswith(f"Finished: job-mlp saved in {isolated_models_dir / 'job-mlp'}")
 
 
@@ -162,7 +162,7 @@ def test_log_captures_only_the_job(runner, tiny_dataset, caplog):
     caplog.set_level(logging.INFO, logger="maskdet")
     runner.start(endless(tiny_dataset))
     wait_until(runner, lambda s: s.progress is not None and s.progress.phase == "train")
-    logging.getLogger("maskdet.engine").info("a message from another thread")
+    logging.getLogger("maskdet.training.loop").info("a message from another thread")
     runner.cancel()
     status = runner.wait(JOB_TIMEOUT_S)
     assert status.state == JobState.CANCELLED

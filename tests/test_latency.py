@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from maskdet.checkpoint import list_models
-from maskdet.classifier import AUTO_BACKEND, SERVING_BACKENDS, load_classifier
-from maskdet.compare import cpu_latency_ms, summarize
+from maskdet.zoo.folders import list_models
+from maskdet.inference.predictor import AUTO_BACKEND, SERVING_BACKENDS, load_classifier
+from maskdet.evaluation.compare import cpu_latency_ms, summarize
 
 
 def test_latency_is_measured_through_the_served_classifier(tiny_mobilenet, monkeypatch) -> None:

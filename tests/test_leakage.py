@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from test_cli import run_cli
 
-from maskdet.checkpoint import load_split, read_metadata
-from maskdet.leakage import training_overlap
+from maskdet.zoo.folders import load_split, read_metadata
+from maskdet.evaluation.leakage import training_overlap
 from maskdet.settings import REPO_ROOT
 
 

@@ -16,9 +16,9 @@ import av
 import numpy as np
 import pytest
 
-from maskdet.assets import AssetUnavailableError
-from maskdet.detect import get_detector
-from maskdet.live import (
+from maskdet.zoo.assets import AssetUnavailableError
+from maskdet.inference.detector import get_detector
+from maskdet.inference.live import (
     HISTORY_FRAMES,
     ICE_SERVERS_ENV,
     LIVE_DETECTOR_OPTIONS,
@@ -28,9 +28,10 @@ from maskdet.live import (
     parse_ice_servers,
     rtc_configuration,
 )
-from maskdet.classifier import load_classifier
-from maskdet.drawing import UNCERTAIN_COLOUR_RGB
-from maskdet.pipeline import FacePipeline, FacePrediction
+from maskdet.inference.predictor import load_classifier
+from maskdet.inference.drawing import UNCERTAIN_COLOUR_RGB
+from maskdet.inference.faces import FacePrediction
+from maskdet.inference.pipeline import FacePipeline
 
 FACE = 180
 LEFT, RIGHT = (60, 150, FACE), (400, 150, FACE)
@@ -138,7 +139,7 @@ def test_threshold_marks_unsure_faces_grey_and_keeps_them_out_of_class_figures(p
     assert snapshot.average_confidence["with_mask"] == pytest.approx(0.8)
     assert snapshot.average_confidence["without_mask"] == pytest.approx(0.8)
 
-    from maskdet.drawing import draw_predictions
+    from maskdet.inference.drawing import draw_predictions
 
     canvas = draw_predictions(np.zeros((100, 100, 3), np.uint8), [face("with_mask", 0.55)], uncertain_below=0.6)
     assert tuple(canvas[35, 10]) == UNCERTAIN_COLOUR_RGB  # left edge of the box

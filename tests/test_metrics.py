@@ -1,4 +1,4 @@
-"""maskdet.metrics: small cases checked by hand (at 0.5 and at other thresholds, calibration), agreement with
+"""maskdet.evaluation.metrics: small cases checked by hand (at 0.5 and at other thresholds, calibration), agreement with
 scikit-learn, and the one-class edge case."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from maskdet.metrics import calibration, compute_metrics, curves, operating_point, predicted_labels, validate_threshold
+from maskdet.evaluation.metrics import calibration, compute_metrics, curves, operating_point
+from maskdet.zoo.decision import predicted_labels, validate_threshold
 
 # label 1 = with_mask (positive). Predictions at 0.5: [1, 1, 0, 0, 1] -> tp 2, fn 1, fp 1, tn 1.
 Y = [1, 1, 1, 0, 0]

@@ -18,11 +18,11 @@ from dashboard import page_test
 from markdown_text import texts
 from test_refused_models import deadline
 
-from maskdet.audit import audit_catalog
+from maskdet.data.audit import audit_catalog
 from maskdet.batch.sources import iter_image_paths
-from maskdet.data import list_datasets, load_catalog, scan_dataset
-from maskdet.files import Skipped, walk_files
-from maskdet.images import ImageDecodeError, load_rgb
+from maskdet.data.datasets import list_datasets, load_catalog, scan_dataset
+from maskdet.data.files import Skipped, walk_files
+from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.settings import REPO_ROOT
 from ui.dataset_picker import SOURCE_PATH
 

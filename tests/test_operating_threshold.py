@@ -19,7 +19,7 @@ from dashboard import page_test
 from datasets_helpers import build, real_jpegs
 from markdown_text import texts
 
-from maskdet.checkpoint import (
+from maskdet.zoo.folders import (
     METADATA_FILE,
     WEIGHTS_FILE,
     CheckpointError,
@@ -28,12 +28,12 @@ from maskdet.checkpoint import (
     read_metadata,
     set_operating_threshold,
 )
-from maskdet.classifier import load_classifier
+from maskdet.inference.predictor import load_classifier
 from maskdet.cli import main
-from maskdet.evaluation import evaluate_folder
-from maskdet.images import load_rgb
-from maskdet.metrics import compute_metrics
-from maskdet.pipeline import build_pipeline, label_probabilities
+from maskdet.evaluation.folder import evaluate_folder
+from maskdet.data.images import load_rgb
+from maskdet.evaluation.metrics import compute_metrics
+from maskdet.inference.pipeline import build_pipeline, label_probabilities
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models" / "mlp"

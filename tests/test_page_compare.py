@@ -16,10 +16,10 @@ from hostile_inputs import HOSTILE_LISTED, HOSTILE_UNLISTED, add_hostile_models
 from markdown_text import texts
 from streamlit.testing.v1 import AppTest
 
-from maskdet.classifier import load_classifier
-from maskdet.compare import COL_MODEL, TABLE_COLUMNS
-from maskdet.evaluation import evaluate_folder
-from maskdet.metrics import compute_metrics
+from maskdet.inference.predictor import load_classifier
+from maskdet.evaluation.compare import COL_MODEL, TABLE_COLUMNS
+from maskdet.evaluation.folder import evaluate_folder
+from maskdet.evaluation.metrics import compute_metrics
 from maskdet.settings import CLASSES, REPO_ROOT
 from ui.dataset_picker import SOURCE_PATH
 from ui.jobs import job_queue

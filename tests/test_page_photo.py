@@ -26,7 +26,7 @@ from markdown_text import as_shown, texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from maskdet.checkpoint import set_default_model
+from maskdet.zoo.folders import set_default_model
 
 PAGE = "pages/photo.py"
 TIMEOUT = 300  # first model and detector load plus a few IG runs on a busy 2-core machine

@@ -8,11 +8,12 @@ import pickle
 import numpy as np
 from PIL import Image
 
-from maskdet.classifier import load_classifier
-from maskdet.detect import get_detector
-from maskdet.explain import explain
-from maskdet.images import load_rgb
-from maskdet.pipeline import DISPLAY_MAX_SIDE, FacePipeline, analyse_photo, compact_photo
+from maskdet.inference.predictor import load_classifier
+from maskdet.inference.detector import get_detector
+from maskdet.inference.explain import explain
+from maskdet.data.images import load_rgb
+from maskdet.inference.photo import analyse_photo, compact_photo, DISPLAY_MAX_SIDE
+from maskdet.inference.pipeline import FacePipeline
 
 
 def test_a_24_megapixel_photo_is_cached_in_a_few_megabytes_and_explained_the_same(tiny_mobilenet,

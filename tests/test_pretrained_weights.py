@@ -11,8 +11,8 @@ import torch
 from hostile_inputs import malicious_torch_file
 from torchvision.models import densenet121
 
-from maskdet import zoo
-from maskdet.zoo import BuildOptions, PretrainedWeightsMissing, get_spec
+from maskdet.zoo import architectures as zoo
+from maskdet.zoo.architectures import BuildOptions, PretrainedWeightsMissing, get_spec
 
 
 def forge_hash_prefix(monkeypatch: pytest.MonkeyPatch, arch: str, path) -> None:

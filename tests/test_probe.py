@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from maskdet.checkpoint import PROBE_FILE, load_model, load_split, read_metadata
-from maskdet.classifier import Predictor
-from maskdet.images import load_rgb
-from maskdet.probe import (BF16_MAX_PROB_DIFF, BF16_PROBE_MARGIN, PROBE_CROPS, PROBE_SCORE_BATCH, check_precision,
+from maskdet.zoo.folders import PROBE_FILE, load_model, load_split, read_metadata
+from maskdet.inference.predictor import Predictor
+from maskdet.data.images import load_rgb
+from maskdet.zoo.probe import (BF16_MAX_PROB_DIFF, BF16_PROBE_MARGIN, PROBE_CROPS, PROBE_SCORE_BATCH, check_precision,
                            load_probe, normalize_crops, select_probe_crops)
 from maskdet.runtime import cpu_has_fast_bf16
 from maskdet.settings import REPO_ROOT
@@ -26,7 +26,7 @@ def face_mask_4k_part(folder, part: str) -> tuple[list[str], list[int]]:
 
     The default model trains on a crop set that links face-mask-4k in as ``<class>/face-mask-4k/<path>``; the
     others trained on face-mask-4k itself. The repository ships no probe crops (they would be copies of data-set
-    faces), so the tests take them from the data set, as ``python -m maskdet.probe`` does."""
+    faces), so the tests take them from the data set, as ``python -m maskdet.zoo.probe`` does."""
     split = load_split(folder)
     if "sources" not in read_metadata(folder)["dataset"]:
         return split[part], [split["labels"][p] for p in split[part]]

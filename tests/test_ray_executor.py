@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from maskdet.engine import TrainConfig
+from maskdet.training.loop import TrainConfig
 from maskdet.jobs import JobRunner, JobState, JobStatus, get_executor
 from maskdet.jobs.ray_executor import RayExecutor
 

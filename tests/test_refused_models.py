@@ -25,7 +25,7 @@ from hostile_inputs import (
 )
 
 from maskdet import cli
-from maskdet.checkpoint import CheckpointError, load_model, scan_models
+from maskdet.zoo.folders import CheckpointError, load_model, scan_models
 from maskdet.settings import REPO_ROOT
 
 REFUSED = {**REFUSED_AT_LISTING, **REFUSED_AT_LOADING}

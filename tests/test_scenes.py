@@ -14,13 +14,14 @@ from PIL import Image
 from scene_helpers import build_scene_folder, grey, voc
 
 from maskdet.cli import main
-from maskdet.data import DatasetError
-from maskdet.pipeline import FacePrediction
-from maskdet.scenes import SceneSetError, evaluate_scenes, load_scene_set
-from maskdet.scenes.annotations import BoxedFace, SceneImage
-from maskdet.scenes.average_precision import ImageBoxes, average_precision
-from maskdet.scenes.evaluate import ImageOutcome, summarize_outcomes
-from maskdet.scenes.matching import iou_matrix, match_detections
+from maskdet.data.datasets import DatasetError
+from maskdet.inference.faces import FacePrediction
+from maskdet.data.annotations import load_scene_set, SceneSetError
+from maskdet.evaluation.scenes import evaluate_scenes
+from maskdet.data.annotations import BoxedFace, SceneImage
+from maskdet.evaluation.scenes.average_precision import ImageBoxes, average_precision
+from maskdet.evaluation.scenes.evaluate import ImageOutcome, summarize_outcomes
+from maskdet.evaluation.scenes.matching import iou_matrix, match_detections
 from maskdet.settings import REPO_ROOT
 
 JSON_KEYS = {"images", "faces", "detection_recall", "detection_precision", "false_positives", "accuracy_on_detected",
@@ -253,7 +254,7 @@ def composed_set(tmp_path_factory, held_out_faces, frame_composer) -> Path:
 
 
 def test_real_pipeline_on_pasted_faces_lists_what_it_could_not_use(composed_set, tiny_mobilenet) -> None:
-    from maskdet.pipeline import build_pipeline
+    from maskdet.inference.pipeline import build_pipeline
 
     result = evaluate_scenes(build_pipeline(str(tiny_mobilenet)), composed_set).to_json()
     assert JSON_KEYS <= set(result)
@@ -286,7 +287,7 @@ def test_cli_refuses_a_bad_class_map_and_a_folder_without_images(tmp_path, compo
 
 @pytest.mark.slow
 def test_shipped_pipeline_on_scenes_dev_stays_above_its_floors(datasets_root) -> None:
-    from maskdet.pipeline import build_pipeline
+    from maskdet.inference.pipeline import build_pipeline
 
     metrics = evaluate_scenes(build_pipeline(str(REPO_ROOT / "models" / "mobilenet_v2")),
                               datasets_root / "scenes-dev").to_json()

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskdet.checkpoint import default_model_name, load_model, load_split, read_metadata
-from maskdet.evaluation import evaluate_folder
-from maskdet.images import load_rgb
-from maskdet.metrics import compute_metrics
-from maskdet.classifier import Classifier
+from maskdet.zoo.folders import default_model_name, load_model, load_split, read_metadata
+from maskdet.evaluation.folder import evaluate_folder
+from maskdet.data.images import load_rgb
+from maskdet.evaluation.metrics import compute_metrics
+from maskdet.inference.predictor import Classifier
 from maskdet.settings import REPO_ROOT
 
 SHIPPED = REPO_ROOT / "models"
@@ -37,7 +37,7 @@ def test_default_model_is_a_small_mobilenet(shipped):
 def _face_mask_4k_test(folder) -> tuple[list[str], list[int]]:
     """The face-mask-4k images of the model's held-out test split, relative to face-mask-4k.
 
-    The default model trains on a crop set (maskdet.crops) that links face-mask-4k in as
+    The default model trains on a crop set (maskdet.training.crops) that links face-mask-4k in as
     ``<class>/face-mask-4k/<path in face-mask-4k>`` with the split face-mask-4k gets on its own."""
     split = load_split(folder)
     if "sources" not in read_metadata(folder)["dataset"]:  # trained on face-mask-4k itself

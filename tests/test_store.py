@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from maskdet.archive import extract_zip
-from maskdet.compare import evaluate_dataset, summarize
-from maskdet.checkpoint import list_models
-from maskdet.data import build_catalog, scan_dataset
-from maskdet.engine import TrainConfig, _feature_cache_path
-from maskdet.split import make_split
+from maskdet.data.archive import extract_zip
+from maskdet.evaluation.compare import evaluate_dataset, summarize
+from maskdet.zoo.folders import list_models
+from maskdet.data.datasets import build_catalog, scan_dataset
+from maskdet.training.loop import TrainConfig, _feature_cache_path
+from maskdet.data.split import make_split
 from maskdet.store import atomic_write, sha256_file
-from maskdet.zoo import get_spec
+from maskdet.zoo.architectures import get_spec
 
 
 def zip_of(folder: Path) -> bytes:

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from maskdet.checkpoint import load_model
-from maskdet.engine import CancelToken, TrainConfig, TrainingCancelled, fit, prepare_model
-from maskdet.classifier import Classifier
-from maskdet.zoo import PretrainedWeightsMissing, get_spec, pretrained_weights_path
+from maskdet.zoo.folders import load_model
+from maskdet.training.loop import CancelToken, TrainConfig, TrainingCancelled, fit, prepare_model
+from maskdet.inference.predictor import Classifier
+from maskdet.zoo.architectures import PretrainedWeightsMissing, get_spec, pretrained_weights_path
 
 TINY = {"mlp": {}, "simple_cnn": {"img_size": 48}, "mobilenet_v2": {"img_size": 96}, "densenet121": {"img_size": 64}}
 

@@ -1,12 +1,12 @@
 """End-to-end training holds a few batches in memory, never the whole (augmented) epoch or split.
 
-The epoch goes through exactly what :func:`maskdet.engine.fit` uses end to end (``ImageItems`` with
+The epoch goes through exactly what :func:`maskdet.training.loop.fit` uses end to end (``ImageItems`` with
 the training augmentation, ``make_loader``, ``NormalizedBatches``), in a fresh Python process so its
 peak resident memory (``ru_maxrss``) is its own. Ten times more images must not raise the peak by more
 than a bound derived from the batch size: the old engine decoded every image and built the whole
 augmented, normalised epoch before the first step (+971 MB at 128 px on face-mask-4k), which here
 would be ~440 MB more for the larger run. After the epochs ``fit`` chooses the model's precision probe from
-the validation split (:func:`maskdet.probe.select_probe_crops`): it scored the whole split in one forward pass
+the validation split (:func:`maskdet.zoo.probe.select_probe_crops`): it scored the whole split in one forward pass
 (+3.8 MB per validation image at 128 px, all of end-to-end ``fit``'s growth with the data set, issue 18 defect
 3); five times more validation images must now cost no more than a fraction of one image each.
 benchmarks/bench_train_memory.py measures whole ``fit`` runs.
@@ -34,9 +34,9 @@ PROBE_BYTES_PER_IMAGE = 2**19  # per validation image while choosing the probe; 
 EPOCH_CHILD = r"""
 import json, resource, sys
 import torch
-from maskdet.data import scan_dataset
-from maskdet.engine import ImageItems, NormalizedBatches, build_augmentation, make_loader
-from maskdet.zoo import get_spec
+from maskdet.data.datasets import scan_dataset
+from maskdet.training.loop import ImageItems, NormalizedBatches, build_augmentation, make_loader
+from maskdet.zoo.architectures import get_spec
 data, count, size, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 scan = scan_dataset(data)
 samples = scan.samples[:: max(1, len(scan.samples) // count)][:count]
@@ -54,9 +54,9 @@ print(json.dumps({"seen": seen, "peak": resource.getrusage(resource.RUSAGE_SELF)
 PROBE_CHILD = r"""
 import json, resource, sys
 import psutil
-from maskdet.checkpoint import load_model
-from maskdet.data import scan_dataset
-from maskdet.probe import PROBE_CROPS, select_probe_crops
+from maskdet.zoo.folders import load_model
+from maskdet.data.datasets import scan_dataset
+from maskdet.zoo.probe import PROBE_CROPS, select_probe_crops
 data, count, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 scan = scan_dataset(data)
 samples = scan.samples[:: max(1, len(scan.samples) // count)][:count]

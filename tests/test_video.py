@@ -30,8 +30,8 @@ from markdown_text import texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from maskdet.checkpoint import set_default_model
-from maskdet.images import load_rgb
+from maskdet.zoo.folders import set_default_model
+from maskdet.data.images import load_rgb
 from maskdet.jobs import JobRunner, JobState, JobStatus
 from maskdet.video import VideoDecodeError, VideoReader
 from maskdet.video.results import ANNOTATED, MANIFEST, THUMBNAIL_WIDTH, read_results
@@ -55,7 +55,7 @@ def expected_label(frame: int) -> str:
 @pytest.fixture(scope="module")
 def frames(datasets_root) -> list[np.ndarray]:
     """2 * HALF RGB frames: the first held-out masked photo of the shipped model's split, then the first unmasked."""
-    from maskdet.crops import locate_split_file
+    from maskdet.training.crops import locate_split_file
 
     split = json.loads((SHIPPED / "split.json").read_text())
     dataset = json.loads((SHIPPED / "metadata.json").read_text())["dataset"]

@@ -2,9 +2,9 @@
 
 A :class:`FolderKind` says which folders count: :data:`IMAGE_FOLDERS` (class sub-folders, the
 default) or :data:`BOXED_PHOTOS` (``images/`` plus Pascal VOC ``annotations/`` or YOLO ``labels/``,
-for :mod:`maskdet.scenes`). Offers the folders found under the data-set root, a folder path on the server (checked by
+for :mod:`maskdet.evaluation.scenes`). Offers the folders found under the data-set root, a folder path on the server (checked by
 :func:`ui.paths.typed_path`, confined when the dashboard is shared), or an uploaded .zip
-(extracted safely by :func:`maskdet.archive.extract_zip`). Each upload is extracted once per
+(extracted safely by :func:`maskdet.data.archive.extract_zip`). Each upload is extracted once per
 session and content: reruns reuse the folder, so its fingerprint and every cache keyed by it
 stay valid. Extractions are kept for the most recently used uploads only (``UPLOADS_KEPT``,
 ``UPLOADS_MAX_BYTES``); a session whose folder was pruned meanwhile extracts its upload again.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from maskdet.archive import ArchiveError, extract_zip, mark_used, prune_extractions
-from maskdet.data import list_datasets
-from maskdet.scenes.annotations import list_scene_sets
+from maskdet.data.archive import ArchiveError, extract_zip, mark_used, prune_extractions
+from maskdet.data.datasets import list_datasets
+from maskdet.data.annotations import list_scene_sets
 from maskdet.settings import data_root, uploads_dir
 from ui.markup import code, plain
 from ui.paths import PathRefused, show_path_limits, typed_path
@@ -34,7 +34,7 @@ SOURCE_PATH = "Folder path"
 SOURCE_UPLOAD = "Upload a .zip"
 SOURCES = (SOURCE_FOLDERS, SOURCE_PATH, SOURCE_UPLOAD)
 UPLOADS_KEPT = 8  # extracted archives kept on disk, most recently used first
-UPLOADS_MAX_BYTES = 4 * 1024**3  # and their total size (one archive may expand to maskdet.archive.MAX_TOTAL_BYTES)
+UPLOADS_MAX_BYTES = 4 * 1024**3  # and their total size (one archive may expand to maskdet.data.archive.MAX_TOTAL_BYTES)
 UPLOADS_GRACE_S = 3600  # an extraction used within the last hour is never removed
 
 

@@ -1,14 +1,14 @@
 """One explanation shown the same way on every page: Original | heatmap | overlay, then what the numbers mean.
 
 The Photo page explains each detected face and the Compare page each misclassified file with
-:func:`maskdet.explain.explain`; both lay the result out with :func:`show_explanation`.
+:func:`maskdet.inference.explain.explain`; both lay the result out with :func:`show_explanation`.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from maskdet.explain import METHODS, Explanation
+from maskdet.inference.explain import METHODS, Explanation
 
 
 def show_explanation(result: Explanation) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from maskdet.checkpoint import DEFAULT_POINTER, BrokenModel, default_model_name, recover_interrupted_saves, scan_models
+from maskdet.zoo.folders import DEFAULT_POINTER, BrokenModel, default_model_name, recover_interrupted_saves, scan_models
 from maskdet.settings import models_dir
 from ui.markup import code, plain
 
@@ -62,7 +62,7 @@ def _scan() -> tuple[list[dict], list[BrokenModel]]:
 
 
 def list_trained_models() -> list[dict]:
-    """Metadata of every usable model in ``models_dir()``, newest first (see :func:`maskdet.checkpoint.scan_models`)."""
+    """Metadata of every usable model in ``models_dir()``, newest first (see :func:`maskdet.zoo.folders.scan_models`)."""
     return _scan()[0]
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import streamlit as st
 
-from maskdet.checkpoint import METADATA_FILE, resolve_model
-from maskdet.detect import FaceDetector
-from maskdet.detect import get_detector as build_detector
-from maskdet.classifier import AUTO_BACKEND, Classifier, load_classifier
+from maskdet.zoo.folders import METADATA_FILE, resolve_model
+from maskdet.inference.detector import FaceDetector
+from maskdet.inference.detector import get_detector as build_detector
+from maskdet.inference.predictor import AUTO_BACKEND, Classifier, load_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _classifier(path: str, metadata_mtime_ns: int) -> Classifier:
 def get_classifier(name: str | None = None) -> Classifier:
     """The classifier named ``name`` (a folder in ``models/`` or a path; None = the default model).
 
-    Raises :class:`maskdet.checkpoint.CheckpointError` for a missing or damaged model.
+    Raises :class:`maskdet.zoo.folders.CheckpointError` for a missing or damaged model.
     """
     folder = resolve_model(name)
     try:
@@ -47,9 +47,9 @@ def get_classifier(name: str | None = None) -> Classifier:
 
 @st.cache_resource(show_spinner="Loading the face detector…")
 def get_detector(name: str = "centerface", **options: Any) -> FaceDetector:
-    """The face detector ``name`` built with ``options`` (see :func:`maskdet.detect.get_detector`).
+    """The face detector ``name`` built with ``options`` (see :func:`maskdet.inference.detector.get_detector`).
 
-    Raises ``KeyError`` for an unknown name and :class:`maskdet.assets.AssetUnavailableError`
+    Raises ``KeyError`` for an unknown name and :class:`maskdet.zoo.assets.AssetUnavailableError`
     when the detector's model file cannot be obtained.
     """
     return build_detector(name, **options)

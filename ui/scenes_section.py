@@ -4,7 +4,7 @@ The user picks a folder (the shared picker, boxed-photo kind), models and detect
 (model, detector) pipeline not yet cached is scored by an ``evaluate-scenes`` job (outside the
 server process, on the server's :func:`ui.jobs.job_queue`) while a timed fragment shows its
 progress. The jobs cache their results on disk per (weights, detector settings, folder
-fingerprint, IoU, class map) (:mod:`maskdet.scenes.runs`), where this section reads them back under
+fingerprint, IoU, class map) (:mod:`maskdet.evaluation.scenes.runs`), where this section reads them back under
 the same key, and shows them as one table side by side, then as a gallery of what went wrong:
 crops of missed faces, false positives and mislabelled faces, with the confidence the product
 gave them.
@@ -18,15 +18,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from maskdet.assets import AssetUnavailableError
-from maskdet.checkpoint import CheckpointError, default_model_name
-from maskdet.detect import DETECTOR_CONFIGS
-from maskdet.images import ImageDecodeError
-from maskdet.pipeline import FacePipeline
-from maskdet.scenes import DEFAULT_IOU, SceneSet, SceneSetError, load_scene_set, scene_fingerprint
-from maskdet.scenes.evaluate import FALSE_POSITIVE, MISLABELLED, MISSED
-from maskdet.scenes.report import COL_PIPELINE, error_caption, error_crop, scene_table
-from maskdet.scenes.runs import cached_metrics, pipeline_key
+from maskdet.zoo.assets import AssetUnavailableError
+from maskdet.zoo.folders import CheckpointError, default_model_name
+from maskdet.inference.detector import DETECTOR_CONFIGS
+from maskdet.data.images import ImageDecodeError
+from maskdet.inference.pipeline import FacePipeline
+from maskdet.data.annotations import load_scene_set, scene_fingerprint, SceneSet, SceneSetError
+from maskdet.evaluation.scenes import DEFAULT_IOU
+from maskdet.evaluation.scenes.evaluate import FALSE_POSITIVE, MISLABELLED, MISSED
+from maskdet.evaluation.scenes.report import COL_PIPELINE, error_caption, error_crop, scene_table
+from maskdet.evaluation.scenes.runs import cached_metrics, pipeline_key
 from maskdet.settings import CLASSES
 from maskdet.jobs import QueuedJob
 from ui.dataset_picker import BOXED_PHOTOS, choose_dataset

@@ -6,7 +6,7 @@ import io
 
 import streamlit as st
 
-from maskdet.images import ImageDecodeError, load_rgb
+from maskdet.data.images import ImageDecodeError, load_rgb
 
 THUMB_PX = 128
 THUMB_CACHE_ENTRIES = 4096

@@ -11,6 +11,9 @@ wrote (``resume``), sends the rest through an *engine* and writes one record per
   crash never leaves a torn line and ``--resume`` picks up where it stopped) and Parquet.
 
 Every engine produces the same records as ``predict --json`` (:func:`maskdet.batch.records.score_paths`).
+
+May import: :mod:`maskdet.evaluation`, :mod:`maskdet.inference`, :mod:`maskdet.zoo`, :mod:`maskdet.data`
+and the bottom modules (and :mod:`maskdet.video` for clips in an archive).
 """
 
 from maskdet.batch.engines import ENGINES, PipelineSpec, get_engine

@@ -24,8 +24,8 @@ from typing import Protocol
 
 from maskdet.batch.records import score_paths, skipped_record
 from maskdet.batch.sources import Item, chunked, item_path
-from maskdet.files import Skipped
-from maskdet.pipeline import DEFAULT_MARGIN, FacePipeline, build_pipeline, error_record
+from maskdet.data.files import Skipped
+from maskdet.inference.pipeline import DEFAULT_MARGIN, FacePipeline, build_pipeline, error_record
 
 logger = logging.getLogger(__name__)
 

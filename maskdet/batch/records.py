@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from PIL import Image
 
 from maskdet.batch.sources import Item
-from maskdet.files import Skipped
-from maskdet.images import ImageDecodeError, open_image
-from maskdet.pipeline import FacePipeline, error_record, image_record
+from maskdet.data.files import Skipped
+from maskdet.data.images import ImageDecodeError, open_image
+from maskdet.inference.pipeline import FacePipeline, error_record, image_record
 
 logger = logging.getLogger(__name__)
 

@@ -6,14 +6,14 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
-from maskdet.files import Skipped, file_problem, iter_files
+from maskdet.data.files import Skipped, file_problem, iter_files
 
 Item = Path | Skipped
 """A file to score, or an entry that cannot be read (reported as an error record, never opened)."""
 
 
 def iter_image_paths(paths: Iterable[str | Path]) -> Iterator[Item]:
-    """Files as given, folders walked (:func:`maskdet.files.iter_files`); unreadable entries as ``Skipped``.
+    """Files as given, folders walked (:func:`maskdet.data.files.iter_files`); unreadable entries as ``Skipped``.
 
     Nothing is opened here: a named pipe or device given by name, or found in a folder, is reported, not read.
     """

@@ -1,6 +1,6 @@
 """An exported folder loaded back: the classifier run by onnxruntime, and the whole pipeline on top of it.
 
-:class:`OnnxClassifier` has the interface :class:`maskdet.classifier.Classifier` offers its callers
+:class:`OnnxClassifier` has the interface :class:`maskdet.inference.predictor.Classifier` offers its callers
 (``predict_proba(images)``, ``run(normalised)``, ``input``, ``name``, ``metadata``), so it can stand in
 for it wherever faces are classified (a backend registry can register it under ``"onnx"``); it reads
 nothing but the folder. :func:`load_exported_pipeline` adds the folder's CenterFace detector with the
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskdet.metrics import THRESHOLD
-from maskdet.zoo import InputConfig
+from maskdet.zoo.decision import THRESHOLD
+from maskdet.zoo.architectures import InputConfig
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +92,9 @@ class OnnxClassifier:
 
 
 def load_exported_pipeline(folder: str | Path):
-    """A :class:`maskdet.pipeline.FacePipeline` running only the folder's two ONNX graphs, as its card says."""
-    from maskdet.detect import CenterFaceDetector
-    from maskdet.pipeline import FacePipeline
+    """A :class:`maskdet.inference.pipeline.FacePipeline` running only the folder's two ONNX graphs, as its card says."""
+    from maskdet.inference.detector import CenterFaceDetector
+    from maskdet.inference.pipeline import FacePipeline
 
     classifier = OnnxClassifier(folder)
     detector = classifier.metadata["detector"]
@@ -112,7 +112,7 @@ def load_exported_pipeline(folder: str | Path):
 
 
 class OnnxRuntimeBackend:
-    """The ``onnxruntime`` backend of :class:`maskdet.classifier.Predictor` (registered by :mod:`maskdet.export`).
+    """The ``onnxruntime`` backend of :class:`maskdet.inference.predictor.Predictor` (registered by :mod:`maskdet.export`).
 
     The model is exported once per weights into the cache (``CACHE/onnx/<weights sha256>``, checked against
     PyTorch by the export itself) and run by onnxruntime in fp32; ``Predictor`` keeps the preprocessing.

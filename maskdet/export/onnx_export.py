@@ -4,7 +4,7 @@ The classifier is exported from the trained fp32 network as saved (not the folde
 product runs), with a softmax on top, so ``classifier.onnx`` maps a float32 NCHW batch normalised as
 the card's ``input`` says to class probabilities in the card's ``classes`` order; the batch axis
 is dynamic. ``detector.onnx`` is the CenterFace graph the product runs (the verified file with free
-input height and width, :func:`maskdet.detect.load_centerface_graph`), and the card records the
+input height and width, :func:`maskdet.inference.detector.load_centerface_graph`), and the card records the
 settings the product runs it with.
 
 Before the folder appears, onnxruntime and PyTorch classify real face crops (validation images of the
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskdet.checkpoint import CheckpointError, LoadedModel, load_model, load_split, operating_threshold, resolve_model
-from maskdet.images import ImageDecodeError, load_rgb
+from maskdet.zoo.folders import CheckpointError, LoadedModel, load_model, load_split, operating_threshold, resolve_model
+from maskdet.data.images import ImageDecodeError, load_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +71,11 @@ def sha256_bytes(data: bytes) -> str:
 
 def validation_crops(loaded: LoadedModel, per_class: int = CHECK_CROPS_PER_CLASS) -> list[Image.Image]:
     """Real face crops to check the export on: up to ``per_class`` validation images per class of the
-    model's own split (spread over the split), read from its data set (:func:`maskdet.crops.locate_split_file`).
+    model's own split (spread over the split), read from its data set (:func:`maskdet.training.crops.locate_split_file`).
 
     Raises :class:`ExportError` when the split or its images are not available.
     """
-    from maskdet.crops import locate_split_file
+    from maskdet.training.crops import locate_split_file
 
     split = load_split(loaded.path)
     dataset = loaded.metadata.get("dataset") or {}
@@ -144,8 +144,8 @@ def compare_runtimes(loaded: LoadedModel, model: bytes, crops: list[Image.Image]
 
 def product_detector() -> tuple[bytes, dict]:
     """(the CenterFace graph the product runs, its settings): the verified file with a free input size
-    (:func:`maskdet.detect.load_centerface_graph`) and the settings of the default detector."""
-    from maskdet.detect import CenterFaceDetector, load_centerface_graph
+    (:func:`maskdet.inference.detector.load_centerface_graph`) and the settings of the default detector."""
+    from maskdet.inference.detector import CenterFaceDetector, load_centerface_graph
 
     detector = CenterFaceDetector()
     return load_centerface_graph(detector.model_path), detector.settings()
@@ -153,8 +153,8 @@ def product_detector() -> tuple[bytes, dict]:
 
 def detector_card(detector_bytes: bytes, settings: dict) -> dict:
     """How the product runs ``detector.onnx``: pre-processing, decoding and the settings of its default detector."""
-    from maskdet.detect import CENTERFACE_ASSET, ZOOM_FACTOR, CenterFaceDetector
-    from maskdet.pipeline import DEFAULT_MARGIN
+    from maskdet.inference.detector import CENTERFACE_ASSET, ZOOM_FACTOR, CenterFaceDetector
+    from maskdet.inference.pipeline import DEFAULT_MARGIN
 
     return {
         "file": DETECTOR_FILE,
@@ -166,7 +166,7 @@ def detector_card(detector_bytes: bytes, settings: dict) -> dict:
                   "resize_long_side_to": settings["input_long_side"], "pad_to_multiple_of": 32,
                   # a black border of this fraction of the long side first; never upscale when false; then the
                   # same again at each extra long side and, for a photo whose long side is at most zoom_below,
-                  # at zoom_factor times its own size; all peaks merged by one NMS (maskdet.detect)
+                  # at zoom_factor times its own size; all peaks merged by one NMS (maskdet.inference.detector)
                   "border_fraction": settings["pad"], "upscale": settings["upscale"],
                   "extra_long_sides": list(settings["extra_long_sides"]), "zoom_below": settings["zoom_below"],
                   "zoom_factor": ZOOM_FACTOR},

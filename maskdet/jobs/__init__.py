@@ -7,6 +7,9 @@
   :mod:`maskdet.jobs.ray_executor`);
 - :mod:`maskdet.jobs.runner`: :class:`JobRunner` / :class:`TrainingJobRunner`, one job at a time, many readers;
 - :mod:`maskdet.jobs.queue`: :class:`JobQueue`, a list of jobs one after the other on one runner.
+
+May import every package below it: :mod:`maskdet.batch`, :mod:`maskdet.video`, :mod:`maskdet.export`,
+:mod:`maskdet.training`, :mod:`maskdet.evaluation`, :mod:`maskdet.inference`, :mod:`maskdet.zoo`, :mod:`maskdet.data`.
 """
 
 from maskdet.jobs import kinds  # noqa: F401 - registers the built-in job kinds

@@ -14,13 +14,13 @@ from maskdet.jobs.registry import job_kind
 
 EVALUATION_STAGES = {"reading": (0.0, 0.3), "classifying": (0.3, 1.0)}  # share of the job each stage covers
 DEFAULT_SCENE_IOU = 0.5
-DEFAULT_SCENE_DETECTOR = "centerface"  # the product's setting (maskdet.detect.DETECTOR_CONFIGS)
+DEFAULT_SCENE_DETECTOR = "centerface"  # the product's setting (maskdet.inference.detector.DETECTOR_CONFIGS)
 
 
 def _resolve_training(params: dict) -> dict:
     """Fill defaults and check the architecture and model name before a process starts."""
-    from maskdet.checkpoint import validate_model_name
-    from maskdet.engine import TrainConfig
+    from maskdet.zoo.folders import validate_model_name
+    from maskdet.training.loop import TrainConfig
 
     config = TrainConfig.from_json(params).resolved()
     validate_model_name(config.name)
@@ -33,10 +33,10 @@ def _describe_training(params: dict) -> str:
 
 @job_kind("train", title="training", prepare=_resolve_training, describe=_describe_training)
 def run_training(params: dict, job: JobContext) -> dict:
-    """:func:`maskdet.engine.fit`; the result names the saved model and its metrics."""
+    """:func:`maskdet.training.loop.fit`; the result names the saved model and its metrics."""
     import copy
 
-    from maskdet.engine import TrainConfig, fit
+    from maskdet.training.loop import TrainConfig, fit
 
     result = fit(TrainConfig.from_json(params), progress=job.report, cancel=job)
     return {
@@ -48,7 +48,7 @@ def run_training(params: dict, job: JobContext) -> dict:
 
 
 def _check_evaluation(params: dict) -> dict:
-    from maskdet.checkpoint import resolve_model_dir
+    from maskdet.zoo.folders import resolve_model_dir
 
     return {"model": str(resolve_model_dir(Path(params["model"]))), "data": str(Path(params["data"]))}
 
@@ -56,9 +56,9 @@ def _check_evaluation(params: dict) -> dict:
 @job_kind("evaluate-folder", title="folder evaluation", prepare=_check_evaluation,
           describe=lambda p: f"evaluating {Path(p['model']).name} on {p['data']}")
 def run_folder_evaluation(params: dict, job: JobContext) -> dict:
-    """:func:`maskdet.compare.evaluate_dataset` (cached per model and data content); the result is its JSON."""
-    from maskdet.checkpoint import read_metadata
-    from maskdet.compare import evaluate_dataset, summarize
+    """:func:`maskdet.evaluation.compare.evaluate_dataset` (cached per model and data content); the result is its JSON."""
+    from maskdet.zoo.folders import read_metadata
+    from maskdet.evaluation.compare import evaluate_dataset, summarize
 
     folder = Path(params["model"])
     summary = summarize({**read_metadata(folder), "name": folder.name, "path": str(folder)})
@@ -74,8 +74,8 @@ def run_folder_evaluation(params: dict, job: JobContext) -> dict:
 
 
 def _check_scene_evaluation(params: dict) -> dict:
-    from maskdet.detect import DETECTOR_CONFIGS
-    from maskdet.scenes import scene_fingerprint
+    from maskdet.inference.detector import DETECTOR_CONFIGS
+    from maskdet.data.annotations import scene_fingerprint
 
     iou = float(params.get("iou", DEFAULT_SCENE_IOU))
     if not 0.0 < iou <= 1.0:
@@ -94,14 +94,14 @@ def _check_scene_evaluation(params: dict) -> dict:
 def run_scene_evaluation(params: dict, job: JobContext) -> dict:
     """The photo pipeline (``model`` + the named ``detector`` setting) scored on a boxed-photo folder.
 
-    Goes through :func:`maskdet.scenes.runs.evaluate_cached`: the result is the ``evaluate-scenes --json``
+    Goes through :func:`maskdet.evaluation.scenes.runs.evaluate_cached`: the result is the ``evaluate-scenes --json``
     object plus its ``cache_key``, under which the Compare page reads it back.
     """
-    from maskdet.classifier import load_classifier
-    from maskdet.detect import detector_from_config
-    from maskdet.pipeline import FacePipeline
-    from maskdet.scenes import load_scene_set
-    from maskdet.scenes.runs import evaluate_cached
+    from maskdet.inference.predictor import load_classifier
+    from maskdet.inference.detector import detector_from_config
+    from maskdet.inference.pipeline import FacePipeline
+    from maskdet.data.annotations import load_scene_set
+    from maskdet.evaluation.scenes.runs import evaluate_cached
 
     pipeline = FacePipeline(load_classifier(params.get("model")), detector_from_config(params["detector"]))
     scenes = load_scene_set(params["data"], class_map=params["class_map"] or None)
@@ -120,9 +120,9 @@ def run_scene_evaluation(params: dict, job: JobContext) -> dict:
 def _check_video_analysis(params: dict) -> dict:
     """Refuse a missing clip, a bad setting or an unknown model before a process starts; the clip itself is
     decoded in the job (an undecodable file fails the job with the decoder's reason)."""
-    from maskdet.checkpoint import resolve_model
-    from maskdet.detect import DETECTORS
-    from maskdet.metrics import validate_threshold
+    from maskdet.zoo.folders import resolve_model
+    from maskdet.inference.detector import DETECTORS
+    from maskdet.zoo.decision import validate_threshold
 
     missing = sorted({"clip", "output"} - set(params))
     if missing:
@@ -150,7 +150,7 @@ def run_video_analysis(params: dict, job: JobContext) -> dict:
 
     ``threshold`` (None: the model card's operating threshold) labels faces with a mask from that p(with mask).
     """
-    from maskdet.pipeline import build_pipeline
+    from maskdet.inference.pipeline import build_pipeline
     from maskdet.video.results import analyse_to_folder
 
     job.report(JobProgress(phase="loading", message="Loading the models"))
@@ -175,8 +175,8 @@ def _check_batch(params: dict) -> dict:
     """Resolve the model and engine, refuse an output that would lose records, before a process starts."""
     from maskdet.batch import ENGINES
     from maskdet.batch.run import DEFAULT_BATCH_SIZE, check_output
-    from maskdet.checkpoint import resolve_model
-    from maskdet.pipeline import DEFAULT_MARGIN
+    from maskdet.zoo.folders import resolve_model
+    from maskdet.inference.pipeline import DEFAULT_MARGIN
 
     inputs = [str(Path(p)) for p in params.get("inputs") or []]
     if not inputs:
@@ -207,7 +207,7 @@ def run_batch_scoring(params: dict, job: JobContext) -> dict:
 
     from maskdet.batch import PipelineSpec, get_engine, run_batch
     from maskdet.batch.sinks import open_sink, resume_jsonl
-    from maskdet.checkpoint import load_model
+    from maskdet.zoo.folders import load_model
 
     done = resume_jsonl(params["output"]) if params["resume"] else set()
     load_model(params["model"])  # a refused model is refused here, once, not in every worker

@@ -193,7 +193,7 @@ class JobRunner:
 
 
 class TrainingJobRunner(JobRunner):
-    """The runner of training jobs: :meth:`start` takes a :class:`~maskdet.engine.TrainConfig`."""
+    """The runner of training jobs: :meth:`start` takes a :class:`~maskdet.training.loop.TrainConfig`."""
 
     def start(self, config: object) -> str:
         """Start training ``config`` (a ``TrainConfig``) in the background; returns the job id.

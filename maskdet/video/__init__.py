@@ -8,6 +8,8 @@
 - :mod:`maskdet.video.results`: :func:`analyse_to_folder` (annotated clip, unmasked thumbnails and faces per
   frame written into a folder, what the ``analyse-video`` job of :mod:`maskdet.jobs` runs) and
   :func:`read_results` (the Video page reads them back).
+
+May import: :mod:`maskdet.inference`, :mod:`maskdet.zoo`, :mod:`maskdet.data` and the bottom modules.
 """
 
 from maskdet.video.analyse import FrameResult, analyse_video, predict_video

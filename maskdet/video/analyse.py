@@ -1,6 +1,6 @@
 """The face pipeline over a clip: per-frame face records, optionally an annotated copy of the clip.
 
-:func:`analyse_video` runs :class:`maskdet.pipeline.FacePipeline` on every ``every``-th frame; with a
+:func:`analyse_video` runs :class:`maskdet.inference.pipeline.FacePipeline` on every ``every``-th frame; with a
 writer, every frame is drawn (frames between two processed ones keep the last processed faces, as a
 live view would) so the annotated clip keeps the source's frame rate. :func:`predict_video` turns a
 clip into the ``predict --json`` lines: one record per processed frame, and an error record when the
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdet.drawing import draw_predictions
-from maskdet.pipeline import FacePipeline, FacePrediction
+from maskdet.inference.drawing import draw_predictions
+from maskdet.inference.faces import FacePrediction
+from maskdet.inference.pipeline import FacePipeline
 from maskdet.video.decode import VideoDecodeError, VideoReader
 from maskdet.video.encode import AnnotatedVideoWriter
 

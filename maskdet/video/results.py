@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdet.drawing import encode_jpeg
-from maskdet.pipeline import FacePipeline
+from maskdet.inference.drawing import encode_jpeg
+from maskdet.inference.pipeline import FacePipeline
 from maskdet.settings import CLASSES, cache_dir
 from maskdet.store import artifact_key, atomic_write, write_json
 from maskdet.video.analyse import FrameResult, analyse_video

@@ -9,8 +9,8 @@ from harness import choose_option, retrying, screenshot, selectbox_options, wait
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from maskdet.classifier import load_classifier
-from maskdet.evaluation import evaluate_folder
+from maskdet.inference.predictor import load_classifier
+from maskdet.evaluation.folder import evaluate_folder
 
 pytestmark = pytest.mark.browser
 

@@ -17,8 +17,8 @@ from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from maskdet.images import MAX_FILE_BYTES
-from maskdet.drawing import LABEL_COLOURS_RGB
+from maskdet.data.images import MAX_FILE_BYTES
+from maskdet.inference.drawing import LABEL_COLOURS_RGB
 
 pytestmark = pytest.mark.browser
 

@@ -37,10 +37,11 @@ from harness import (
 )
 from selenium.common.exceptions import TimeoutException
 
-from maskdet.detect import get_detector
-from maskdet.classifier import load_classifier
-from maskdet.pipeline import FacePipeline, analyse_photo
-from maskdet.zoo import get_spec
+from maskdet.inference.detector import get_detector
+from maskdet.inference.predictor import load_classifier
+from maskdet.inference.photo import analyse_photo
+from maskdet.inference.pipeline import FacePipeline
+from maskdet.zoo.architectures import get_spec
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,7 @@ from harness import (
     wait_for_value,
 )
 
-from maskdet.zoo import get_spec
+from maskdet.zoo.architectures import get_spec
 
 pytestmark = pytest.mark.browser
 

