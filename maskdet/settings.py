@@ -1,19 +1,18 @@
-"""Where maskdet finds data sets, trained models and downloaded assets.
+"""Every setting maskdet reads, in one typed object: :class:`Settings`.
 
-Every location can be overridden with an environment variable so that tests,
-benchmarks and deployments never need to edit code:
-
-- ``MASKDET_DATA_ROOT``: folder whose sub-folders are data sets
-  (default: ``../shared/datasets`` next to the repository).
-- ``MASKDET_MODELS_DIR``: trained checkpoints (default: ``<repo>/models``).
-- ``MASKDET_CACHE_DIR``: downloaded weights, detector files and analysis caches
-  (default: ``~/.cache/maskdet``); uploaded data-set archives are extracted to its ``uploads/``.
+Each field is read from an environment variable ``MASKDET_<FIELD NAME>`` (for example
+``MASKDET_DATA_ROOT``), else takes the default documented beside it. :func:`current_settings` reads
+them; ``python -m maskdet config`` prints the effective values and where each came from. Library
+code takes the values it needs as arguments; the entry points (CLI, pages, job workers) read them here.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,20 +21,68 @@ CLASSES: tuple[str, str] = ("without_mask", "with_mask")
 POSITIVE_CLASS = "with_mask"
 
 
+ENV_PREFIX = "MASKDET_"
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "maskdet"
+
+
+class Settings(BaseSettings):
+    """What can be set, its default and what it means. Environment: ``MASKDET_`` + the field name."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    data_root: Path = Field(REPO_ROOT.parent / "shared" / "datasets",
+                            description="Folder whose sub-folders are data sets.")
+    models_dir: Path = Field(REPO_ROOT / "models", description="Folder of trained models, one sub-folder each.")
+    cache_dir: Path = Field(default_factory=_default_cache_dir,
+                            description="Downloads (weights, detector graph), catalogues, features, evaluations, "
+                                        "uploads; default $XDG_CACHE_HOME/maskdet or ~/.cache/maskdet.")
+    default_model: str | None = Field(None, description="The model used when none is chosen (else models/DEFAULT, "
+                                                        "else the newest).")
+    threads: int = Field(0, ge=0, description="Torch threads for inference in this process (0: one per CPU core).")
+    compile: bool = Field(True, description="Compile bf16 classifiers with TorchInductor (0 turns it off).")
+    job_executor: str = Field("subprocess", description="Where jobs run: 'subprocess' (a fresh process each) or "
+                                                         "'ray'.")
+    ray_address: str | None = Field(None, description="The Ray cluster of jobs and batch scoring (else a local Ray).")
+    job_niceness: int = Field(10, ge=0, le=19, description="CPU niceness a job process gives itself, so the pages "
+                                                           "and the webcam come first.")
+    path_roots: str | None = Field(None, description="Folders (os.pathsep-separated) typed paths may reach on an "
+                                                     "exposed server.")
+    ice_servers: str | None = Field(None, description="WebRTC ICE servers as a JSON list (STUN / TURN).")
+
+
+def current_settings() -> Settings:
+    """The settings in force now (the environment is read on each call: tests and jobs change it)."""
+    return Settings()
+
+
+def describe_settings(settings: Settings | None = None) -> list[dict]:
+    """One row per setting: name, environment variable, value, whether the environment set it, meaning."""
+    settings = settings or current_settings()
+    rows = []
+    for name, field in Settings.model_fields.items():
+        variable = ENV_PREFIX + name.upper()
+        rows.append({"name": name, "variable": variable, "value": getattr(settings, name),
+                     "source": "environment" if variable in os.environ else "default",
+                     "description": field.description or ""})
+    return rows
+
+
 def data_root() -> Path:
     """Folder holding the data sets (one sub-folder per data set)."""
-    return Path(os.environ.get("MASKDET_DATA_ROOT", REPO_ROOT.parent / "shared" / "datasets"))
+    return current_settings().data_root
 
 
 def models_dir() -> Path:
     """Folder holding trained models (one sub-folder per model)."""
-    return Path(os.environ.get("MASKDET_MODELS_DIR", REPO_ROOT / "models"))
+    return current_settings().models_dir
 
 
 def cache_dir() -> Path:
     """Folder for downloaded assets and analysis caches; created on demand."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "maskdet"
-    path = Path(os.environ.get("MASKDET_CACHE_DIR", default))
+    path = current_settings().cache_dir
     path.mkdir(parents=True, exist_ok=True)
     return path
 
