@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from enum import StrEnum
 from pathlib import Path
 
 from maskdet.settings import data_root, models_dir, uploads_dir
@@ -56,3 +57,21 @@ def path_roots(exposed: bool, value: str | None) -> list[Path] | None:
     if configured is not None:
         return configured
     return default_roots() if exposed else None
+
+
+class Action(StrEnum):
+    """What a person may ask the dashboard to do beyond looking and trying the demo (the owner's actions)."""
+
+    TRAIN = "train"
+    TYPE_PATH = "type a server path"
+    SAVE_THRESHOLD = "save an operating threshold"
+    EXPORT = "export a model"
+    DELETE = "delete"
+    SERVER_SETTINGS = "change server-wide settings"
+    ADD_STREAM_URL = "add a camera URL"
+    GET_DATASET = "download a public data set"
+
+
+def may(action: Action, owner: bool) -> bool:
+    """Whether a person may do ``action``: every owner's action is refused to a visitor (fail closed)."""
+    return owner
