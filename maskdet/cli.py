@@ -1,4 +1,4 @@
-"""Command line interface: ``python -m maskdet {train,evaluate,evaluate-scenes,models,predict,export,bench}``."""
+"""Command line interface: ``python -m maskdet {train,cut-crops,evaluate,evaluate-scenes,config,models,predict,export,bench}``."""
 
 from __future__ import annotations
 
@@ -206,6 +206,22 @@ def _field(metadata: dict, *keys: str) -> object:
     return value
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """Every setting (:class:`maskdet.settings.Settings`): its effective value, where it came from, what it means."""
+    from maskdet.settings import describe_settings
+
+    rows = [{**row, "value": None if row["value"] is None else str(row["value"])} for row in describe_settings()]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    width = max(len(row["variable"]) for row in rows)
+    for row in rows:
+        value = "(unset)" if row["value"] is None else row["value"]
+        print(f"{row['variable']:<{width}}  {value}  [{row['source']}]")
+        print(f"{'':<{width}}  {row['description']}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from maskdet.zoo.folders import default_model_name, operating_threshold, scan_models
 
@@ -394,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     scenes.add_argument("--json", action="store_true", help="print one JSON object")
     scenes.add_argument("-q", "--quiet", action="store_true")
     scenes.set_defaults(func=cmd_evaluate_scenes)
+
+    config = sub.add_parser("config", help="print every setting (MASKDET_* variables): its value, where it came "
+                            "from and what it means")
+    config.add_argument("--json", action="store_true", help="print one JSON list")
+    config.set_defaults(func=cmd_config)
 
     models = sub.add_parser("models", help="list trained models and their headline metrics")
     models.add_argument("--json", action="store_true")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,9 +54,28 @@ class Settings(BaseSettings):
     ice_servers: str | None = Field(None, description="WebRTC ICE servers as a JSON list (STUN / TURN).")
 
 
+class SettingsError(ValueError):
+    """A ``MASKDET_*`` variable holds a value its setting cannot take."""
+
+
+def env_variable(field: str) -> str:
+    """The environment variable of the setting ``field`` (``MASKDET_`` + its name in capitals)."""
+    if field not in Settings.model_fields:
+        raise KeyError(f"no setting {field!r}")
+    return ENV_PREFIX + field.upper()
+
+
 def current_settings() -> Settings:
-    """The settings in force now (the environment is read on each call: tests and jobs change it)."""
-    return Settings()
+    """The settings in force now (the environment is read on each call: tests and jobs change it).
+
+    Raises :class:`SettingsError` (a ``ValueError``), one line naming the variable, when a value is malformed.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{env_variable(str(error['loc'][0]))}={error.get('input')!r}: {error['msg']}"
+                             for error in exc.errors())
+        raise SettingsError(f"bad setting: {problems}") from None
 
 
 def describe_settings(settings: Settings | None = None) -> list[dict]:
@@ -64,9 +83,9 @@ def describe_settings(settings: Settings | None = None) -> list[dict]:
     settings = settings or current_settings()
     rows = []
     for name, field in Settings.model_fields.items():
-        variable = ENV_PREFIX + name.upper()
+        variable = env_variable(name)
         rows.append({"name": name, "variable": variable, "value": getattr(settings, name),
-                     "source": "environment" if variable in os.environ else "default",
+                     "source": "environment" if os.environ.get(variable) else "default",
                      "description": field.description or ""})
     return rows
 

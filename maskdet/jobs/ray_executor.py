@@ -24,10 +24,10 @@ from maskdet.batch.engines import connect_ray
 from maskdet.jobs.base import JobFunction
 from maskdet.jobs.protocol import STOP_WAIT_S, JobEnded, Message
 from maskdet.jobs.worker import execute
+from maskdet.settings import ENV_PREFIX  # the variables a job sees as in the submitting process
 
 logger = logging.getLogger(__name__)
 
-ENV_PREFIX = "MASKDET_"  # the variables a job sees as in the submitting process
 JOB_CPUS = 1
 
 

@@ -43,7 +43,7 @@ from safetensors.torch import load_file, save_file
 from maskdet.zoo.decision import THRESHOLD, validate_threshold
 from maskdet.zoo.card import FORMAT, FORMAT_VERSION, MAX_METADATA_BYTES, MAX_NESTING, MAX_WEIGHTS_BYTES, CardError
 from maskdet.zoo.card import nesting_depth, parse_model_card
-from maskdet.settings import CLASSES, models_dir
+from maskdet.settings import CLASSES, current_settings, models_dir
 from maskdet.store import atomic_write, fsync_dir, sha256_file
 from maskdet.zoo.architectures import BuildOptions, InputConfig, MaskClassifier, get_spec
 
@@ -436,10 +436,10 @@ def list_model_folders(directory: Path | None = None) -> list[dict]:
 
 
 def default_model_name(directory: Path | None = None) -> str | None:
-    """The model used when none is chosen: ``MASKDET_DEFAULT_MODEL``, then ``models/DEFAULT``, then the newest."""
+    """The model used when none is chosen: the ``default_model`` setting, then ``models/DEFAULT``, then the newest."""
     directory = directory or models_dir()
     available = {m["name"]: m for m in list_model_folders(directory)}
-    for candidate in (os.environ.get("MASKDET_DEFAULT_MODEL"), _read_pointer(directory)):
+    for candidate in (current_settings().default_model, _read_pointer(directory)):
         if candidate and candidate in available:
             return candidate
     return next(iter(available), None)
