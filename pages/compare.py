@@ -26,13 +26,11 @@ sessions read them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
@@ -81,10 +79,11 @@ from maskdet.inference.explain import Explanation, explain
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.jobs import QueuedJob
 from maskdet.evaluation.leakage import TrainingOverlap, training_overlap
-from maskdet.evaluation.metrics import calibration, compute_metrics, curves, operating_point
+from maskdet.evaluation.metrics import compute_metrics, operating_point
 from maskdet.settings import CLASSES
 from ui.dataset_picker import choose_dataset
 from ui.explanation import show_explanation
+from ui.figures import dashboard_colours, reliability_figure, show_confusions, show_curves, training_figure
 from ui.jobs import job_queue, show_failures, show_queue_progress, submit_jobs
 from ui.markup import code, plain
 from ui.models import invalidate_models, list_trained_models, show_broken_models
@@ -99,7 +98,6 @@ setup_page("Compare")
 logger = logging.getLogger(__name__)
 
 DEFAULT_SELECTED = 4  # newest models plotted by default
-CONFUSION_COLUMNS = 3
 BEST_CSS = "background-color: rgba(46, 158, 91, 0.25); font-weight: 600"
 UNSEEN_QUEUE = "compare-unseen"  # the server's queue of unseen-data evaluations (ui.jobs.job_queue)
 PERCENT_COLUMNS = [COL_ACCURACY, *(class_column(m, c) for c in CLASSES for m in PER_CLASS_METRICS)]
@@ -132,102 +130,6 @@ def _number_format(column: str) -> st.column_config.NumberColumn:
     if "images" in column or "false" in column or column in ("FP", "FN"):
         return st.column_config.NumberColumn(format="%d")
     return st.column_config.NumberColumn(format="%.4f")
-
-
-def _marker(x: float | None, y: float | None, name: str) -> go.Scatter:
-    return go.Scatter(x=[x], y=[y], mode="markers", name=name, marker={"symbol": "x", "size": 13, "line": {"width": 2}})
-
-
-def _curve_figures(series: Mapping[str, tuple[dict, Sequence[int], Sequence[float]]],
-                   marks: Mapping[str, tuple[float, dict]] | None = None) -> tuple[go.Figure, go.Figure]:
-    """Overlaid ROC and precision-recall curves; ``series`` maps a legend name to (metrics, labels, scores),
-    ``marks`` a legend name to (threshold, :func:`~maskdet.evaluation.metrics.operating_point`) drawn as a cross."""
-    roc = go.Figure()
-    roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
-                             name="chance", showlegend=False))
-    pr = go.Figure()
-    for name, (metrics, labels, scores) in series.items():
-        points = curves(labels, scores)
-        if points is None:  # a single class: no curve exists
-            continue
-        roc.add_trace(go.Scatter(x=points["roc"]["fpr"], y=points["roc"]["tpr"], mode="lines",
-                                 name=f"{name} (AUC {metrics['roc_auc']:.3f})"))
-        pr.add_trace(go.Scatter(x=points["pr"]["recall"], y=points["pr"]["precision"], mode="lines",
-                                name=f"{name} (AP {metrics['average_precision']:.3f})"))
-        if marks and name in marks:
-            threshold, point = marks[name]
-            roc.add_trace(_marker(point["fpr"], point["tpr"], f"{name} at {threshold:.2f}"))
-            pr.add_trace(_marker(point["recall"], point["precision"], f"{name} at {threshold:.2f}"))
-    roc.update_layout(title="ROC (with_mask positive)", xaxis_title="false positive rate",
-                      yaxis_title="true positive rate", legend={"orientation": "h", "y": -0.25})
-    pr.update_layout(title="Precision-recall (with_mask positive)", xaxis_title="recall", yaxis_title="precision",
-                     legend={"orientation": "h", "y": -0.25})
-    return roc, pr
-
-
-def _show_curves(series: Mapping[str, tuple[dict, Sequence[int], Sequence[float]]], key: str,
-                 marks: Mapping[str, tuple[float, dict]] | None = None) -> None:
-    single_class = [name for name, (_, labels, _) in series.items() if len(set(labels)) < 2]
-    if single_class:
-        st.caption(f"No curve for {', '.join(single_class)}: the data hold a single class, so ROC and PR are undefined.")
-    roc, pr = _curve_figures(series, marks)
-    left, right = st.columns(2)
-    left.plotly_chart(roc, key=f"{key}_roc")
-    right.plotly_chart(pr, key=f"{key}_pr")
-
-
-def _reliability_figure(series: Mapping[str, tuple[Sequence[int], Sequence[float]]], title: str) -> go.Figure:
-    """Reliability diagram: per bin of p(with_mask), the mean score against the fraction truly with_mask."""
-    figure = go.Figure()
-    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
-                                name="perfectly calibrated"))
-    for name, (labels, scores) in series.items():
-        reliability = calibration(labels, scores)
-        if reliability is None:
-            continue
-        figure.add_trace(go.Scatter(
-            x=reliability["mean_predicted"], y=reliability["fraction_positive"], mode="lines+markers",
-            name=f"{name} (ECE {reliability['expected_calibration_error']:.3f})",
-            customdata=reliability["count"], hovertemplate="mean p %{x:.3f}<br>with_mask %{y:.3f}<br>%{customdata} images",
-        ))
-    figure.update_layout(title=title, xaxis_title="mean predicted p(with_mask) in the bin",
-                         yaxis_title="fraction with_mask in the bin", xaxis_range=[0, 1], yaxis_range=[0, 1],
-                         legend={"orientation": "h", "y": -0.25})
-    return figure
-
-
-def _confusion_figure(name: str, confusion: list[list[int]]) -> go.Figure:
-    figure = px.imshow(
-        confusion, text_auto=True, color_continuous_scale="Blues",
-        x=[f"predicted {c}" for c in CLASSES], y=[f"actual {c}" for c in CLASSES], title=name,
-    )
-    figure.update_layout(coloraxis_showscale=False, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    return figure
-
-
-def _show_confusions(confusions: Mapping[str, list[list[int]]], key: str) -> None:
-    """Confusion matrices, CONFUSION_COLUMNS to a row; ``confusions`` maps a title to ``[[tn, fp], [fn, tp]]``."""
-    items = list(confusions.items())
-    for start in range(0, len(items), CONFUSION_COLUMNS):
-        for index, (column, (title, confusion)) in enumerate(
-                zip(st.columns(CONFUSION_COLUMNS), items[start : start + CONFUSION_COLUMNS], strict=False)):
-            column.plotly_chart(_confusion_figure(title, confusion), key=f"{key}_{start + index}")
-
-
-def _training_figure(summary: ModelSummary) -> go.Figure:
-    history = pd.DataFrame(summary.history)
-    long = pd.concat(
-        [
-            history[["epoch", f"{split}_{metric}"]].set_axis(["epoch", "value"], axis=1).assign(split=split, metric=title)
-            for split in ("train", "val")
-            for metric, title in (("loss", "loss"), ("acc", "accuracy"))
-        ]
-    )
-    figure = px.line(long, x="epoch", y="value", color="split", facet_col="metric", markers=True, title=summary.name)
-    figure.update_yaxes(matches=None, showticklabels=True)
-    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    figure.update_layout(height=300)
-    return figure
 
 
 def _summaries(models: list[dict]) -> list[ModelSummary]:
@@ -335,18 +237,19 @@ def plots_section(selected: list[ModelSummary]) -> None:
     curves_tab, confusion_tab, calibration_tab, history_tab = st.tabs(
         ["ROC and PR curves", "Confusion matrices", "Calibration", "Training curves"])
     with curves_tab:
-        _show_curves({s.name: (s.test, s.labels, s.scores) for s in tested}, key="test")
+        show_curves({s.name: (s.test, s.labels, s.scores) for s in tested}, dashboard_colours(), key="test")
     with confusion_tab:
-        _show_confusions({s.name: s.test["confusion"] for s in tested}, key="confusion")
+        show_confusions({s.name: s.test["confusion"] for s in tested}, key="confusion")
     with calibration_tab:
         st.caption("Of the faces a model gives about 80% with_mask, about 80% should wear a mask: points on the "
                    "diagonal mean its confidences can be read as probabilities (10 equal-width bins).")
-        st.plotly_chart(_reliability_figure({s.name: (s.labels, s.scores) for s in selected if s.scores},
-                                            "Reliability on the held-out test split"), key="test_reliability")
+        st.plotly_chart(reliability_figure({s.name: (s.labels, s.scores) for s in selected if s.scores},
+                                           dashboard_colours(), "Reliability on the held-out test split"),
+                        key="test_reliability")
     with history_tab:
         for summary in selected:
             if summary.history:
-                st.plotly_chart(_training_figure(summary), key=f"history_{summary.name}")
+                st.plotly_chart(training_figure(summary), key=f"history_{summary.name}")
             else:
                 st.caption(f"`{summary.name}` recorded no training history.")
 
@@ -381,10 +284,11 @@ def unseen_section(selected: list[ModelSummary]) -> tuple[Path | None, dict[str,
         skipped = max(e.unreadable for e in unseen.values())  # the same folder for every model
         if skipped:
             st.caption(f"{skipped:,} unreadable file(s) in {data.name} were skipped.")
-        _show_curves({f"{name} on {data.name}": (e.metrics, e.labels, e.scores) for name, e in unseen.items()},
-                     key="unseen")
-        st.plotly_chart(_reliability_figure({name: (e.labels, e.scores) for name, e in unseen.items()},
-                                            f"Reliability on {data.name}"), key="unseen_reliability")
+        show_curves({name: (e.metrics, e.labels, e.scores) for name, e in unseen.items()}, dashboard_colours(),
+                    key="unseen", suffix=f" on {data.name}")
+        st.plotly_chart(reliability_figure({name: (e.labels, e.scores) for name, e in unseen.items()},
+                                           dashboard_colours(), f"Reliability on {data.name}"),
+                        key="unseen_reliability")
     return data, unseen
 
 
@@ -437,10 +341,11 @@ def operating_point_section(files: Mapping[str, ScoredFiles], by_name: Mapping[s
     frame = pd.DataFrame(rows)
     st.dataframe(frame, hide_index=True, key="compare_operating_table",
                  column_config={c: _number_format(c) for c in frame.columns if c not in (COL_MODEL, "threshold")})
-    _show_confusions({f"{name} at {thresholds[name]:.2f}": m["confusion"] for name, m in at_threshold.items()},
-                     key="operating_confusion")
-    _show_curves({name: (compute_metrics(f.labels, f.scores), f.labels, f.scores) for name, f in files.items()},
-                 key="operating", marks={name: (thresholds[name], operating_point(m)) for name, m in at_threshold.items()})
+    show_confusions({f"{name} at {thresholds[name]:.2f}": m["confusion"] for name, m in at_threshold.items()},
+                    key="operating_confusion")
+    show_curves({name: (compute_metrics(f.labels, f.scores), f.labels, f.scores) for name, f in files.items()},
+                dashboard_colours(), key="operating",
+                marks={name: (thresholds[name], operating_point(m)) for name, m in at_threshold.items()})
     return thresholds
 
 
