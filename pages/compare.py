@@ -26,7 +26,8 @@ sessions read them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ from maskdet.evaluation.compare import (
     COL_ECE,
     COL_LATENCY,
     COL_MODEL,
+    COL_N,
     COL_SIZE,
     COL_THRESHOLD,
     COL_TRAIN_S,
@@ -58,10 +60,8 @@ from maskdet.evaluation.compare import (
     Misclassified,
     ModelSummary,
     ScoredFiles,
-    best_mask,
     cached_evaluation,
     class_column,
-    comparison_table,
     dataset_fingerprint,
     error_overlap,
     error_sharing,
@@ -75,10 +75,12 @@ from maskdet.evaluation.compare import (
     with_latency,
 )
 from maskdet.data.datasets import DatasetError
+from maskdet.evaluation.heldout import (COL_SET, HeldOutSet, best_by_set, common_held_out, evaluation_table,
+                                        own_split_label)
 from maskdet.inference.explain import Explanation, explain
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.jobs import QueuedJob
-from maskdet.evaluation.leakage import TrainingOverlap, training_overlap
+from maskdet.evaluation.leakage import TrainingOverlap, trained_on, training_overlap
 from maskdet.evaluation.metrics import compute_metrics, operating_point
 from maskdet.settings import CLASSES
 from ui.dataset_picker import choose_dataset
@@ -108,18 +110,20 @@ GALLERY_FILTERS = {"all": "All errors", "FP": "False positives", "FN": "False ne
                    SHARED: "Shared with another model"}
 EXPLANATION_CACHE_ENTRIES = 64
 SAVED_MESSAGE_KEY = "compare_threshold_saved"
+OWN_SPLITS = "each model's own test split"
 LABEL_SHORT = {"with_mask": "mask", "without_mask": "no mask"}
 
 
 # --- helpers -------------------------------------------------------------------------------------
 
 def _styled(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
-    """The table with each column's best value highlighted and numbers formatted for reading."""
-    mask = best_mask(frame)
+    """The table with each column's best value among models scored on the same set highlighted, and numbers
+    formatted for reading."""
+    mask = best_by_set(frame)
     formats = {column: "{:.2%}" for column in PERCENT_COLUMNS}
     formats |= {COL_AUC: "{:.4f}", COL_AP: "{:.4f}", COL_SIZE: "{:.2f}", COL_TRAIN_S: "{:.1f}", COL_LATENCY: "{:.2f}",
                 COL_ECE: "{:.4f}", COL_BRIER: "{:.4f}", COL_THRESHOLD: "{:.2f}"}
-    formats |= {c: "{:,.0f}" for c in frame.columns if c not in formats and c not in (COL_MODEL, COL_ARCH)}
+    formats |= {c: "{:,.0f}" for c in frame.columns if c not in formats and c not in (COL_MODEL, COL_SET, COL_ARCH)}
     return frame.style.apply(lambda _: np.where(mask, BEST_CSS, ""), axis=None).format(formats, na_rep="—")
 
 
@@ -175,6 +179,31 @@ def _warn_about_overlap(models: list[ModelSummary], data: Path, fingerprint: str
         st.caption(f"Not checked for overlap (training data not found here): {plain(', '.join(unknown))}.")
 
 
+def _unseen_by_all(models: list[ModelSummary]) -> Callable[[list[Path]], Path | None]:
+    """Picks, among listed folders, the first that none of ``models`` trained or chose settings on (by name,
+    then by content: :func:`maskdet.evaluation.leakage.training_overlap`); says so when there is none."""
+    metadata = {m["name"]: m for m in list_trained_models()}
+    seen_names = set().union(*(trained_on(metadata.get(s.name, {})) for s in models))
+
+    def prefer(folders: list[Path]) -> Path | None:
+        for folder in folders:
+            if folder.name in seen_names:
+                continue
+            try:
+                fingerprint = dataset_fingerprint(folder)
+            except DatasetError:
+                continue
+            overlaps = [_overlap(s.cache_key, str(s.path), str(folder), fingerprint) for s in models]
+            if not any(o is not None and o.overlapping for o in overlaps):
+                return folder
+        st.warning("Every data set listed here overlaps the training data of a selected model (or was used to "
+                   "choose its settings): type the path of another folder or upload one for honest unseen numbers.",
+                   icon="⚠️")
+        return None
+
+    return prefer
+
+
 def _evaluation_jobs(models: list[ModelSummary], data: Path) -> list[QueuedJob]:
     """One ``evaluate-folder`` job per model (labelled with the model's name)."""
     return [QueuedJob(label=s.name, kind="evaluate-folder", params={"model": str(s.path), "data": str(data)})
@@ -217,12 +246,40 @@ def _save_threshold(summary: ModelSummary, slider_key: str, source: str) -> None
 
 # --- sections ------------------------------------------------------------------------------------
 
-def all_models_section(summaries: list[ModelSummary]) -> pd.DataFrame:
-    """The comparison table of every model; returns it for the export."""
-    table = comparison_table(summaries)
+@st.cache_data(show_spinner="Finding the test files every model held out…", max_entries=16)
+def _common_set(models: tuple[tuple[str, str, str], ...], _summaries: list[ModelSummary]) -> HeldOutSet | None:
+    """:func:`maskdet.evaluation.heldout.common_held_out` of the models that kept their test files; keyed by
+    (name, weights, created) of each model."""
+    files = {s.name: f for s in _summaries if (f := _held_out(str(s.path), s.cache_key, s.created, s)) is not None}
+    return common_held_out([s for s in _summaries if s.name in files], files)
+
+
+def scored_sets(summaries: list[ModelSummary]) -> list[tuple[ModelSummary, str]]:
+    """Each model with the held-out set it is scored on (the chosen one): by default the files every model
+    held out, so that the table and plots compare like with like; each model's own test split on request."""
+    held = _common_set(tuple((s.name, s.cache_key, s.created) for s in summaries), summaries)
+    options = ([held.label] if held is not None else []) + [OWN_SPLITS]
+    choice = st.radio("Score the models on", options, horizontal=True, key="compare_scored_on",
+                      format_func=lambda o: o if o == OWN_SPLITS else f"{o} ({held.size:,} images)",
+                      help="The files every model held out (never trained or selected on) make the numbers "
+                           "comparable; each model's own test split can be other data, of another size.")
+    if held is None:
+        st.caption("No test file is held out by every model here (or they kept no test files): each model is "
+                   "scored on its own test split, and only models scored on the same split are ranked together.")
+    if choice == OWN_SPLITS or held is None:
+        return [(s, own_split_label(s)) for s in summaries]
+    return [(replace(s, test=r.test, labels=r.labels, scores=r.scores), held.label)
+            if (r := held.summaries.get(s.name)) is not None else (s, own_split_label(s)) for s in summaries]
+
+
+def all_models_section(rows: list[tuple[ModelSummary, str]]) -> pd.DataFrame:
+    """The comparison table of every model on its set; returns it for the export."""
+    table = evaluation_table(rows)
     st.subheader("All models")
-    st.caption("Click a header to sort. The best value of each column is highlighted (higher is better for quality, "
-               f"lower for errors, calibration error, size, training time and latency). {COL_ECE}: expected "
+    st.caption(f"Click a header to sort. Column `{COL_SET}` names the data each row was scored on and "
+               f"`{COL_N}` its size; the best value of each column is highlighted only among models scored on "
+               "the same set (cost columns across all), higher being better for quality, "
+               f"lower for errors, calibration error, size, training time and latency. {COL_ECE}: expected "
                "calibration error of p(with_mask) over 10 bins; Brier score: mean squared error of p(with_mask). "
                f"{COL_LATENCY}: one face crop through the app's classifier (batch 1, median of {LATENCY_RUNS} runs, "
                f"{torch.get_num_threads()} CPU threads), measured once per model while the server runs; other work "
@@ -231,8 +288,10 @@ def all_models_section(summaries: list[ModelSummary]) -> pd.DataFrame:
     return table
 
 
-def plots_section(selected: list[ModelSummary]) -> None:
-    """Curves, confusion matrices at 0.5, reliability diagrams and training curves of the selected models."""
+def plots_section(selected: list[ModelSummary], scored_on: str) -> None:
+    """Curves, confusion matrices at 0.5, reliability diagrams and training curves of the selected models, each
+    scored on ``scored_on`` (the set's name)."""
+    st.caption(f"Scored on: {scored_on}.")
     tested = [s for s in selected if s.test]
     curves_tab, confusion_tab, calibration_tab, history_tab = st.tabs(
         ["ROC and PR curves", "Confusion matrices", "Calibration", "Training curves"])
@@ -242,9 +301,11 @@ def plots_section(selected: list[ModelSummary]) -> None:
         show_confusions({s.name: s.test["confusion"] for s in tested}, key="confusion")
     with calibration_tab:
         st.caption("Of the faces a model gives about 80% with_mask, about 80% should wear a mask: points on the "
-                   "diagonal mean its confidences can be read as probabilities (10 equal-width bins).")
+                   "diagonal mean its confidences can be read as probabilities. 10 equal-width bins; only bins holding "
+                   "images are drawn, each marker's area following its image count (hover for the number); ECE, the "
+                   "count-weighted gap to the diagonal, is in the legend.")
         st.plotly_chart(reliability_figure({s.name: (s.labels, s.scores) for s in selected if s.scores},
-                                           dashboard_colours(), "Reliability on the held-out test split"),
+                                           dashboard_colours(), f"Reliability on {scored_on}"),
                         key="test_reliability")
     with history_tab:
         for summary in selected:
@@ -257,9 +318,10 @@ def plots_section(selected: list[ModelSummary]) -> None:
 def unseen_section(selected: list[ModelSummary]) -> tuple[Path | None, dict[str, DataEvaluation]]:
     """Evaluate the selected models on a chosen folder; returns (folder, evaluations by model name)."""
     st.subheader("Unseen data")
-    st.caption("Evaluate the selected models on every image of another data-set folder. Results are cached per "
-               "model weights and folder version.")
-    data = choose_dataset("compare_unseen")
+    st.caption("Evaluate the selected models on every image of another data-set folder. Preselected: the first "
+               "folder none of them trained or chose settings on. Results are cached per model weights and folder "
+               "version.")
+    data = choose_dataset("compare_unseen", prefer=_unseen_by_all(selected))
     fingerprint = None
     if data is not None:
         try:
@@ -467,8 +529,8 @@ def export_section(table: pd.DataFrame, summaries: list[ModelSummary], unseen: M
 
 st.title("📊 Compare models")
 st.caption(
-    "Every trained model on its own held-out test split (never seen in training or model selection), "
-    "then the selected ones on another data set, their errors and their operating thresholds. `with_mask` is the "
+    "Every trained model on the test files they all held out (never seen in training or model selection), "
+    "each model's own test split a click away, then the selected ones on another data set, their errors and their operating thresholds. `with_mask` is the "
     "positive class."
 )
 
@@ -483,7 +545,8 @@ summaries = _measure_latencies(_summaries(models))
 if not summaries:
     st.stop()
 by_name = {s.name: s for s in summaries}
-table = all_models_section(summaries)
+rows = scored_sets(summaries)
+table = all_models_section(rows)
 
 selected_names = st.multiselect(
     "Models to plot and evaluate", list(by_name), default=list(by_name)[:DEFAULT_SELECTED], key="compare_models"
@@ -493,7 +556,9 @@ unseen: dict[str, DataEvaluation] = {}
 if not selected:
     st.info("Select at least one model to see its curves, confusion matrix, errors and training history.")
 else:
-    plots_section(selected)
+    on_set = {s.name: (scored, label) for s, (scored, label) in zip(summaries, rows, strict=True)}
+    plots_section([on_set[s.name][0] for s in selected],
+                  " / ".join(dict.fromkeys(on_set[s.name][1] for s in selected)))
     data, unseen = unseen_section(selected)
     errors_and_operating_point_section(selected, data, unseen)
 

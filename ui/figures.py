@@ -11,6 +11,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -25,6 +26,7 @@ from ui.models import list_trained_models
 MODEL_PALETTE = tuple(c for c in px.colors.qualitative.Safe if c != "rgb(136, 136, 136)")
 REFERENCE_LINE = {"dash": "dot", "color": "grey"}
 CONFUSION_COLUMNS = 3
+RELIABILITY_MARKER_PX = (6.0, 34.0)  # marker diameter of an almost empty bin and of the fullest one
 
 # (metrics, labels, scores) of one model: metrics from maskdet.evaluation.metrics.compute_metrics
 CurveSeries = tuple[dict, Sequence[int], Sequence[float]]
@@ -106,19 +108,28 @@ def show_curves(series: Mapping[str, CurveSeries], colours: Mapping[str, str], k
     right.plotly_chart(pr, key=f"{key}_pr")
 
 
+def _bin_marker_sizes(counts: np.ndarray) -> list[float]:
+    """Marker diameters whose areas follow the bins' image counts (the fullest bin RELIABILITY_MARKER_PX)."""
+    low, high = RELIABILITY_MARKER_PX
+    return (low + (high - low) * np.sqrt(counts / counts.max())).tolist()
+
+
 def reliability_figure(series: Mapping[str, tuple[Sequence[int], Sequence[float]]], colours: Mapping[str, str],
                        title: str) -> go.Figure:
-    """Reliability diagram: per bin of p(with_mask), the mean score against the fraction truly with_mask."""
+    """Reliability diagram: per filled bin of p(with_mask), the mean score against the fraction truly with_mask, as a
+    marker whose area follows the bin's image count; each model's ECE in the legend."""
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=REFERENCE_LINE, name="perfectly calibrated"))
     for name, (labels, scores) in series.items():
         reliability = calibration(labels, scores)
         if reliability is None:
             continue
-        colour = _colour(colours, name)
-        figure.add_trace(go.Scatter(
-            x=reliability["mean_predicted"], y=reliability["fraction_positive"], mode="lines+markers",
-            line={"color": colour}, name=f"{name} (ECE {reliability['expected_calibration_error']:.3f})",
+        counts = np.asarray(reliability["count"], dtype=float)
+        figure.add_trace(go.Scatter(  # filled bins only, no line: a line would cross the empty bins between them
+            x=reliability["mean_predicted"], y=reliability["fraction_positive"], mode="markers",
+            marker={"color": _colour(colours, name), "size": _bin_marker_sizes(counts), "opacity": 0.8,
+                    "line": {"width": 1, "color": "white"}},
+            name=f"{name} (ECE {reliability['expected_calibration_error']:.3f})",
             customdata=reliability["count"], hovertemplate="mean p %{x:.3f}<br>with_mask %{y:.3f}<br>%{customdata} images",
         ))
     figure.update_layout(title=title, xaxis_title="mean predicted p(with_mask) in the bin",
