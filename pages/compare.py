@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +34,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from maskdet.zoo.folders import METADATA_FILE, CheckpointError, set_operating_threshold
+from maskdet.zoo.folders import CheckpointError, set_operating_threshold
 from maskdet.evaluation.compare import (
-    COL_ACCURACY,
-    COL_AP,
     COL_ARCH,
-    COL_AUC,
-    COL_BRIER,
     COL_ECE,
     COL_LATENCY,
     COL_MODEL,
@@ -52,7 +47,6 @@ from maskdet.evaluation.compare import (
     LATENCY_RUNS,
     NOT_COMPARED,
     OWN,
-    PER_CLASS_METRICS,
     SHARED,
     TEST_SPLIT,
     WRONG,
@@ -61,37 +55,34 @@ from maskdet.evaluation.compare import (
     ModelSummary,
     ScoredFiles,
     cached_evaluation,
-    class_column,
     dataset_fingerprint,
     error_overlap,
     error_sharing,
-    held_out_files,
     metrics_json,
     misclassified,
     overlap_summary,
-    summarize,
     table_csv,
     unseen_table,
     with_latency,
 )
 from maskdet.data.datasets import DatasetError
-from maskdet.evaluation.heldout import (COL_SET, HeldOutSet, best_by_set, common_held_out, evaluation_table,
-                                        own_split_label)
+from maskdet.evaluation.heldout import COL_SET, best_by_set, evaluation_table
 from maskdet.inference.explain import Explanation, explain
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.jobs import QueuedJob
 from maskdet.evaluation.leakage import TrainingOverlap, trained_on, training_overlap
 from maskdet.evaluation.metrics import compute_metrics, operating_point
-from maskdet.settings import CLASSES
 from ui.dataset_picker import choose_dataset
 from ui.explanation import show_explanation
 from ui.figures import dashboard_colours, reliability_figure, show_confusions, show_curves, training_figure
+from ui.held_out import common_set, held_out, scored_rows, summaries_of
 from ui.jobs import job_queue, show_failures, show_queue_progress, submit_jobs
 from ui.markup import code, plain
 from ui.models import invalidate_models, list_trained_models, show_broken_models
 from ui.resources import get_classifier
 from ui.scenes_section import show_scenes_section
 from ui.shell import setup_page
+from ui.tables import styled
 from ui.thumbnails import thumbnail
 from ui.training import TRAIN_PAGE
 
@@ -100,9 +91,7 @@ setup_page("Compare")
 logger = logging.getLogger(__name__)
 
 DEFAULT_SELECTED = 4  # newest models plotted by default
-BEST_CSS = "background-color: rgba(46, 158, 91, 0.25); font-weight: 600"
 UNSEEN_QUEUE = "compare-unseen"  # the server's queue of unseen-data evaluations (ui.jobs.job_queue)
-PERCENT_COLUMNS = [COL_ACCURACY, *(class_column(m, c) for c in CLASSES for m in PER_CLASS_METRICS)]
 THRESHOLD_RANGE = (0.01, 0.99, 0.01)  # min, max, step of the operating-threshold sliders
 GALLERY_COLUMNS = 6
 GALLERY_FIRST = 24  # thumbnails shown at first per model; a slider shows more
@@ -117,34 +106,9 @@ LABEL_SHORT = {"with_mask": "mask", "without_mask": "no mask"}
 # --- helpers -------------------------------------------------------------------------------------
 
 def _styled(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
-    """The table with each column's best value among models scored on the same set highlighted, and numbers
-    formatted for reading."""
-    mask = best_by_set(frame)
-    formats = {column: "{:.2%}" for column in PERCENT_COLUMNS}
-    formats |= {COL_AUC: "{:.4f}", COL_AP: "{:.4f}", COL_SIZE: "{:.2f}", COL_TRAIN_S: "{:.1f}", COL_LATENCY: "{:.2f}",
-                COL_ECE: "{:.4f}", COL_BRIER: "{:.4f}", COL_THRESHOLD: "{:.2f}"}
-    formats |= {c: "{:,.0f}" for c in frame.columns if c not in formats and c not in (COL_MODEL, COL_SET, COL_ARCH)}
-    return frame.style.apply(lambda _: np.where(mask, BEST_CSS, ""), axis=None).format(formats, na_rep="—")
-
-
-def _number_format(column: str) -> st.column_config.NumberColumn:
-    """Percent for accuracies, whole numbers for counts, 4 decimals for AUC / AP / calibration and deltas."""
-    if any(word in column for word in ("accuracy", "precision", "recall", "rate")):
-        return st.column_config.NumberColumn(format="percent")
-    if "images" in column or "false" in column or column in ("FP", "FN"):
-        return st.column_config.NumberColumn(format="%d")
-    return st.column_config.NumberColumn(format="%.4f")
-
-
-def _summaries(models: list[dict]) -> list[ModelSummary]:
-    """A summary per listed model; one whose metadata has fields of the wrong type is left out with a warning."""
-    summaries = []
-    for metadata in models:
-        try:
-            summaries.append(summarize(metadata))
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            st.warning(f"Leaving out `{metadata['name']}`: its {METADATA_FILE} is malformed ({exc}).")
-    return summaries
+    """The table with each column's best value among models scored on the same set highlighted."""
+    return styled(frame, {COL_SIZE: "{:.2f}", COL_TRAIN_S: "{:.1f}", COL_LATENCY: "{:.2f}", COL_THRESHOLD: "{:.2f}"},
+                  highlight=best_by_set(frame), text_columns=(COL_MODEL, COL_SET, COL_ARCH))
 
 
 def _measure_latencies(summaries: list[ModelSummary]) -> list[ModelSummary]:
@@ -210,12 +174,6 @@ def _evaluation_jobs(models: list[ModelSummary], data: Path) -> list[QueuedJob]:
             for s in models]
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _held_out(path: str, cache_key: str, created: str, _summary: ModelSummary) -> ScoredFiles | None:
-    """:func:`maskdet.evaluation.compare.held_out_files`, read once per model version (split.json can be large)."""
-    return held_out_files(_summary)
-
-
 def _file_version(path: Path) -> str:
     """A file's modification time as a cache key ("" when it is gone)."""
     try:
@@ -246,18 +204,10 @@ def _save_threshold(summary: ModelSummary, slider_key: str, source: str) -> None
 
 # --- sections ------------------------------------------------------------------------------------
 
-@st.cache_data(show_spinner="Finding the test files every model held out…", max_entries=16)
-def _common_set(models: tuple[tuple[str, str, str], ...], _summaries: list[ModelSummary]) -> HeldOutSet | None:
-    """:func:`maskdet.evaluation.heldout.common_held_out` of the models that kept their test files; keyed by
-    (name, weights, created) of each model."""
-    files = {s.name: f for s in _summaries if (f := _held_out(str(s.path), s.cache_key, s.created, s)) is not None}
-    return common_held_out([s for s in _summaries if s.name in files], files)
-
-
 def scored_sets(summaries: list[ModelSummary]) -> list[tuple[ModelSummary, str]]:
     """Each model with the held-out set it is scored on (the chosen one): by default the files every model
     held out, so that the table and plots compare like with like; each model's own test split on request."""
-    held = _common_set(tuple((s.name, s.cache_key, s.created) for s in summaries), summaries)
+    held = common_set(summaries)
     options = ([held.label] if held is not None else []) + [OWN_SPLITS]
     choice = st.radio("Score the models on", options, horizontal=True, key="compare_scored_on",
                       format_func=lambda o: o if o == OWN_SPLITS else f"{o} ({held.size:,} images)",
@@ -266,10 +216,7 @@ def scored_sets(summaries: list[ModelSummary]) -> list[tuple[ModelSummary, str]]
     if held is None:
         st.caption("No test file is held out by every model here (or they kept no test files): each model is "
                    "scored on its own test split, and only models scored on the same split are ranked together.")
-    if choice == OWN_SPLITS or held is None:
-        return [(s, own_split_label(s)) for s in summaries]
-    return [(replace(s, test=r.test, labels=r.labels, scores=r.scores), held.label)
-            if (r := held.summaries.get(s.name)) is not None else (s, own_split_label(s)) for s in summaries]
+    return scored_rows(summaries, None if choice == OWN_SPLITS else held)
 
 
 def all_models_section(rows: list[tuple[ModelSummary, str]]) -> pd.DataFrame:
@@ -341,8 +288,8 @@ def unseen_section(selected: list[ModelSummary]) -> tuple[Path | None, dict[str,
     show_failures(status, _evaluation_jobs(missing, data), lambda job: f"Evaluating `{job.label}` on {data.name}")
     if unseen:
         side_by_side = unseen_table(selected, unseen)
-        st.dataframe(side_by_side, hide_index=True, key="compare_unseen_table",
-                     column_config={c: _number_format(c) for c in side_by_side.columns if c != COL_MODEL})
+        st.dataframe(styled(side_by_side.assign(**{COL_SET: data.name}), text_columns=(COL_MODEL, COL_SET)),
+                     hide_index=True, key="compare_unseen_table")
         skipped = max(e.unreadable for e in unseen.values())  # the same folder for every model
         if skipped:
             st.caption(f"{skipped:,} unreadable file(s) in {data.name} were skipped.")
@@ -357,9 +304,9 @@ def unseen_section(selected: list[ModelSummary]) -> tuple[Path | None, dict[str,
 def scored_files_by_source(selected: list[ModelSummary], data: Path | None,
                            unseen: Mapping[str, DataEvaluation]) -> dict[str, dict[str, ScoredFiles]]:
     """Source label (the test split, the unseen folder) -> model name -> its scored files."""
-    held_out = {s.name: files for s in selected
-                if (files := _held_out(str(s.path), s.cache_key, s.created, s)) is not None}
-    sources = {TEST_SPLIT: held_out}
+    own_splits = {s.name: files for s in selected
+                  if (files := held_out(str(s.path), s.cache_key, s.created, s)) is not None}
+    sources = {TEST_SPLIT: own_splits}
     if data is not None and unseen:
         sources[f"{data.name} (unseen data)"] = {name: e.scored_files() for name, e in unseen.items()}
     return sources
@@ -401,8 +348,8 @@ def operating_point_section(files: Mapping[str, ScoredFiles], by_name: Mapping[s
                      "false positive rate": point["fpr"], "FP": metrics["false_positives"],
                      "FN": metrics["false_negatives"], "images": metrics["n"]})
     frame = pd.DataFrame(rows)
-    st.dataframe(frame, hide_index=True, key="compare_operating_table",
-                 column_config={c: _number_format(c) for c in frame.columns if c not in (COL_MODEL, "threshold")})
+    st.dataframe(styled(frame.assign(**{COL_SET: source}), {"threshold": "{:.2f}"}, text_columns=(COL_MODEL, COL_SET)),
+                 hide_index=True, key="compare_operating_table")
     show_confusions({f"{name} at {thresholds[name]:.2f}": m["confusion"] for name, m in at_threshold.items()},
                     key="operating_confusion")
     show_curves({name: (compute_metrics(f.labels, f.scores), f.labels, f.scores) for name, f in files.items()},
@@ -541,7 +488,7 @@ if not models:
     st.page_link(TRAIN_PAGE, label="Go to the Train page", icon="🏋️")
     st.stop()
 
-summaries = _measure_latencies(_summaries(models))
+summaries = _measure_latencies(summaries_of(models))
 if not summaries:
     st.stop()
 by_name = {s.name: s for s in summaries}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import streamlit as st
-from dashboard import page_test
+from dashboard import ENTRY, page_test
 from markdown_text import texts
 
 from maskdet.evaluation.compare import COL_ACCURACY, COL_LATENCY, COL_MODEL, COL_N
@@ -96,3 +96,16 @@ def test_best_is_highlighted_only_among_models_scored_on_the_same_set() -> None:
     best = best_by_set(frame)
     assert best[COL_ACCURACY].tolist() == [False, True, False]  # "a" is alone on its set: best of nothing
     assert best[COL_LATENCY].tolist() == [False, True, False]  # cost does not depend on data: ranked across all
+
+
+def test_home_starts_here_marks_the_default_and_names_the_set_of_its_accuracy(
+        datasets_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASKDET_MODELS_DIR", str(REPO_ROOT / "models"))
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(datasets_root))
+    at = page_test(ENTRY, TIMEOUT).run()
+    assert not at.exception, texts(at.exception)
+    assert "Start here" in texts(at.info) and "`mobilenet_v2` (marked ★" in texts(at.info)
+    models = next(d.value for d in at.dataframe if "name" in d.value.columns).set_index("name")
+    assert models.loc["mobilenet_v2", "default"] == "★" and models.loc["mlp", "default"] == ""
+    assert "test accuracy" not in models.columns
+    assert set(models[COL_SET]) == {"face-mask-4k test files held out by all 3"} and set(models["images"]) == {613}
