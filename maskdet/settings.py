@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache_dir,
                             description="Downloads (weights, detector graph), catalogues, features, evaluations, "
                                         "uploads; default $XDG_CACHE_HOME/maskdet or ~/.cache/maskdet.")
+    download_cache_dir: Path | None = Field(None, description="Verified downloads only (the face detector graph, "
+                                            "checked by SHA-256); default: the cache folder. CI keeps it while "
+                                            "the cache folder starts empty each run.")
     default_model: str | None = Field(None, description="The model used when none is chosen (else models/DEFAULT, "
                                                         "else the newest).")
     threads: int = Field(0, ge=0, description="Torch threads for inference in this process (0: one per CPU core).")
@@ -105,6 +108,35 @@ def cache_dir() -> Path:
     path = current_settings().cache_dir
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def download_dir() -> Path:
+    """Folder for verified downloads (``download_cache_dir``, else :func:`cache_dir`); created on demand."""
+    path = current_settings().download_cache_dir
+    if path is None:
+        return cache_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+CACHE_PLACEHOLDER = "$MASKDET_CACHE_DIR"
+"""How a model card names a folder inside the cache folder (a crop set): portable, never one machine's path."""
+
+
+def portable_path(path: Path) -> str:
+    """``path`` as a model card records it: under the cache folder as ``$MASKDET_CACHE_DIR/...``, else as given."""
+    try:
+        inside = Path(path).resolve().relative_to(current_settings().cache_dir.resolve())
+    except ValueError:
+        return str(path)
+    return f"{CACHE_PLACEHOLDER}/{inside.as_posix()}"
+
+
+def recorded_path(recorded: str) -> Path:
+    """A path a model card records, on this machine: ``$MASKDET_CACHE_DIR/...`` under this cache folder."""
+    if recorded == CACHE_PLACEHOLDER or recorded.startswith(CACHE_PLACEHOLDER + "/"):
+        return current_settings().cache_dir / recorded[len(CACHE_PLACEHOLDER) + 1:]
+    return Path(recorded).expanduser()
 
 
 def uploads_dir() -> Path:

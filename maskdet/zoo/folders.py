@@ -43,6 +43,7 @@ from safetensors.torch import load_file, save_file
 from maskdet.zoo.decision import THRESHOLD, validate_threshold
 from maskdet.zoo.card import FORMAT, FORMAT_VERSION, MAX_METADATA_BYTES, MAX_NESTING, MAX_WEIGHTS_BYTES, CardError
 from maskdet.zoo.card import nesting_depth, parse_model_card
+from maskdet.data.fingerprints import SeenFiles, SeenFilesError, parse_seen_files
 from maskdet.settings import CLASSES, current_settings, models_dir
 from maskdet.store import atomic_write, fsync_dir, sha256_file
 from maskdet.zoo.architectures import BuildOptions, InputConfig, MaskClassifier, get_spec
@@ -54,8 +55,10 @@ METADATA_FILE = "metadata.json"
 SPLIT_FILE = "split.json"
 PROBE_FILE = "probe.safetensors"  # real validation crops the bf16 check runs on (see maskdet.zoo.probe)
 PROBE_FORMAT = "maskdet-probe"
+SEEN_FILE = "seen.json"  # content and near-duplicate hashes of the train / val files (maskdet.data.fingerprints)
 DEFAULT_POINTER = "DEFAULT"
 MAX_SPLIT_BYTES = 64 * 1024 * 1024  # a split of a million files
+MAX_SEEN_BYTES = 64 * 1024 * 1024  # ~250 bytes a file: a training set of 250,000 files
 MAX_PROBE_BYTES = 48 * 1024 * 1024
 """A probe holds 64 crops at the model's input size (9.6 MB at 224 px); a larger file is refused unread."""
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
@@ -121,6 +124,7 @@ def save_model(
     split: dict | None = None,
     directory: Path | None = None,
     probe: torch.Tensor | None = None,
+    seen: SeenFiles | None = None,
 ) -> Path:
     """Write ``directory/name`` atomically and return its path.
 
@@ -151,6 +155,8 @@ def save_model(
         }
         if probe is not None:
             save_file({"crops": probe.contiguous()}, str(staging / PROBE_FILE), metadata={"format": PROBE_FORMAT})
+        if seen is not None:
+            (staging / SEEN_FILE).write_text(json.dumps(seen.to_json()))
         if split is not None:
             (staging / SPLIT_FILE).write_text(json.dumps(split))
             full["split_file"] = SPLIT_FILE
@@ -315,6 +321,22 @@ def _check_safetensors(folder: Path, name: str, max_bytes: int, recorded: int | 
     return real
 
 
+def read_seen(folder: Path) -> SeenFiles | None:
+    """The model's ``seen.json`` (:mod:`maskdet.data.fingerprints`), None when it has none; checked as every member."""
+    if not os.path.lexists(folder / SEEN_FILE):
+        return None
+    try:
+        return parse_seen_files(_read_member(folder, SEEN_FILE, MAX_SEEN_BYTES))
+    except SeenFilesError as exc:
+        raise CheckpointError(f"{folder / SEEN_FILE}: {exc}") from None
+
+
+def write_seen(folder: Path, seen: SeenFiles) -> None:
+    """Add (or replace) ``seen.json`` in an existing model folder, atomically; weights and card stay as they are."""
+    folder = resolve_model_dir(Path(folder))
+    atomic_write(folder / SEEN_FILE, json.dumps(seen.to_json()))
+
+
 def read_probe(folder: Path) -> torch.Tensor | None:
     """The probe crops stored in ``folder`` (``probe.safetensors``), None when it has none.
 
@@ -362,6 +384,10 @@ class ModelFolder:
     def split(self) -> dict | None:
         """The recorded train / val / test split (:func:`load_split`), None when the model kept none."""
         return load_split(self.path)
+
+    def seen(self) -> SeenFiles | None:
+        """The hashes of the train / val files (``seen.json``), None for a folder from before they were kept."""
+        return read_seen(self.path)
 
     def probe(self) -> torch.Tensor | None:
         """The stored probe crops (:func:`read_probe`), None when there are none."""

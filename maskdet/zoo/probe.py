@@ -42,7 +42,7 @@ from maskdet.zoo.folders import (
 )
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.runtime import cpu_has_fast_bf16, inference_network
-from maskdet.settings import CLASSES, data_root
+from maskdet.settings import CLASSES, data_root, recorded_path
 from maskdet.store import write_json
 from maskdet.zoo.architectures import InputConfig
 
@@ -214,7 +214,7 @@ def store_probe(model_ref: str | Path, data: Path | None = None) -> PrecisionChe
     split = load_split(folder)
     if not split or not split.get("val"):
         raise ValueError(f"{folder} has no saved split with validation files to take probe crops from")
-    recorded = Path(str((loaded.metadata.get("dataset") or {}).get("path", "")))
+    recorded = recorded_path(str((loaded.metadata.get("dataset") or {}).get("path", "")))
     root = Path(data) if data else recorded if recorded.is_absolute() else data_root() / recorded.name
     crops = select_probe_crops(loaded.model, loaded.input, root, split["val"], [split["labels"][p] for p in split["val"]])
     save_file({"crops": crops}, str(folder / PROBE_FILE), metadata={"format": PROBE_FORMAT})
