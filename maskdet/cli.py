@@ -484,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
     export.add_argument("--format", default="onnx", help="export format (onnx)")
     export.add_argument("--output", required=True, help="folder to create (classifier.onnx, detector.onnx, metadata.json)")
-    export.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    export.add_argument("--force", action="store_true", help="replace OUTPUT if it is an earlier export")
     export.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="measure classification, detection, pipeline and explanation speed")
