@@ -23,7 +23,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -175,7 +175,7 @@ register(PublicDataset(
     layout=IMAGE_FOLDER_LAYOUT, manifest=MANIFESTS / "face-mask-detection-chandrikadeb7.tsv",
     folders={"dataset/with_mask/": "with_mask/", "dataset/without_mask/": "without_mask/"},
 ))
-register(PublicDataset(
+_KAGGLE_SNAPSHOT = register(PublicDataset(
     name="kaggle-face-mask-detection",
     description=KAGGLE_BOXED_DESCRIPTION + "; from a public repository snapshot of it",
     licence="CC0-1.0", source="kaggle.com/datasets/andrewmvd/face-mask-detection, via "
@@ -183,13 +183,11 @@ register(PublicDataset(
     layout=BOXED_LAYOUT, manifest=MANIFESTS / "mask-detection-dataset-iAmEthanMai.tsv",
     folders={"data/images/": "images/", "data/xml/": "annotations/"},
 ))
-register(PublicDataset(
-    name="kaggle-face-mask-detection-api",
-    description=KAGGLE_BOXED_DESCRIPTION + "; from Kaggle itself with your own API token",
-    licence="CC0-1.0", source="kaggle.com/datasets/andrewmvd/face-mask-detection (needs `pip install kaggle` "
-                              "and ~/.kaggle/kaggle.json)",
-    layout=BOXED_LAYOUT, manifest=MANIFESTS / "mask-detection-dataset-iAmEthanMai.tsv",
-    folders={"data/images/": "images/", "data/xml/": "annotations/"},
+register(replace(
+    _KAGGLE_SNAPSHOT, name="kaggle-face-mask-detection-api",
+    description=KAGGLE_BOXED_DESCRIPTION + "; from Kaggle itself with your own API token (checked against the "
+                                           "snapshot's manifest)",
+    source="kaggle.com/datasets/andrewmvd/face-mask-detection (needs `pip install kaggle` and ~/.kaggle/kaggle.json)",
     method=KAGGLE, kaggle_ref="andrewmvd/face-mask-detection",
 ))
 
