@@ -244,4 +244,5 @@ def test_list_json_names_the_sample_and_the_sets_in_the_data_root(faces_set, env
     assert {"face-mask-detection", "kaggle-face-mask-detection", "test-faces"} <= {r["name"] for r in listing["public"]}
     local = {row["name"]: row for row in listing["local"]}
     assert local["test-faces"]["path"] == str(env / "root" / "test-faces") and local["test-faces"]["images"] == 10
-    assert local["sample-faces"]["where"] == "built-in sample" and local["sample-faces"]["images"] >= 300
+    assert local["sample-faces"]["where"] == "built-in sample" and local["sample-faces"]["images"] >= 200
+    assert local["sample-photos"]["kind"] == "boxed photos" and local["sample-photos"]["images"] == 6

@@ -44,6 +44,11 @@ def find_sets(list_folders: ListFolders = list_datasets) -> list[Path]:
     return list_folders(SAMPLE_ROOT)
 
 
+def example_photos() -> list[Path]:
+    """The built-in sample's boxed photos (street scenes, CC0): the Photo page's "try an example photo"."""
+    return sorted(p for p in (SAMPLE_ROOT / "sample-photos" / IMAGES_DIR).iterdir() if is_candidate_file(p))
+
+
 def is_sample(path: Path) -> bool:
     """Whether ``path`` is (inside) the built-in sample."""
     return path.resolve().is_relative_to(SAMPLE_ROOT)

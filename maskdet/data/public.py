@@ -20,9 +20,8 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +40,7 @@ TIMEOUT_S = 30
 NAMED_PROBLEMS = 3  # files a refusal names in its one line
 
 ProgressFn = Callable[[int, int], None]
-"""Called as ``progress(bytes_done, bytes_total)`` as verified files arrive."""
+"""Called as ``progress(bytes_done, bytes_total)`` as verified files arrive, from the caller's thread."""
 
 
 class FetchError(RuntimeError):
@@ -236,11 +235,23 @@ def _download_repository(dataset: PublicDataset, pending: list[tuple[ManifestEnt
         if not _verified(path, entry):
             path.unlink(missing_ok=True)
             return f"{entry.path}: does not match the manifest (git blob SHA-1 {entry.blob_sha1})"
-        done(entry)
         return None
 
+    problems = []
     with ThreadPoolExecutor(DOWNLOAD_WORKERS) as pool:
-        return [problem for problem in pool.map(one, pending) if problem]
+        futures = {pool.submit(one, item): item[0] for item in pending}
+        try:
+            for future in as_completed(futures):  # progress is reported from the caller's thread only
+                problem = future.result()
+                if problem:
+                    problems.append(problem)
+                else:
+                    done(futures[future])
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return problems
 
 
 def kaggle_credentials() -> bool:
@@ -337,14 +348,11 @@ def fetch(name: str, destination: Path | None = None, progress: ProgressFn | Non
     if progress:
         progress(done_bytes, total)
 
-    lock = threading.Lock()
-
     def done(entry: ManifestEntry) -> None:
         nonlocal done_bytes
-        with lock:
-            done_bytes += entry.known_size
-            if progress:
-                progress(done_bytes, total)
+        done_bytes += entry.known_size
+        if progress:
+            progress(done_bytes, total)
 
     problems = DOWNLOADERS[dataset.method](dataset, pending, staging, done) if pending else []
     if problems:
