@@ -107,7 +107,7 @@ def main() -> None:
     scenes = {image.relpath: image for image in load_scene_set(args.data).images}
     def mix(relpath: str) -> tuple[int, int]:
         labels = Counter(face.label for face in scenes[relpath].faces)
-        return (min(labels["with_mask"], labels["without_mask"]) > 0, -len(scenes[relpath].faces))
+        return (min(labels["with_mask"], labels["without_mask"]) > 0, len(scenes[relpath].faces))
     chosen_photos = sorted(sorted(photos, key=mix, reverse=True)[: args.photos])
     for sub in ("images", "annotations"):
         (photos_dir / sub).mkdir(parents=True)
