@@ -29,6 +29,8 @@ LOOPBACK_DIR = Path(__file__).resolve().parent / "loopback"
 CHROMIUM_BINARIES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SERVER_START_TIMEOUT_S = 90
+STREAMLIT_RUN = ("streamlit", "run", "streamlit_app.py")
+"""How the README starts the dashboard; the browser tests and docs/screenshots.py start it the same way."""
 CHROMIUM_FLAGS = [  # see /tests/browser/conftest.py and the WebRTC probe notes
 
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -95,7 +97,7 @@ def running_dashboard(environment: dict[str, str], log: Path) -> Iterator[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LOOPBACK_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]),
            "MASKDET_ICE_SERVERS": "[]", **environment}
     command = [
-        sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.address", "127.0.0.1",
+        sys.executable, "-m", *STREAMLIT_RUN, "--server.address", "127.0.0.1",
         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none", "--global.developmentMode", "false",
     ]
