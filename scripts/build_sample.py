@@ -36,7 +36,7 @@ from maskdet.data.datasets import DATASET_MANIFEST  # noqa: E402
 from maskdet.data.images import load_rgb  # noqa: E402
 from maskdet.data.local import SAMPLE_ROOT  # noqa: E402
 from maskdet.evaluation.scenes.matching import match_detections  # noqa: E402
-from maskdet.inference.detector import Face, crop_faces, detector_from_config  # noqa: E402
+from maskdet.inference.detector import Face, crop_faces, get_detector  # noqa: E402
 from maskdet.store import write_json  # noqa: E402
 
 INCORRECT = "incorrect_mask"
@@ -55,7 +55,7 @@ def held_out_photos(model: Path, data: Path) -> list[str]:
 def cut_faces(data: Path, photos: list[str], size: int, min_face: int) -> dict[str, list[tuple[str, object]]]:
     """Class folder -> [(file name, crop)] of every held-out face the detector finds."""
     scenes = {image.relpath: image for image in load_scene_set(data).images}
-    detector = detector_from_config("centerface")
+    detector = get_detector("centerface")
     crops: dict[str, list] = {"with_mask": [], "without_mask": [], INCORRECT: []}
     for relpath in photos:
         photo = scenes[relpath]
