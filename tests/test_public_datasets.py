@@ -246,3 +246,35 @@ def test_list_json_names_the_sample_and_the_sets_in_the_data_root(faces_set, env
     assert local["test-faces"]["path"] == str(env / "root" / "test-faces") and local["test-faces"]["images"] == 10
     assert local["sample-faces"]["where"] == "built-in sample" and local["sample-faces"]["images"] >= 200
     assert local["sample-photos"]["kind"] == "boxed photos" and local["sample-photos"]["images"] == 6
+
+
+def _dataset_page():
+    from dashboard import page_test
+
+    import streamlit as st
+
+    st.cache_data.clear()  # the registry table is cached per process; this test registered its own set
+    return page_test("pages/dataset.py", 120)
+
+
+def test_dataset_page_gets_a_public_set_and_chooses_it(faces_set, env) -> None:
+    at = _dataset_page().run()
+    assert not at.exception
+    assert at.selectbox(key="dataset_listed").value == "sample-faces"  # an empty data root: the sample
+    at.selectbox(key="public_name").set_value("test-faces")
+    at.button(key="public_get").click().run()
+    assert not at.exception, at.exception
+    assert any("Saved" in success.value and "test-faces" in success.value for success in at.success), (
+        [e.value for e in at.error], [s.value for s in at.success], [i.value for i in at.info])
+    assert at.selectbox(key="dataset_listed").value == "test-faces"  # listed and chosen at once
+    assert (env / "root" / "test-faces" / "with_mask").is_dir()
+
+
+def test_dataset_page_refuses_visitors_of_a_shared_dashboard(env) -> None:
+    from test_sharing import server_address
+
+    with server_address("0.0.0.0"):
+        at = _dataset_page().run()
+    assert not at.exception
+    assert not [button for button in at.button if button.key == "public_get"]
+    assert any("only the owner may download a public data set" in info.value for info in at.info)

@@ -27,6 +27,8 @@ def _registry_rows() -> list[dict[str, object]]:
 def get_public_dataset(picker_key: str) -> None:
     """The expander; after a fetch, selects the new set in the picker whose widget keys start with ``picker_key``."""
     rows = _registry_rows()
+    if done := st.session_state.pop("public_done", None):
+        st.success(done)
     with st.expander("Get a public data set", icon="⬇️"):
         table = pd.DataFrame(rows).assign(size_mb=lambda frame: frame["bytes"] / 1e6)
         st.dataframe(table, hide_index=True,
@@ -60,7 +62,6 @@ def get_public_dataset(picker_key: str) -> None:
             where = "it is listed below and chosen"
         else:
             where = "its boxed photos are listed on the Compare page (detector + classifier on photos)"
-        st.session_state["public_done"] = f"Saved {code(result.path)}: {where}."
+        verb = "Already there:" if result.already_there else "Saved"
+        st.session_state["public_done"] = f"{verb} {code(result.path)}: {where}."
         st.rerun()
-    if done := st.session_state.pop("public_done", None):
-        st.success(done)
