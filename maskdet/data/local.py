@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from maskdet.data.annotations import IMAGES_DIR, is_scene_set, list_scene_sets
-from maskdet.data.datasets import DatasetError, list_datasets, scan_dataset
+from maskdet.data.datasets import list_datasets
+from maskdet.data.files import walk_files
 from maskdet.data.images import is_candidate_file
 from maskdet.settings import data_root, user_data_root
 
@@ -55,12 +56,12 @@ def is_sample(path: Path) -> bool:
 
 
 def image_count(path: Path) -> int:
-    """Images in a set: files of its class folders, or of ``images/`` for boxed photos (0 when unreadable)."""
+    """Image files of a set (by name; none decoded or hashed): under its class folders, or in ``images/`` for
+    boxed photos. 0 when unreadable."""
+    folders = [path / IMAGES_DIR] if is_scene_set(path) else [p for p in path.iterdir() if p.is_dir()]
     try:
-        if is_scene_set(path):
-            return sum(1 for p in (path / IMAGES_DIR).iterdir() if is_candidate_file(p))
-        return len(scan_dataset(path).samples)
-    except (DatasetError, OSError) as exc:
+        return sum(1 for folder in folders for file in walk_files(folder)[0] if is_candidate_file(file))
+    except OSError as exc:
         logger.info("cannot count the images of %s: %s", path, exc)
         return 0
 
