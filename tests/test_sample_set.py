@@ -60,3 +60,16 @@ def test_home_on_a_fresh_machine_lists_the_sample(fresh_machine: Path) -> None:
     table = at.dataframe[0].value
     assert list(table["data set"]) == ["sample-faces"] and table["with_mask"][0] == 150
     assert any("sample built into maskdet" in info.value for info in at.info)
+
+
+@pytest.mark.slow
+def test_photo_page_tries_an_example_photo(fresh_machine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from maskdet.settings import REPO_ROOT
+
+    monkeypatch.setenv("MASKDET_MODELS_DIR", str(REPO_ROOT / "models"))  # the shipped models, read only
+    at = page_test("pages/photo.py", 240).run()
+    example = example_photos()[0].name
+    at.selectbox(key="photo_example").set_value(example).run()
+    assert not at.exception, at.exception
+    assert any(Path(example).stem in header.value for header in at.subheader)
+    assert any("with mask" in text.value and "JPEG" in text.value for text in at.markdown)
