@@ -211,11 +211,13 @@ def _field(metadata: dict, *keys: str) -> object:
 
 
 def cmd_fingerprint_model(args: argparse.Namespace) -> int:
-    """Add ``seen.json`` (hashes of the train / val files) to a model folder from before it; nothing else changes."""
-    from maskdet.data.datasets import load_catalog, scan_dataset
+    """Add ``seen.json`` (hashes of the train / val files) to a model folder from before it, and for a crop-set
+    model ``crops.json`` (what each held-out crop is); nothing else changes."""
+    from maskdet.data.datasets import load_catalog, read_manifest, scan_dataset
     from maskdet.data.fingerprints import seen_files
     from maskdet.evaluation.leakage import SEEN_SPLITS, training_folder
-    from maskdet.zoo.folders import ModelFolder, write_seen
+    from maskdet.training.crops import HELD_OUT_SPLITS, MANIFEST_FORMAT as CROP_SET_FORMAT, crop_provenance
+    from maskdet.zoo.folders import ModelFolder, write_crops, write_seen
 
     opened = ModelFolder.open(args.model)
     data = Path(args.data) if args.data else training_folder(opened.metadata)
@@ -237,6 +239,10 @@ def cmd_fingerprint_model(args: argparse.Namespace) -> int:
     seen = seen_files(catalog, seen_paths)
     write_seen(opened.path, seen)
     print(f"{opened.path}: hashes of {len(seen.files)} train / val files written")
+    if read_manifest(data).get("format") == CROP_SET_FORMAT:
+        crops = crop_provenance(data, [path for part in HELD_OUT_SPLITS for path in split.get(part, [])])
+        write_crops(opened.path, crops)
+        print(f"{opened.path}: the origins of {len(crops.crops)} held-out crops written")
     return 0
 
 
@@ -498,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     scenes.set_defaults(func=cmd_evaluate_scenes)
 
     fingerprint = sub.add_parser("fingerprint-model", help="add the hashes of a model's train / val files to its "
-                                 "folder (seen.json), so the overlap check needs no training data")
+                                 "folder (seen.json), so the overlap check needs no training data, and for a "
+                                 "crop-set model what each held-out crop is (crops.json)")
     fingerprint.add_argument("model", help="model name in models/ or a model folder")
     fingerprint.add_argument("--data", help="its training folder (default: as its card records it); must hold "
                              "exactly the data it trained on")

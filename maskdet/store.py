@@ -132,3 +132,17 @@ def atomic_write(path: str | Path, data: bytes | str | Writer) -> Path:
 def write_json(path: str | Path, payload: object, indent: int | None = None) -> Path:
     """:func:`atomic_write` of ``payload`` as JSON."""
     return atomic_write(path, json.dumps(payload, indent=indent))
+
+
+def parse_versioned_json(data: bytes, fmt: str, version: int, error: type[ValueError]) -> dict:
+    """The JSON object in ``data`` when its ``format`` is ``fmt`` and its ``version`` is ``version``; else ``error``
+    saying in one line what is wrong (not JSON, another format, a version this maskdet does not read)."""
+    try:
+        payload = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise error(f"not readable JSON ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise error(f"not a {fmt} file")
+    if payload.get("version") != version:
+        raise error(f"version {payload.get('version')!r} is not one this maskdet reads ({version})")
+    return payload

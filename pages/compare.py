@@ -58,8 +58,10 @@ from maskdet.evaluation.errors import (
     Misclassified,
     ScoredFiles,
     error_overlap,
+    error_image,
     error_sharing,
     misclassified,
+    missing_note,
 )
 from maskdet.evaluation.latency import LATENCY_RUNS, with_latency
 from maskdet.evaluation.summary import ModelSummary
@@ -67,7 +69,7 @@ from maskdet.evaluation.unseen import DataEvaluation, cached_evaluation, dataset
 from maskdet.data.datasets import DatasetError
 from maskdet.evaluation.heldout import COL_SET, best_by_set, evaluation_table
 from maskdet.inference.explain import Explanation, explain
-from maskdet.data.images import ImageDecodeError, load_rgb
+from maskdet.data.images import ImageDecodeError
 from maskdet.jobs import QueuedJob
 from maskdet.evaluation.leakage import TrainingOverlap, trained_on, training_overlap
 from maskdet.evaluation.metrics import compute_metrics, operating_point
@@ -82,7 +84,7 @@ from ui.resources import get_classifier
 from ui.scenes_section import show_scenes_section
 from ui.shell import setup_page
 from ui.tables import styled
-from ui.thumbnails import thumbnail
+from ui.thumbnails import error_thumbnail
 from ui.training import TRAIN_PAGE
 
 setup_page("Compare")
@@ -181,10 +183,25 @@ def _file_version(path: Path) -> str:
         return ""
 
 
+def _error_version(error: Misclassified) -> str:
+    """The version of the file an error's picture comes from (its crop, else its source photo); "" when neither
+    is here."""
+    for path in (error.path, None if error.recut is None else error.recut.photo):
+        if path is not None and (version := _file_version(path)):
+            return f"{path}:{version}"
+    return ""
+
+
+def _cut_again(error: Misclassified) -> bool:
+    """Whether the error's picture is its crop cut again from the source photo (the crop itself is not here)."""
+    return error.recut is not None and (error.path is None or not error.path.is_file())
+
+
 @st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)
-def _explain_file(path: str, version: str, model_key: str, label: str, _model: str) -> Explanation:
-    """Integrated Gradients of ``label`` (what the model said) for one image file; keyed by file and weights."""
-    return explain(get_classifier(_model), load_rgb(path), target=label)
+def _explain_error(key: str, version: str, model_key: str, label: str, _model: str,
+                   _error: Misclassified) -> Explanation:
+    """Integrated Gradients of ``label`` (what the model said) for one error's picture; keyed by file and weights."""
+    return explain(get_classifier(_model), error_image(_error), target=label)
 
 
 def _save_threshold(summary: ModelSummary, slider_key: str, source: str) -> None:
@@ -370,16 +387,19 @@ def _show_error_grid(errors: list[Misclassified], notes: Mapping[str, str], key:
         shown = errors[:count]
     for start in range(0, len(shown), GALLERY_COLUMNS):
         for column, error in zip(st.columns(GALLERY_COLUMNS), shown[start : start + GALLERY_COLUMNS], strict=False):
-            data = None if error.path is None else thumbnail(str(error.path), _file_version(error.path))
+            version = _error_version(error)
+            data = error_thumbnail(error.key, version, error) if version else None
             if data is None:
-                column.caption(f"{_caption(error, notes.get(error.key, ''))} (file not found here)")
+                column.caption(f"{_caption(error, notes.get(error.key, ''))} ({missing_note(error)})")
             else:
-                column.image(data, caption=_caption(error, notes.get(error.key, "")))
+                recut = (" · cut again from its photo" + (", without its occlusion" if error.recut.occluded else "")
+                         if _cut_again(error) else "")
+                column.image(data, caption=_caption(error, notes.get(error.key, "")) + recut)
 
 
 def _show_error_explanation(summary: ModelSummary, errors: list[Misclassified], key: str) -> None:
     """A selector of the model's errors and the Integrated Gradients explanation of the chosen one."""
-    by_key = {e.key: e for e in errors if e.path is not None}
+    by_key = {e.key: e for e in errors if _error_version(e)}
     chosen = st.selectbox(
         "Explain an error", list(by_key), index=None, key=f"{key}_explain",
         format_func=lambda k: f"{by_key[k].relpath} ({by_key[k].kind}, said {by_key[k].predicted_label} "
@@ -391,8 +411,8 @@ def _show_error_explanation(summary: ModelSummary, errors: list[Misclassified], 
     error = by_key[chosen]
     try:
         with st.spinner(f"Integrated Gradients for {plain(error.name)}…"):
-            result = _explain_file(str(error.path), _file_version(error.path), summary.cache_key,
-                                   error.predicted_label, summary.name)
+            result = _explain_error(error.key, _error_version(error), summary.cache_key, error.predicted_label,
+                                    summary.name, error)
     except ImageDecodeError as exc:
         st.error(f"Cannot read {code(error.relpath)}: {plain(exc.reason)}")
         return

@@ -353,3 +353,34 @@ def test_one_model_alone_has_no_shared_errors() -> None:
     assert error_sharing(overlap, "only").tolist() == ["not compared"]
     assert overlap_summary(overlap, ["only"]).iloc[0].to_dict() == {COL_MODEL: "only", "errors": 1, "FP": 0,
                                                                      "FN": 1, "shared": 0, "own": 0}
+
+
+def test_a_fresh_machine_shows_the_defaults_test_errors_cut_again_from_kaggle_scenes(datasets_root: Path,
+                                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                                      tmp_path: Path) -> None:
+    """With an empty cache folder (no crop set) the shipped default's test-split errors are still pictures: each
+    crop cut again from its kaggle-scenes photo (crops.json), the very crop the model scored at training time."""
+    from maskdet.data.images import ImageDecodeError
+    from maskdet.evaluation.errors import error_image, missing_note
+    from maskdet.settings import cache_dir
+
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(datasets_root))
+    assert not (cache_dir() / "crops").exists()
+    folder = REPO / "models" / "mobilenet_v2"
+    summary = summarize({**json.loads((folder / "metadata.json").read_text()), "path": str(folder)})
+    errors = misclassified(held_out_files(summary), summary.operating_threshold)
+    cut = [e for e in errors if "/kaggle-scenes/" in e.relpath]
+    assert len(cut) >= 10 and all(e.path is None or not e.path.is_file() for e in errors)
+    assert all(e.recut is not None and e.recut.photo.parent == datasets_root / "kaggle-scenes" / "images" for e in cut)
+    images = [error_image(e) for e in cut[:8]]
+    scores = load_classifier(str(folder), precision="fp32").predict_proba(images)[:, 1]
+    # The crops it scored when it trained (the stored scores came from its training-time evaluation: within 0.05),
+    # so the same mistakes.
+    assert scores == pytest.approx([e.p_with_mask for e in cut[:8]], abs=0.05)
+    assert all((score >= summary.operating_threshold) == (e.kind == "FP") for score, e in zip(scores, cut, strict=False))
+
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path))  # neither the crop nor its photo is here
+    gone = next(e for e in misclassified(held_out_files(summary), summary.operating_threshold) if e.recut is not None)
+    with pytest.raises(ImageDecodeError, match="neither the crop nor its photo .*kaggle-scenes/images/"):
+        error_image(gone)
+    assert missing_note(gone) == f"neither the crop nor its photo {gone.recut.photo} is here"

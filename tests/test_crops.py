@@ -128,7 +128,8 @@ def test_bad_folders_and_names_are_refused(boxed, tmp_path, monkeypatch):
     assert not (tmp_path / "crops").exists() or not any((tmp_path / "crops").iterdir())
 
 
-def test_a_model_trained_on_a_crop_set_records_its_sources(built, isolated_models_dir, boxed, tiny_dataset):
+def test_a_model_trained_on_a_crop_set_records_its_sources(built, isolated_models_dir, boxed, tiny_dataset,
+                                                           monkeypatch):
     from maskdet.training.loop import TrainConfig, fit
 
     result = fit(TrainConfig(arch="mlp", data=built.path, epochs=1, name="on-crops", command="train it"))
@@ -137,6 +138,37 @@ def test_a_model_trained_on_a_crop_set_records_its_sources(built, isolated_model
     assert all(s["fingerprint"] for s in dataset["sources"]) and dataset["command"] == "cut it"
     for name, counts in built.manifest["counts"].items():
         assert result.metadata["split_counts"][name] == {c: counts.get(c, 0) for c in ("without_mask", "with_mask")}
+    assert all("crop_origins" not in s for s in dataset["sources"])  # per-crop records go to crops.json, not the card
+    # Its folder says what each held-out cut crop is: cut again from its photo, it is the crop, pixel for pixel.
+    from maskdet.evaluation.errors import Recut
+    from maskdet.zoo.folders import ModelFolder
+
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(boxed.parent))
+    provenance = ModelFolder.at(result.path).crops()
+    held_out = {r for r, s in built.manifest["split"].items() if s in ("val", "test") and f"/{boxed.name}" in r}
+    assert provenance is not None and set(provenance.crops) == held_out and provenance.margin == 0.2
+    for relpath, origin in provenance.crops.items():
+        assert origin.source == boxed.name and (boxed / origin.photo).is_file() and origin.occluded == ("-occluded/" in relpath)
+        if not origin.occluded:
+            expected = np.asarray(Image.open(built.path / relpath).convert("RGB"))
+            assert np.array_equal(np.asarray(Recut.of(origin, provenance.margin).cut()), expected), relpath
+
+
+def test_an_older_crop_set_gets_its_crop_origins_by_detecting_its_held_out_photos_again(built) -> None:
+    """A set cut before crop origins were kept (the shipped default's): the photos are detected again with the
+    recorded setting, and the origins agree with the ones a new set records."""
+    from maskdet.training.crops import crop_provenance
+
+    manifest = json.loads((built.path / DATASET_MANIFEST).read_text())
+    recorded = manifest["sources"][0].pop("crop_origins")
+    (built.path / DATASET_MANIFEST).write_text(json.dumps(manifest))
+    held_out = [r for r, s in manifest["split"].items() if s == "test"]
+    again = crop_provenance(built.path, held_out)
+    assert again.crops and {r: o.to_json() for r, o in again.crops.items()} == {
+        r: recorded[r] for r in held_out if r in recorded}
+    Image.new("RGB", (8, 8)).save(built.path / next(r for r in again.crops if "-occluded/" not in r))
+    with pytest.raises(DatasetError, match="differs from the crop"):
+        crop_provenance(built.path, held_out)
 
 
 def test_split_files_of_a_crop_set_are_found_without_the_cached_crop_set(datasets_root, monkeypatch, tmp_path) -> None:

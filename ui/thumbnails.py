@@ -6,7 +6,10 @@ import io
 
 import streamlit as st
 
+from PIL import Image
+
 from maskdet.data.images import ImageDecodeError, load_rgb
+from maskdet.evaluation.errors import Misclassified, error_image
 
 THUMB_PX = 128
 THUMB_CACHE_ENTRIES = 4096
@@ -22,6 +25,20 @@ def thumbnail(path: str, version: str) -> bytes | None:
         image = load_rgb(path, draft_size=THUMB_PX * 2)
     except ImageDecodeError:
         return None
+    return _jpeg(image)
+
+
+@st.cache_data(show_spinner=False, max_entries=THUMB_CACHE_ENTRIES)
+def error_thumbnail(key: str, version: str, _error: Misclassified) -> bytes | None:
+    """A JPEG of a misclassified picture (:func:`maskdet.evaluation.errors.error_image`: the file, or the crop cut
+    again from its photo), None when neither is here; keyed by the error's file key and ``version``."""
+    try:
+        return _jpeg(error_image(_error))
+    except ImageDecodeError:
+        return None
+
+
+def _jpeg(image: Image.Image) -> bytes:
     image.thumbnail((THUMB_PX, THUMB_PX))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)

@@ -9,12 +9,12 @@ from a public original: :func:`maskdet.data.split.near_duplicate_groups`). The o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from maskdet.store import parse_versioned_json
 from maskdet.data.datasets import THUMB_SIZE, Catalog
 from maskdet.store import sha256_file
 
@@ -60,14 +60,7 @@ def seen_files(catalog: Catalog, relpaths: Iterable[str]) -> SeenFiles:
 
 def parse_seen_files(data: bytes) -> SeenFiles:
     """A :class:`SeenFiles` from ``seen.json`` bytes; :class:`SeenFilesError` saying what is wrong."""
-    try:
-        payload = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise SeenFilesError(f"not readable JSON ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != SEEN_FORMAT:
-        raise SeenFilesError(f"not a {SEEN_FORMAT} file")
-    if payload.get("version") != SEEN_VERSION:
-        raise SeenFilesError(f"version {payload.get('version')!r} is not one this maskdet reads ({SEEN_VERSION})")
+    payload = parse_versioned_json(data, SEEN_FORMAT, SEEN_VERSION, SeenFilesError)
     files = payload.get("files")
     if not isinstance(files, dict):
         raise SeenFilesError("'files' is not an object")

@@ -3,6 +3,9 @@
 - :func:`held_out_files` / :meth:`maskdet.evaluation.unseen.DataEvaluation.scored_files` give the scored
   files of the held-out test split (``split.json`` + the scores in the metadata) or of an evaluation;
 - :func:`misclassified` lists the false positives and negatives among them at a threshold, hardest first;
+- :func:`error_image` is the picture of one: the file itself, or for a crop-set model whose crop cache is gone
+  the crop cut again from its source photo under the data root (the model folder's ``crops.json``,
+  :mod:`maskdet.data.provenance`); :func:`missing_note` says plainly when neither is here;
 - :func:`error_overlap` / :func:`error_sharing` say which errors several models share and which are one
   model's own.
 """
@@ -17,10 +20,15 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from PIL import Image
+
+from maskdet.data.images import ImageDecodeError, load_rgb
+from maskdet.data.provenance import CropOrigin, CropProvenance
 from maskdet.evaluation.summary import ModelSummary
+from maskdet.inference.detector import Face, crop_faces
 from maskdet.settings import CLASSES, REPO_ROOT, data_root, recorded_path
 from maskdet.zoo.decision import predicted_labels
-from maskdet.zoo.folders import load_split
+from maskdet.zoo.folders import CheckpointError, load_split, read_crops
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +44,31 @@ class ScoredFiles:
     relpaths: list[str] = field(repr=False)
     labels: list[int] = field(repr=False)
     scores: list[float] = field(repr=False)
+    provenance: CropProvenance | None = field(default=None, repr=False)  # a crop-set model's crops.json
 
     def file_key(self, relpath: str) -> str:
         """What identifies a file across models: its path (two models' test splits of one folder meet here)."""
         return str(self.root / relpath) if self.root is not None else f"{self.source}:{relpath}"
+
+
+@dataclass(frozen=True)
+class Recut:
+    """How to cut a held-out crop again: its source ``photo`` (here or not), the face ``box`` and crop ``margin``."""
+
+    photo: Path
+    box: tuple[int, int, int, int]
+    margin: float
+    occluded: bool  # the crop was an occluded copy: the re-cut shows the bare face
+
+    @classmethod
+    def of(cls, origin: CropOrigin, margin: float) -> Recut:
+        """Where ``origin``'s photo lies on this machine: ``<data root>/<source>/<photo>``."""
+        return cls(data_root() / origin.source / origin.photo, origin.box, margin, origin.occluded)
+
+    def cut(self) -> Image.Image:
+        """The crop cut again exactly as :mod:`maskdet.training.crops` cut it; :class:`ImageDecodeError` when the
+        photo is not here or not readable."""
+        return crop_faces(load_rgb(self.photo), [Face(box=self.box, score=1.0)], margin=self.margin)[0]
 
 
 @dataclass(frozen=True)
@@ -54,6 +83,7 @@ class Misclassified:
     p_with_mask: float
     confidence: float  # the probability of ``predicted_label``
     margin: float  # |p(with_mask) - threshold|: how sure the model was of its mistake
+    recut: Recut | None = None  # how to cut the crop again from its photo (crop-set models with crops.json)
 
     @property
     def kind(self) -> str:
@@ -63,6 +93,23 @@ class Misclassified:
     @property
     def name(self) -> str:
         return PurePosixPath(self.relpath).name
+
+
+def error_image(error: Misclassified) -> Image.Image:
+    """The misclassified picture: its file when it is here, else its crop cut again from its source photo;
+    :class:`ImageDecodeError` when neither is here (:func:`missing_note` says so in words)."""
+    if error.path is not None and error.path.is_file():
+        return load_rgb(error.path)
+    if error.recut is not None and error.recut.photo.is_file():
+        return error.recut.cut()
+    raise ImageDecodeError(missing_note(error))
+
+
+def missing_note(error: Misclassified) -> str:
+    """What is not here when :func:`error_image` fails: the crop, and its photo when the model recorded one."""
+    if error.recut is None:
+        return "file not found here"
+    return f"neither the crop nor its photo {error.recut.photo} is here"
 
 
 def locate_folder(recorded: str | None) -> Path | None:
@@ -101,8 +148,13 @@ def held_out_files(summary: ModelSummary) -> ScoredFiles | None:
     if any(labels.get(relpath) != label for relpath, label in zip(relpaths, summary.labels, strict=True)):
         logger.warning("%s: split.json labels differ from the stored test labels", summary.name)
         return None
+    try:
+        provenance = read_crops(summary.path)
+    except CheckpointError as exc:
+        logger.warning("%s: crop origins not used (%s)", summary.name, exc)
+        provenance = None
     return ScoredFiles(source=TEST_SPLIT, root=locate_folder(summary.training_data), relpaths=[str(p) for p in relpaths],
-                       labels=summary.labels, scores=summary.scores)
+                       labels=summary.labels, scores=summary.scores, provenance=provenance)
 
 
 def misclassified(files: ScoredFiles, threshold: float) -> list[Misclassified]:
@@ -110,12 +162,14 @@ def misclassified(files: ScoredFiles, threshold: float) -> list[Misclassified]:
     scores = np.asarray(files.scores, dtype=np.float64)
     labels = np.asarray(files.labels, dtype=np.int64)
     predicted = predicted_labels(scores, threshold)
+    origins, crop_margin = ({}, 0.0) if files.provenance is None else (files.provenance.crops, files.provenance.margin)
     errors = [
         Misclassified(
             relpath=files.relpaths[i], key=files.file_key(files.relpaths[i]),
             path=None if files.root is None else files.root / files.relpaths[i],
             true_label=CLASSES[labels[i]], predicted_label=CLASSES[predicted[i]], p_with_mask=float(scores[i]),
             confidence=float(scores[i] if predicted[i] else 1.0 - scores[i]), margin=abs(float(scores[i]) - threshold),
+            recut=None if (origin := origins.get(files.relpaths[i])) is None else Recut.of(origin, crop_margin),
         )
         for i in np.flatnonzero(predicted != labels)
     ]

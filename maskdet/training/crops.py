@@ -27,6 +27,7 @@ fingerprint, counts), the settings and the command.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import random
@@ -34,6 +35,7 @@ import shutil
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +53,12 @@ from maskdet.data.datasets import (
 )
 from maskdet.inference.detector import Face, FaceDetector, crop_faces
 from maskdet.data.images import ImageDecodeError, load_rgb
+from maskdet.data.provenance import CropOrigin, CropProvenance, parse_origin
 from maskdet.data.annotations import load_scene_set, SceneSet
 from maskdet.data.annotations import SceneImage
 from maskdet.evaluation.scenes.evaluate import describe_detector
 from maskdet.evaluation.scenes.matching import match_detections
-from maskdet.settings import CLASSES, REPO_ROOT, cache_dir
+from maskdet.settings import CLASSES, REPO_ROOT, cache_dir, data_root
 from maskdet.data.split import DEFAULT_FRACTIONS, SPLIT_NAMES, assign_groups, make_split, near_duplicate_groups
 from maskdet.store import write_json
 
@@ -63,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "maskdet-crop-set"
 MANIFEST_VERSION = 1
+HELD_OUT_SPLITS = ("val", "test")  # the crops a model folder records the origin of (crops.json)
 
 
 def locate_split_file(dataset: dict, relpath: str) -> Path | None:
@@ -120,6 +124,12 @@ class _Crop:
     relpath: str
     image: Image.Image
     photo: str
+    box: tuple[int, int, int, int]  # the face box the crop was cut around (before the margin)
+    origin: str  # "detector" or "annotation"
+    occluded: bool = False
+
+    def provenance(self, source: str) -> CropOrigin:
+        return CropOrigin(source, self.photo, self.box, self.origin, self.occluded)
 
 
 @dataclass
@@ -157,7 +167,8 @@ def _photo_crops(photo: SceneImage, image: Image.Image, detector: FaceDetector, 
             continue
         counts[f"{face.label} from {origin}"] += 1
         crop = crop_faces(image, [Face(box=(x0, y0, x1, y1), score=1.0)], margin=settings.margin)[0]
-        crops.append(_Crop(f"{face.label}/{source}/{stem}__{index:03d}.png", crop, photo.relpath))
+        crops.append(_Crop(f"{face.label}/{source}/{stem}__{index:03d}.png", crop, photo.relpath,
+                           (x0, y0, x1, y1), origin))
     return crops
 
 
@@ -184,7 +195,8 @@ def _occluded(crops: list[_Crop], settings: CropSettings, source: str, rng: np.r
     bare = [c for c in crops if c.relpath.startswith(f"{CLASSES[0]}/")]
     chosen = [c for c in bare if rng.random() < settings.occlude]
     return [
-        _Crop(f"{CLASSES[0]}/{source}-occluded/{Path(c.relpath).name}", occlude_mouth(c.image, rng), c.photo)
+        _Crop(f"{CLASSES[0]}/{source}-occluded/{Path(c.relpath).name}", occlude_mouth(c.image, rng), c.photo,
+              c.box, c.origin, occluded=True)
         for c in chosen
     ]
 
@@ -224,6 +236,7 @@ def _cut_boxed(folder: SceneSet, detector: FaceDetector, settings: CropSettings,
         "occluded_copies": sum(1 for r in split if "-occluded/" in r),
         "photo_split": {name: sorted(p for p, s in photo_split.items() if s == name) for name in SPLIT_NAMES},
         "errors": [list(e) for e in errors],
+        "crop_origins": {crop.relpath: crop.provenance(source).to_json() for crop in crops},
     }
     return split, record
 
@@ -317,3 +330,59 @@ def build_crop_set(
     logger.info("crop set %s: %s", final, manifest["counts"])
     return CropSetReport(path=final, manifest=manifest)
 
+
+
+def _detector_of(settings: dict) -> FaceDetector:
+    """The detector a crop set's manifest describes (:func:`describe_detector`): the registered setting it equals."""
+    from maskdet.inference.detector import DETECTORS
+
+    for setting in DETECTORS.values():
+        detector = setting.build()
+        if json.loads(json.dumps(describe_detector(detector))) == settings:  # as the manifest holds it
+            return detector
+    raise DatasetError(f"no registered face detector has the settings this crop set was cut with: {settings}")
+
+
+def crop_provenance(crop_set: Path, relpaths: Iterable[str]) -> CropProvenance:
+    """What each crop of ``relpaths`` that ``crop_set`` cut from a boxed photo is (:mod:`maskdet.data.provenance`).
+
+    A set cut since crop origins are kept has them in its manifest. For an older set the photos behind
+    ``relpaths`` are detected again with the set's recorded detector and settings, and every crop cut again
+    must equal the file in the set pixel for pixel, else :class:`DatasetError` (the photos or the detector
+    differ from the ones the set was cut with).
+    """
+    manifest = read_manifest(crop_set)
+    settings = CropSettings(**{k: tuple(v) if k == "fractions" else v
+                               for k, v in manifest["settings"].items() if k != "detector"})
+    wanted = set(relpaths)
+    origins: dict[str, CropOrigin] = {}
+    detector: FaceDetector | None = None
+    for source in manifest["sources"]:
+        if source["kind"] != "boxed-photos":
+            continue
+        name = Path(source["path"]).name
+        if "crop_origins" in source:
+            origins.update({r: parse_origin(r, e) for r, e in source["crop_origins"].items() if r in wanted})
+            continue
+        mine = {r for r in wanted if r.split("/", 2)[1:2] in ([name], [f"{name}-occluded"])}
+        stems = {Path(r).name.rsplit("__", 1)[0] for r in mine}
+        recorded = Path(source["path"])
+        folder = load_scene_set(recorded if recorded.is_dir() else data_root() / name)
+        detector = detector or _detector_of(manifest["settings"]["detector"])
+        for photo in folder.images:
+            if Path(photo.relpath).stem not in stems:
+                continue
+            for crop in _photo_crops(photo, load_rgb(folder.root / photo.relpath), detector, settings, name,
+                                     Counter()):
+                copy = f"{CLASSES[0]}/{name}-occluded/{Path(crop.relpath).name}"
+                for relpath, occluded in ((crop.relpath, False), (copy, True)):
+                    if relpath not in mine:
+                        continue
+                    if not occluded and not np.array_equal(np.asarray(crop.image), np.asarray(load_rgb(crop_set / relpath))):
+                        raise DatasetError(f"{relpath}: cut again from {photo.relpath} it differs from the crop in "
+                                           f"{crop_set}; the photos or the detector are not the ones it was cut with")
+                    origins[relpath] = CropOrigin(name, photo.relpath, crop.box, crop.origin, occluded)
+        missing = sorted(mine - set(origins))
+        if missing:
+            raise DatasetError(f"{missing[0]} (and {len(missing) - 1} more) could not be cut again from {folder.root}")
+    return CropProvenance(settings.margin, manifest["settings"]["detector"], origins)

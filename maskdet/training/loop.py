@@ -46,6 +46,7 @@ from torchvision.transforms import v2
 from maskdet.data.augment import camera_corruptions
 from maskdet.evaluation.calibration import expected_calibration_error, fit_temperature, fold_temperature
 from maskdet.zoo.folders import save_model, validate_model_name
+from maskdet.training.crops import MANIFEST_FORMAT as CROP_SET_FORMAT, crop_provenance
 from maskdet.zoo.probe import check_precision, select_probe_crops
 from maskdet.data.fingerprints import seen_files
 from maskdet.data.datasets import DatasetError, ProgressFn, build_catalog, read_manifest, scan_dataset
@@ -65,6 +66,7 @@ FEATURE_CACHE_VERSION = 2  # 2: per-item augmentation seeds (the DataLoader path
 LOADER_WORKERS_MIN_ITEMS = 512  # smaller splits decode faster than loader worker processes start
 SEED_RANGE = 2**62
 MANIFEST_PROVENANCE = ("sources", "command", "settings", "counts")  # copied into the model card
+CARD_LEAVES_OUT = ("crop_origins",)  # per-crop records of a source: the held-out ones go to crops.json instead
 
 
 class TrainingCancelled(Exception):
@@ -568,7 +570,7 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
         "mode": reporter.mode,
         "dataset": {"path": portable_path(scan.root), "fingerprint": scan.fingerprint, "images": len(scan.samples),
                     "unreadable": len(catalog.unreadable),
-                    **{k: v for k, v in read_manifest(scan.root).items() if k in MANIFEST_PROVENANCE}},
+                    **_manifest_record(read_manifest(scan.root))},
         "calibration": calibration,
         "split_counts": split.counts(),
         "hyperparameters": {**config.to_json(), "data": portable_path(config.data), "optimizer": "AdamW",
@@ -584,10 +586,21 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
     probe = select_probe_crops(model, input_cfg, scan.root, split.val, [split.labels[p] for p in split.val])
     metadata["serving"] = check_precision(model, input_cfg, probe).to_json()
     seen = seen_files(catalog, [*split.train, *split.val])
-    path = save_model(model, metadata, config.name, split=split.to_json(), probe=probe, seen=seen)
+    crops = (crop_provenance(scan.root, [*split.val, *split.test])
+             if read_manifest(scan.root).get("format") == CROP_SET_FORMAT else None)
+    path = save_model(model, metadata, config.name, split=split.to_json(), probe=probe, seen=seen, crops=crops)
     reporter.update("save", 1, 1, force=True, message=f"Saved {path}")
     reporter.state.phase = "done"
     return TrainResult(name=config.name, path=path, metadata=metadata, model=model.eval())
+
+
+def _manifest_record(manifest: dict) -> dict:
+    """What of a data set's manifest the model card keeps (:data:`MANIFEST_PROVENANCE`), per-crop records left out."""
+    record = {k: v for k, v in manifest.items() if k in MANIFEST_PROVENANCE}
+    if "sources" in record:
+        record["sources"] = [{k: v for k, v in source.items() if k not in CARD_LEAVES_OUT}
+                             for source in record["sources"]]
+    return record
 
 
 def _calibrate(trainable: nn.Module, val_batches: list, loss_fn: nn.Module) -> dict:

@@ -32,7 +32,8 @@ import shutil
 import stat
 import struct
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from maskdet.zoo.decision import THRESHOLD, validate_threshold
 from maskdet.zoo.card import FORMAT, FORMAT_VERSION, MAX_METADATA_BYTES, MAX_NESTING, MAX_WEIGHTS_BYTES, CardError
 from maskdet.zoo.card import nesting_depth, parse_model_card
 from maskdet.data.fingerprints import SeenFiles, SeenFilesError, parse_seen_files
+from maskdet.data.provenance import CropProvenance, ProvenanceError, parse_provenance
 from maskdet.settings import CLASSES, current_settings, models_dir
 from maskdet.store import atomic_write, fsync_dir, sha256_file
 from maskdet.zoo.architectures import BuildOptions, InputConfig, MaskClassifier, get_spec
@@ -57,8 +59,11 @@ PROBE_FILE = "probe.safetensors"  # real validation crops the bf16 check runs on
 PROBE_FORMAT = "maskdet-probe"
 SEEN_FILE = "seen.json"  # content and near-duplicate hashes of the train / val files (maskdet.data.fingerprints)
 DEFAULT_POINTER = "DEFAULT"
+T = TypeVar("T")
+CROPS_FILE = "crops.json"  # what each held-out crop of a crop-set model is (maskdet.data.provenance)
 MAX_SPLIT_BYTES = 64 * 1024 * 1024  # a split of a million files
 MAX_SEEN_BYTES = 64 * 1024 * 1024  # ~250 bytes a file: a training set of 250,000 files
+MAX_CROPS_BYTES = 64 * 1024 * 1024
 MAX_PROBE_BYTES = 48 * 1024 * 1024
 """A probe holds 64 crops at the model's input size (9.6 MB at 224 px); a larger file is refused unread."""
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
@@ -125,12 +130,14 @@ def save_model(
     directory: Path | None = None,
     probe: torch.Tensor | None = None,
     seen: SeenFiles | None = None,
+    crops: CropProvenance | None = None,
 ) -> Path:
     """Write ``directory/name`` atomically and return its path.
 
     ``metadata`` must hold at least ``arch`` and ``input``; format, classes, weights hash,
     versions and creation time are filled in here. ``probe``: uint8 (N, H, W, C) validation crops
-    for the precision check (:mod:`maskdet.zoo.probe`), stored as ``probe.safetensors``.
+    for the precision check (:mod:`maskdet.zoo.probe`), stored as ``probe.safetensors``; ``seen`` and ``crops``
+    as ``seen.json`` and ``crops.json`` (:mod:`maskdet.data.fingerprints`, :mod:`maskdet.data.provenance`).
     """
     validate_model_name(name)
     directory = directory or models_dir()
@@ -157,6 +164,8 @@ def save_model(
             save_file({"crops": probe.contiguous()}, str(staging / PROBE_FILE), metadata={"format": PROBE_FORMAT})
         if seen is not None:
             (staging / SEEN_FILE).write_text(json.dumps(seen.to_json()))
+        if crops is not None:
+            (staging / CROPS_FILE).write_text(json.dumps(crops.to_json()))
         if split is not None:
             (staging / SPLIT_FILE).write_text(json.dumps(split))
             full["split_file"] = SPLIT_FILE
@@ -321,20 +330,40 @@ def _check_safetensors(folder: Path, name: str, max_bytes: int, recorded: int | 
     return real
 
 
-def read_seen(folder: Path) -> SeenFiles | None:
-    """The model's ``seen.json`` (:mod:`maskdet.data.fingerprints`), None when it has none; checked as every member."""
-    if not os.path.lexists(folder / SEEN_FILE):
+def _read_record(folder: Path, name: str, max_bytes: int, parse: Callable[[bytes], T]) -> T | None:
+    """An optional JSON member ``name`` parsed by ``parse`` (which raises ValueError for a damaged one), None when the
+    folder has none; checked as every member, a damaged one is a :class:`CheckpointError`."""
+    if not os.path.lexists(folder / name):
         return None
     try:
-        return parse_seen_files(_read_member(folder, SEEN_FILE, MAX_SEEN_BYTES))
-    except SeenFilesError as exc:
-        raise CheckpointError(f"{folder / SEEN_FILE}: {exc}") from None
+        return parse(_read_member(folder, name, max_bytes))
+    except (SeenFilesError, ProvenanceError) as exc:
+        raise CheckpointError(f"{folder / name}: {exc}") from None
+
+
+def _write_record(folder: Path, name: str, record: SeenFiles | CropProvenance) -> None:
+    """Add (or replace) member ``name`` in an existing model folder, atomically; weights and card stay as they are."""
+    atomic_write(resolve_model_dir(Path(folder)) / name, json.dumps(record.to_json()))
+
+
+def read_seen(folder: Path) -> SeenFiles | None:
+    """The model's ``seen.json`` (:mod:`maskdet.data.fingerprints`), None when it has none."""
+    return _read_record(folder, SEEN_FILE, MAX_SEEN_BYTES, parse_seen_files)
 
 
 def write_seen(folder: Path, seen: SeenFiles) -> None:
-    """Add (or replace) ``seen.json`` in an existing model folder, atomically; weights and card stay as they are."""
-    folder = resolve_model_dir(Path(folder))
-    atomic_write(folder / SEEN_FILE, json.dumps(seen.to_json()))
+    """Add (or replace) ``seen.json`` in an existing model folder."""
+    _write_record(folder, SEEN_FILE, seen)
+
+
+def read_crops(folder: Path) -> CropProvenance | None:
+    """The model's ``crops.json`` (:mod:`maskdet.data.provenance`), None when it has none."""
+    return _read_record(folder, CROPS_FILE, MAX_CROPS_BYTES, parse_provenance)
+
+
+def write_crops(folder: Path, crops: CropProvenance) -> None:
+    """Add (or replace) ``crops.json`` in an existing model folder."""
+    _write_record(folder, CROPS_FILE, crops)
 
 
 def read_probe(folder: Path) -> torch.Tensor | None:
@@ -356,7 +385,7 @@ def read_probe(folder: Path) -> torch.Tensor | None:
 class ModelFolder:
     """A model folder opened once: where it is and its checked card (``metadata.json``).
 
-    Every other member (weights, split, probe) is read through the same checks: a regular file inside
+    Every other member (weights, split, seen, crops, probe) is read through the same checks: a regular file inside
     the folder, a size limit, a schema or a bounded safetensors header. :meth:`open` is the one place that
     decides whether a reference (a name in ``models/``, a path, or None for the default) is a model of ours.
     """
@@ -388,6 +417,10 @@ class ModelFolder:
     def seen(self) -> SeenFiles | None:
         """The hashes of the train / val files (``seen.json``), None for a folder from before they were kept."""
         return read_seen(self.path)
+
+    def crops(self) -> CropProvenance | None:
+        """What each held-out crop of a crop-set model is (``crops.json``), None for other folders and older ones."""
+        return read_crops(self.path)
 
     def probe(self) -> torch.Tensor | None:
         """The stored probe crops (:func:`read_probe`), None when there are none."""
