@@ -14,35 +14,39 @@ and the detectors are safe to call concurrently. Different options give separate
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from maskdet.zoo.folders import METADATA_FILE, resolve_model
+from maskdet.zoo.folders import METADATA_FILE, ModelFolder, resolve_model
 from maskdet.inference.detector import FaceDetector
 from maskdet.inference.detector import get_detector as build_detector
-from maskdet.inference.predictor import AUTO_BACKEND, Predictor, load_classifier
+from maskdet.inference.predictor import AUTO_BACKEND, Predictor
 
 logger = logging.getLogger(__name__)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def _classifier(path: str, metadata_mtime_ns: int) -> Predictor:
+def _classifier(path: str, metadata_mtime_ns: int, _opened: ModelFolder | None) -> Predictor:
     logger.info("loading classifier %s", path)
-    return load_classifier(path, backend=AUTO_BACKEND)  # the server lives long: the fastest faithful backend
+    opened = _opened if _opened is not None else ModelFolder.at(Path(path))
+    return Predictor(opened.load(), backend=AUTO_BACKEND)  # the server lives long: the fastest faithful backend
 
 
-def get_classifier(name: str | None = None) -> Predictor:
-    """The classifier named ``name`` (a folder in ``models/`` or a path; None = the default model).
+def get_classifier(model: str | ModelFolder | None = None) -> Predictor:
+    """The classifier of ``model``: a folder name in ``models/`` or a path (None = the default model), or a model
+    folder the caller opened already.
 
     Raises :class:`maskdet.zoo.folders.CheckpointError` for a missing or damaged model.
     """
-    folder = resolve_model(name)
+    opened = model if isinstance(model, ModelFolder) else None
+    folder = opened.path if opened is not None else resolve_model(model)
     try:
         mtime = (folder / METADATA_FILE).stat().st_mtime_ns
     except OSError:
-        mtime = 0  # load_classifier raises the readable CheckpointError
-    return _classifier(str(folder), mtime)
+        mtime = 0  # opening the folder raises the readable CheckpointError
+    return _classifier(str(folder), mtime, opened)
 
 
 @st.cache_resource(show_spinner="Loading the face detector…")

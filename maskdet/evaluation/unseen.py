@@ -20,7 +20,7 @@ from maskdet.evaluation.summary import ModelSummary
 from maskdet.inference.predictor import Predictor
 from maskdet.settings import cache_dir
 from maskdet.store import write_json
-from maskdet.zoo.folders import load_model
+from maskdet.zoo.folders import ModelFolder
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +95,11 @@ def cached_evaluation(summary: ModelSummary, data: str | Path, fingerprint: str)
 
 
 def evaluate_dataset(
-    summary: ModelSummary, data: str | Path, progress: StageProgress | None = None
+    summary: ModelSummary, data: str | Path, progress: StageProgress | None = None, folder: ModelFolder | None = None
 ) -> DataEvaluation:
     """Score ``summary``'s model on every readable image of ``data``; cached per (weights, data fingerprint).
+
+    ``folder`` is the model's folder when the caller opened it already (else it is opened at ``summary.path``).
 
     Raises :class:`~maskdet.data.datasets.DatasetError` for an unusable folder and
     :class:`~maskdet.zoo.folders.CheckpointError` for a model that cannot be loaded.
@@ -113,7 +115,7 @@ def evaluate_dataset(
         return None if progress is None else (lambda done, total: progress(stage, done, total))
 
     load_catalog(data, progress=report("reading"))  # decodes a new folder once (cached); the evaluation reuses it
-    classifier = Predictor(load_model(summary.path, device="cpu"))
+    classifier = Predictor((folder or ModelFolder.at(summary.path)).load(device="cpu"))
     result = evaluate_folder(classifier, data, progress=report("classifying"))
     evaluation = DataEvaluation(
         model=summary.name, weights_sha256=summary.weights_sha256, data=str(result.data), fingerprint=fingerprint,

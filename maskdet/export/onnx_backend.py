@@ -132,7 +132,7 @@ class OnnxRuntimeBackend:
         folder = cache_dir() / "onnx" / str(loaded.metadata["weights"]["sha256"])[:32]
         if not (folder / METADATA_FILE).is_file():
             try:  # staged and renamed into place: another process sees the whole folder or none
-                export_model(str(loaded.path), folder, force=folder.exists())  # a damaged folder is replaced
+                export_model(loaded.folder, folder, force=folder.exists())  # a damaged folder is replaced
             except ExportError:
                 if not (folder / METADATA_FILE).is_file():  # else another process exported it meanwhile
                     raise

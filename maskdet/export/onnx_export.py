@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskdet.zoo.folders import CheckpointError, LoadedModel, load_model, load_split, operating_threshold, resolve_model
+from maskdet.zoo.folders import CheckpointError, LoadedModel, ModelFolder, operating_threshold
 from maskdet.data.images import ImageDecodeError, load_rgb
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def validation_crops(loaded: LoadedModel, per_class: int = CHECK_CROPS_PER_CLASS
     """
     from maskdet.training.crops import locate_split_file
 
-    split = load_split(loaded.path)
+    split = loaded.folder.split()
     dataset = loaded.metadata.get("dataset") or {}
     crops = []
     for cls in loaded.metadata["classes"]:
@@ -285,8 +285,10 @@ EXPORT_FORMATS: dict[str, Callable[[LoadedModel, Path, bool], ExportReport]] = {
 """Export format name -> exporter(loaded model, output folder, force)."""
 
 
-def export_model(model: str | None, output: str | Path, fmt: str = "onnx", force: bool = False) -> ExportReport:
-    """Export the model ``model`` (a name in ``models/``, a path, None = the default) to the folder ``output``.
+def export_model(model: str | Path | ModelFolder | None, output: str | Path, fmt: str = "onnx",
+                 force: bool = False) -> ExportReport:
+    """Export the model ``model`` (a name in ``models/``, a path, None = the default, or a folder opened already)
+    to the folder ``output``.
 
     Raises :class:`ExportError` (an unknown format, an existing ``output`` without ``force`` or, with
     ``force``, one that is not an earlier export, an unknown or damaged model, an arch that does not
@@ -302,7 +304,7 @@ def export_model(model: str | None, output: str | Path, fmt: str = "onnx", force
     if output.exists():
         check_replaceable(output)
     try:
-        loaded = load_model(resolve_model(model))
+        loaded = (model if isinstance(model, ModelFolder) else ModelFolder.open(model)).load()
     except CheckpointError as exc:
         raise ExportError(str(exc)) from exc
     return EXPORT_FORMATS[fmt](loaded, output, force)

@@ -81,7 +81,7 @@ def run_folder_evaluation(params: dict, job: JobContext) -> dict:
         fraction = start + (end - start) * (done / total if total else 1.0)
         job.report(JobProgress(phase=stage, message=f"{stage.capitalize()} {done}/{total}", fraction=fraction))
 
-    evaluation = evaluate_dataset(summary, params["data"], progress=progress)
+    evaluation = evaluate_dataset(summary, params["data"], progress=progress, folder=folder)
     return {**evaluation.to_json(), "summary": f"{summary.name} on {evaluation.data}: "
             f"accuracy {evaluation.metrics.get('accuracy', float('nan')):.4f}"}
 

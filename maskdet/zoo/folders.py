@@ -34,7 +34,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TypeVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -91,6 +91,7 @@ class LoadedModel:
     model: MaskClassifier
     input: InputConfig
     metadata: dict
+    folder: ModelFolder = field(repr=False)  # the folder it was loaded from: its other members (split, crops, …)
 
     @property
     def arch(self) -> str:
@@ -511,7 +512,8 @@ def _load(opened: ModelFolder, device: str | torch.device) -> LoadedModel:
     model.eval().to(device)
     for param in model.parameters():
         param.requires_grad_(False)
-    return LoadedModel(name=metadata.get("name", folder.name), path=folder, model=model, input=config, metadata=metadata)
+    return LoadedModel(name=metadata.get("name", folder.name), path=folder, model=model, input=config, metadata=metadata,
+                       folder=opened)
 
 
 @dataclass(frozen=True)
