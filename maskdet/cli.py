@@ -24,6 +24,7 @@ EXIT_SOME_FILES_FAILED = 2
 EXIT_MODEL_REFUSED = 2
 """A ``--model`` that is not ours or damaged (``CheckpointError``); a missing one (``ModelMissing``) is 1."""
 EXIT_EXPORT_REFUSED = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 class CliError(Exception):
@@ -242,19 +243,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-class _SummarySink:
+def _summary_sink():
     """``predict`` without ``--json``: one readable line per image or video frame on stdout."""
+    from maskdet.batch.sinks import StreamSink
 
-    def write(self, record: dict) -> None:
-        if "error" in record:
-            print(f"{record['path']}: ERROR {record['error']}", flush=True)
-            return
-        summary = ", ".join(f"{f['label']} {f['confidence']:.0%}" for f in record["faces"]) or "no face found"
-        where = f" frame {record['frame']} at {record['time']:.2f} s" if "frame" in record else ""
-        print(f"{record['path']}{where} ({record['width']}x{record['height']}): {summary}", flush=True)
+    class SummarySink(StreamSink):
+        def write(self, record: dict) -> None:
+            if "error" in record:
+                print(f"{record['path']}: ERROR {record['error']}", flush=True)
+            else:
+                summary = ", ".join(f"{f['label']} {f['confidence']:.0%}" for f in record["faces"]) or "no face found"
+                where = f" frame {record['frame']} at {record['time']:.2f} s" if "frame" in record else ""
+                print(f"{record['path']}{where} ({record['width']}x{record['height']}): {summary}", flush=True)
+            self.records += 1
 
-    def close(self) -> None:
-        sys.stdout.flush()
+    return SummarySink()
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -286,9 +289,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output:
         sink = open_sink(args.output)
     else:
-        sink = StreamSink() if args.json else _SummarySink()
-    summary = run_batch(args.paths, spec, engine, sink, done=done, batch_size=args.batch_size,
-                        progress=False if args.quiet else None)
+        sink = StreamSink() if args.json else _summary_sink()
+    try:
+        summary = run_batch(args.paths, spec, engine, sink, done=done, batch_size=args.batch_size,
+                            progress=False if args.quiet else None)
+    except KeyboardInterrupt:
+        print(f"interrupted; {sink.saved}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.output or not args.json:
         print(f"{summary.images} images in {summary.seconds:.1f} s ({summary.images_per_second:.1f} images/s), "
               f"{summary.errors} failed" + (f", {summary.skipped} already done" if args.resume else ""),
@@ -446,4 +453,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MODEL_REFUSED if refused else EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted; nothing was saved", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

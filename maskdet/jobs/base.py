@@ -33,7 +33,14 @@ class JobAlreadyRunning(RuntimeError):
 
 
 class JobCancelled(Exception):
-    """Raised inside a job when its cancel flag is set; the job ends as cancelled."""
+    """Raised inside a job when its cancel flag is set; the job ends as cancelled.
+
+    ``saved`` says in one line what a job that writes as it goes kept (None: nothing was saved).
+    """
+
+    def __init__(self, message: str = "job cancelled", saved: str | None = None) -> None:
+        super().__init__(message)
+        self.saved = saved
 
 
 class ProgressLike(Protocol):

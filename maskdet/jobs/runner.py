@@ -146,7 +146,7 @@ class JobRunner:
         if kind == "done":
             self._finish(job_id, JobState.FINISHED, result=payload if isinstance(payload, dict) else {})
         elif kind == "cancelled":
-            self._finish(job_id, JobState.CANCELLED)
+            self._finish(job_id, JobState.CANCELLED, note=f"Cancelled: {payload}" if payload else None)
         else:
             self._finish(job_id, JobState.FAILED, error=str(payload))
 
@@ -167,11 +167,12 @@ class JobRunner:
                 self._append(progress.message)
             self._status = replace(self._status, progress=progress)
 
-    def _finish(self, job_id: str, state: JobState, *, error: str | None = None, result: dict | None = None) -> None:
+    def _finish(self, job_id: str, state: JobState, *, error: str | None = None, result: dict | None = None,
+                note: str | None = None) -> None:
         with self._lock:
             if self._status.job_id != job_id:
                 return
-            self._append(self._note(state, error, result))
+            self._append(note or self._note(state, error, result))
             self._status = replace(self._status, state=state, error=error, result=result, finished=time.time(),
                                    worker_pid=None)
             self._ended.set()

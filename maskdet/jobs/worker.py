@@ -3,7 +3,8 @@
 :func:`execute` is shared by every executor (it takes a ``send(kind, payload)`` callable);
 :func:`run_job` is the entry point of a subprocess job, whose messages go on a one-way pipe.
 Messages are ``(kind, payload)`` tuples: ``("log", text)``, ``("progress", snapshot)``, then
-exactly one of ``("done", result)``, ``("failed", error)`` or ``("cancelled", None)``. A process
+exactly one of ``("done", result)``, ``("failed", error)`` or ``("cancelled", saved)`` (what the job
+kept, or None). A process
 that dies without sending one (killed, out of memory, a crash in native code) is reported by the
 parent from its exit code. The process leaves itself when its parent dies, so a crashed server
 leaves no orphan training."""
@@ -84,7 +85,7 @@ def execute(function: JobFunction, params: dict, send: Callable[[str, object], N
         result = function(params, job)
     except BaseException as exc:  # noqa: BLE001 - every ending is reported to the reader
         if job.cancelled:
-            send("cancelled", None)
+            send("cancelled", getattr(exc, "saved", None))
         else:
             traceback.print_exc()  # the full story on the job's console; readers get the message
             send("failed", str(exc) or type(exc).__name__)
