@@ -371,24 +371,28 @@ def test_score_batch_job_writes_the_same_records_and_resumes(archive, tiny_mobil
     assert len(read_records(out)) == 42
 
 
-def cancel_once_scoring(runner: JobRunner, params: dict) -> JobStatus:
-    """Submit a score-batch job, cancel it once it has scored a batch; its final status."""
+COOPERATIVE_CANCEL_S = 120.0  # a batch can take seconds on a busy machine: no termination before the job stops
+
+
+def cancel_once_scoring(params: dict) -> tuple[JobRunner, JobStatus]:
+    """Submit a score-batch job, cancel it once it has scored a batch: the runner and the job's final status
+    (the job stops itself between batches; the runner's grace is long enough that it is never terminated)."""
+    runner = JobRunner(cancel_grace_s=COOPERATIVE_CANCEL_S)
     runner.submit("score-batch", params)
     deadline = time.monotonic() + 600
     while not ((status := runner.snapshot()).progress and status.progress.fraction > 0):
         assert status.active and time.monotonic() < deadline, status
         time.sleep(0.02)
     assert runner.cancel()
-    status = runner.wait(30)
+    status = runner.wait(COOPERATIVE_CANCEL_S + 30)
     assert status.state == JobState.CANCELLED, status
-    return status
+    return runner, status
 
 
 def test_a_cancelled_score_batch_job_stops_between_batches_and_resumes(archive, tiny_mobilenet, reference,
                                                                          tmp_path) -> None:
     out = tmp_path / "cancelled.jsonl"
-    runner = JobRunner()
-    status = cancel_once_scoring(runner, score_batch(archive, tiny_mobilenet, out, batch_size=2))
+    runner, status = cancel_once_scoring(score_batch(archive, tiny_mobilenet, out, batch_size=2))
     written = read_records(out)  # whole lines only
     assert 2 <= len(written) < 42 and len(written) % 2 == 0  # stopped at a batch boundary
     assert f"Cancelled: {len(written)} records saved in {out}" in status.log[-1]  # not "nothing was saved"
@@ -402,8 +406,7 @@ def test_a_cancelled_score_batch_job_stops_between_batches_and_resumes(archive, 
 
 def test_a_cancelled_parquet_job_leaves_no_file_says_so_and_a_rerun_works(archive, tiny_mobilenet, tmp_path) -> None:
     out = tmp_path / "cancelled.parquet"
-    runner = JobRunner()
-    status = cancel_once_scoring(runner, score_batch(archive, tiny_mobilenet, out, batch_size=2))
+    runner, status = cancel_once_scoring(score_batch(archive, tiny_mobilenet, out, batch_size=2))
     assert "Cancelled: nothing was saved" in status.log[-1] and "written only when the run completes" in status.log[-1]
     assert list(tmp_path.iterdir()) == []  # neither a partial file that looks whole nor a hidden temporary
 
