@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from maskdet.evaluation.compare import cpu_latency_ms, summarize
+from maskdet.evaluation.latency import cpu_latency_ms
+from maskdet.evaluation.summary import summarize
 from maskdet.inference import predictor
 from maskdet.inference.predictor import AUTO_BACKEND, load_classifier
-from maskdet.zoo.folders import list_models
+from maskdet.zoo.folders import list_model_folders
 
 
 def test_latency_is_measured_through_the_served_classifier_after_its_compilation(tiny_mobilenet, monkeypatch) -> None:
@@ -14,7 +15,7 @@ def test_latency_is_measured_through_the_served_classifier_after_its_compilation
     monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_mobilenet.parent))
     # the compiled graph serves both precisions here, so there is a compilation to wait for on every CPU
     monkeypatch.setattr(predictor, "SERVING_BACKENDS", {"fp32": ("compiled",), "bf16": ("compiled",)})
-    summary = summarize(next(m for m in list_models() if m["name"] == tiny_mobilenet.name))
+    summary = summarize(next(m for m in list_model_folders() if m["name"] == tiny_mobilenet.name))
     served = load_classifier(str(tiny_mobilenet), backend=AUTO_BACKEND)  # what ui.resources.get_classifier returns
     assert served.backend.name == "compiled" and not served.wait_for_compilation(timeout=0)  # still compiling
     calls = []  # (batch size, compiled graph ready) of each timed call

@@ -2,7 +2,7 @@
 
 :class:`RayExecutor` submits :func:`maskdet.jobs.worker.execute` as a Ray task with
 ``max_calls=1`` (the worker process exits after the job, so each job has its own memory, torch
-threads and random generators, as with :class:`~maskdet.jobs.executor.SubprocessExecutor`) and
+threads and random generators, as with :class:`~maskdet.jobs.subprocess_executor.SubprocessExecutor`) and
 no retries: Ray re-runs a task whose worker died three times by default, so a killed job would
 silently run again from the start over what it had already written. A job runs once; resuming
 is explicit.
@@ -25,12 +25,12 @@ from ray.util.queue import Empty, Queue
 
 from maskdet.batch.engines import connect_ray
 from maskdet.jobs.base import JobFunction
-from maskdet.jobs.executor import STOP_WAIT_S, JobEnded, Message
+from maskdet.jobs.protocol import STOP_WAIT_S, JobEnded, Message
 from maskdet.jobs.worker import execute
+from maskdet.settings import ENV_PREFIX  # the variables a job sees as in the submitting process
 
 logger = logging.getLogger(__name__)
 
-ENV_PREFIX = "MASKDET_"  # the variables a job sees as in the submitting process
 JOB_CPUS = 1
 
 
