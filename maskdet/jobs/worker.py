@@ -4,9 +4,8 @@
 :func:`run_job` is the entry point of a subprocess job, whose messages go on a one-way pipe.
 Messages are ``(kind, payload)`` tuples: ``("log", text)``, ``("progress", snapshot)``, then
 exactly one of ``("done", result)``, ``("failed", error)`` or ``("cancelled", saved)`` (what the job
-kept, or None). A process
-that dies without sending one (killed, out of memory, a crash in native code) is reported by the
-parent from its exit code. The process leaves itself when its parent dies, so a crashed server
+kept, or None). A process that dies without sending one (killed, out of memory, a crash in native
+code) is reported by the parent from its exit code. The process leaves itself when its parent dies, so a crashed server
 leaves no orphan training."""
 
 from __future__ import annotations
