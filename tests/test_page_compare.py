@@ -262,4 +262,4 @@ def test_error_gallery_and_operating_point_on_shipped_models(app: Path, tmp_path
     assert {"Original (as the model sees it)", "Integrated Gradients heatmap", "Overlay"} <= {
         c for image in tab.image for c in image.captions}
     assert f"Why `mlp` said **{hardest['predicted label']}**" in texts(tab.markdown)
-    assert "Convergence delta" in texts(tab.caption)
+    assert "convergence error" in texts(tab.caption) + texts(tab.warning)

@@ -109,3 +109,26 @@ def test_home_starts_here_marks_the_default_and_names_the_set_of_its_accuracy(
     assert models.loc["mobilenet_v2", "default"] == "★" and models.loc["mlp", "default"] == ""
     assert "test accuracy" not in models.columns
     assert set(models[COL_SET]) == {"face-mask-4k test files held out by all 3"} and set(models["images"]) == {613}
+
+
+def _unconverged_explanation() -> None:
+    """An Integrated Gradients result whose error is 25.5% of the change it explains, as issue 27 saw one."""
+    import numpy as np
+
+    from maskdet.inference.explain import IG_TOLERANCE, Explanation
+    from ui.explanation import show_explanation
+
+    picture = np.zeros((8, 8, 3), dtype=np.uint8)
+    show_explanation(Explanation(
+        method="integrated_gradients", label="with_mask", probability=0.9, image=picture,
+        attribution=np.zeros((8, 8), dtype=np.float32), heatmap=picture, overlay=picture, convergence_delta=0.51,
+        log_odds_gap=2.0, seconds=6.5, settings={"steps": 256, "baseline": "blur", "auto_steps": True},
+        tolerance=IG_TOLERANCE))
+
+
+def test_an_explanation_that_did_not_converge_is_flagged_plainly() -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_unconverged_explanation).run()
+    assert not at.exception, texts(at.exception)
+    assert "Unreliable explanation" in texts(at.warning) and "25.5% of the change" in texts(at.warning)
