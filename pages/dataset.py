@@ -16,13 +16,15 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from maskdet.data.audit import DEFAULT_SPLIT_SEED, DatasetAudit, NumericStats, audit_catalog, sample_files
+from maskdet.data.audit import (DEFAULT_SPLIT_SEED, SHORTCUT_FOLDS, SHORTCUT_WARNING, DatasetAudit, NumericStats,
+                                audit_catalog, sample_files)
 from maskdet.data.datasets import DatasetError, DatasetScan, FileRecord, build_catalog, scan_dataset
 from maskdet.settings import CLASSES
 from maskdet.data.split import SPLIT_NAMES
 from ui.dataset_picker import choose_dataset
 from ui.markup import code, plain
 from ui.shell import setup_page
+from ui.tables import percent, styled
 from ui.thumbnails import thumbnail
 
 setup_page("Dataset")
@@ -105,6 +107,27 @@ def _summary(audit: DatasetAudit) -> None:
         )
     else:
         st.success(f"Classes are balanced (largest / smallest = {audit.imbalance_ratio:.2f}; {counts}).")
+    _shortcuts(audit)
+
+
+def _shortcuts(audit: DatasetAudit) -> None:
+    """A warning per file property that alone predicts the class, and how well each one does."""
+    for shortcut in audit.warned_shortcuts:
+        typical = ", ".join(f"{name} {value}" for name, value in shortcut.typical.items())
+        st.warning(f"**The {shortcut.name} alone predicts the class** ({percent(shortcut.balanced_accuracy)} "
+                   f"balanced accuracy, {SHORTCUT_FOLDS}-fold cross-validated; typical: {typical}). A model can "
+                   "learn it instead of the mask and fail on photos where it does not hold: check that the classes "
+                   "were cropped and saved the same way.", icon="⚠️")
+    if audit.shortcuts:
+        with st.expander("How well each file property alone predicts the class"):
+            st.caption("One threshold (or one value against the rest) per property, a depth-1 decision tree "
+                       f"cross-validated over {SHORTCUT_FOLDS} folds; 50% balanced accuracy is chance, "
+                       f"{percent(SHORTCUT_WARNING)} and above is flagged.")
+            frame = pd.DataFrame([{"property": s.name, "balanced accuracy": s.balanced_accuracy,
+                                   **{f"typical {name}": value for name, value in s.typical.items()},
+                                   "best single split": s.rule} for s in audit.shortcuts])
+            st.dataframe(styled(frame, text_columns=[c for c in frame.columns if c != "balanced accuracy"]),
+                         hide_index=True, key="dataset_shortcuts")
 
 
 def _classes_tab(audit: DatasetAudit) -> None:
