@@ -15,7 +15,7 @@ Sections, top to bottom (each a function below, so more can be slotted in):
    Gradients explanation of one of them;
 6. export.
 
-All numbers come from :mod:`maskdet.evaluation.compare` and :mod:`maskdet.evaluation.metrics`; this page only lays them out.
+All numbers come from :mod:`maskdet.evaluation` (compare, summary, latency, unseen, errors) and :mod:`maskdet.evaluation.metrics`; this page only lays them out.
 
 NOTE: the unseen-data evaluations run as ``evaluate-folder`` jobs (one per model, outside the
 server process, on the server's :func:`ui.jobs.job_queue`), followed by a timed fragment; the jobs
@@ -44,27 +44,26 @@ from maskdet.evaluation.compare import (
     COL_SIZE,
     COL_THRESHOLD,
     COL_TRAIN_S,
-    LATENCY_RUNS,
+    metrics_json,
+    overlap_summary,
+    table_csv,
+    unseen_table,
+)
+from maskdet.evaluation.errors import (
     NOT_COMPARED,
     OWN,
     SHARED,
     TEST_SPLIT,
     WRONG,
-    DataEvaluation,
     Misclassified,
-    ModelSummary,
     ScoredFiles,
-    cached_evaluation,
-    dataset_fingerprint,
     error_overlap,
     error_sharing,
-    metrics_json,
     misclassified,
-    overlap_summary,
-    table_csv,
-    unseen_table,
-    with_latency,
 )
+from maskdet.evaluation.latency import LATENCY_RUNS, with_latency
+from maskdet.evaluation.summary import ModelSummary
+from maskdet.evaluation.unseen import DataEvaluation, cached_evaluation, dataset_fingerprint
 from maskdet.data.datasets import DatasetError
 from maskdet.evaluation.heldout import COL_SET, best_by_set, evaluation_table
 from maskdet.inference.explain import Explanation, explain
@@ -406,7 +405,7 @@ def _show_error_explanation(summary: ModelSummary, errors: list[Misclassified], 
 
 
 def _filtered(errors: list[Misclassified], kinds: pd.Series, choice: str) -> list[Misclassified]:
-    """The errors the gallery filter ``choice`` keeps; ``kinds`` is :func:`maskdet.evaluation.compare.error_sharing`."""
+    """The errors the gallery filter ``choice`` keeps; ``kinds`` is :func:`maskdet.evaluation.errors.error_sharing`."""
     if choice in WRONG:
         return [e for e in errors if e.kind == choice]
     return errors if choice == "all" else [e for e in errors if kinds.get(e.key) == choice]

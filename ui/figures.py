@@ -17,7 +17,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from maskdet.evaluation.compare import ModelSummary
+from maskdet.evaluation.summary import ModelSummary
 from maskdet.evaluation.metrics import calibration, curves
 from maskdet.settings import CLASSES
 from ui.models import list_trained_models

@@ -11,7 +11,8 @@ from dataclasses import replace
 
 import streamlit as st
 
-from maskdet.evaluation.compare import ModelSummary, ScoredFiles, held_out_files, summarize
+from maskdet.evaluation.errors import held_out_files, ScoredFiles
+from maskdet.evaluation.summary import ModelSummary, summarize
 from maskdet.evaluation.heldout import HeldOutSet, common_held_out, own_split_label
 from maskdet.zoo.folders import METADATA_FILE
 

@@ -30,12 +30,11 @@ from maskdet.evaluation.compare import (
     COL_PARAMS,
     COL_SIZE,
     COL_TRAIN_S,
-    TEST_SPLIT,
-    ModelSummary,
-    ScoredFiles,
     best_mask,
     comparison_table,
 )
+from maskdet.evaluation.errors import TEST_SPLIT, ScoredFiles
+from maskdet.evaluation.summary import ModelSummary
 from maskdet.evaluation.metrics import compute_metrics
 from maskdet.settings import data_root
 from maskdet.store import sha256_file
