@@ -23,6 +23,7 @@ from maskdet.settings import CLASSES
 from maskdet.data.split import SPLIT_NAMES
 from ui.dataset_picker import choose_dataset
 from ui.markup import code, plain
+from ui.figures import with_room_for_the_toolbar
 from ui.shell import setup_page
 from ui.tables import percent, styled
 from ui.thumbnails import thumbnail
@@ -143,7 +144,7 @@ def _classes_tab(audit: DatasetAudit) -> None:
         frame, x="class", y="readable images", color="class", color_discrete_map=CLASS_COLORS, text_auto=True
     )
     figure.update_layout(showlegend=False, height=320, margin={"t": 10, "b": 10})
-    st.plotly_chart(figure)
+    st.plotly_chart(with_room_for_the_toolbar(figure))
     st.dataframe(frame, hide_index=True)
 
 
@@ -194,7 +195,7 @@ def _sizes_tab(audit: DatasetAudit) -> None:
         long = sizes.melt(id_vars="class", value_vars=["width", "height"], var_name="side", value_name="pixels")
         figure = px.histogram(long, x="pixels", color="side", barmode="overlay", nbins=60, title="Image size")
         figure.update_layout(height=340, margin={"b": 10})
-        st.plotly_chart(figure)
+        st.plotly_chart(with_room_for_the_toolbar(figure))
     with right:
         figure = px.histogram(
             sizes,
@@ -206,7 +207,7 @@ def _sizes_tab(audit: DatasetAudit) -> None:
             title="Aspect ratio",
         )
         figure.update_layout(height=340, margin={"b": 10})
-        st.plotly_chart(figure)
+        st.plotly_chart(with_room_for_the_toolbar(figure))
     stats = [_stats_row("width (px)", audit.width), _stats_row("height (px)", audit.height)]
     stats.append(_stats_row("aspect ratio", audit.aspect))
     number = st.column_config.NumberColumn(format="%.2f")
