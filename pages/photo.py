@@ -152,8 +152,7 @@ for number, upload in enumerate(uploads):
     counts = {label: sum(f.label == label for f in analysis.faces) for label in LABEL_TEXT}
     info = analysis.info
     summary = ", ".join(f"{n} {LABEL_TEXT[label]}" for label, n in counts.items() if n) or "no face found"
-    faces_word = f"**{len(analysis.faces)} face{'s' if len(analysis.faces) != 1 else ''}**: " if analysis.faces else ""
-    st.markdown(f"{faces_word}{summary} · {analysis.width}x{analysis.height} {info.format} ({info.mode}"
+    st.markdown(f"{summary} · {analysis.width}x{analysis.height} {info.format} ({info.mode}"
                 f"{f', {info.frames} frames, first shown' if info.frames > 1 else ''})")
     st.image(analysis.shown, width="stretch")  # small photos enlarged to the page's width; fullscreen on hover
     unlabelled = [i for i, f in enumerate(analysis.faces)

@@ -228,6 +228,11 @@ def audit_catalog(catalog: Catalog, scan: DatasetScan | None = None, seed: int =
     )
 
 
+def _readable(value: float) -> str:
+    """A property value for a sentence: 0.793, 1.04, 20,900."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def _shortcut(name: str, values: np.ndarray, labels: np.ndarray, categorical: bool, folds: int) -> Shortcut:
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.preprocessing import OneHotEncoder
@@ -248,12 +253,12 @@ def _shortcut(name: str, values: np.ndarray, labels: np.ndarray, categorical: bo
         feature, threshold = int(tree.tree_.feature[0]), float(tree.tree_.threshold[0])
         left, right = (CLASSES[int(np.argmax(tree.tree_.value[node]))] for node in (1, 2))  # node 0 is the root
         rule = (f"{name} {feature_names[feature]}: {right}, otherwise {left}" if categorical
-                else f"{name} ≤ {threshold:.3g}: {left}, otherwise {right}")
+                else f"{name} ≤ {_readable(threshold)}: {left}, otherwise {right}")
     typical = {}
     for index, class_name in enumerate(CLASSES):
         mine = values[labels == index]
         typical[class_name] = (Counter(mine.tolist()).most_common(1)[0][0] if categorical
-                               else f"{np.median(mine.astype(np.float64)):.3g}")
+                               else _readable(float(np.median(mine.astype(np.float64)))))
     return Shortcut(name=name, balanced_accuracy=float(np.mean(scores)), typical=typical, rule=rule)
 
 
