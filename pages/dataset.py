@@ -24,6 +24,7 @@ from maskdet.data.split import SPLIT_NAMES
 from ui.dataset_picker import choose_dataset
 from ui.markup import code, plain
 from ui.figures import with_room_for_the_toolbar
+from ui.public_datasets import get_public_dataset
 from ui.shell import setup_page
 from ui.tables import percent, styled
 from ui.thumbnails import thumbnail
@@ -319,6 +320,7 @@ st.caption(
     "near-duplicates, label conflicts and the train / val / test split."
 )
 
+get_public_dataset("dataset")
 root = choose_dataset("dataset")
 if root is None:
     st.info("Choose a data set to audit.")
