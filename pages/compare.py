@@ -341,11 +341,11 @@ def operating_point_section(files: Mapping[str, ScoredFiles], by_name: Mapping[s
     rows = []
     for name, metrics in at_threshold.items():
         point = operating_point(metrics)
-        rows.append({COL_MODEL: name, "threshold": thresholds[name], "accuracy": metrics["accuracy"],
+        rows.append({COL_MODEL: name, COL_SET: own_split_label(by_name[name]) if source == TEST_SPLIT else source,
+                     "threshold": thresholds[name], "accuracy": metrics["accuracy"],
                      "precision (with_mask)": point["precision"], "recall (with_mask)": point["recall"],
                      "false positive rate": point["fpr"], "FP": metrics["false_positives"],
-                     "FN": metrics["false_negatives"], "images": metrics["n"],
-                     COL_SET: own_split_label(by_name[name]) if source == TEST_SPLIT else source})
+                     "FN": metrics["false_negatives"], "images": metrics["n"]})
     frame = pd.DataFrame(rows)
     st.dataframe(styled(frame, {"threshold": "{:.2f}"}, text_columns=(COL_MODEL, COL_SET)),
                  hide_index=True, key="compare_operating_table")
