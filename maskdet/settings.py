@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     path_roots: str | None = Field(None, description="Folders (os.pathsep-separated) typed paths may reach on an "
                                                      "exposed server.")
     ice_servers: str | None = Field(None, description="WebRTC ICE servers as a JSON list (STUN / TURN).")
+    public_data_url: str = Field("https://raw.githubusercontent.com",
+                                 description="Where `datasets get` fetches public repository snapshots from: "
+                                             "BASE/OWNER/REPO/COMMIT/PATH (a mirror, or a loopback server in tests).")
 
 
 class SettingsError(ValueError):
@@ -108,6 +111,14 @@ def cache_dir() -> Path:
     path = current_settings().cache_dir
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def user_data_root() -> Path:
+    """The user's own data-set folder (platformdirs, e.g. ~/.local/share/maskdet/datasets): where
+    ``datasets get`` unpacks when the data root is not writable; listed beside the data root. Not created here."""
+    import platformdirs
+
+    return platformdirs.user_data_path("maskdet") / "datasets"
 
 
 def download_dir() -> Path:
