@@ -14,7 +14,9 @@ import streamlit as st
 
 from maskdet.data.datasets import DatasetError, list_datasets, scan_dataset
 from maskdet.settings import CLASSES, data_root, models_dir
+from ui.access import is_owner
 from ui.models import list_trained_models, show_broken_models
+from ui.overview import show_overview
 from ui.navigation import PAGES
 from ui.shell import setup_page
 
@@ -89,3 +91,6 @@ if models:
     )
 else:
     st.info(f"No trained model in `{models_dir()}` yet: train one on the Train page.")
+
+if is_owner():
+    show_overview()
