@@ -17,6 +17,7 @@ its jobs, streams and files); :func:`who_line` is the one line every page shows.
 from __future__ import annotations
 
 import logging
+import re
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -40,9 +41,9 @@ def sign_in_limiter() -> SignInLimiter:
 
 
 def session_id() -> str:
-    """This browser session's id (Streamlit's); every tab is a session of its own."""
+    """This browser session's id (Streamlit's, a UUID; other characters made ``-``); every tab is a session."""
     ctx = get_script_run_ctx()
-    return ctx.session_id if ctx is not None else NO_SESSION
+    return re.sub(r"[^A-Za-z0-9_-]", "-", ctx.session_id)[:64] if ctx is not None else NO_SESSION
 
 
 def oidc_configured() -> bool:
@@ -127,8 +128,7 @@ def sign_in_controls() -> None:
             if wait > 0:
                 st.caption(f"Too many attempts: try again in {wait / 60:.0f} min.")
                 return
-            with st.form("access_sign_in", border=False):
-                st.text_input("Owner secret", type="password", key=SECRET_KEY)
-                st.form_submit_button("Sign in", on_click=_try_secret)
+            st.text_input("Owner secret", type="password", key=SECRET_KEY)
+            st.button("Sign in", key="access_sign_in", on_click=_try_secret)
             if st.session_state.pop(f"{SECRET_KEY}_failed", False):
                 st.caption("That is not the owner's secret.")
