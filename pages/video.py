@@ -36,7 +36,7 @@ setup_page("Video")
 
 UPLOAD_LIMIT_MB = 200  # server.maxUploadSize in .streamlit/config.toml
 DETECTOR = "centerface"  # the product's face detector setting, as on the Photo page
-RUNNER_KEY = "video"  # this session's runner on the job service (ui.jobs.session_runner)
+RUNNER_KEY = "video_runner"  # this session's runner on the job service (ui.jobs.session_runner)
 LABEL_TEXT = {"with_mask": "😷 with mask", "without_mask": "🙂 without mask"}
 COLOURS = {LABEL_TEXT["with_mask"]: "#28a745", LABEL_TEXT["without_mask"]: "#dc3545"}
 ENDED_NOTES = {
@@ -78,7 +78,7 @@ def show_job(data: bytes, name: str, folder: Path, model: str, threshold: float,
     else:
         st.warning(ENDED_NOTES[status.state])  # cancelled, or finished but its folder is gone
     if st.button("Analyse it again", key="video_restart"):
-        del st.session_state[f"jobs_runner_{RUNNER_KEY}"]
+        del st.session_state[RUNNER_KEY]
         st.rerun()
 
 
@@ -137,7 +137,8 @@ threshold = operating_threshold(card)
 upload = st.file_uploader("Clip", type=sorted(s.lstrip(".") for s in VIDEO_SUFFIXES), key="video_upload",
                           max_upload_size=UPLOAD_LIMIT_MB, help="MP4, WebM, MOV, AVI or MKV.")
 if upload is None:
-    session_runner(RUNNER_KEY).cancel()  # its clip was removed from the page: stop spending the CPU on it
+    if RUNNER_KEY in st.session_state:
+        session_runner(RUNNER_KEY).cancel()  # its clip was removed from the page: stop spending the CPU on it
     st.info("Upload a video clip to find the faces in it.")
     st.stop()
 

@@ -69,11 +69,11 @@ def job_service() -> JobService:
 
 
 def session_runner(key: str) -> SessionRunner:
-    """This session's runner called ``key`` (it follows the last job it submitted), kept in the session."""
-    runner = st.session_state.get(f"jobs_runner_{key}")
+    """This session's runner kept as ``st.session_state[key]`` (it follows the last job it submitted)."""
+    runner = st.session_state.get(key)
     if runner is None or runner.service is not job_service():
         runner = SessionRunner(job_service(), session_id(), owner=is_owner())
-        st.session_state[f"jobs_runner_{key}"] = runner
+        st.session_state[key] = runner
     runner.owner = is_owner()
     return runner
 
@@ -82,7 +82,7 @@ def job_queue(name: str) -> JobQueue:
     """This session's queue called ``name`` (one list of jobs at a time) on the server's job service."""
     queues: dict[str, JobQueue] = st.session_state.setdefault("jobs_queues", {})
     if name not in queues:
-        queues[name] = JobQueue(session_runner(f"queue_{name}"))
+        queues[name] = JobQueue(session_runner(f"jobs_queue_{name}"))
     return queues[name]
 
 

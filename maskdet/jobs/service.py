@@ -185,7 +185,7 @@ class JobService:
         with self._changed:
             while True:
                 job = self._jobs[job_id]
-                if job.ended is not None or (job.runner is not None and not job.runner.snapshot().active):
+                if job.released:  # ended, and its leases given back
                     return self._status(job)
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
