@@ -53,6 +53,11 @@ class TrainingView:
         status = self.snapshot()
         return self.service.cancel(status.job_id) if status.job_id else False
 
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        """Block until the newest training job has ended (or ``timeout`` passes)."""
+        status = self.snapshot()
+        return self.service.wait(status.job_id, timeout) if status.job_id else status
+
 
 def training_runner() -> TrainingView:
     """The server's training, shared by every session and browser tab."""

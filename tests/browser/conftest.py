@@ -16,6 +16,7 @@ Missing Chromium fails the tests when ``CI`` is set and skips them elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -85,15 +86,10 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"the dashboard did not answer within {SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
-    """The real dashboard on a free loopback port, with one real model and one real tiny data set."""
-    models = tmp_path_factory.mktemp("browser-models")
-    shutil.copytree(tiny_mobilenet, models / DEFAULT_MODEL)
-    data_root = tmp_path_factory.mktemp("browser-data")
-    shutil.copytree(tiny_dataset, data_root / DATASET_NAME)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = ARTIFACTS / "server.log"
+@contextlib.contextmanager
+def _running_dashboard(models: Path, data_root: Path, log: Path, address: str = "127.0.0.1",
+                       env: dict[str, str] | None = None) -> Iterator[Dashboard]:
+    """``streamlit run streamlit_app.py`` listening on ``address`` (reached at 127.0.0.1), until the block ends."""
     port = _free_port()
     env = {
         **os.environ,
@@ -102,9 +98,10 @@ def dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Pa
         "MASKDET_DATA_ROOT": str(data_root),
         "PYTHONPATH": os.pathsep.join([str(LOOPBACK_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]),
         "MASKDET_ICE_SERVERS": "[]",
+        **(env or {}),
     }
     command = [
-        sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.address", "127.0.0.1",
+        sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.address", address,
         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none", "--global.developmentMode", "false",
     ]
@@ -122,6 +119,43 @@ def dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Pa
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _browser_folders(tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> tuple[Path, Path]:  # noqa: ANN001
+    """A models folder holding a copy of the tiny MobileNetV2 and a data-set root holding the tiny data set."""
+    models = tmp_path_factory.mktemp("browser-models")
+    shutil.copytree(tiny_mobilenet, models / DEFAULT_MODEL)
+    data_root = tmp_path_factory.mktemp("browser-data")
+    shutil.copytree(tiny_dataset, data_root / DATASET_NAME)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return models, data_root
+
+
+@pytest.fixture(scope="session")
+def dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
+    """The real dashboard on a free loopback port, with one real model and one real tiny data set."""
+    models, data_root = _browser_folders(tmp_path_factory, tiny_mobilenet, tiny_dataset)
+    with _running_dashboard(models, data_root, ARTIFACTS / "server.log") as running:
+        yield running
+
+
+OWNER_SECRET = "browser-test owner secret"
+
+
+@pytest.fixture(scope="session")
+def shared_dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
+    """The real dashboard shared on purpose (listening on every interface, as the README's sharing recipe says),
+    with an owner secret and its own cache: every browser that is not signed in is a visitor."""
+    models, data_root = _browser_folders(tmp_path_factory, tiny_mobilenet, tiny_dataset)
+    cache = tmp_path_factory.mktemp("shared-cache")
+    for name in ("detectors",):  # the face detector, when the test cache holds it (else fetched once)
+        source = Path(os.environ.get("MASKDET_CACHE_DIR", "")) / name
+        if os.environ.get("MASKDET_CACHE_DIR") and source.is_dir():
+            shutil.copytree(source, cache / name)
+    with _running_dashboard(models, data_root, ARTIFACTS / "shared-server.log", address="0.0.0.0",
+                            env={"MASKDET_OWNER_SECRET": OWNER_SECRET, "MASKDET_CACHE_DIR": str(cache),
+                                 "MASKDET_SESSION_GRACE_S": "5"}) as running:
+        yield running
 
 
 @pytest.hookimpl(wrapper=True)
