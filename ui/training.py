@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from maskdet.jobs import JobService, JobState, JobStatus
+from maskdet.jobs import JobAlreadyRunning, JobService, JobState, JobStatus
 from ui.access import session_id
 from ui.jobs import job_service
 from ui.navigation import page_named
@@ -44,8 +44,14 @@ class TrainingView:
         return self.service.latest("train")
 
     def start(self, config: object) -> str:
-        """Queue training ``config`` (a ``TrainConfig``) for this session (the owner's: callers check
-        ``ui.access.may(Action.TRAIN)``); its data set is leased until the job ends."""
+        """Start training ``config`` (a ``TrainConfig``) for this session (the owner's: callers check
+        ``ui.access.may(Action.TRAIN)``); its data set is leased until the job ends. Raises
+        :class:`~maskdet.jobs.JobAlreadyRunning` while a training waits or runs: the page shows one training,
+        and a second one queued behind it would start unseen."""
+        current = self.snapshot()
+        if current.active:
+            raise JobAlreadyRunning(f"A training job is already running on this server ({current.config.get('name')}): "
+                                    "wait for it to finish or cancel it.")
         return self.service.submit("train", config.to_json(), session_id(), owner=True,
                                    label=f"Training {config.name or config.arch}", holds=[config.data])
 

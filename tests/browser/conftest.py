@@ -55,6 +55,7 @@ class Dashboard:
     models_dir: Path
     data_root: Path
     log: Path
+    pid: int = 0  # the server process
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +112,7 @@ def _running_dashboard(models: Path, data_root: Path, log: Path, address: str = 
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process, log)
-        yield Dashboard(url=url, models_dir=models, data_root=data_root, log=log)
+        yield Dashboard(url=url, models_dir=models, data_root=data_root, log=log, pid=process.pid)
     finally:
         process.terminate()
         try:
