@@ -79,6 +79,8 @@ def test_a_visitors_jobs_are_cancelled_when_the_session_ends(service, tiny_datas
     assert service.wait(running, TIMEOUT).state == JobState.CANCELLED
     assert service.status(waiting).state == JobState.CANCELLED
     assert service.streams() == {}
+    with pytest.raises(JobRefused, match="ended"):  # e.g. the next job of the ended session's list
+        service.submit("train", endless(tiny_dataset, "d"), "visitor-a")
     until(lambda: service.status(other), lambda s: s.state == JobState.RUNNING)  # another session's job goes on
 
 

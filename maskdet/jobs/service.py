@@ -112,6 +112,7 @@ class JobService:
         self._waiting: deque[str] = deque()
         self._ended_order: deque[str] = deque()
         self._streams: Counter[str] = Counter()
+        self._ended_sessions: set[str] = set()  # a queue thread of an ended session must not start more work
         self._changed = threading.Condition(self._lock)
 
     # --- limits ------------------------------------------------------------------------------
@@ -139,6 +140,8 @@ class JobService:
         job_kind = get_job_kind(kind)
         params = job_kind.prepared(params)
         with self._lock:
+            if session in self._ended_sessions:
+                raise JobRefused("This session has ended.")
             live = [j for j in self._jobs.values() if self._is_live(j)]
             if len(live) >= self._limits.queued:
                 raise JobRefused(f"This server already has {len(live)} jobs waiting or running (its limit): try "
@@ -210,10 +213,12 @@ class JobService:
             return {j.session for j in self._jobs.values() if self._is_live(j)} | set(self._streams)
 
     def end_session(self, session: str) -> int:
-        """The session has ended: cancel its waiting and running jobs, give back its streams; jobs cancelled."""
+        """The session has ended: cancel its waiting and running jobs, give back its streams, refuse its later
+        submissions (a list it was running stops); returns how many jobs were cancelled."""
         with self._lock:
             ids = [j.job_id for j in self._jobs.values() if j.session == session and self._is_live(j)]
             self._streams.pop(session, None)
+            self._ended_sessions.add(session)
         for job_id in ids:
             self.cancel(job_id)
         if ids:
