@@ -233,6 +233,20 @@ def make_inputs(data: Path, work: Path) -> tuple[Path, dict[str, Path]]:
     return root.parent, {"photo": photos["with_mask"][0], "zip": archive, "clip": clip}
 
 
+def descriptor_kinds(pid: int) -> str:
+    """The server's open descriptors by kind (socket, pipe, anon_inode:..., file), e.g. ``socket 12, pipe 4``."""
+    kinds: dict[str, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        kind = target.split(":")[0] if ":" in target and not target.startswith("/") else "file"
+        kind = f"{kind}:{target.split(':', 1)[1]}" if kind == "anon_inode" else kind
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+
+
 def percentiles(values: list[float]) -> str:
     if not values:
         return "n/a"
@@ -277,6 +291,7 @@ def main() -> None:
         warm.quit()
         time.sleep(12)  # its session ends and is cleaned up
         fds_before = psutil.Process(server.pid).num_fds()
+        kinds_before = descriptor_kinds(server.pid)
         rss_before = rss_mb(server.pid)
         threading.Thread(target=sample, daemon=True).start()
         started = time.perf_counter()
@@ -296,6 +311,7 @@ def main() -> None:
         left = [p.name for p in sessions.iterdir() if p.name != "owner"] if sessions.is_dir() else []
         jobs_left = [p for p in server_tree(server.pid)[1:] if "maskdet.jobs" in " ".join(p.cmdline())]
         fds_after = psutil.Process(server.pid).num_fds()
+        kinds_after = descriptor_kinds(server.pid)
         alive = psutil.pid_exists(server.pid)
 
     print(f"{args.visitors} visitors x {args.rounds} rounds (photo, zip of {2 * ZIP_PHOTOS}, 2 s clip) while the "
@@ -312,6 +328,7 @@ def main() -> None:
     print(f"owner's training: {result.get('training', 'not run')}")
     print(f"after the visitors left (+20 s): visitor session folders left {len(left)}, job processes left "
           f"{len(jobs_left)}, server descriptors {fds_before} before -> {fds_after} after")
+    print(f"  descriptors before: {kinds_before}\n  descriptors after:  {kinds_after}")
     if tally.errors:
         print(f"{len(tally.errors)} problems seen:")
         for line in tally.errors[:20]:
