@@ -42,14 +42,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 
-from conftest import _running_dashboard as running_dashboard  # noqa: E402 - the browser tests' server
 from harness import (  # noqa: E402 - the browser tests' helpers
-    CHROMIUM_FLAGS,
     choose_option,
     click_button,
     expand,
+    chromium_binary,
     fill_inputs,
+    new_chromium,
     page_text,
+    running_dashboard,
     set_input,
     wait_for,
     wait_idle,
@@ -58,8 +59,6 @@ from harness import (  # noqa: E402 - the browser tests' helpers
 from maskdet.workspace import tree_bytes  # noqa: E402
 
 SECRET = "bench-visitors owner secret"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 PER_CLASS = 40  # the owner's training set: 2 x 40 real photos
 ZIP_PHOTOS = 10  # per class, in each visitor's zip
 
@@ -78,16 +77,14 @@ class Tally:
 
 
 def browser():  # noqa: ANN201 - a Selenium driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='bench-profile-')}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = new_chromium(chromium_binary(), Path(tempfile.mkdtemp(prefix="bench-profile-")))
     driver.set_page_load_timeout(120)
     return driver
+
+
+def streamlit_pid() -> int:
+    """The dashboard server this process started (its ``streamlit run`` child)."""
+    return next(p.pid for p in psutil.Process().children() if "streamlit" in " ".join(p.cmdline()))
 
 
 def wait_text(driver, predicate, timeout: float) -> str | None:  # noqa: ANN001
@@ -273,16 +270,17 @@ def main() -> None:
         if source.is_dir():
             shutil.copytree(source, cache / name)
     env = {"MASKDET_CACHE_DIR": str(cache), "MASKDET_OWNER_SECRET": SECRET, "MASKDET_SESSION_GRACE_S": "5",
-           "MASKDET_DEFAULT_MODEL": "mobilenet_v2"}
+           "MASKDET_DEFAULT_MODEL": "mobilenet_v2", "MASKDET_MODELS_DIR": str(work / "models"),
+           "MASKDET_DATA_ROOT": str(data_root)}
     tally, result = Tally(), {}
     peaks = {"rss": 0.0, "disk": 0}
     stop = threading.Event()
-    with running_dashboard(work / "models", data_root, work / "server.log", address="0.0.0.0", env=env) as server:
-        url = server.url
+    with running_dashboard(env, work / "server.log", address="0.0.0.0") as url:
+        server_pid = streamlit_pid()
 
         def sample() -> None:
             while not stop.wait(1.0):
-                peaks["rss"] = max(peaks["rss"], rss_mb(server.pid))
+                peaks["rss"] = max(peaks["rss"], rss_mb(server_pid))
                 peaks["disk"] = max(peaks["disk"], tree_bytes(cache))
 
         warm = browser()  # one page load, so the first visitor does not pay the imports alone
@@ -290,9 +288,9 @@ def main() -> None:
         wait_text(warm, lambda t: "Photos" in t, args.timeout)
         warm.quit()
         time.sleep(12)  # its session ends and is cleaned up
-        fds_before = psutil.Process(server.pid).num_fds()
-        kinds_before = descriptor_kinds(server.pid)
-        rss_before = rss_mb(server.pid)
+        fds_before = psutil.Process(server_pid).num_fds()
+        kinds_before = descriptor_kinds(server_pid)
+        rss_before = rss_mb(server_pid)
         threading.Thread(target=sample, daemon=True).start()
         started = time.perf_counter()
         threads = [threading.Thread(target=owner, args=(url, args.epochs, tally, args.timeout, result))]
@@ -309,10 +307,10 @@ def main() -> None:
         time.sleep(20)  # every browser is closed: the sessions end, their grace (5 s) passes, the watcher runs
         sessions = cache / "sessions"
         left = [p.name for p in sessions.iterdir() if p.name != "owner"] if sessions.is_dir() else []
-        jobs_left = [p for p in server_tree(server.pid)[1:] if "maskdet.jobs" in " ".join(p.cmdline())]
-        fds_after = psutil.Process(server.pid).num_fds()
-        kinds_after = descriptor_kinds(server.pid)
-        alive = psutil.pid_exists(server.pid)
+        jobs_left = [p for p in server_tree(server_pid)[1:] if "maskdet.jobs" in " ".join(p.cmdline())]
+        fds_after = psutil.Process(server_pid).num_fds()
+        kinds_after = descriptor_kinds(server_pid)
+        alive = psutil.pid_exists(server_pid)
 
     print(f"{args.visitors} visitors x {args.rounds} rounds (photo, zip of {2 * ZIP_PHOTOS}, 2 s clip) while the "
           f"owner trains an MLP for {args.epochs} epochs; wall {wall:.0f} s; load average "

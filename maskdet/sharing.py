@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
-from maskdet.settings import data_root, models_dir
+from maskdet.settings import data_root, env_variable, models_dir
 
-PATH_ROOTS_ENV = "MASKDET_PATH_ROOTS"
+PATH_ROOTS_ENV = env_variable("path_roots")
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host", "x-forwarded-proto")
 """Headers a reverse proxy adds: any of them means the request came from beyond this machine."""

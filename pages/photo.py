@@ -22,9 +22,10 @@ from PIL import Image
 
 from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.zoo.folders import CheckpointError
-from maskdet.inference.predictor import Classifier
+from maskdet.inference.predictor import Predictor
 from maskdet.inference.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
 from maskdet.data.images import MAX_FILE_BYTES, ImageDecodeError
+from maskdet.data.local import example_photos
 from maskdet.inference.photo import analyse_photo, compact_photo, PhotoResult
 from maskdet.inference.pipeline import FacePipeline
 from maskdet.settings import current_settings
@@ -63,12 +64,6 @@ def _analyse(digest: str, name: str, model_key: str, detector: str, data: bytes,
     return kept[key]
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _photo_digest(file_id: str, _data: bytes) -> str:
-    """The upload's content digest, once per uploaded file."""
-    return hashlib.sha256(_data).hexdigest()[:16]
-
-
 def _forget_removed(digests: set[str]) -> None:
     """Drop the kept results of photos no longer uploaded (memory stays bounded by the photos on the page)."""
     kept: dict = st.session_state.setdefault(ANALYSES_KEY, {})
@@ -78,13 +73,13 @@ def _forget_removed(digests: set[str]) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)
 def _explain(digest: str, face: int, model_key: str, detector: str, label: str, method: str, steps: int | None,
-             baseline: str, _classifier: Classifier, _crop: Image.Image) -> Explanation:
+             baseline: str, _classifier: Predictor, _crop: Image.Image) -> Explanation:
     """The explanation of one face crop; keyed by photo, face, model and every setting."""
     return explain(_classifier, _crop, method=method, target=label, steps=steps, baseline=baseline)
 
 
 def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, detector: str,
-               classifier: Classifier) -> None:
+               classifier: Predictor) -> None:
     """One face: its verdict, the explanation settings, and Original | heatmap | overlay."""
     face, crop = analysis.faces[index], analysis.crops[index]
     st.markdown(f"**Face {index + 1}**: {LABEL_TEXT[face.label]}, {face.confidence:.1%} confident "
@@ -133,27 +128,32 @@ st.caption(f"A face is labelled with mask from p(with mask) ≥ {classifier.thre
 uploads = st.file_uploader("Photos", type=UPLOAD_TYPES, accept_multiple_files=True, key="photo_uploads",
                            max_upload_size=UPLOAD_LIMIT_MB,
                            help="JPEG, PNG, WebP, GIF, BMP or TIFF; several at once.")
-if not uploads:
-    st.info("Upload one or more photos to find the faces in them.")
-    st.stop()
+photos = [(upload.name, upload.getvalue()) for upload in uploads]
+if not photos:
+    examples = {path.name: path for path in example_photos()}
+    example = st.selectbox("…or try an example photo", list(examples), index=None, key="photo_example",
+                           placeholder="A street photo from the built-in sample (CC0)")
+    if example is None:
+        st.info("Upload one or more photos to find the faces in them, or try an example photo.")
+        st.stop()
+    photos = [(example, examples[example].read_bytes())]
 
 cap = current_settings().session_photos
-if len(uploads) > cap:
-    st.warning(f"{len(uploads)} photos uploaded: the first {cap} are analysed (the most one session may have "
+if len(photos) > cap:
+    st.warning(f"{len(photos)} photos uploaded: the first {cap} are analysed (the most one session may have "
                "at once); remove some to see the others.")
-    uploads = uploads[:cap]
-digests = [_photo_digest(upload.file_id, upload.getvalue()) for upload in uploads]
+    photos = photos[:cap]
+digests = [hashlib.sha256(data).hexdigest()[:16] for _, data in photos]
 _forget_removed(set(digests))
-for number, (upload, content) in enumerate(zip(uploads, digests, strict=True)):
+for number, ((name, data), content) in enumerate(zip(photos, digests, strict=True)):
     st.divider()
-    st.subheader(plain(upload.name))
-    data = upload.getvalue()
+    st.subheader(plain(name))
     digest = f"{number}-{content}"  # unique widget keys, even for duplicate uploads
     try:
-        with st.spinner(f"Finding faces in {plain(upload.name)}…"):
-            analysis = _analyse(content, upload.name, model_key, detector_name, data, pipeline)
+        with st.spinner(f"Finding faces in {plain(name)}…"):
+            analysis = _analyse(content, name, model_key, detector_name, data, pipeline)
     except ImageDecodeError as exc:
-        st.error(f"Cannot read {code(upload.name)}: {plain(exc.reason)}")
+        st.error(f"Cannot read {code(name)}: {plain(exc.reason)}")
         continue
     counts = {label: sum(f.label == label for f in analysis.faces) for label in LABEL_TEXT}
     info = analysis.info
@@ -162,7 +162,7 @@ for number, (upload, content) in enumerate(zip(uploads, digests, strict=True)):
                 f"{f', {info.frames} frames, first shown' if info.frames > 1 else ''})")
     st.image(analysis.shown)
     st.download_button("Download the annotated image", analysis.download,
-                       file_name=f"{PurePath(upload.name).stem}-annotated.jpg", mime="image/jpeg",
+                       file_name=f"{PurePath(name).stem}-annotated.jpg", mime="image/jpeg",
                        key=f"{digest}_download")
     if not analysis.faces:
         st.info("No face found. If this photo is a close-up of one face, choose 'Each photo is one face'.")

@@ -26,7 +26,7 @@ import streamlit as st
 from maskdet.data.archive import KEPT_EXTRACTIONS, MAX_TOTAL_BYTES, ArchiveError, extract_zip, mark_used, prune_extractions
 from maskdet.data.datasets import list_datasets
 from maskdet.data.annotations import list_scene_sets
-from maskdet.settings import data_root
+from maskdet.data.local import dataset_roots, find_sets, is_sample
 from maskdet.sharing import Action
 from ui.access import may
 from ui.markup import code, plain
@@ -68,32 +68,40 @@ BOXED_PHOTOS = FolderKind(
 )
 
 
-def choose_dataset(key: str, kind: FolderKind = IMAGE_FOLDERS) -> Path | None:
+def choose_dataset(key: str, kind: FolderKind = IMAGE_FOLDERS,
+                   prefer: Callable[[list[Path]], Path | None] | None = None) -> Path | None:
     """Let the user pick a data set folder of ``kind``; None until a usable choice is made.
 
     ``key`` prefixes every widget key, so several pickers can live in one app. Problems
-    (no data sets, a missing path, a refused archive) are shown in place.
+    (no data sets, a missing path, a refused archive) are shown in place. ``prefer`` picks the
+    preselected folder among those listed under the data-set root (the first one without it).
     """
     # A visitor works on data sets of its own only (uploads); server folders and typed paths are the owner's.
     sources = list(SOURCES) if may(Action.TYPE_PATH) else [SOURCE_UPLOAD]
     source = st.radio("Data set source", sources, key=f"{key}_source", horizontal=True)
     if source == SOURCE_FOLDERS:
-        return _choose_listed(key, kind)
+        return _choose_listed(key, kind, prefer)
     if source == SOURCE_PATH:
         return _choose_path(key, kind)
     return _choose_upload(key, kind)
 
 
-def _choose_listed(key: str, kind: FolderKind) -> Path | None:
-    root = data_root()
-    datasets = {path.name: path for path in kind.list_folders(root)}
+def _choose_listed(key: str, kind: FolderKind, prefer: Callable[[list[Path]], Path | None] | None) -> Path | None:
+    roots = ", ".join(f"`{root}`" for root in dataset_roots())
+    datasets = {path.name: path for path in find_sets(kind.list_folders)}
     if not datasets:
         st.info(
-            f"No data sets found under `{root}`. A data set is {kind.layout}; set `MASKDET_DATA_ROOT` to another "
-            "folder, type a path or upload a .zip."
+            f"No data sets found under {roots}. A data set is {kind.layout}; get a public one on the Dataset page, "
+            "set `MASKDET_DATA_ROOT` to another folder, type a path or upload a .zip."
         )
         return None
-    name = st.selectbox("Data set", list(datasets), key=f"{key}_listed", help=f"Folders under `{root}`")
+    preferred = prefer(list(datasets.values())) if prefer is not None else None
+    names = list(datasets)
+    index = names.index(preferred.name) if preferred is not None and preferred.name in datasets else 0
+    name = st.selectbox("Data set", names, index=index, key=f"{key}_listed", help=f"Folders under {roots}")
+    if is_sample(datasets[name]):
+        st.caption("The data root holds no data set yet: this is the small sample built into maskdet (CC0). "
+                   "Get a public set on the Dataset page.")
     return datasets[name]
 
 

@@ -31,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from maskdet.jobs.base import JobAlreadyRunning, JobState, JobStatus
-from maskdet.jobs.executor import Executor, JobEnded, JobHandle, get_executor
+from maskdet.jobs.executor import get_executor
+from maskdet.jobs.protocol import Executor, JobEnded, JobHandle
 from maskdet.jobs.registry import get_job_kind
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class JobRunner:
         cancel_grace_s: float = CANCEL_GRACE_S, on_end: Callable[[JobRunner], None] | None = None,
     ) -> None:
         """``executor``: an :class:`~maskdet.jobs.executor.Executor`, or its name in
-        :data:`~maskdet.jobs.executor.EXECUTORS` (None: ``$MASKDET_JOB_EXECUTOR``, else a subprocess per job).
+        :data:`~maskdet.jobs.executor.EXECUTORS` (None: the ``job_executor`` setting, a subprocess per job unless set).
         ``on_end(runner)`` is called (from the watcher thread, no lock held) after each job has ended."""
         self._on_end = on_end
         self._executor = executor if executor is not None and not isinstance(executor, str) else get_executor(executor)
