@@ -213,6 +213,8 @@ def make_inputs(data: Path, work: Path) -> tuple[Path, dict[str, Path]]:
     photos = {}
     for cls in ("with_mask", "without_mask"):
         files = sorted(p for p in (data / cls).glob("*.jpg") if "copy" not in p.name)
+        if not files:
+            raise SystemExit(f"no JPEG photos in {data / cls}: pass --data (a folder with with_mask/, without_mask/)")
         picked = files[:: max(1, len(files) // PER_CLASS)][:PER_CLASS]
         (root / cls).mkdir(parents=True)
         for path in picked:
