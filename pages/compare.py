@@ -75,6 +75,8 @@ from ui.dataset_picker import choose_dataset
 from ui.explanation import show_explanation
 from ui.figures import dashboard_colours, reliability_figure, show_confusions, show_curves, training_figure
 from ui.held_out import common_set, held_out, scored_rows, summaries_of
+from maskdet.sharing import Action
+from ui.access import may
 from ui.jobs import job_queue, show_failures, show_queue_progress, submit_jobs
 from ui.markup import code, plain
 from ui.models import invalidate_models, list_trained_models, show_broken_models
@@ -190,6 +192,9 @@ def _explain_file(path: str, version: str, model_key: str, label: str, _model: s
 def _save_threshold(summary: ModelSummary, slider_key: str, source: str) -> None:
     """Button callback: write the slider's threshold into the model's card (before the page reruns)."""
     threshold = float(st.session_state[slider_key])
+    if not may(Action.SAVE_THRESHOLD):  # the button is disabled for visitors; a stale page is refused here too
+        st.session_state[SAVED_MESSAGE_KEY] = ("error", f"Only the owner may {Action.SAVE_THRESHOLD.value}.")
+        return
     try:
         set_operating_threshold(summary.path, threshold, chosen_on=source)
     except CheckpointError as exc:
@@ -335,7 +340,9 @@ def operating_point_section(files: Mapping[str, ScoredFiles], by_name: Mapping[s
                                               + (f" (chosen on {summary.threshold_chosen_on})"
                                                  if summary.threshold_chosen_on else ""))
         column.button(f"Save {thresholds[name]:.2f} as its threshold", key=f"compare_save_{name}",
-                      disabled=bool(np.isclose(thresholds[name], summary.operating_threshold)),
+                      disabled=bool(np.isclose(thresholds[name], summary.operating_threshold))
+                      or not may(Action.SAVE_THRESHOLD),
+                      help=None if may(Action.SAVE_THRESHOLD) else "Only the owner may save a threshold.",
                       on_click=_save_threshold, args=(summary, key, source))
     at_threshold = {name: compute_metrics(f.labels, f.scores, thresholds[name]) for name, f in files.items()}
     rows = []

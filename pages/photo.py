@@ -32,6 +32,7 @@ from maskdet.inference.drawing import label_scale, label_text
 from maskdet.inference.faces import FacePrediction
 from maskdet.inference.photo import analyse_photo, compact_photo, PhotoResult
 from maskdet.inference.pipeline import FacePipeline
+from maskdet.settings import current_settings
 from ui.explanation import show_explanation
 from ui.markup import code, plain
 from ui.models import choose_model
@@ -49,7 +50,7 @@ DETECTORS = {
     "centerface": "Find the faces (CenterFace)",
     "whole-image": "Each photo is one face (already cropped)",
 }
-ANALYSIS_CACHE_ENTRIES = 32  # compact results: a 24 MP photo takes a few MB (was ~150 MB of arrays and PNG)
+ANALYSES_KEY = "photo_analyses"  # this session's compact results (a 24 MP photo takes a few MB)
 EXPLANATION_CACHE_ENTRIES = 256
 MIN_STEPS, STEP = 4, 4
 AUTO_STEPS, AUTO_STEPS_METHOD = "auto", "integrated_gradients"  # IG chooses its steps to converge (explain.py)
@@ -58,11 +59,23 @@ EXPANDED_FACES = 2  # photos with more faces show their summary and photo first,
 LABEL_TEXT = {"with_mask": "😷 with mask", "without_mask": "🙂 without mask"}
 
 
-@st.cache_data(show_spinner=False, max_entries=ANALYSIS_CACHE_ENTRIES)
-def _analyse(digest: str, name: str, model_key: str, detector: str, _data: bytes,
-             _pipeline: FacePipeline) -> PhotoResult:
-    """The compact result of one upload; keyed by content digest, model weights and detector."""
-    return compact_photo(analyse_photo(_data, _pipeline, name=name), _pipeline.classifier.input)
+def _analyse(digest: str, name: str, model_key: str, detector: str, data: bytes,
+             pipeline: FacePipeline) -> PhotoResult:
+    """The compact result of one upload, kept in this session (keyed by content digest, model weights and
+    detector) for as long as the photo is on the page: however many photos there are (up to the session's cap),
+    a rerun analyses none again, and one visitor's photos never push out another's."""
+    kept: dict[tuple[str, str, str], PhotoResult] = st.session_state.setdefault(ANALYSES_KEY, {})
+    key = (digest, model_key, detector)
+    if key not in kept:
+        kept[key] = compact_photo(analyse_photo(data, pipeline, name=name), pipeline.classifier.input)
+    return kept[key]
+
+
+def _forget_removed(digests: set[str]) -> None:
+    """Drop the kept results of photos no longer uploaded (memory stays bounded by the photos on the page)."""
+    kept: dict = st.session_state.setdefault(ANALYSES_KEY, {})
+    for key in [key for key in kept if key[0] not in digests]:
+        del kept[key]
 
 
 @st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)
@@ -145,13 +158,20 @@ if not photos:
         st.stop()
     photos = [(example, examples[example].read_bytes())]
 
-for number, (name, data) in enumerate(photos):
+cap = current_settings().session_photos
+if len(photos) > cap:
+    st.warning(f"{len(photos)} photos uploaded: the first {cap} are analysed (the most one session may have "
+               "at once); remove some to see the others.")
+    photos = photos[:cap]
+digests = [hashlib.sha256(data).hexdigest()[:16] for _, data in photos]
+_forget_removed(set(digests))
+for number, ((name, data), content) in enumerate(zip(photos, digests, strict=True)):
     st.divider()
     st.subheader(plain(name))
-    digest = f"{number}-{hashlib.sha256(data).hexdigest()[:16]}"  # also unique widget keys for duplicate uploads
+    digest = f"{number}-{content}"  # unique widget keys, even for duplicate uploads
     try:
         with st.spinner(f"Finding faces in {plain(name)}…"):
-            analysis = _analyse(digest, name, model_key, detector_name, data, pipeline)
+            analysis = _analyse(content, name, model_key, detector_name, data, pipeline)
     except ImageDecodeError as exc:
         st.error(f"Cannot read {code(name)}: {plain(exc.reason)}")
         continue

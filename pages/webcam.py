@@ -27,6 +27,8 @@ from maskdet.zoo.folders import CheckpointError
 from maskdet.inference.live import LIVE_DETECTOR_OPTIONS, UNCERTAIN, LiveProcessor, LiveSnapshot, rtc_configuration
 from maskdet.inference.pipeline import FacePipeline
 from maskdet.settings import CLASSES
+from ui.access import session_id
+from ui.jobs import job_service
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
 from ui.shell import setup_page
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 STREAM_KEY = "webcam_stream"
 PROCESSOR_KEY = "webcam_processor"
+SLOT_KEY = "webcam_stream_slot"  # this session holds one of the server's live-stream slots
+REFUSED_KEY = "webcam_stream_refused"  # its last start found every slot taken: the stream is stopped
 READOUT_REFRESH_S = 0.5
 STALE_AFTER_S = 2.0  # no frame for this long: the "current frame" figures are no longer current
 DEFAULT_THRESHOLD = 0.6
@@ -60,10 +64,21 @@ def _processor(pipeline: FacePipeline) -> LiveProcessor:
 
 
 def _on_stream_change() -> None:
-    """Figures count "since START": reset them when the stream starts playing."""
+    """A stream that starts takes one of the server's live-stream slots (``ui.jobs.job_service``), or is stopped
+    when all are taken; one that stops gives its slot back. Figures count "since START": reset on start."""
     context = st.session_state.get(STREAM_KEY)
     processor = st.session_state.get(PROCESSOR_KEY)
-    if context is not None and processor is not None and context.state.playing:
+    if context is None:
+        return
+    service, me = job_service(), session_id()
+    if context.state.playing and not st.session_state.get(SLOT_KEY):
+        st.session_state[SLOT_KEY] = service.try_acquire_stream(me)
+        st.session_state[REFUSED_KEY] = not st.session_state[SLOT_KEY]
+    elif not context.state.playing:
+        if st.session_state.get(SLOT_KEY):
+            service.release_stream(me)
+        st.session_state[SLOT_KEY] = st.session_state[REFUSED_KEY] = False
+    if processor is not None and context.state.playing:
         processor.reset()
 
 
@@ -150,7 +165,11 @@ with video:
         video_frame_callback=processor.video_frame_callback,
         async_processing=True,
         on_change=_on_stream_change,
+        desired_playing_state=False if st.session_state.get(REFUSED_KEY) else None,
     )
+    if st.session_state.get(REFUSED_KEY):
+        st.warning(f"All {job_service().limits.streams} live streams this server allows are in use: try again in a "
+                   "while.")
 with readout:
     st.subheader("Live readout")
     _readout(processor, context)

@@ -23,7 +23,6 @@ from maskdet.evaluation.heldout import COL_SET
 from maskdet.evaluation.metrics import compute_metrics
 from maskdet.settings import CLASSES, REPO_ROOT
 from ui.dataset_picker import SOURCE_PATH
-from ui.jobs import job_queue
 
 PAGE = "pages/compare.py"
 TIMEOUT = 180
@@ -37,7 +36,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "root").mkdir()
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "root"))
     st.cache_data.clear()
-    job_queue.clear()  # a fresh server-wide queue of evaluations
+    st.cache_resource.clear()  # a fresh job service (the sessions' queues run on it)
     return PAGE
 
 
@@ -56,7 +55,7 @@ def evaluate_unseen(at: AppTest) -> AppTest:
     at.button(key="compare_evaluate").click().run()
     assert not at.exception, texts(at.exception)
     assert at.button(key="compare_evaluate_cancel").label == "Cancel" and at.get("progress")
-    status = job_queue(UNSEEN_QUEUE).wait(TIMEOUT)
+    status = at.session_state["jobs_queues"][UNSEEN_QUEUE].wait(TIMEOUT)
     assert not status.active and {s.kind for s in status.statuses} == {"evaluate-folder"}
     return at.run()
 

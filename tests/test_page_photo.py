@@ -215,3 +215,36 @@ def test_models_that_are_not_ours_are_refused_and_the_others_still_work(models: 
         assert not at.error
         assert "**Face 1**" in texts(at.markdown)
     assert not marker.exists()
+
+
+def test_many_photos_are_analysed_once_and_capped_per_session(models, held_out_faces, monkeypatch) -> None:
+    """Defect 12: with 33 or more photos every rerun analysed every photo again (a cache of 32 read in upload
+    order), and nothing capped the photos of a session."""
+    import maskdet.inference.photo as photo
+
+    from maskdet.settings import current_settings
+
+    calls: list[str] = []
+    real = photo.analyse_photo
+
+    def counted(data, pipeline, name=None):  # noqa: ANN001, ANN202 - the real analysis, counted
+        calls.append(name)
+        return real(data, pipeline, name=name)
+
+    monkeypatch.setattr(photo, "analyse_photo", counted)
+    face = held_out_faces["with_mask"][0]
+    files = []
+    for number in range(33):
+        buffer = io.BytesIO()
+        Image.open(face).convert("RGB").resize((64 + number, 64 + number)).save(buffer, format="JPEG")
+        files.append((f"face{number:02d}.jpg", buffer.getvalue(), "image/jpeg"))
+    at = start()
+    at.radio(key="photo_detector").set_value("whole-image").run()
+    at = upload(at, *files)
+    assert not at.exception, texts(at.exception)
+    cap = current_settings().session_photos
+    assert len(calls) == min(33, cap)
+    assert f"the first {cap} are analysed" in texts(at.warning)
+    calls.clear()
+    at.run()  # any rerun (a slider, a tab): nothing is analysed again
+    assert calls == []

@@ -8,16 +8,17 @@ ended early. A folder without ``frames.json`` holds no result: the analysis is r
 cancelled or died, and :func:`read_results` says None. Every file is written atomically, so a
 reader sees a whole file or none.
 
-The folder of a clip is :func:`analysis_folder`: ``cache_dir()/videos/<key>``, where the key
-(:func:`analysis_key`) comes from the clip's bytes and every setting that changes the result; the
-same clip analysed with the same settings is found again, in any session.
+The folder of a clip is :func:`analysis_folder`: ``<root>/<key>`` (the dashboard gives each session a root
+of its own), where the key (:func:`analysis_key`) comes from the clip's bytes and every setting that changes
+the result; the same clip analysed with the same settings is found again. :func:`stage_clip` keeps the
+:data:`KEPT_FOLDERS` most recently used folders beside it, but never one in use (a running analysis holds a
+lease on its folder: :data:`maskdet.workspace.LEASES`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,6 +30,7 @@ from maskdet.inference.drawing import encode_jpeg
 from maskdet.inference.pipeline import FacePipeline
 from maskdet.settings import CLASSES, cache_dir
 from maskdet.store import artifact_key, atomic_write, write_json
+from maskdet.workspace import prune
 from maskdet.video.analyse import FrameResult, analyse_video
 from maskdet.video.decode import VideoDecodeError, VideoInfo, VideoReader
 from maskdet.video.encode import AnnotatedVideoWriter
@@ -92,18 +94,24 @@ def analysis_key(clip_sha256: str, weights_sha256: str, threshold: float, every:
                         threshold=threshold, every=every, detector=detector)
 
 
-def analysis_folder(key: str) -> Path:
-    """``cache_dir()/videos/key``; not created."""
-    return cache_dir() / "videos" / key
+def analysis_folder(key: str, root: Path | None = None) -> Path:
+    """``root/key`` (default root: ``cache_dir()/videos``); not created."""
+    return (root or cache_dir() / "videos") / key
+
+
+def _last_used(folder: Path) -> float:
+    try:
+        return folder.stat().st_mtime
+    except OSError:  # removed meanwhile
+        return 0.0
 
 
 def stage_clip(data: bytes, suffix: str, folder: Path) -> Path:
-    """Save an uploaded clip as ``folder/clip<suffix>`` for a job to read; only the :data:`KEPT_FOLDERS`
-    most recently used folders next to ``folder`` are kept (older clips and their results are deleted)."""
+    """Save an uploaded clip as ``folder/clip<suffix>`` for a job to read; of the other folders next to
+    ``folder`` only the :data:`KEPT_FOLDERS` - 1 most recently used are kept, and every one in use (leased)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     others = [p for p in folder.parent.iterdir() if p.is_dir() and p.name != folder.name]
-    for old in sorted(others, key=lambda p: p.stat().st_mtime)[: max(0, len(others) - KEPT_FOLDERS + 1)]:
-        shutil.rmtree(old, ignore_errors=True)
+    prune(sorted(others, key=_last_used, reverse=True), keep=KEPT_FOLDERS - 1)
     return atomic_write(folder / f"clip{suffix.lower()}", data)  # also marks the folder as recently used
 
 

@@ -55,17 +55,43 @@ def chromium() -> tuple[str, str]:
     return binary, CHROMEDRIVER
 
 
-@pytest.fixture(scope="session")
-def dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
-    """The real dashboard on a free loopback port, with one real model and one real tiny data set."""
+def _browser_folders(tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> tuple[Path, Path]:  # noqa: ANN001
+    """A models folder holding a copy of the tiny MobileNetV2 and a data-set root holding the tiny data set."""
     models = tmp_path_factory.mktemp("browser-models")
     shutil.copytree(tiny_mobilenet, models / DEFAULT_MODEL)
     data_root = tmp_path_factory.mktemp("browser-data")
     shutil.copytree(tiny_dataset, data_root / DATASET_NAME)
+    return models, data_root
+
+
+@pytest.fixture(scope="session")
+def dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
+    """The real dashboard on a free loopback port, with one real model and one real tiny data set."""
+    models, data_root = _browser_folders(tmp_path_factory, tiny_mobilenet, tiny_dataset)
     log = ARTIFACTS / "server.log"
     environment = {"MASKDET_MODELS_DIR": str(models), "MASKDET_DEFAULT_MODEL": DEFAULT_MODEL,
                    "MASKDET_DATA_ROOT": str(data_root)}
     with running_dashboard(environment, log) as url:
+        yield Dashboard(url=url, models_dir=models, data_root=data_root, log=log)
+
+
+OWNER_SECRET = "browser-test owner secret"
+
+
+@pytest.fixture(scope="session")
+def shared_dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
+    """The real dashboard shared on purpose (listening on every interface, as the README's sharing recipe says),
+    with an owner secret and its own cache: every browser that is not signed in is a visitor."""
+    models, data_root = _browser_folders(tmp_path_factory, tiny_mobilenet, tiny_dataset)
+    cache = tmp_path_factory.mktemp("shared-cache")
+    source = Path(os.environ.get("MASKDET_CACHE_DIR", "/nonexistent")) / "detectors"
+    if source.is_dir():  # the face detector, when the test cache holds it (else fetched once)
+        shutil.copytree(source, cache / "detectors")
+    log = ARTIFACTS / "shared-server.log"
+    environment = {"MASKDET_MODELS_DIR": str(models), "MASKDET_DEFAULT_MODEL": DEFAULT_MODEL,
+                   "MASKDET_DATA_ROOT": str(data_root), "MASKDET_OWNER_SECRET": OWNER_SECRET,
+                   "MASKDET_CACHE_DIR": str(cache), "MASKDET_SESSION_GRACE_S": "5"}
+    with running_dashboard(environment, log, address="0.0.0.0") as url:
         yield Dashboard(url=url, models_dir=models, data_root=data_root, log=log)
 
 
