@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     path_roots: str | None = Field(None, description="Folders (os.pathsep-separated) typed paths may reach on an "
                                                      "exposed server.")
     ice_servers: str | None = Field(None, description="WebRTC ICE servers as a JSON list (STUN / TURN).")
+    watch_retention_days: float = Field(7.0, ge=0, description="Watched streams' recordings, snapshots and event "
+                                                               "logs older than this many days are deleted.")
 
 
 def current_settings() -> Settings:
