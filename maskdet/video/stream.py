@@ -1,7 +1,7 @@
 """Watched streams: sources (a clip played as live, an RTSP / HTTP camera URL, a local camera device), the
 loop that runs a :class:`maskdet.watch.WatchSession` over one, recordings, and what is kept for how long.
 
-- :func:`source_frames` opens a source with PyAV: a file path (optionally paced at its frame rate, as a
+- :class:`Source` opens a source with PyAV: a file path (optionally paced at its frame rate, as a
   live camera would deliver it), ``rtsp://``, ``rtsps://``, ``http://`` or ``https://`` URLs (PyAV / FFmpeg
   open them the same way; RTSP over TCP), or a camera device (``/dev/video0``, or its number ``0``).
 - :func:`watch_source` runs a session over a source and yields its events; optionally records the
@@ -26,7 +26,7 @@ import numpy as np
 
 from maskdet.settings import cache_dir, current_settings
 from maskdet.video.decode import VideoDecodeError
-from maskdet.video.encode import AnnotatedVideoWriter
+from maskdet.video.encode import DEFAULT_FPS, AnnotatedVideoWriter
 from maskdet.watch import Event, WatchSession
 
 logger = logging.getLogger(__name__)
@@ -66,38 +66,45 @@ def _open(source: str):
     return container
 
 
-def source_frames(source: str, realtime: bool = False,
-                  stop: threading.Event | None = None) -> Iterator[tuple[float, np.ndarray]]:
-    """(seconds since the first frame, RGB uint8 frame) of ``source``; see the module for what it may be.
+class Source:
+    """An opened source (see the module for what it may be); :meth:`frames` reads it once, then closes it.
 
-    ``realtime`` paces a file at its frame rate (a clip "played as a live stream"); live sources are paced
-    by the camera. Raises :class:`maskdet.video.VideoDecodeError` with one readable line when it cannot be
-    opened, or when it breaks off after some frames.
+    Raises :class:`maskdet.video.VideoDecodeError` with one readable line when it cannot be opened.
     """
-    import av
 
-    container = _open(source)
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    began = time.monotonic()
-    first: float | None = None
-    count = 0
-    rate = float(stream.average_rate or stream.guessed_rate or 25)
-    try:
-        for frame in container.decode(stream):
-            if stop is not None and stop.is_set():
-                return
-            stamp = float(frame.time) if frame.time is not None else count / rate
-            first = stamp if first is None else first
-            t = stamp - first
-            if realtime and (ahead := t - (time.monotonic() - began)) > 0:
-                time.sleep(ahead)
-            count += 1
-            yield t, frame.to_ndarray(format="rgb24")
-    except (av.FFmpegError, OSError) as exc:
-        raise VideoDecodeError(f"{source} broke off after {count} frames ({exc})", count) from exc
-    finally:
-        container.close()
+    def __init__(self, source: str) -> None:
+        self.name = source
+        self._container = _open(source)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.fps = float(rate) if rate else DEFAULT_FPS
+
+    def frames(self, realtime: bool = False,
+               stop: threading.Event | None = None) -> Iterator[tuple[float, np.ndarray]]:
+        """(seconds since the first frame, RGB uint8 frame); ``realtime`` paces a file at its frame rate (a clip
+        "played as a live stream"; live sources are paced by the camera). Raises
+        :class:`maskdet.video.VideoDecodeError` when the source breaks off."""
+        import av
+
+        began = time.monotonic()
+        first: float | None = None
+        count = 0
+        try:
+            for frame in self._container.decode(self._stream):
+                if stop is not None and stop.is_set():
+                    return
+                stamp = float(frame.time) if frame.time is not None else count / self.fps
+                first = stamp if first is None else first
+                t = stamp - first
+                if realtime and (ahead := t - (time.monotonic() - began)) > 0:
+                    time.sleep(ahead)
+                count += 1
+                yield t, frame.to_ndarray(format="rgb24")
+        except (av.FFmpegError, OSError) as exc:
+            raise VideoDecodeError(f"{self.name} broke off after {count} frames ({exc})", count) from exc
+        finally:
+            self._container.close()
 
 
 class Recorder:
@@ -128,14 +135,15 @@ class Recorder:
         return writer.close()
 
 
-def watch_source(source: str, session: WatchSession, record: str | Path | None = None, realtime: bool = False,
+def watch_source(source: str | Source, session: WatchSession, record: str | Path | None = None, realtime: bool = False,
                  stop: threading.Event | None = None) -> Iterator[Event]:
     """Run ``session`` over every frame of ``source`` and yield its events as they happen, then the leaves
     of whoever is still in view; ``record`` writes the annotated stream there (H.264 mp4)."""
-    recorder = Recorder(record, session.config.frame_rate) if record is not None else None
+    opened = source if isinstance(source, Source) else Source(source)
+    recorder = Recorder(record, opened.fps) if record is not None else None
     session.record_to(recorder)
     try:
-        for t, frame in source_frames(source, realtime=realtime, stop=stop):
+        for t, frame in opened.frames(realtime=realtime, stop=stop):
             _annotated, events = session.process(frame, t)
             yield from events
         yield from session.finish()
