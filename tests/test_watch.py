@@ -27,7 +27,8 @@ from PIL import Image
 from maskdet.data.images import load_rgb
 from maskdet.inference.live import LIVE_DETECTOR_OPTIONS
 from maskdet.inference.pipeline import build_pipeline
-from maskdet.video.stream import prune_watch_folder, watch_source
+from maskdet.video.encode import AnnotatedVideoWriter
+from maskdet.video.stream import Recorder, prune_watch_folder, watch_source
 from maskdet.watch import Privacy, WatchConfig, WatchSession
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,13 +68,10 @@ def scene(photos, index: int) -> np.ndarray:
 
 
 def write_clip(path: Path, frames: list[np.ndarray]) -> Path:
-    with av.open(str(path), "w", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        for array in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
-        container.mux(stream.encode(None))
-    return path
+    writer = AnnotatedVideoWriter(path, SIZE[0], SIZE[1], FPS)  # H.264 mp4, index first: streams over HTTP
+    for array in frames:
+        writer.write(array)
+    return writer.close()
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +138,6 @@ def laplacian_variance(image: np.ndarray, box: tuple[int, int, int, int]) -> flo
 
 def test_blur_mode_keeps_no_sharp_face(photos, pipeline, tmp_path):
     session = WatchSession(pipeline, WatchConfig(alert_after_s=0.0, frame_rate=FPS, privacy=Privacy.BLUR))
-    from maskdet.video.stream import Recorder
-
     recorder = Recorder(tmp_path / "blurred.mp4", FPS)
     session.record_to(recorder)
     frames = [canvas([(photos["without_mask"][1], 200)]) for _ in range(12)]
