@@ -96,6 +96,18 @@ class WatchSession:
             self._last_frame: np.ndarray | None = None
             self._errors, self._last_error = 0, None
 
+    def configure(self, pipeline: FacePipeline | None = None, config: WatchConfig | None = None) -> None:
+        """Change settings between frames (from another thread); another model starts the figures afresh."""
+        if config is not None:
+            with self._lock:
+                self.config = config
+                self.book.config = config
+        if pipeline is not None and (pipeline.classifier is not self.pipeline.classifier
+                                     or pipeline.detector is not self.pipeline.detector):
+            self.pipeline = pipeline
+            self.classes = model_classes(pipeline)
+            self.reset()
+
     # --- frames ---------------------------------------------------------------------------------------
 
     def process(self, rgb: np.ndarray, t: float | None = None) -> tuple[np.ndarray, list[Event]]:
