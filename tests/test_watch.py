@@ -209,3 +209,15 @@ def test_retention_deletes_old_recordings(tmp_path):
     assert prune_watch_folder(tmp_path, days=7) == [old]
     assert new.exists() and not old.exists()
     assert prune_watch_folder(tmp_path, days=0) == [new]
+
+
+def test_video_analysis_reports_people_not_face_frames(clip, pipeline, tmp_path):
+    """The Video page's analysis (analyse-video job) counts the clip's three people, whatever their frames."""
+    from maskdet.video.results import analyse_to_folder, read_results
+
+    analyse_to_folder(clip, pipeline, tmp_path / "analysis", every=2)
+    results = read_results(tmp_path / "analysis")
+    assert results.people["people"] == {"without_mask": 1, "with_mask": 2}
+    assert results.people["compliance"] == pytest.approx(2 / 3)
+    assert sum(counts.counts["with_mask"] for counts in results.frames) > 2  # many more face-frames than people
+    assert [e["event"] for e in results.events].count("leaves") == 3

@@ -17,6 +17,7 @@ import streamlit as st
 from maskdet.watch import UNDECIDED, WatchSnapshot, events_csv
 
 STALE_AFTER_S = 2.0  # no frame for this long: the "in view" figures are no longer current
+LOG_ROWS = 30  # the page shows the latest events; the downloads hold them all
 BEEP_HZ, BEEP_S, BEEP_RATE = 880, 0.4, 16000
 
 
@@ -90,9 +91,9 @@ def show_history(snapshot: WatchSnapshot, key: str) -> None:
     if not snapshot.events:
         st.caption("Event log: nothing yet.")
         return
-    rows = [event.to_json() for event in reversed(snapshot.events)]
-    st.markdown("**Event log**")
-    st.dataframe(rows, hide_index=True, height=220, key=f"{key}_log")
+    rows = [event.to_json() for event in reversed(snapshot.events)][:LOG_ROWS]
+    st.markdown(f"**Event log** (latest {len(rows)} of {len(snapshot.events)}; all in the downloads)")
+    st.table(rows)
     faces = [event for event in snapshot.events if event.kind == "alert" and event.face_jpeg]
     if faces:
         columns = st.columns(min(6, len(faces)))

@@ -141,13 +141,13 @@ class WatchSession:
             sink(annotated)
         return annotated, events
 
-    def _infer(self, rgb: np.ndarray, t: float) -> tuple[list[FacePrediction], list[bool]]:
+    def _infer(self, rgb: np.ndarray) -> tuple[list[FacePrediction], list[bool]]:
         """Detect, assign tracks, classify the faces that need it (one batch); runs on the inference thread."""
         from maskdet.inference.detector import crop_faces
 
         detected = self.pipeline.detector.detect(rgb)
         with self._lock:
-            ids = self.book.assign([face.box for face in detected], [face.score for face in detected], t)
+            ids = self.book.assign([face.box for face in detected], [face.score for face in detected])
             due = [self.book.needs_label(track_id, face.box) for track_id, face in zip(ids, detected, strict=True)]
             reused = {i: self.book.last_face(ids[i]) for i, need in enumerate(due) if not need}
         todo = [face for face, need in zip(detected, due, strict=True) if need]
@@ -171,7 +171,7 @@ class WatchSession:
         return faces, fresh
 
     def _track(self, rgb: np.ndarray, t: float) -> tuple[list[FacePrediction], list[Event]]:
-        faces, fresh = self._run(self._infer, rgb, t).result() if self._run else self._infer(rgb, t)
+        faces, fresh = self._run(self._infer, rgb).result() if self._run else self._infer(rgb)
         with self._lock:
             return self.book.observe(faces, fresh, t, image=rgb)
 
@@ -179,7 +179,7 @@ class WatchSession:
         """Record faces classified elsewhere (a clip's analysis classifies every processed frame): tracks,
         votes and events, as :meth:`process` would."""
         with self._lock:
-            ids = self.book.assign([face.box for face in faces], [face.face_score for face in faces], t)
+            ids = self.book.assign([face.box for face in faces], [face.face_score for face in faces])
             tracked = [replace(face, track_id=track_id) for face, track_id in zip(faces, ids, strict=True)]
             _shown, events = self.book.observe(tracked, [True] * len(faces), t, image=image)
             self._frames += 1

@@ -119,9 +119,11 @@ class TrackBook:
 
         self.classes = tuple(classes)
         self.config = config or WatchConfig()
+        # Fixed-rate mode (one step per detected frame): with timestamps, a gap of two frames counts as a
+        # missed frame and a new face is never confirmed. ``leave_after_s`` in detected frames:
+        detected_rate = self.config.frame_rate / self.config.detect_every
         self._tracker = ByteTrackTracker(
-            lost_track_buffer=max(1, round(self.config.leave_after_s * self.config.frame_rate)),
-            frame_rate=self.config.frame_rate, track_activation_threshold=0.5, high_conf_det_threshold=0.5,
+            lost_track_buffer=max(1, round(self.config.leave_after_s * detected_rate)), frame_rate=detected_rate, track_activation_threshold=0.5, high_conf_det_threshold=0.5,
             minimum_consecutive_frames=2,
         )
         self.tracks: dict[int, Track] = {}
@@ -131,16 +133,17 @@ class TrackBook:
 
     # --- tracking -------------------------------------------------------------------------------------
 
-    def assign(self, boxes: list[tuple[int, int, int, int]], scores: list[float], t: float) -> list[int | None]:
-        """The track of each detected face (None: not confirmed yet, e.g. its first frame), in input order."""
+    def assign(self, boxes: list[tuple[int, int, int, int]], scores: list[float]) -> list[int | None]:
+        """The track of each face detected on this frame (None: not confirmed yet, e.g. its first frame), in
+        input order; call once per detected frame."""
         import supervision as sv
 
         if not boxes:
-            self._tracker.update(sv.Detections.empty(), timestamp=t)
+            self._tracker.update(sv.Detections.empty())
             return []
         detections = sv.Detections(xyxy=np.asarray(boxes, dtype=float), confidence=np.asarray(scores, dtype=float),
                                    data={"index": np.arange(len(boxes))})
-        tracked = self._tracker.update(detections, timestamp=t)
+        tracked = self._tracker.update(detections)
         ids: list[int | None] = [None] * len(boxes)
         for index, track_id in zip(tracked.data["index"], tracked.tracker_id, strict=True):
             ids[int(index)] = None if track_id < 0 else int(track_id)
