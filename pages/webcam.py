@@ -123,7 +123,7 @@ def _camera_readout(session: WatchSession, context: WebRtcStreamerContext, sound
     if live:
         show_banner(snapshot, "camera", sound)
     show_figures(snapshot, session.classes, live)
-    show_history(snapshot, "camera")
+    show_history(snapshot, "camera", session)
 
 
 def _recording_controls(session: WatchSession, privacy: Privacy) -> None:
@@ -177,7 +177,7 @@ def _source_readout(key: str, runner: StreamRunner, sound: bool) -> None:
     if live:
         show_banner(snapshot, key, sound)
     show_figures(snapshot, runner.session.classes, live)
-    show_history(snapshot, key)
+    show_history(snapshot, key, runner.session)
 
 
 def _other_sources(pipeline: FacePipeline, config: WatchConfig, sound: bool) -> None:

@@ -14,7 +14,11 @@ import wave
 import numpy as np
 import streamlit as st
 
-from maskdet.watch import UNDECIDED, WatchSnapshot, events_csv
+from PIL import Image
+
+from maskdet.inference.explain import explain
+from maskdet.watch import UNDECIDED, Event, WatchSession, WatchSnapshot, events_csv
+from ui.explanation import show_explanation
 
 STALE_AFTER_S = 2.0  # no frame for this long: the "in view" figures are no longer current
 LOG_ROWS = 30  # the page shows the latest events; the downloads hold them all
@@ -82,8 +86,28 @@ def show_figures(snapshot: WatchSnapshot, classes: tuple[str, ...], live: bool) 
                    f"keeps running. Last error: `{snapshot.last_error}`")
 
 
-def show_history(snapshot: WatchSnapshot, key: str) -> None:
-    """Compliance over time, the event log (faces of alerts), CSV / JSON downloads."""
+def _explain_faces(session: WatchSession, faces: list[Event], key: str) -> None:
+    """The faces of the latest alerts, each with Integrated Gradients a click away (computed from the sharp face
+    held in memory, never stored: in blur mode the picture shown is blurred, the explanation is not kept)."""
+    columns = st.columns(min(6, len(faces)))
+    for column, event in zip(columns, faces[-6:], strict=False):
+        column.image(event.face_jpeg, caption=f"#{event.track} at {event.time:.1f} s", width=96)
+        if column.button("Explain", key=f"{key}_explain_{event.track}"):
+            face = session.face_of(event.track)
+            if face is None:
+                column.caption("That face is no longer held.")
+            else:
+                with st.spinner("Integrated Gradients…"):
+                    st.session_state[f"{key}_explained"] = (event.track, explain(session.pipeline.classifier,
+                                                                                 Image.fromarray(face)))
+    explained = st.session_state.get(f"{key}_explained")
+    if explained is not None:
+        st.caption(f"Why person #{explained[0]} got their label:")
+        show_explanation(explained[1])
+
+
+def show_history(snapshot: WatchSnapshot, key: str, session: WatchSession) -> None:
+    """Compliance over time, the event log (faces of alerts, explainable), CSV / JSON downloads."""
     ratios = [(round(t, 1), ratio) for t, ratio in snapshot.compliance if ratio is not None]
     if len(ratios) > 1:
         st.caption("Compliance of the people in view over time (seconds since START)")
@@ -96,9 +120,7 @@ def show_history(snapshot: WatchSnapshot, key: str) -> None:
     st.table(rows)
     faces = [event for event in snapshot.events if event.kind == "alert" and event.face_jpeg]
     if faces:
-        columns = st.columns(min(6, len(faces)))
-        for column, event in zip(columns, faces[-6:], strict=False):
-            column.image(event.face_jpeg, caption=f"#{event.track} at {event.time:.1f} s", width=96)
+        _explain_faces(session, faces, key)
     left, right = st.columns(2)
     left.download_button("Event log (CSV)", events_csv(list(snapshot.events)), f"{key}-events.csv", "text/csv",
                          key=f"{key}_csv")

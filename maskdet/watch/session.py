@@ -207,6 +207,13 @@ class WatchSession:
         with self._lock:
             self._sink = sink
 
+    def face_of(self, track_id: int) -> np.ndarray | None:
+        """The clearest face seen of a person, sharp, from memory (to explain an alert live; never stored, so in
+        ``blur`` mode too); None when not kept (``no-pictures`` mode) or the session was reset."""
+        with self._lock:
+            track = self.book.tracks.get(track_id)
+            return None if track is None else track.face
+
     def finish(self) -> list[Event]:
         """End of stream: every person still in view leaves."""
         with self._lock:
