@@ -27,7 +27,7 @@ from sklearn.metrics import (
 
 from maskdet.evaluation.calibration import expected_calibration_error
 from maskdet.settings import CLASSES
-from maskdet.zoo.decision import THRESHOLD, predicted_labels, validate_threshold
+from maskdet.zoo.decision import THRESHOLD, predicted_labels
 
 CALIBRATION_BINS = 10
 
