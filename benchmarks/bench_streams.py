@@ -75,8 +75,9 @@ def stream_photos(count: int) -> list[Image.Image]:
     return [load_rgb(scenes.root / image.relpath) for image in chosen]
 
 
-def run_streams(streams: list[list[np.ndarray]], process_of) -> list[float]:
-    """Frames per second of each stream when all run at once, each on a thread of its own."""
+def run_streams(streams: list[list[np.ndarray]], process_of) -> tuple[list[float], float]:
+    """Frames per second of each stream when all run at once, each on a thread of its own, and the CPU
+    milliseconds this process spent per frame (all threads; what a loaded machine cannot distort much)."""
     rates = [0.0] * len(streams)
 
     def one(index: int) -> None:
@@ -88,11 +89,12 @@ def run_streams(streams: list[list[np.ndarray]], process_of) -> list[float]:
         rates[index] = (len(streams[index]) - 1) / (time.perf_counter() - started)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(streams))]
+    cpu = time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return rates
+    return rates, (time.process_time() - cpu) * 1000 / sum(len(stream) for stream in streams)
 
 
 def bench_speed(pipeline: FacePipeline, frames: int, streams: int) -> None:
@@ -105,10 +107,11 @@ def bench_speed(pipeline: FacePipeline, frames: int, streams: int) -> None:
             WatchSession(pipeline, WatchConfig(), run=worker.submit)),
     }
     for name, process_of in paths.items():
-        single = run_streams(clips[:1], process_of)[0]
-        several = run_streams(clips, process_of)
-        print(f"{name:<28} 1 stream: {single:6.1f} frames/s   {len(clips)} streams: "
-              f"{' '.join(f'{rate:5.1f}' for rate in several)} frames/s each (min {min(several):.1f})", flush=True)
+        (single,), single_cpu = run_streams(clips[:1], process_of)
+        several, several_cpu = run_streams(clips, process_of)
+        print(f"{name:<28} 1 stream: {single:6.1f} frames/s ({single_cpu:.1f} CPU ms/frame)   {len(clips)} streams: "
+              f"{' '.join(f'{rate:5.1f}' for rate in several)} frames/s each (min {min(several):.1f}; "
+              f"{several_cpu:.1f} CPU ms/frame)", flush=True)
 
 
 def face_clip(photo: np.ndarray, box: tuple[float, float, float, float], rng: np.random.Generator
