@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from maskdet.data.datasets import DatasetError, list_datasets, scan_dataset
-from maskdet.settings import CLASSES, data_root, models_dir
+from maskdet.data.datasets import DatasetError, scan_dataset
+from maskdet.data.local import dataset_roots, find_sets, is_sample
+from maskdet.settings import CLASSES, models_dir
 from maskdet.evaluation.heldout import COL_SET
 from maskdet.zoo.folders import default_model_name
 from ui.held_out import common_set, scored_rows, summaries_of
@@ -28,11 +29,12 @@ DATASET_LIST_TTL_S = 30  # listing walks every file; a short cache keeps reruns 
 
 
 @st.cache_data(ttl=DATASET_LIST_TTL_S, show_spinner=False)
-def _datasets(root: str) -> list[dict[str, object]]:
-    """One row per data set folder under ``root``: files per class, or the problem found."""
+def _datasets(roots: tuple[str, ...]) -> list[dict[str, object]]:
+    """One row per data set folder under ``roots`` (the cache key; else the built-in sample's): files per class,
+    or the problem found."""
     rows: list[dict[str, object]] = []
-    for path in list_datasets(Path(root)):
-        row: dict[str, object] = {"data set": path.name}
+    for path in find_sets():
+        row: dict[str, object] = {"data set": path.name, "folder": str(path)}
         try:
             counts = scan_dataset(path).counts()
         except (DatasetError, OSError) as exc:
@@ -64,16 +66,17 @@ for page in PAGES[1:]:
     st.page_link(page.file, label=f"{page.title}: {page.description}", icon=page.icon)
 
 st.subheader("Data sets")
-root = data_root()
-datasets = _datasets(str(root))
+roots = dataset_roots()
+datasets = _datasets(tuple(str(root) for root in roots))
+where = ", ".join(f"`{root}`" for root in roots)
+if datasets and is_sample(Path(str(datasets[0]["folder"]))):
+    st.info(f"No data sets under {where} yet: every page uses the **sample built into maskdet** (a few hundred "
+            "face crops, CC0) until you get a public set on the Dataset page or set `MASKDET_DATA_ROOT`.")
+elif datasets:
+    st.caption(f"Folders under {where} (set `MASKDET_DATA_ROOT` to use another folder).")
 if datasets:
-    st.caption(f"Folders under `{root}` (set `MASKDET_DATA_ROOT` to use another folder).")
-    st.dataframe(pd.DataFrame(datasets), hide_index=True, column_order=["data set", *CLASSES, "total", "problem"])
-else:
-    st.info(
-        f"No data sets found under `{root}`. A data set is a folder with class sub-folders such as `with_mask/` "
-        "and `without_mask/`; set `MASKDET_DATA_ROOT`, or open the Dataset page to type a path or upload a .zip."
-    )
+    st.dataframe(pd.DataFrame(datasets), hide_index=True,
+                 column_order=["data set", *CLASSES, "total", "problem", "folder"])
 
 st.subheader("Trained models")
 models = list_trained_models()

@@ -1,5 +1,5 @@
-"""Command line interface: ``python -m maskdet {train,cut-crops,evaluate,evaluate-scenes,config,models,predict,export,watch,
-bench}``."""
+"""Command line interface: ``python -m maskdet {train,cut-crops,evaluate,evaluate-scenes,config,models,datasets,predict,export,
+watch,bench}``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ EXIT_SOME_FILES_FAILED = 2
 EXIT_MODEL_REFUSED = 2
 """A ``--model`` that is not ours or damaged (``CheckpointError``); a missing one (``ModelMissing``) is 1."""
 EXIT_EXPORT_REFUSED = 2
+EXIT_FETCH_FAILED = 2
+"""``datasets get``: the source cannot be reached, or a file is missing or differs from the manifest."""
 
 
 class CliError(Exception):
@@ -306,6 +308,55 @@ class _SummarySink:
         sys.stdout.flush()
 
 
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:,.0f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:,.0f} kB"
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> int:
+    from maskdet.data.local import local_inventory
+    from maskdet.data.public import registry
+
+    public = [dataset.describe() for dataset in registry()]
+    local = local_inventory()
+    if args.json:
+        print(json.dumps({"public": public, "local": local}, indent=1))
+        return 0
+    print("public data sets (python -m maskdet datasets get NAME):")
+    for row in public:
+        print(f"  {row['name']:<32} {row['licence']:<8} {_size(row['bytes']):>8}  {row['description']}")
+        print(f"  {'':<32} layout: {row['layout']}; source: {row['source']}")
+    print("on this machine:")
+    for row in local:
+        print(f"  {row['name']:<32} {row['kind']:<13} {row['images']:>6} images  {row['path']} ({row['where']})")
+    return 0
+
+
+def cmd_datasets_get(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from maskdet.data.public import FetchError, fetch
+
+    bar = tqdm(total=None, unit="B", unit_scale=True, desc=args.name, file=sys.stderr, disable=args.quiet)
+
+    def show(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = fetch(args.name, destination=Path(args.to).expanduser() if args.to else None, progress=show,
+                       command="python -m maskdet " + shlex.join(sys.argv[1:]))
+    except FetchError as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FETCH_FAILED
+    bar.close()
+    if result.already_there:
+        print(f"{result.path} already exists; remove it to fetch {args.name} again")
+    else:
+        print(f"saved {result.path} ({result.files} files verified, {result.downloaded} downloaded now)")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from maskdet.batch import PipelineSpec, get_engine, run_batch
     from maskdet.batch.run import check_output
@@ -496,6 +547,19 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list trained models and their headline metrics")
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
+
+    datasets = sub.add_parser("datasets", help="public face-mask data sets: list them, get one verified")
+    datasets_sub = datasets.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
+    listing = datasets_sub.add_parser("list", help="the public sets, and the sets on this machine")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_datasets_list)
+    getting = datasets_sub.add_parser("get", help="download a public set, check every file against its pinned "
+                                                  "manifest and unpack it in maskdet's layout")
+    getting.add_argument("name", help="a name from `datasets list`")
+    getting.add_argument("--to", help="folder to unpack into (default: the data root when writable, else the "
+                                      "user's data folder)")
+    getting.add_argument("-q", "--quiet", action="store_true")
+    getting.set_defaults(func=cmd_datasets_get)
 
     predict = sub.add_parser("predict", help="find faces in images and label each with_mask / without_mask")
     predict.add_argument("paths", nargs="+", metavar="PATH",

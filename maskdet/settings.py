@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     ice_servers: str | None = Field(None, description="WebRTC ICE servers as a JSON list (STUN / TURN).")
     watch_retention_days: float = Field(7.0, ge=0, description="Watched streams' recordings, snapshots and event "
                                                                "logs older than this many days are deleted.")
+    public_data_url: str = Field("https://raw.githubusercontent.com",
+                                 description="Where `datasets get` fetches public repository snapshots from: "
+                                             "BASE/OWNER/REPO/COMMIT/PATH (a mirror, or a loopback server in tests).")
 
 
 class SettingsError(ValueError):
@@ -110,6 +113,14 @@ def cache_dir() -> Path:
     path = current_settings().cache_dir
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def user_data_root() -> Path:
+    """The user's own data-set folder (platformdirs, e.g. ~/.local/share/maskdet/datasets): where
+    ``datasets get`` unpacks when the data root is not writable; listed beside the data root. Not created here."""
+    import platformdirs
+
+    return platformdirs.user_data_path("maskdet") / "datasets"
 
 
 def download_dir() -> Path:

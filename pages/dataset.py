@@ -22,6 +22,7 @@ from maskdet.settings import CLASSES
 from maskdet.data.split import SPLIT_NAMES
 from ui.dataset_picker import choose_dataset
 from ui.markup import code, plain
+from ui.public_datasets import get_public_dataset
 from ui.shell import setup_page
 from ui.thumbnails import thumbnail
 
@@ -295,6 +296,7 @@ st.caption(
     "near-duplicates, label conflicts and the train / val / test split."
 )
 
+get_public_dataset("dataset")
 root = choose_dataset("dataset")
 if root is None:
     st.info("Choose a data set to audit.")

@@ -25,6 +25,7 @@ from maskdet.zoo.folders import CheckpointError
 from maskdet.inference.predictor import Predictor
 from maskdet.inference.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
 from maskdet.data.images import MAX_FILE_BYTES, ImageDecodeError
+from maskdet.data.local import example_photos
 from maskdet.inference.photo import analyse_photo, compact_photo, PhotoResult
 from maskdet.inference.pipeline import FacePipeline
 from ui.explanation import show_explanation
@@ -114,20 +115,25 @@ st.caption(f"A face is labelled with mask from p(with mask) ≥ {classifier.thre
 uploads = st.file_uploader("Photos", type=UPLOAD_TYPES, accept_multiple_files=True, key="photo_uploads",
                            max_upload_size=UPLOAD_LIMIT_MB,
                            help="JPEG, PNG, WebP, GIF, BMP or TIFF; several at once.")
-if not uploads:
-    st.info("Upload one or more photos to find the faces in them.")
-    st.stop()
+photos = [(upload.name, upload.getvalue()) for upload in uploads]
+if not photos:
+    examples = {path.name: path for path in example_photos()}
+    example = st.selectbox("…or try an example photo", list(examples), index=None, key="photo_example",
+                           placeholder="A street photo from the built-in sample (CC0)")
+    if example is None:
+        st.info("Upload one or more photos to find the faces in them, or try an example photo.")
+        st.stop()
+    photos = [(example, examples[example].read_bytes())]
 
-for number, upload in enumerate(uploads):
+for number, (name, data) in enumerate(photos):
     st.divider()
-    st.subheader(plain(upload.name))
-    data = upload.getvalue()
+    st.subheader(plain(name))
     digest = f"{number}-{hashlib.sha256(data).hexdigest()[:16]}"  # also unique widget keys for duplicate uploads
     try:
-        with st.spinner(f"Finding faces in {plain(upload.name)}…"):
-            analysis = _analyse(digest, upload.name, model_key, detector_name, data, pipeline)
+        with st.spinner(f"Finding faces in {plain(name)}…"):
+            analysis = _analyse(digest, name, model_key, detector_name, data, pipeline)
     except ImageDecodeError as exc:
-        st.error(f"Cannot read {code(upload.name)}: {plain(exc.reason)}")
+        st.error(f"Cannot read {code(name)}: {plain(exc.reason)}")
         continue
     counts = {label: sum(f.label == label for f in analysis.faces) for label in LABEL_TEXT}
     info = analysis.info
@@ -136,7 +142,7 @@ for number, upload in enumerate(uploads):
                 f"{f', {info.frames} frames, first shown' if info.frames > 1 else ''})")
     st.image(analysis.shown)
     st.download_button("Download the annotated image", analysis.download,
-                       file_name=f"{PurePath(upload.name).stem}-annotated.jpg", mime="image/jpeg",
+                       file_name=f"{PurePath(name).stem}-annotated.jpg", mime="image/jpeg",
                        key=f"{digest}_download")
     if not analysis.faces:
         st.info("No face found. If this photo is a close-up of one face, choose 'Each photo is one face'.")

@@ -123,8 +123,8 @@ def test_tiny_trained_models_round_trip(name, tiny_models_dir, tmp_path, dataset
 
 
 def readme_snippet() -> str:
-    """The onnxruntime snippet of README.md: the python block that reads exported/metadata.json."""
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    """The onnxruntime snippet of docs/export.md: the python block that reads exported/metadata.json."""
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "export.md").read_text(), flags=re.S)
     return next(block for block in blocks if "exported/metadata.json" in block)
 
 

@@ -23,7 +23,8 @@ import streamlit as st
 from maskdet.data.archive import ArchiveError, extract_zip, mark_used, prune_extractions
 from maskdet.data.datasets import list_datasets
 from maskdet.data.annotations import list_scene_sets
-from maskdet.settings import data_root, uploads_dir
+from maskdet.data.local import dataset_roots, find_sets, is_sample
+from maskdet.settings import uploads_dir
 from ui.markup import code, plain
 from ui.paths import PathRefused, show_path_limits, typed_path
 
@@ -82,18 +83,21 @@ def choose_dataset(key: str, kind: FolderKind = IMAGE_FOLDERS,
 
 
 def _choose_listed(key: str, kind: FolderKind, prefer: Callable[[list[Path]], Path | None] | None) -> Path | None:
-    root = data_root()
-    datasets = {path.name: path for path in kind.list_folders(root)}
+    roots = ", ".join(f"`{root}`" for root in dataset_roots())
+    datasets = {path.name: path for path in find_sets(kind.list_folders)}
     if not datasets:
         st.info(
-            f"No data sets found under `{root}`. A data set is {kind.layout}; set `MASKDET_DATA_ROOT` to another "
-            "folder, type a path or upload a .zip."
+            f"No data sets found under {roots}. A data set is {kind.layout}; get a public one on the Dataset page, "
+            "set `MASKDET_DATA_ROOT` to another folder, type a path or upload a .zip."
         )
         return None
     preferred = prefer(list(datasets.values())) if prefer is not None else None
     names = list(datasets)
     index = names.index(preferred.name) if preferred is not None and preferred.name in datasets else 0
-    name = st.selectbox("Data set", names, index=index, key=f"{key}_listed", help=f"Folders under `{root}`")
+    name = st.selectbox("Data set", names, index=index, key=f"{key}_listed", help=f"Folders under {roots}")
+    if is_sample(datasets[name]):
+        st.caption("The data root holds no data set yet: this is the small sample built into maskdet (CC0). "
+                   "Get a public set on the Dataset page.")
     return datasets[name]
 
 

@@ -29,4 +29,4 @@ def exposure_notice() -> None:
         st.sidebar.caption(f"🌐 Reachable from the network (listening on `{address or 'every interface'}`): "
                            "anyone who can reach this machine can use this dashboard.")
     else:
-        st.sidebar.caption(f"🔒 Private to this machine (listening on `{address}`); see the README to share it.")
+        st.sidebar.caption(f"🔒 Private to this machine (listening on `{address}`); see docs/sharing.md to share it.")
