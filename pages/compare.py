@@ -65,7 +65,7 @@ from maskdet.evaluation.latency import LATENCY_RUNS, with_latency
 from maskdet.evaluation.summary import ModelSummary
 from maskdet.evaluation.unseen import DataEvaluation, cached_evaluation, dataset_fingerprint
 from maskdet.data.datasets import DatasetError
-from maskdet.evaluation.heldout import COL_SET, best_by_set, evaluation_table
+from maskdet.evaluation.heldout import COL_SET, best_by_set, evaluation_table, own_split_label
 from maskdet.inference.explain import Explanation, explain
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.jobs import QueuedJob
@@ -221,7 +221,6 @@ def scored_sets(summaries: list[ModelSummary]) -> list[tuple[ModelSummary, str]]
 def all_models_section(rows: list[tuple[ModelSummary, str]]) -> pd.DataFrame:
     """The comparison table of every model on its set; returns it for the export."""
     table = evaluation_table(rows)
-    st.subheader("All models")
     st.caption(f"Click a header to sort. Column `{COL_SET}` names the data each row was scored on and "
                f"`{COL_N}` its size; the best value of each column is highlighted only among models scored on "
                "the same set (cost columns across all), higher being better for quality, "
@@ -342,12 +341,13 @@ def operating_point_section(files: Mapping[str, ScoredFiles], by_name: Mapping[s
     rows = []
     for name, metrics in at_threshold.items():
         point = operating_point(metrics)
-        rows.append({COL_MODEL: name, "threshold": thresholds[name], "accuracy": metrics["accuracy"],
+        rows.append({COL_MODEL: name, COL_SET: own_split_label(by_name[name]) if source == TEST_SPLIT else source,
+                     "threshold": thresholds[name], "accuracy": metrics["accuracy"],
                      "precision (with_mask)": point["precision"], "recall (with_mask)": point["recall"],
                      "false positive rate": point["fpr"], "FP": metrics["false_positives"],
                      "FN": metrics["false_negatives"], "images": metrics["n"]})
     frame = pd.DataFrame(rows)
-    st.dataframe(styled(frame.assign(**{COL_SET: source}), {"threshold": "{:.2f}"}, text_columns=(COL_MODEL, COL_SET)),
+    st.dataframe(styled(frame, {"threshold": "{:.2f}"}, text_columns=(COL_MODEL, COL_SET)),
                  hide_index=True, key="compare_operating_table")
     show_confusions({f"{name} at {thresholds[name]:.2f}": m["confusion"] for name, m in at_threshold.items()},
                     key="operating_confusion")
@@ -491,6 +491,7 @@ summaries = _measure_latencies(summaries_of(models))
 if not summaries:
     st.stop()
 by_name = {s.name: s for s in summaries}
+st.subheader("All models")
 rows = scored_sets(summaries)
 table = all_models_section(rows)
 

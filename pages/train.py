@@ -36,6 +36,7 @@ from maskdet.zoo.architectures import (
     pretrained_weights_path,
 )
 from ui.dataset_picker import choose_dataset
+from ui.figures import with_room_for_the_toolbar
 from ui.models import invalidate_models
 from ui.paths import PathRefused, show_path_limits, typed_path
 from ui.shell import setup_page
@@ -59,11 +60,22 @@ MODE_NOTES = {
 }
 
 
+ETA_STEP_S = 10
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes}:{secs:02d}"
+
+
+def _eta(seconds: float | None) -> str:
+    """The time left rounded to ETA_STEP_S (a minute beyond ten minutes), read as an estimate."""
+    if seconds is None:
+        return "—"
+    step = ETA_STEP_S if seconds < 600 else 60
+    return f"~{_duration(max(step, round(seconds / step) * step))}"
 
 
 def _weights_ready(spec: ModelSpec) -> bool:
@@ -187,17 +199,18 @@ def _draw_job(runner: TrainingJobRunner, status: JobStatus) -> None:
     )
     st.text(status_line(status))
     progress = status.progress
-    st.progress(status.fraction, text=f"Overall: {status.fraction:.0%}")
+    # One bar, one figure: the epoch and batch are said in words, never as a second percentage beside it.
     if progress and progress.phase == "train" and progress.batches:
-        st.progress(progress.batch / progress.batches,
-                    text=f"Epoch {progress.epoch}/{progress.epochs}: batch {progress.batch}/{progress.batches}")
+        where = f"epoch {progress.epoch}/{progress.epochs}, batch {progress.batch}/{progress.batches}"
     elif progress and progress.history:
-        st.progress(1.0, text=f"Training done ({len(progress.history)} epochs)")
+        where = f"training done ({len(progress.history)} epochs)"
     else:
-        st.progress(0.0, text=f"Epoch progress starts after {progress.phase if progress else 'setup'}")
+        where = f"{progress.phase if progress else 'setting up'}"
+    st.progress(status.fraction, text=f"{status.fraction:.0%} · {where}")
     cols = st.columns(4)
     cols[0].metric("Elapsed", _duration(status.elapsed()))
-    cols[1].metric("ETA", _duration(progress.eta if progress and status.active else None))
+    cols[1].metric("ETA", _eta(progress.eta if progress and status.active else None),
+                   help="Time left, from the pace so far; rounded so that it does not jump with every batch.")
     last = progress.history[-1] if progress and progress.history else {}
     cols[2].metric("Train accuracy", f"{last['train_acc']:.1%}" if last else "—")
     cols[3].metric("Validation accuracy", f"{last['val_acc']:.1%}" if last else "—")
@@ -213,7 +226,7 @@ def _draw_job(runner: TrainingJobRunner, status: JobStatus) -> None:
     elif status.state == JobState.CANCELLED:
         st.warning("Cancelled: nothing was saved.")
     if progress and progress.history:
-        st.plotly_chart(_curves(progress.history), key="train_curves")
+        st.plotly_chart(with_room_for_the_toolbar(_curves(progress.history)), key="train_curves")
     with st.expander("Log", expanded=status.state == JobState.FAILED):
         st.code("\n".join(status.log[-LOG_LINES_SHOWN:]) or "(empty)", language=None)
 

@@ -17,7 +17,7 @@ from markdown_text import texts
 from streamlit.testing.v1 import AppTest
 
 from maskdet.inference.predictor import load_classifier
-from maskdet.evaluation.compare import COL_MODEL, TABLE_COLUMNS
+from maskdet.evaluation.compare import COL_MODEL, COL_N, TABLE_COLUMNS
 from maskdet.evaluation.folder import evaluate_folder
 from maskdet.evaluation.heldout import COL_SET
 from maskdet.evaluation.metrics import compute_metrics
@@ -81,7 +81,8 @@ def test_two_models_side_by_side_and_on_unseen_data(app: str, tiny_models_dir: P
     assert_clean(at)
 
     table = at.dataframe[0].value  # the comparison table (st.dataframe exposes no key)
-    assert [c for c in table.columns if c != COL_SET] == TABLE_COLUMNS
+    assert list(table.columns[1:3]) == [COL_SET, COL_N]  # the set and its size beside each model's name
+    assert sorted(table.columns) == sorted([*TABLE_COLUMNS, COL_SET])
     assert set(table[COL_SET]) == {f"{tiny_dataset.name} test files held out by all 2"}
     assert sorted(table[COL_MODEL]) == ["tiny-cnn", "tiny-mlp"]
     assert (table["CPU ms / face"] > 0).all()  # measured on this machine
@@ -262,4 +263,4 @@ def test_error_gallery_and_operating_point_on_shipped_models(app: Path, tmp_path
     assert {"Original (as the model sees it)", "Integrated Gradients heatmap", "Overlay"} <= {
         c for image in tab.image for c in image.captions}
     assert f"Why `mlp` said **{hardest['predicted label']}**" in texts(tab.markdown)
-    assert "Convergence delta" in texts(tab.caption)
+    assert "convergence error" in texts(tab.caption) + texts(tab.warning)

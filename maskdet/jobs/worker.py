@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -70,6 +71,12 @@ def _leave_when_orphaned(parent: int) -> None:
             os._exit(1)
 
 
+def handled_input_error(exc: BaseException) -> bool:
+    """maskdet's own ``ValueError`` subclasses (VideoDecodeError, ImageDecodeError, DatasetError, CheckpointError...)
+    are bad input, reported in one clear line; anything else is a fault worth its traceback."""
+    return isinstance(exc, ValueError) and type(exc).__module__.split(".")[0] == "maskdet"
+
+
 def execute(function: JobFunction, params: dict, send: Callable[[str, object], None], cancel: CancelFlag) -> None:
     """Run ``function`` once, sending its log lines, progress and exactly one final message through ``send``.
 
@@ -88,7 +95,10 @@ def execute(function: JobFunction, params: dict, send: Callable[[str, object], N
         if job.cancelled:
             send("cancelled", None)
         else:
-            traceback.print_exc()  # the full story on the job's console; readers get the message
+            if handled_input_error(exc):  # a bad file or folder, already explained: one line, no traceback
+                print(f"job failed on its input: {type(exc).__name__}: {exc}", file=sys.stderr)
+            else:
+                traceback.print_exc()  # the full story on the job's console; readers get the message
             send("failed", str(exc) or type(exc).__name__)
     else:
         send("done", result)

@@ -44,7 +44,7 @@ ANNOTATED = "annotated.mp4"
 THUMBNAILS = "thumbnails"
 UNMASKED = "without_mask"
 MAX_THUMBNAILS = 24
-THUMBNAIL_WIDTH = 192
+THUMBNAIL_WIDTH = 400  # readable at a third of the page's width
 THUMBNAIL_SPACING_S = 1.0  # at most one thumbnail per second of clip, so the strip shows distinct moments
 KEPT_FOLDERS = 8  # uploaded clips and their results of the most recent analyses on this machine
 
