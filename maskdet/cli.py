@@ -1,4 +1,5 @@
-"""Command line interface: ``python -m maskdet {train,cut-crops,evaluate,evaluate-scenes,config,models,datasets,predict,export,bench}``."""
+"""Command line interface: ``python -m maskdet {train,cut-crops,evaluate,evaluate-scenes,config,models,datasets,predict,export,
+watch,bench}``."""
 
 from __future__ import annotations
 
@@ -420,6 +421,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from maskdet.inference.pipeline import build_pipeline
+    from maskdet.video.decode import VideoDecodeError
+    from maskdet.video.stream import Source, watch_source
+    from maskdet.watch import Privacy, WatchConfig, WatchSession
+
+    try:
+        source = Source(args.source)  # before the models load: a wrong address is said at once
+    except VideoDecodeError as exc:
+        raise CliError(exc.reason) from exc
+    config = WatchConfig(alert_after_s=args.alert_after, privacy=Privacy(args.privacy))
+    session = WatchSession(build_pipeline(args.model), config)
+    show = (lambda e: print(json.dumps(e.to_json()), flush=True)) if args.json else (
+        lambda e: print(f"{e.time:8.2f} s  track {e.track:<4} {e.kind:<8} {e.label or ''}", flush=True))
+    try:
+        for event in watch_source(source, session, record=args.record, realtime=args.realtime):
+            show(event)
+    except VideoDecodeError as exc:
+        raise CliError(exc.reason) from exc
+    except KeyboardInterrupt:
+        for event in session.finish():
+            show(event)
+    summary = session.summary()
+    if args.json:
+        print(json.dumps({"summary": summary}))
+    else:
+        ratio = "n/a" if summary["compliance"] is None else f"{summary['compliance']:.0%}"
+        people = ", ".join(f"{name} {count}" for name, count in summary["people"].items())
+        print(f"people: {people} (undecided {summary['undecided']}); compliance {ratio}; alerts {summary['alerts']}")
+    if args.record and config.privacy.keeps_pictures:
+        print(f"recorded {args.record}", file=sys.stderr)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from maskdet.bench import format_table, run_benchmarks
 
@@ -557,6 +592,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="folder to create (classifier.onnx, detector.onnx, metadata.json)")
     export.add_argument("--force", action="store_true", help="replace OUTPUT if it is an earlier export")
     export.set_defaults(func=cmd_export)
+
+    watch = sub.add_parser("watch", help="watch a clip, camera URL (RTSP / HTTP) or camera device: people tracked, "
+                           "counted and alerted on; one line per event, then a summary")
+    watch.add_argument("source", metavar="SOURCE", help="a video file, an rtsp:// or http(s):// URL, or a camera "
+                       "device (/dev/video0 or 0)")
+    watch.add_argument("--model")
+    watch.add_argument("--json", action="store_true", help="one JSON line per event, then {\"summary\": ...}")
+    watch.add_argument("--alert-after", type=float, default=3.0, metavar="S",
+                       help="alert when a face without a mask stays in view S seconds (default 3)")
+    watch.add_argument("--record", metavar="OUT.mp4", help="write the annotated stream here (H.264 mp4)")
+    watch.add_argument("--privacy", nargs="?", const="blur", default="off", choices=["off", "blur", "no-pictures"],
+                       help="blur every face in what is kept (--privacy alone), or keep no pictures at all")
+    watch.add_argument("--realtime", action="store_true", help="play a file at its frame rate, like a live camera")
+    watch.set_defaults(func=cmd_watch)
 
     bench = sub.add_parser("bench", help="measure classification, detection, pipeline and explanation speed")
     bench.add_argument("--model")

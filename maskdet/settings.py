@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     session_photos: int = Field(24, ge=1, description="Photos one session may analyse at once on the Photo page.")
     session_grace_s: float = Field(60.0, ge=0, description="Seconds a disconnected session may come back before "
                                                            "its jobs are cancelled and its files deleted.")
+    watch_retention_days: float = Field(7.0, ge=0, description="Watched streams' recordings, snapshots and event "
+                                                               "logs older than this many days are deleted.")
     public_data_url: str = Field("https://raw.githubusercontent.com",
                                  description="Where `datasets get` fetches public repository snapshots from: "
                                              "BASE/OWNER/REPO/COMMIT/PATH (a mirror, or a loopback server in tests).")

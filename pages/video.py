@@ -101,8 +101,15 @@ def show_results(results: VideoResults, name: str) -> None:
     table = frame_table(results)
     totals = ", ".join(f"{int(table[label].sum())} {text}" for label, text in LABEL_TEXT.items())
     speed = len(table) / results.seconds if results.seconds else 0.0
-    st.success(f"{len(table)} frames analysed in {results.seconds:.1f} s ({speed:.1f} frames/s): {totals} "
-               "(faces summed over frames)")
+    st.success(f"{len(table)} frames analysed in {results.seconds:.1f} s ({speed:.1f} frames/s)")
+    if results.people is not None:
+        people = ", ".join(f"{results.people['people'].get(label, 0)} {text}" for label, text in LABEL_TEXT.items())
+        ratio = results.people["compliance"]
+        st.markdown(f"**People**: {people}" + (f" ({results.people['undecided']} undecided)"
+                                                if results.people["undecided"] else "")
+                    + ("" if ratio is None else f"; compliance {ratio:.0%}")
+                    + " — faces tracked across frames, one verdict per person from a vote over their frames.")
+    st.caption(f"Faces summed over frames: {totals}")
     long = table.melt(id_vars=["frame", "time (s)"], value_vars=list(LABEL_TEXT), var_name="class", value_name="faces")
     long["class"] = long["class"].map(LABEL_TEXT)
     figure = px.line(long, x="time (s)", y="faces", color="class", color_discrete_map=COLOURS, line_shape="hv",

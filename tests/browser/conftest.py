@@ -30,6 +30,7 @@ DATASET_NAME = "tiny-faces"
 VIDEO_FPS = 20
 FRAMES_PER_FACE = 12  # 0.6 s per face; 4 faces per class + an empty scene = a 5.4 s loop
 FACES_PER_CLASS = 4
+EMPTY_FRAMES = 30  # 1.5 s of empty scene: longer than a track outlives its face, so each loop's people leave
 
 
 def _unavailable(message: str) -> None:
@@ -123,7 +124,8 @@ def open_browser(chromium, tmp_path, request) -> Iterator[Callable[..., object]]
 
 @pytest.fixture(scope="session")
 def webcam_video(tmp_path_factory, held_out_faces, frame_composer) -> Path:
-    """A looping fake-camera clip (y4m, 640x480, 20 fps): 4 masked faces, 4 unmasked faces, an empty scene."""
+    """A looping fake-camera clip (y4m, 640x480, 20 fps): 4 masked faces (one place, one person to the tracker),
+    4 unmasked faces elsewhere (another person, in view 2.4 s), 1.5 s of empty scene."""
     import av
 
     path = tmp_path_factory.mktemp("camera") / "faces.y4m"
@@ -134,8 +136,9 @@ def webcam_video(tmp_path_factory, held_out_faces, frame_composer) -> Path:
         stream = container.add_stream("wrapped_avframe", rate=VIDEO_FPS)
         stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
         for index, faces in enumerate(scenes):
-            for step in range(FRAMES_PER_FACE):
-                box = (140 + 40 * (index % 3) + 3 * step, 110 + 2 * step, 200)  # drifts like a real head
+            masked = index < FACES_PER_CLASS  # masked people on the left, unmasked on the right: two tracks
+            for step in range(FRAMES_PER_FACE if faces else EMPTY_FRAMES):
+                box = ((20 if masked else 380) + 10 * (index % 4) + 2 * step, 110 + 2 * step, 180)  # drifts like a head
                 rgb = frame_composer(faces, [box] * len(faces))
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
                 for packet in stream.encode(frame):

@@ -297,8 +297,9 @@ def fps(text: str) -> float | None:
     return number(r"FPS: ([\d.]+)", text)
 
 
-def faces_since_start(cls: str, text: str) -> float:
-    return number(rf"(?<![a-z]){cls} [\d.]+% \((\d+) faces\)", text) or 0
+def people_since_start(cls: str, text: str) -> float:
+    """People of class ``cls`` counted since START (one per tracked person, not per frame)."""
+    return number(rf"People since START:[^\n]*?(?<![a-z]){cls} (\d+)", text) or 0
 
 
 def streaming(text: str) -> bool:
