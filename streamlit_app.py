@@ -18,7 +18,9 @@ from maskdet.settings import CLASSES, models_dir
 from maskdet.evaluation.heldout import COL_SET
 from maskdet.zoo.folders import default_model_name
 from ui.held_out import common_set, scored_rows, summaries_of
+from ui.access import is_owner
 from ui.models import list_trained_models, show_broken_models
+from ui.overview import show_overview
 from ui.navigation import PAGES, page_named
 from ui.tables import styled
 from ui.shell import setup_page
@@ -99,3 +101,6 @@ if models:
     st.dataframe(styled(table, text_columns=("name", "default", "arch", COL_SET, "created")), hide_index=True)
 else:
     st.info(f"No trained model in `{models_dir()}` yet: train one on the Train page.")
+
+if is_owner():
+    show_overview()

@@ -14,9 +14,12 @@ class FacePrediction:
     confidence: float
     face_score: float
     p_with_mask: float
+    track_id: int | None = None  # the person this face belongs to across frames (maskdet.watch); None: untracked
 
     def to_json(self) -> dict:
         payload = asdict(self)
+        if self.track_id is None:
+            del payload["track_id"]
         payload["box"] = list(self.box)
         payload["confidence"] = round(self.confidence, 4)
         payload["face_score"] = round(self.face_score, 4)

@@ -30,6 +30,7 @@ DATASET_NAME = "tiny-faces"
 VIDEO_FPS = 20
 FRAMES_PER_FACE = 12  # 0.6 s per face; 4 faces per class + an empty scene = a 5.4 s loop
 FACES_PER_CLASS = 4
+EMPTY_FRAMES = 30  # 1.5 s of empty scene: longer than a track outlives its face, so each loop's people leave
 
 
 def _unavailable(message: str) -> None:
@@ -55,17 +56,43 @@ def chromium() -> tuple[str, str]:
     return binary, CHROMEDRIVER
 
 
-@pytest.fixture(scope="session")
-def dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
-    """The real dashboard on a free loopback port, with one real model and one real tiny data set."""
+def _browser_folders(tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> tuple[Path, Path]:  # noqa: ANN001
+    """A models folder holding a copy of the tiny MobileNetV2 and a data-set root holding the tiny data set."""
     models = tmp_path_factory.mktemp("browser-models")
     shutil.copytree(tiny_mobilenet, models / DEFAULT_MODEL)
     data_root = tmp_path_factory.mktemp("browser-data")
     shutil.copytree(tiny_dataset, data_root / DATASET_NAME)
+    return models, data_root
+
+
+@pytest.fixture(scope="session")
+def dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
+    """The real dashboard on a free loopback port, with one real model and one real tiny data set."""
+    models, data_root = _browser_folders(tmp_path_factory, tiny_mobilenet, tiny_dataset)
     log = ARTIFACTS / "server.log"
     environment = {"MASKDET_MODELS_DIR": str(models), "MASKDET_DEFAULT_MODEL": DEFAULT_MODEL,
                    "MASKDET_DATA_ROOT": str(data_root)}
     with running_dashboard(environment, log) as url:
+        yield Dashboard(url=url, models_dir=models, data_root=data_root, log=log)
+
+
+OWNER_SECRET = "browser-test owner secret"
+
+
+@pytest.fixture(scope="session")
+def shared_dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
+    """The real dashboard shared on purpose (listening on every interface, as the README's sharing recipe says),
+    with an owner secret and its own cache: every browser that is not signed in is a visitor."""
+    models, data_root = _browser_folders(tmp_path_factory, tiny_mobilenet, tiny_dataset)
+    cache = tmp_path_factory.mktemp("shared-cache")
+    source = Path(os.environ.get("MASKDET_CACHE_DIR", "/nonexistent")) / "detectors"
+    if source.is_dir():  # the face detector, when the test cache holds it (else fetched once)
+        shutil.copytree(source, cache / "detectors")
+    log = ARTIFACTS / "shared-server.log"
+    environment = {"MASKDET_MODELS_DIR": str(models), "MASKDET_DEFAULT_MODEL": DEFAULT_MODEL,
+                   "MASKDET_DATA_ROOT": str(data_root), "MASKDET_OWNER_SECRET": OWNER_SECRET,
+                   "MASKDET_CACHE_DIR": str(cache), "MASKDET_SESSION_GRACE_S": "5"}
+    with running_dashboard(environment, log, address="0.0.0.0") as url:
         yield Dashboard(url=url, models_dir=models, data_root=data_root, log=log)
 
 
@@ -97,7 +124,8 @@ def open_browser(chromium, tmp_path, request) -> Iterator[Callable[..., object]]
 
 @pytest.fixture(scope="session")
 def webcam_video(tmp_path_factory, held_out_faces, frame_composer) -> Path:
-    """A looping fake-camera clip (y4m, 640x480, 20 fps): 4 masked faces, 4 unmasked faces, an empty scene."""
+    """A looping fake-camera clip (y4m, 640x480, 20 fps): 4 masked faces (one place, one person to the tracker),
+    4 unmasked faces elsewhere (another person, in view 2.4 s), 1.5 s of empty scene."""
     import av
 
     path = tmp_path_factory.mktemp("camera") / "faces.y4m"
@@ -108,8 +136,9 @@ def webcam_video(tmp_path_factory, held_out_faces, frame_composer) -> Path:
         stream = container.add_stream("wrapped_avframe", rate=VIDEO_FPS)
         stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
         for index, faces in enumerate(scenes):
-            for step in range(FRAMES_PER_FACE):
-                box = (140 + 40 * (index % 3) + 3 * step, 110 + 2 * step, 200)  # drifts like a real head
+            masked = index < FACES_PER_CLASS  # masked people on the left, unmasked on the right: two tracks
+            for step in range(FRAMES_PER_FACE if faces else EMPTY_FRAMES):
+                box = ((20 if masked else 380) + 10 * (index % 4) + 2 * step, 110 + 2 * step, 180)  # drifts like a head
                 rgb = frame_composer(faces, [box] * len(faces))
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
                 for packet in stream.encode(frame):

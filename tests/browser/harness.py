@@ -87,8 +87,9 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
 
 
 @contextmanager
-def running_dashboard(environment: dict[str, str], log: Path) -> Iterator[str]:
-    """``streamlit run streamlit_app.py`` on a free loopback port with ``environment`` added; yields its URL.
+def running_dashboard(environment: dict[str, str], log: Path, address: str = "127.0.0.1") -> Iterator[str]:
+    """``streamlit run streamlit_app.py`` on a free port with ``environment`` added, listening on ``address``
+    (``0.0.0.0``: shared on purpose; always reached at 127.0.0.1); yields its URL.
 
     ``tests/browser/loopback`` is on its PYTHONPATH (keeps WebRTC ICE on 127.0.0.1); output goes to ``log``.
     """
@@ -97,7 +98,7 @@ def running_dashboard(environment: dict[str, str], log: Path) -> Iterator[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LOOPBACK_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]),
            "MASKDET_ICE_SERVERS": "[]", **environment}
     command = [
-        sys.executable, "-m", *STREAMLIT_RUN, "--server.address", "127.0.0.1",
+        sys.executable, "-m", *STREAMLIT_RUN, "--server.address", address,
         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none", "--global.developmentMode", "false",
     ]
@@ -296,8 +297,9 @@ def fps(text: str) -> float | None:
     return number(r"FPS: ([\d.]+)", text)
 
 
-def faces_since_start(cls: str, text: str) -> float:
-    return number(rf"(?<![a-z]){cls} [\d.]+% \((\d+) faces\)", text) or 0
+def people_since_start(cls: str, text: str) -> float:
+    """People of class ``cls`` counted since START (one per tracked person, not per frame)."""
+    return number(rf"People since START:[^\n]*?(?<![a-z]){cls} (\d+)", text) or 0
 
 
 def streaming(text: str) -> bool:
