@@ -15,7 +15,7 @@ from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.zoo.folders import CheckpointError, ModelMissing, recover_interrupted_saves
 from maskdet.data.datasets import DatasetError
 from maskdet.data.images import ImageDecodeError
-from maskdet.zoo.decision import THRESHOLD
+from maskdet.zoo.decision import MAX_BARE_CALLED_MASKED, THRESHOLD
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,15 @@ def _print_metrics(title: str, metrics: dict) -> None:
     for cls, values in metrics["per_class"].items():
         print(f"  {cls:<13} precision={values['precision']:.4f} recall={values['recall']:.4f} "
               f"f1={values['f1']:.4f} support={values['support']}")
-    (tn, fp), (fn, tp) = metrics["confusion"]
-    print(f"  confusion [[tn fp] [fn tp]] = [[{tn} {fp}] [{fn} {tp}]]")
+    confusion = metrics["confusion"]
+    if len(confusion) == 2:
+        (tn, fp), (fn, tp) = confusion
+        print(f"  confusion [[tn fp] [fn tp]] = [[{tn} {fp}] [{fn} {tp}]]")
+    else:
+        print(f"  confusion (rows actual, columns predicted: {' '.join(metrics['classes'])}) = {confusion}")
+    for cls, outside in (metrics.get("outside_classes") or {}).items():
+        called = ", ".join(f"{name} {count}" for name, count in outside["called"].items())
+        print(f"  {cls}: {outside['faces']} image(s) of a class the model lacks (not scored), called: {called}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -204,6 +211,19 @@ def _field(metadata: dict, *keys: str) -> object:
     for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
     return value
+
+
+def cmd_threshold(args: argparse.Namespace) -> int:
+    from maskdet.zoo.folders import choose_operating_threshold, resolve_model, set_operating_threshold
+
+    folder = resolve_model(args.model)
+    if args.value is not None:
+        metadata = set_operating_threshold(folder, args.value, chosen_on=args.chosen_on)
+    else:
+        metadata = choose_operating_threshold(folder, max_bare_called_masked=args.max_bare_called_masked)
+    print(f"{folder.name}: operating threshold {metadata['operating_threshold']:g}"
+          f"{f' (chosen on {c})' if (c := metadata.get('operating_threshold_chosen_on')) else ''}")
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -394,6 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
     scenes.add_argument("--json", action="store_true", help="print one JSON object")
     scenes.add_argument("-q", "--quiet", action="store_true")
     scenes.set_defaults(func=cmd_evaluate_scenes)
+
+    threshold = sub.add_parser("threshold", help="set a model's operating threshold, or choose it on the validation "
+                                                 "scores its card stores (the default)")
+    threshold.add_argument("--model", default=None, help="model name or folder (default: the default model)")
+    threshold.add_argument("--value", type=float, default=None, help="set this threshold instead of choosing one")
+    threshold.add_argument("--chosen-on", default=None, help="with --value: the data it was chosen on")
+    threshold.add_argument("--max-bare-called-masked", type=float, default=MAX_BARE_CALLED_MASKED,
+                           help="choose the lowest threshold calling at most this fraction of the not-masked "
+                                "validation faces masked (default %(default)s)")
+    threshold.set_defaults(func=cmd_threshold)
 
     models = sub.add_parser("models", help="list trained models and their headline metrics")
     models.add_argument("--json", action="store_true")

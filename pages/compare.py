@@ -36,7 +36,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from maskdet.zoo.folders import METADATA_FILE, CheckpointError, set_operating_threshold
+from maskdet.zoo.folders import METADATA_FILE, CheckpointError, choose_operating_threshold, set_operating_threshold
 from maskdet.evaluation.compare import (
     COL_ACCURACY,
     COL_AP,
@@ -82,7 +82,7 @@ from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.jobs import QueuedJob
 from maskdet.evaluation.leakage import TrainingOverlap, training_overlap
 from maskdet.evaluation.metrics import calibration, compute_metrics, curves, operating_point
-from maskdet.settings import CLASSES
+from maskdet.settings import KNOWN_CLASSES
 from ui.dataset_picker import choose_dataset
 from ui.explanation import show_explanation
 from ui.jobs import job_queue, show_failures, show_queue_progress, submit_jobs
@@ -102,7 +102,7 @@ DEFAULT_SELECTED = 4  # newest models plotted by default
 CONFUSION_COLUMNS = 3
 BEST_CSS = "background-color: rgba(46, 158, 91, 0.25); font-weight: 600"
 UNSEEN_QUEUE = "compare-unseen"  # the server's queue of unseen-data evaluations (ui.jobs.job_queue)
-PERCENT_COLUMNS = [COL_ACCURACY, *(class_column(m, c) for c in CLASSES for m in PER_CLASS_METRICS)]
+PERCENT_COLUMNS = [COL_ACCURACY, *(class_column(m, c) for c in KNOWN_CLASSES for m in PER_CLASS_METRICS)]
 THRESHOLD_RANGE = (0.01, 0.99, 0.01)  # min, max, step of the operating-threshold sliders
 GALLERY_COLUMNS = 6
 GALLERY_FIRST = 24  # thumbnails shown at first per model; a slider shows more
@@ -118,7 +118,7 @@ LABEL_SHORT = {"with_mask": "mask", "without_mask": "no mask"}
 def _styled(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
     """The table with each column's best value highlighted and numbers formatted for reading."""
     mask = best_mask(frame)
-    formats = {column: "{:.2%}" for column in PERCENT_COLUMNS}
+    formats = {column: "{:.2%}" for column in PERCENT_COLUMNS if column in frame.columns}
     formats |= {COL_AUC: "{:.4f}", COL_AP: "{:.4f}", COL_SIZE: "{:.2f}", COL_TRAIN_S: "{:.1f}", COL_LATENCY: "{:.2f}",
                 COL_ECE: "{:.4f}", COL_BRIER: "{:.4f}", COL_THRESHOLD: "{:.2f}"}
     formats |= {c: "{:,.0f}" for c in frame.columns if c not in formats and c not in (COL_MODEL, COL_ARCH)}
@@ -199,7 +199,8 @@ def _reliability_figure(series: Mapping[str, tuple[Sequence[int], Sequence[float
 def _confusion_figure(name: str, confusion: list[list[int]]) -> go.Figure:
     figure = px.imshow(
         confusion, text_auto=True, color_continuous_scale="Blues",
-        x=[f"predicted {c}" for c in CLASSES], y=[f"actual {c}" for c in CLASSES], title=name,
+        x=[f"predicted {c}" for c in KNOWN_CLASSES[: len(confusion)]],
+        y=[f"actual {c}" for c in KNOWN_CLASSES[: len(confusion)]], title=name,
     )
     figure.update_layout(coloraxis_showscale=False, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return figure
@@ -311,6 +312,20 @@ def _save_threshold(summary: ModelSummary, slider_key: str, source: str) -> None
     st.session_state[SAVED_MESSAGE_KEY] = ("success", (
         f"Saved {threshold:.2f} as the operating threshold of `{summary.name}` (chosen on {source}): "
         "the Photo and Webcam pages and `predict` now label with it."))
+
+
+def _choose_threshold(summary: ModelSummary, slider_key: str) -> None:
+    """Button callback: choose and save the threshold on the validation scores the model's card stores."""
+    try:
+        metadata = choose_operating_threshold(summary.path)
+    except CheckpointError as exc:
+        st.session_state[SAVED_MESSAGE_KEY] = ("error", f"Cannot choose the threshold of `{summary.name}`: {exc}")
+        return
+    invalidate_models()
+    st.session_state[slider_key] = metadata["operating_threshold"]
+    st.session_state[SAVED_MESSAGE_KEY] = ("success", (
+        f"Saved {metadata['operating_threshold']:.2f} as the operating threshold of `{summary.name}` "
+        f"({metadata['operating_threshold_chosen_on']})."))
 
 
 # --- sections ------------------------------------------------------------------------------------
@@ -426,6 +441,10 @@ def operating_point_section(files: Mapping[str, ScoredFiles], by_name: Mapping[s
         column.button(f"Save {thresholds[name]:.2f} as its threshold", key=f"compare_save_{name}",
                       disabled=bool(np.isclose(thresholds[name], summary.operating_threshold)),
                       on_click=_save_threshold, args=(summary, key, source))
+        column.button("Choose on its validation scores", key=f"compare_choose_{name}", on_click=_choose_threshold,
+                      args=(summary, key), disabled=not summary.has_validation_scores,
+                      help="The lowest threshold calling at most 0.5% of the not-masked validation faces masked "
+                           "(a bare or incorrectly masked face called masked is the costly error).")
     at_threshold = {name: compute_metrics(f.labels, f.scores, thresholds[name]) for name, f in files.items()}
     rows = []
     for name, metrics in at_threshold.items():

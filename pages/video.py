@@ -22,6 +22,7 @@ import plotly.express as px
 import streamlit as st
 
 from maskdet.zoo.folders import CheckpointError, operating_threshold, read_metadata, resolve_model
+from maskdet.inference.drawing import LABEL_TEXT, hex_colour
 from maskdet.jobs import JobRunner, JobState
 from maskdet.video import VIDEO_SUFFIXES
 from maskdet.video.results import VideoResults, analysis_folder, analysis_key, read_results, stage_clip
@@ -35,8 +36,6 @@ UPLOAD_LIMIT_MB = 200  # server.maxUploadSize in .streamlit/config.toml
 REFRESH_S = 0.5
 DETECTOR = "centerface"  # the product's face detector setting, as on the Photo page
 RUNNER_KEY = "video_runner"
-LABEL_TEXT = {"with_mask": "😷 with mask", "without_mask": "🙂 without mask"}
-COLOURS = {LABEL_TEXT["with_mask"]: "#28a745", LABEL_TEXT["without_mask"]: "#dc3545"}
 ENDED_NOTES = {
     JobState.CANCELLED: "Stopped: nothing was kept.",
     JobState.FINISHED: "The results of this analysis were deleted to make room for newer clips.",
@@ -99,20 +98,23 @@ def clip_digest(file_id: str, _data: bytes) -> str:
 
 
 def frame_table(results: VideoResults) -> pd.DataFrame:
-    """One row per processed frame: frame, time and faces per class."""
+    """One row per processed frame: frame, time and faces per class (the model's classes)."""
+    classes = [label for label in LABEL_TEXT if any(label in row.counts for row in results.frames)]
     return pd.DataFrame([{"frame": row.frame, "time (s)": round(row.time, 3), **row.counts}
-                         for row in results.frames], columns=["frame", "time (s)", *LABEL_TEXT])
+                         for row in results.frames], columns=["frame", "time (s)", *classes])
 
 
 def show_results(results: VideoResults, name: str) -> None:
     table = frame_table(results)
-    totals = ", ".join(f"{int(table[label].sum())} {text}" for label, text in LABEL_TEXT.items())
+    classes = [label for label in LABEL_TEXT if label in table.columns]
+    totals = ", ".join(f"{int(table[label].sum())} {LABEL_TEXT[label]}" for label in classes)
     speed = len(table) / results.seconds if results.seconds else 0.0
     st.success(f"{len(table)} frames analysed in {results.seconds:.1f} s ({speed:.1f} frames/s): {totals} "
                "(faces summed over frames)")
-    long = table.melt(id_vars=["frame", "time (s)"], value_vars=list(LABEL_TEXT), var_name="class", value_name="faces")
+    long = table.melt(id_vars=["frame", "time (s)"], value_vars=classes, var_name="class", value_name="faces")
     long["class"] = long["class"].map(LABEL_TEXT)
-    figure = px.line(long, x="time (s)", y="faces", color="class", color_discrete_map=COLOURS, line_shape="hv",
+    colours = {LABEL_TEXT[label]: hex_colour(label) for label in classes}
+    figure = px.line(long, x="time (s)", y="faces", color="class", color_discrete_map=colours, line_shape="hv",
                      title="Faces per class over time")
     figure.update_yaxes(rangemode="tozero", dtick=1)
     st.plotly_chart(figure, key="video_counts")
@@ -121,7 +123,7 @@ def show_results(results: VideoResults, name: str) -> None:
     st.download_button("Download the annotated clip", clip, file_name=f"{PurePath(name).stem}-annotated.mp4",
                        mime="video/mp4", key="video_download")
     if results.thumbnails:
-        st.subheader("Frames with unmasked faces")
+        st.subheader("Frames with unmasked or incorrectly masked faces")
         st.image([str(t.path) for t in results.thumbnails],
                  caption=[f"{t.time:.1f} s (frame {t.frame})" for t in results.thumbnails], width=192)
     else:

@@ -26,7 +26,6 @@ from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.zoo.folders import CheckpointError
 from maskdet.inference.live import LIVE_DETECTOR_OPTIONS, UNCERTAIN, LiveProcessor, LiveSnapshot, rtc_configuration
 from maskdet.inference.pipeline import FacePipeline
-from maskdet.settings import CLASSES
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
 from ui.shell import setup_page
@@ -76,16 +75,17 @@ def _receiving(snapshot: LiveSnapshot) -> bool:
     return snapshot.seconds_since_frame is not None and snapshot.seconds_since_frame < STALE_AFTER_S
 
 
-def _readout_lines(snapshot: LiveSnapshot, live: bool) -> list[str]:
+def _readout_lines(snapshot: LiveSnapshot, live: bool, classes: tuple[str, ...]) -> list[str]:
+    """The readout's lines, per class of the model (``classes``)."""
     counts = snapshot.faces_now
     lines = [f"Frames processed: {snapshot.frames}", f"FPS: {snapshot.fps:.1f}"]
     if live:
         unsure = f", unsure {counts[UNCERTAIN]}" if counts[UNCERTAIN] else ""
-        lines.append(f"Faces now: {', '.join(f'{name} {counts[name]}' for name in CLASSES)}{unsure}")
+        lines.append(f"Faces now: {', '.join(f'{name} {counts[name]}' for name in classes)}{unsure}")
         if not snapshot.face_in_view:
             lines.append("**No face in view**")
     averages = ", ".join(
-        f"{name} {_percent(snapshot.average_confidence[name])} ({snapshot.faces_total[name]} faces)" for name in CLASSES
+        f"{name} {_percent(snapshot.average_confidence[name])} ({snapshot.faces_total[name]} faces)" for name in classes
     )
     lines.append(f"Average confidence since START: {averages}")
     if snapshot.median_ms is not None:
@@ -105,7 +105,7 @@ def _readout(processor: LiveProcessor, context: WebRtcStreamerContext) -> None:
     elif not _receiving(snapshot):
         st.info(f"No frame for {snapshot.seconds_since_frame:.0f} s: the connection stalled or was closed. "
                 "Press **STOP**, then **START**, if it does not resume.")
-    for line in _readout_lines(snapshot, playing and _receiving(snapshot)):
+    for line in _readout_lines(snapshot, playing and _receiving(snapshot), processor.pipeline.classifier.classes):
         st.markdown(line)
     if snapshot.errors:
         st.warning(f"{snapshot.errors} frame(s) could not be processed and were shown without boxes; the stream "

@@ -209,3 +209,22 @@ def test_models_that_are_not_ours_are_refused_and_the_others_still_work(models: 
         assert not at.error
         assert "**Face 1**" in texts(at.markdown)
     assert not marker.exists()
+
+
+def test_a_three_class_model_shows_and_explains_the_third_class(isolated_models_dir: Path, three_class_mobilenet: Path,
+                                                                three_class_dataset: Path) -> None:
+    shutil.copytree(three_class_mobilenet, isolated_models_dir / "three-class")
+    set_default_model("three-class")
+    crops = sorted((three_class_dataset / "mask_weared_incorrect").iterdir())[:4]
+    at = start()
+    at.radio(key="photo_detector").set_value("whole-image")
+    at = upload(at.run(), *[(path.name, path.read_bytes(), "image/png") for path in crops])
+    assert_clean(at)
+    shown = texts(at.markdown)
+    assert "😶 mask worn incorrectly" in shown  # a face called incorrect_mask (seen in training: most are)
+    assert shown.count("😶 mask worn incorrectly ") >= len(crops)  # every face lists its probability of the class
+    target = next(s for s in at.selectbox if s.key and s.key.endswith("_0_target"))
+    assert set(target.options) == {"🙂 without mask", "😷 with mask", "😶 mask worn incorrectly"}
+    target.set_value("with_mask").run()
+    assert_clean(at)
+    assert any(caption.endswith("heatmap") for caption in image_captions(at))

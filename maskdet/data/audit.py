@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from maskdet.data.datasets import Catalog, DatasetScan, FileRecord, ProgressFn, build_catalog, scan_dataset
-from maskdet.settings import CLASSES
+from maskdet.settings import KNOWN_CLASSES
 from maskdet.data.split import SPLIT_NAMES, DuplicateReport, Split, catalog_groups, find_duplicates, make_split
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,12 @@ class DatasetAudit:
     @property
     def missing_classes(self) -> list[str]:
         """Classes without a single readable image: training is impossible until they have some."""
-        return [name for name in CLASSES if self.counts[name] == 0]
+        return [name for name in self.classes if self.counts[name] == 0]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The set's class list (two classes, or three with an ``incorrect_mask`` folder)."""
+        return self.catalog.classes
 
     @property
     def imbalanced(self) -> bool:
@@ -159,12 +164,12 @@ def find_split_leaks(duplicates: DuplicateReport, split: Split) -> list[SplitLea
 def audit_catalog(catalog: Catalog, scan: DatasetScan | None = None, seed: int = DEFAULT_SPLIT_SEED) -> DatasetAudit:
     """Analyse a catalogue; ``scan`` (when given) adds the class folder names found on disk."""
     readable = catalog.readable
-    files_per_class = dict.fromkeys(CLASSES, 0)
-    counts = dict.fromkeys(CLASSES, 0)
+    files_per_class = dict.fromkeys(catalog.classes, 0)
+    counts = dict.fromkeys(catalog.classes, 0)
     for record in catalog.records:
-        files_per_class[CLASSES[record.label]] += 1
+        files_per_class[KNOWN_CLASSES[record.label]] += 1
         if record.ok:
-            counts[CLASSES[record.label]] += 1
+            counts[KNOWN_CLASSES[record.label]] += 1
     groups = catalog_groups(catalog)  # once: the report and the split share them
     duplicates = find_duplicates(catalog, groups=groups)
     split = make_split(catalog, seed=seed, groups=groups)
@@ -175,7 +180,7 @@ def audit_catalog(catalog: Catalog, scan: DatasetScan | None = None, seed: int =
         root=catalog.root,
         fingerprint=catalog.fingerprint,
         catalog=catalog,
-        class_folders=scan.class_folders if scan else {name: [] for name in CLASSES},
+        class_folders=scan.class_folders if scan else {name: [] for name in catalog.classes},
         files_per_class=files_per_class,
         counts=counts,
         imbalance_ratio=imbalance_ratio(counts),
@@ -205,7 +210,7 @@ def audit_dataset(
 def sample_files(audit: DatasetAudit, per_class: int, seed: int) -> dict[str, list[FileRecord]]:
     """Up to ``per_class`` readable files of each class, drawn at random but reproducibly from ``seed``."""
     rng = random.Random(seed)
-    by_class: dict[str, list[FileRecord]] = {name: [] for name in CLASSES}
+    by_class: dict[str, list[FileRecord]] = {name: [] for name in audit.classes}
     for record in audit.catalog.readable:
-        by_class[CLASSES[record.label]].append(record)
+        by_class[KNOWN_CLASSES[record.label]].append(record)
     return {name: rng.sample(records, min(per_class, len(records))) for name, records in by_class.items()}

@@ -41,13 +41,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from maskdet.zoo.folders import load_model, load_split, operating_threshold
+from maskdet.zoo.folders import card_scores, load_model, load_split, model_classes, operating_threshold
 from maskdet.inference.predictor import Classifier
 from maskdet.data.datasets import load_catalog, scan_dataset
 from maskdet.evaluation.folder import evaluate_folder
 from maskdet.evaluation.metrics import calibration
-from maskdet.zoo.decision import predicted_labels
-from maskdet.settings import CLASSES, REPO_ROOT, cache_dir, data_root
+from maskdet.zoo.decision import WITH_MASK, as_probabilities, predicted_labels
+from maskdet.settings import CLASSES, KNOWN_CLASSES, POSITIVE_CLASS, REPO_ROOT, cache_dir, data_root
 from maskdet.store import write_json
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,8 @@ COL_PARAMS = "parameters"
 COL_SIZE = "checkpoint MB"
 COL_TRAIN_S = "training s"
 COL_LATENCY = "CPU ms / face"
+COL_OUTSIDE = "unseen faces of a class the model lacks"
+COL_OUTSIDE_MASKED = "of those, called with_mask"
 
 
 def class_column(metric: str, class_name: str) -> str:
@@ -91,7 +93,7 @@ BEST_DIRECTION: dict[str, Direction] = {
     COL_ACCURACY: "max",
     COL_AUC: "max",
     COL_AP: "max",
-    **{class_column(m, c): "max" for c in reversed(CLASSES) for m in PER_CLASS_METRICS},
+    **{class_column(m, c): "max" for c in KNOWN_CLASSES for m in PER_CLASS_METRICS},
     COL_FP: "min",
     COL_FN: "min",
     COL_ECE: "min",
@@ -106,6 +108,15 @@ TABLE_COLUMNS = [COL_MODEL, COL_ARCH, COL_ACCURACY, COL_AUC, COL_AP,
                  *[class_column(m, c) for c in reversed(CLASSES) for m in PER_CLASS_METRICS],
                  COL_FP, COL_FN, COL_ECE, COL_BRIER, COL_THRESHOLD, COL_N, COL_PARAMS, COL_SIZE, COL_TRAIN_S,
                  COL_LATENCY]
+"""The columns of a comparison of two-class models; :func:`table_columns` adds the third class's."""
+
+
+def table_columns(summaries: Sequence[ModelSummary]) -> list[str]:
+    """:data:`TABLE_COLUMNS`, plus the ``incorrect_mask`` columns after the others per class when a model knows it."""
+    extra = [class_column(m, c) for c in KNOWN_CLASSES[2:] for m in PER_CLASS_METRICS
+             if any(c in s.classes for s in summaries)]
+    cut = TABLE_COLUMNS.index(COL_FP)
+    return [*TABLE_COLUMNS[:cut], *extra, *TABLE_COLUMNS[cut:]]
 TEST_SPLIT = "test split"
 
 
@@ -121,7 +132,7 @@ class ModelSummary:
     input_size: int
     test: dict | None  # compute_metrics() of the held-out test split; None if the model did not record it
     labels: list[int] = field(repr=False)  # held-out test labels, for curves
-    scores: list[float] = field(repr=False)  # P(with_mask) of the same images
+    scores: list = field(repr=False)  # P(with_mask) of the same images (three-class models: class probabilities)
     history: list[dict] = field(repr=False)  # per epoch: epoch, train_loss, train_acc, val_loss, val_acc
     params: int | None
     weights_bytes: int | None
@@ -131,6 +142,8 @@ class ModelSummary:
     latency_ms: float | None = None  # filled in by with_latency()
     identity: str = ""  # weights SHA-256 plus how they are read (arch, input, classes): the cache key
     operating_threshold: float = 0.5  # the card's p(with_mask) from which a face is with_mask
+    classes: tuple[str, ...] = CLASSES  # the model's classes (its card's list)
+    has_validation_scores: bool = False  # the card stores them: the threshold can be chosen on them
     threshold_chosen_on: str | None = None  # which data that threshold was chosen on, when recorded
 
     @property
@@ -154,7 +167,7 @@ def summarize(metadata: dict) -> ModelSummary:
         input_size=int((metadata.get("input") or {}).get("size", 0)),
         test=(metadata.get("metrics") or {}).get("test"),
         labels=[int(v) for v in test_eval.get("labels", [])],
-        scores=[float(v) for v in test_eval.get("scores", [])],
+        scores=list(test_eval.get("probabilities") or test_eval.get("scores") or []),
         history=list(metadata.get("history") or []),
         params=int(params) if params is not None else None,
         weights_bytes=int(weights["bytes"]) if "bytes" in weights else None,
@@ -164,6 +177,8 @@ def summarize(metadata: dict) -> ModelSummary:
         identity=_identity(metadata, str(weights.get("sha256", ""))),
         operating_threshold=operating_threshold(metadata),
         threshold_chosen_on=metadata.get("operating_threshold_chosen_on"),
+        classes=model_classes(metadata),
+        has_validation_scores=card_scores(metadata, "val") is not None,
     )
 
 
@@ -240,7 +255,8 @@ def _metric(metrics: dict | None, key: str) -> float | None:
 
 
 def comparison_table(summaries: Sequence[ModelSummary]) -> pd.DataFrame:
-    """One row per model, columns :data:`TABLE_COLUMNS`; unknown values are NaN."""
+    """One row per model, columns :func:`table_columns`; unknown values are NaN (a two-class model has no
+    ``incorrect_mask`` figures)."""
     rows = []
     for s in summaries:
         test = s.test
@@ -263,13 +279,14 @@ def comparison_table(summaries: Sequence[ModelSummary]) -> pd.DataFrame:
             COL_TRAIN_S: s.training_seconds,
             COL_LATENCY: s.latency_ms,
         }
-        for class_name in CLASSES:
+        for class_name in KNOWN_CLASSES:
             values = per_class.get(class_name, {})
             for metric in PER_CLASS_METRICS:
                 row[class_column(metric, class_name)] = values.get(metric.lower())
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    numeric = [c for c in TABLE_COLUMNS if c not in (COL_MODEL, COL_ARCH)]
+    columns = table_columns(summaries)
+    frame = pd.DataFrame(rows, columns=columns)
+    numeric = [c for c in columns if c not in (COL_MODEL, COL_ARCH)]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce").astype("float64")
     return frame
 
@@ -305,7 +322,7 @@ class DataEvaluation:
     metrics: dict
     relpaths: list[str] = field(repr=False)  # each scored file, relative to ``data``
     labels: list[int] = field(repr=False)
-    scores: list[float] = field(repr=False)
+    scores: list = field(repr=False)  # P(with_mask), or class probabilities of a three-class model
     unreadable: int = 0  # files skipped because they could not be decoded
 
     def to_json(self) -> dict:
@@ -381,7 +398,7 @@ def evaluate_dataset(
     evaluation = DataEvaluation(
         model=summary.name, weights_sha256=summary.weights_sha256, data=str(result.data), fingerprint=fingerprint,
         metrics=result.metrics, relpaths=list(result.relpaths), labels=result.labels.tolist(),
-        scores=[round(float(s), 6) for s in result.scores],
+        scores=np.round(result.scores, 6).tolist(),
         unreadable=len(result.unreadable),
     )
     write_json(evaluation_cache_path(summary.cache_key, fingerprint), evaluation.to_json())
@@ -403,6 +420,11 @@ def unseen_table(summaries: Sequence[ModelSummary], evaluations: Mapping[str, Da
             row[f"Δ {label}"] = None if test_value is None or unseen_value is None else unseen_value - test_value
         row[f"unseen {COL_FP}"] = evaluation.metrics["false_positives"]
         row[f"unseen {COL_FN}"] = evaluation.metrics["false_negatives"]
+        outside = evaluation.metrics.get("outside_classes") or {}
+        # A class the model does not know (incorrect_mask for a two-class model): its faces are neither
+        # errors nor right; how many there were and how many the model called with_mask, apart.
+        row[COL_OUTSIDE] = sum(v["faces"] for v in outside.values())
+        row[COL_OUTSIDE_MASKED] = sum(v["called"].get(POSITIVE_CLASS, 0) for v in outside.values())
         reliability = calibration(evaluation.labels, evaluation.scores)
         row[f"unseen {COL_ECE}"] = _metric(reliability, "expected_calibration_error")
         row[f"unseen {COL_BRIER}"] = _metric(reliability, "brier_score")
@@ -429,7 +451,8 @@ class ScoredFiles:
 
 @dataclass(frozen=True)
 class Misclassified:
-    """One false positive or false negative of a model at a threshold."""
+    """One wrong verdict of a model at a threshold: a false positive, a false negative or (three classes) a
+    face of one not-masked class called the other."""
 
     relpath: str
     key: str  # :meth:`ScoredFiles.file_key`
@@ -442,8 +465,11 @@ class Misclassified:
 
     @property
     def kind(self) -> str:
-        """``FP`` (a face without a mask called with_mask) or ``FN`` (a masked face called without_mask)."""
-        return "FP" if self.predicted_label == CLASSES[1] else "FN"
+        """``FP`` (a face without a proper mask called with_mask), ``FN`` (a masked face called anything else) or
+        ``mixed`` (bare called incorrect_mask or the reverse: not masked either way)."""
+        if self.predicted_label == POSITIVE_CLASS:
+            return "FP"
+        return "FN" if self.true_label == POSITIVE_CLASS else MIXED
 
     @property
     def name(self) -> str:
@@ -491,25 +517,29 @@ def held_out_files(summary: ModelSummary) -> ScoredFiles | None:
 
 
 def misclassified(files: ScoredFiles, threshold: float) -> list[Misclassified]:
-    """The false positives and false negatives among ``files`` at ``threshold``, hardest (most confident) first."""
-    scores = np.asarray(files.scores, dtype=np.float64)
+    """The wrong verdicts among ``files`` at ``threshold``, hardest (most confident) first. Files of a class the
+    model does not know are not errors (the comparison reports them apart)."""
+    probabilities = as_probabilities(files.scores) if len(files.scores) else np.zeros((0, 2))
     labels = np.asarray(files.labels, dtype=np.int64)
-    predicted = predicted_labels(scores, threshold)
+    predicted = predicted_labels(probabilities, threshold)
+    p_masked = probabilities[:, WITH_MASK]
     errors = [
         Misclassified(
             relpath=files.relpaths[i], key=files.file_key(files.relpaths[i]),
             path=None if files.root is None else files.root / files.relpaths[i],
-            true_label=CLASSES[labels[i]], predicted_label=CLASSES[predicted[i]], p_with_mask=float(scores[i]),
-            confidence=float(scores[i] if predicted[i] else 1.0 - scores[i]), margin=abs(float(scores[i]) - threshold),
+            true_label=KNOWN_CLASSES[labels[i]], predicted_label=KNOWN_CLASSES[predicted[i]],
+            p_with_mask=float(p_masked[i]), confidence=float(probabilities[i, predicted[i]]),
+            margin=abs(float(p_masked[i]) - threshold),
         )
-        for i in np.flatnonzero(predicted != labels)
+        for i in np.flatnonzero((predicted != labels) & (labels < probabilities.shape[1]))
     ]
     return sorted(errors, key=lambda e: (-e.margin, e.relpath))
 
 
 ERROR_RIGHT = "right"
 ERROR_NOT_SCORED = "—"
-WRONG = ("FP", "FN")
+MIXED = "mixed"
+WRONG = ("FP", "FN", MIXED)
 SHARED, OWN, NOT_COMPARED = "shared", "own", "not compared"
 
 
@@ -578,7 +608,7 @@ def metrics_json(summaries: Sequence[ModelSummary], unseen: Sequence[DataEvaluat
         )
     models = [
         {
-            "name": s.name, "arch": s.arch, "path": str(s.path), "created": s.created,
+            "name": s.name, "arch": s.arch, "classes": list(s.classes), "path": str(s.path), "created": s.created,
             "weights_sha256": s.weights_sha256, "input_size": s.input_size, "params": s.params,
             "checkpoint_bytes": s.weights_bytes, "training_seconds": s.training_seconds,
             "cpu_latency_ms_per_face": s.latency_ms,
@@ -589,4 +619,4 @@ def metrics_json(summaries: Sequence[ModelSummary], unseen: Sequence[DataEvaluat
         }
         for s in summaries
     ]
-    return json.dumps({"positive_class": CLASSES[1], "models": models}, indent=2)
+    return json.dumps({"positive_class": POSITIVE_CLASS, "models": models}, indent=2)

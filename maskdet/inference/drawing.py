@@ -9,7 +9,17 @@ import numpy as np
 if TYPE_CHECKING:
     from maskdet.inference.faces import FacePrediction
 
-LABEL_COLOURS_RGB = {"with_mask": (40, 167, 69), "without_mask": (220, 53, 69)}
+LABEL_COLOURS_RGB = {"with_mask": (0, 114, 178), "without_mask": (213, 94, 0), "incorrect_mask": (204, 121, 167)}
+"""Okabe-Ito colours (blue, vermillion, reddish purple): told apart with every common colour-vision deficiency."""
+LABEL_TEXT = {"with_mask": "😷 with mask", "without_mask": "🙂 without mask", "incorrect_mask": "😶 mask worn incorrectly"}
+"""How pages name each class."""
+BOX_TEXT = {"with_mask": "Mask", "without_mask": "No mask", "incorrect_mask": "Mask worn wrong"}
+"""The words drawn above a face's box."""
+
+
+def hex_colour(label: str) -> str:
+    """The class colour as ``#rrggbb`` (charts)."""
+    return "#{:02x}{:02x}{:02x}".format(*LABEL_COLOURS_RGB[label])
 UNCERTAIN_COLOUR_RGB = (128, 128, 128)
 
 
@@ -30,7 +40,7 @@ def draw_predictions(
         uncertain = face.confidence < uncertain_below
         colour = UNCERTAIN_COLOUR_RGB if uncertain else LABEL_COLOURS_RGB[face.label]
         cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness)
-        text = f"{'Unsure: ' if uncertain else ''}{'Mask' if face.label == 'with_mask' else 'No mask'} {face.confidence:.0%}"
+        text = f"{'Unsure: ' if uncertain else ''}{BOX_TEXT[face.label]} {face.confidence:.0%}"
         (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thickness // 2))
         top = max(0, y0 - height - baseline - 4)
         cv2.rectangle(canvas, (x0, top), (x0 + width + 6, top + height + baseline + 4), colour, -1)
