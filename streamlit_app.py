@@ -14,8 +14,12 @@ import streamlit as st
 
 from maskdet.data.datasets import DatasetError, list_datasets, scan_dataset
 from maskdet.settings import CLASSES, data_root, models_dir
+from maskdet.evaluation.heldout import COL_SET
+from maskdet.zoo.folders import default_model_name
+from ui.held_out import common_set, scored_rows, summaries_of
 from ui.models import list_trained_models, show_broken_models
-from ui.navigation import PAGES
+from ui.navigation import PAGES, page_named
+from ui.tables import styled
 from ui.shell import setup_page
 
 setup_page("Home")
@@ -40,19 +44,20 @@ def _datasets(root: str) -> list[dict[str, object]]:
     return rows
 
 
-def _test_accuracy(metadata: dict) -> float | None:
-    """``metadata["metrics"]["test"]["accuracy"]`` when the model recorded it."""
-    test = (metadata.get("metrics") or {}).get("test") or {}
-    accuracy = test.get("accuracy") if isinstance(test, dict) else None
-    return float(accuracy) if isinstance(accuracy, int | float) else None
-
-
 st.title("😷 maskdet")
 st.markdown(
     "A face-mask detection studio: **audit** a data set (class balance, unreadable files, near-duplicates, "
     "label conflicts), **train** classifiers from a zoo of small CNNs on a duplicate-aware split, **compare** "
     "them on held-out and unseen data, and **detect** masks in photos or live from a webcam."
 )
+
+default = default_model_name()
+st.info(
+    "**Start here:** open the **Photo** page and drop a photo: it finds the faces and says who wears a mask, with "
+    + (f"the default model `{default}` (marked ★ below)." if default else "a trained model (train one first).")
+    + " Then the **Compare** page shows how every model does on the same held-out images and on data none of "
+    "them has seen.", icon="👉")
+st.page_link(page_named("Photo").file, label="Start with a photo", icon=page_named("Photo").icon)
 
 st.subheader("Pages")
 for page in PAGES[1:]:
@@ -74,18 +79,20 @@ st.subheader("Trained models")
 models = list_trained_models()
 show_broken_models()
 if models:
-    st.caption(f"Models in `{models_dir()}`, newest first.")
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "name": [m.get("name", Path(m["path"]).name) for m in models],
-                "arch": [m.get("arch", "?") for m in models],
-                "test accuracy": [_test_accuracy(m) for m in models],
-                "created": [m.get("created", "") for m in models],
-            }
-        ),
-        hide_index=True,
-        column_config={"test accuracy": st.column_config.NumberColumn(format="percent")},
-    )
+    summaries = summaries_of(models)
+    rows = scored_rows(summaries, common_set(summaries))
+    st.caption(f"Models in `{models_dir()}`, newest first; ★ marks the default model (the Photo, Webcam and Video "
+               f"pages start with it). Accuracy at threshold 0.5 on `{COL_SET}`: the test files every "
+               "model held out when there are such, so the numbers compare like with like.")
+    table = pd.DataFrame({
+        "name": [s.name for s, _ in rows],
+        "default": ["★" if s.name == default else "" for s, _ in rows],
+        "arch": [s.arch for s, _ in rows],
+        "accuracy": [(s.test or {}).get("accuracy") for s, _ in rows],
+        COL_SET: [label for _, label in rows],
+        "images": [(s.test or {}).get("n") for s, _ in rows],
+        "created": [s.created for s, _ in rows],
+    })
+    st.dataframe(styled(table, text_columns=("name", "default", "arch", COL_SET, "created")), hide_index=True)
 else:
     st.info(f"No trained model in `{models_dir()}` yet: train one on the Train page.")

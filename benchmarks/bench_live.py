@@ -29,7 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.inference.predictor import AUTO_BACKEND, Classifier, load_classifier  # noqa: E402
+from maskdet.inference.predictor import AUTO_BACKEND, Predictor, load_classifier  # noqa: E402
 from maskdet.inference.detector import DEFAULT_INPUT_LONG_SIDE, get_detector  # noqa: E402
 from maskdet.data.images import load_rgb  # noqa: E402
 from maskdet.inference.live import LIVE_DETECTOR_OPTIONS, LiveProcessor  # noqa: E402
@@ -54,7 +54,7 @@ def frames(count: int) -> list[np.ndarray]:
     return out
 
 
-def bench(classifier: Classifier, long_side: int, threads: int, images: list[np.ndarray],
+def bench(classifier: Predictor, long_side: int, threads: int, images: list[np.ndarray],
           warmup: int) -> tuple[float, float, int]:
     """(median ms per frame, CPU ms per frame, frames with exactly one face found)."""
     detector = get_detector("centerface", **{**LIVE_DETECTOR_OPTIONS, "input_long_side": long_side, "threads": threads})

@@ -29,13 +29,13 @@ from bench_detect import test_frame  # noqa: E402
 
 from maskdet.inference.predictor import AUTO_BACKEND, load_classifier  # noqa: E402
 from maskdet.training.crops import held_out_photos  # noqa: E402
-from maskdet.inference.detector import DETECTOR_CONFIGS, get_detector  # noqa: E402
+from maskdet.inference.detector import DETECTORS, get_detector  # noqa: E402
 from maskdet.inference.pipeline import FacePipeline  # noqa: E402
 from maskdet.data.annotations import load_scene_set
 from maskdet.evaluation.scenes import evaluate_scenes
 from maskdet.settings import REPO_ROOT, data_root  # noqa: E402
 
-BEFORE = DETECTOR_CONFIGS["centerface-480"][1]
+BEFORE = dict(DETECTORS["centerface-480"].options)
 SETTINGS: dict[str, dict] = {
     "before: 480 px": BEFORE,
     "480 px, threshold 0.25": {**BEFORE, "threshold": 0.25},
@@ -48,7 +48,7 @@ SETTINGS: dict[str, dict] = {
     "480 + 160 + 800 px, threshold 0.4": {**BEFORE, "threshold": 0.4, "extra_long_sides": (160, 800)},
     "480 + 160 px + 2x zoom up to 512 px, 0.4": {**BEFORE, "threshold": 0.4, "extra_long_sides": (160,),
                                                  "zoom_below": 512},
-    "product (centerface)": dict(DETECTOR_CONFIGS["centerface"][1]),
+    "product (centerface)": dict(DETECTORS["centerface"].options),
 }
 
 

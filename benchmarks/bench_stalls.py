@@ -10,7 +10,7 @@ classifier, CenterFace), then prints:
   (off in ``.streamlit/config.toml``) would add to every script and fragment run, holding the GIL
   while webcam frames wait;
 - the compiled classifier's ms per face at the thread count it was compiled for, and at another
-  count (where ``Classifier`` answers with its eager network instead of recompiling), and what
+  count (where ``Predictor`` answers with its eager network instead of recompiling), and what
   compiling the network at that other count takes: the stall a recompile inside a webcam frame
   callback or a page run would cause.
 
@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import streamlit  # noqa: E402, F401 -- loaded as in the dashboard process: its objects are collected too
 import streamlit_webrtc  # noqa: E402, F401
 
-from maskdet.evaluation.compare import probe_face  # noqa: E402
+from maskdet.evaluation.latency import probe_face  # noqa: E402
 from maskdet.inference.detector import get_detector  # noqa: E402
 from maskdet.inference.live import LIVE_DETECTOR_OPTIONS  # noqa: E402
-from maskdet.inference.predictor import Classifier, load_classifier  # noqa: E402
+from maskdet.inference.predictor import Predictor, load_classifier  # noqa: E402
 from maskdet.runtime import compile_network, inference_network  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def median_ms(action, runs: int) -> float:  # noqa: ANN001 - any zero-argument c
     return statistics.median(timings) * 1000
 
 
-def per_face_ms(classifier: Classifier, runs: int) -> float:
+def per_face_ms(classifier: Predictor, runs: int) -> float:
     face = probe_face()
     classifier.predict_proba([face])  # warm
     return median_ms(lambda: classifier.predict_proba([face]), runs * 10)

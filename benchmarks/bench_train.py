@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))  # run as a plain script; the page under test impo
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from maskdet.zoo.folders import list_models  # noqa: E402
+from maskdet.zoo.folders import list_model_folders  # noqa: E402
 from maskdet.training.loop import TrainConfig, TrainProgress, fit  # noqa: E402
 from maskdet.settings import data_root  # noqa: E402
 from ui.dataset_picker import SOURCE_PATH  # noqa: E402
@@ -128,7 +128,7 @@ def bench_page(args: argparse.Namespace) -> None:
     every = [t for times in reruns.values() for t in times]
     print(f"\n== page: the same run started from the Train page, rerun every {RERUN_INTERVAL_S:g} s ({len(every)} reruns) ==")
     print(f"final status: {status}  ({wall:.1f} s after Start)")
-    for model in list_models():
+    for model in list_model_folders():
         val_accs = [round(row["val_acc"], 4) for row in model["history"]]
         print(f"saved {model['name']}: val acc per epoch {val_accs}, final val {model['metrics']['val']['accuracy']:.4f}, "
               f"test {model['metrics']['test']['accuracy']:.4f}")

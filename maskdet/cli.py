@@ -184,13 +184,13 @@ def cmd_evaluate_scenes(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from maskdet.inference.predictor import load_classifier
-    from maskdet.inference.detector import detector_from_config
+    from maskdet.inference.detector import get_detector
     from maskdet.inference.pipeline import FacePipeline
     from maskdet.evaluation.scenes import evaluate_scenes
 
     if not 0.0 < args.iou <= 1.0:
         raise CliError(f"--iou must be in (0, 1], got {args.iou}")
-    pipeline = FacePipeline(load_classifier(args.model), detector_from_config(args.detector))
+    pipeline = FacePipeline(load_classifier(args.model), get_detector(args.detector))
     with tqdm(total=0, unit="photo", file=sys.stderr, disable=args.json or args.quiet, desc="evaluating") as bar:
         def show(done: int, total: int) -> None:
             bar.total = total
@@ -343,8 +343,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from maskdet.inference.detector import DETECTOR_CONFIGS
-    from maskdet.zoo.architectures import list_models as list_archs
+    from maskdet.inference.detector import DETECTORS
+    from maskdet.zoo.architectures import list_architectures
 
     parser = argparse.ArgumentParser(prog="python -m maskdet", description="Face-mask detection studio.")
     parser.add_argument("--version", action="version", version=f"maskdet {__version__}")
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train a model on a data-set folder and save it to models/NAME")
-    train.add_argument("--arch", required=True, choices=list_archs())
+    train.add_argument("--arch", required=True, choices=list_architectures())
     train.add_argument("--data", required=True, help="data-set folder with one sub-folder per class")
     train.add_argument("--epochs", type=int)
     train.add_argument("--img-size", type=int, help="input size in pixels (default: the architecture's)")
@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenes = sub.add_parser("evaluate-scenes", help="evaluate detector + classifier on photos with boxed faces")
     scenes.add_argument("--data", required=True, help="folder with images/ and annotations/ (Pascal VOC) or labels/")
     scenes.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
-    scenes.add_argument("--detector", default="centerface", choices=list(DETECTOR_CONFIGS),
+    scenes.add_argument("--detector", default="centerface", choices=list(DETECTORS),
                         help="named detector setting: centerface is the product's, centerface-480 the one before "
                              "issue 19")
     scenes.add_argument("--iou", type=float, default=0.5, help="IoU at which a detection finds a face")

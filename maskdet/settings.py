@@ -48,7 +48,8 @@ def _default_cache_dir() -> Path:
 class Settings(BaseSettings):
     """What can be set, its default and what it means. Environment: ``MASKDET_`` + the field name."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore",
+                                      env_ignore_empty=True)
 
     data_root: Path = Field(REPO_ROOT.parent / "shared" / "datasets",
                             description="Folder whose sub-folders are data sets.")

@@ -15,7 +15,7 @@ Sections, top to bottom (each a function below, so more can be slotted in):
    Gradients explanation of one of them;
 6. export.
 
-All numbers come from :mod:`maskdet.evaluation.compare` and :mod:`maskdet.evaluation.metrics`; this page only lays them out.
+All numbers come from :mod:`maskdet.evaluation` (compare, summary, latency, unseen, errors) and :mod:`maskdet.evaluation.metrics`; this page only lays them out.
 
 NOTE: the unseen-data evaluations run as ``evaluate-folder`` jobs (one per model, outside the
 server process, on the server's :func:`ui.jobs.job_queue`), followed by a timed fragment; the jobs
@@ -26,71 +26,62 @@ sessions read them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from maskdet.zoo.folders import METADATA_FILE, CheckpointError, choose_operating_threshold, set_operating_threshold
+from maskdet.zoo.folders import CheckpointError, choose_operating_threshold, set_operating_threshold
 from maskdet.evaluation.compare import (
-    COL_ACCURACY,
-    COL_AP,
     COL_ARCH,
-    COL_AUC,
-    COL_BRIER,
     COL_ECE,
     COL_LATENCY,
     COL_MODEL,
+    COL_N,
     COL_SIZE,
     COL_THRESHOLD,
     COL_TRAIN_S,
-    LATENCY_RUNS,
+    metrics_json,
+    overlap_summary,
+    table_csv,
+    unseen_table,
+)
+from maskdet.evaluation.errors import (
     NOT_COMPARED,
     OWN,
-    PER_CLASS_METRICS,
     SHARED,
     TEST_SPLIT,
     WRONG,
-    DataEvaluation,
     Misclassified,
-    ModelSummary,
     ScoredFiles,
-    best_mask,
-    cached_evaluation,
-    class_column,
-    comparison_table,
-    dataset_fingerprint,
     error_overlap,
     error_sharing,
-    held_out_files,
-    metrics_json,
     misclassified,
-    overlap_summary,
-    summarize,
-    table_csv,
-    unseen_table,
-    with_latency,
 )
+from maskdet.evaluation.latency import LATENCY_RUNS, with_latency
+from maskdet.evaluation.summary import ModelSummary
+from maskdet.evaluation.unseen import DataEvaluation, cached_evaluation, dataset_fingerprint
 from maskdet.data.datasets import DatasetError
+from maskdet.evaluation.heldout import COL_SET, best_by_set, evaluation_table
 from maskdet.inference.explain import Explanation, explain
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.jobs import QueuedJob
-from maskdet.evaluation.leakage import TrainingOverlap, training_overlap
-from maskdet.evaluation.metrics import calibration, compute_metrics, curves, operating_point
-from maskdet.settings import KNOWN_CLASSES
+from maskdet.evaluation.leakage import TrainingOverlap, trained_on, training_overlap
+from maskdet.evaluation.metrics import compute_metrics, operating_point
 from ui.dataset_picker import choose_dataset
 from ui.explanation import show_explanation
+from ui.figures import dashboard_colours, reliability_figure, show_confusions, show_curves, training_figure
+from ui.held_out import common_set, held_out, scored_rows, summaries_of
 from ui.jobs import job_queue, show_failures, show_queue_progress, submit_jobs
 from ui.markup import code, plain
 from ui.models import invalidate_models, list_trained_models, show_broken_models
 from ui.resources import get_classifier
 from ui.scenes_section import show_scenes_section
 from ui.shell import setup_page
+from ui.tables import styled
 from ui.thumbnails import thumbnail
 from ui.training import TRAIN_PAGE
 
@@ -99,10 +90,7 @@ setup_page("Compare")
 logger = logging.getLogger(__name__)
 
 DEFAULT_SELECTED = 4  # newest models plotted by default
-CONFUSION_COLUMNS = 3
-BEST_CSS = "background-color: rgba(46, 158, 91, 0.25); font-weight: 600"
 UNSEEN_QUEUE = "compare-unseen"  # the server's queue of unseen-data evaluations (ui.jobs.job_queue)
-PERCENT_COLUMNS = [COL_ACCURACY, *(class_column(m, c) for c in KNOWN_CLASSES for m in PER_CLASS_METRICS)]
 THRESHOLD_RANGE = (0.01, 0.99, 0.01)  # min, max, step of the operating-threshold sliders
 GALLERY_COLUMNS = 6
 GALLERY_FIRST = 24  # thumbnails shown at first per model; a slider shows more
@@ -110,136 +98,16 @@ GALLERY_FILTERS = {"all": "All errors", "FP": "False positives", "FN": "False ne
                    SHARED: "Shared with another model"}
 EXPLANATION_CACHE_ENTRIES = 64
 SAVED_MESSAGE_KEY = "compare_threshold_saved"
+OWN_SPLITS = "each model's own test split"
 LABEL_SHORT = {"with_mask": "mask", "without_mask": "no mask"}
 
 
 # --- helpers -------------------------------------------------------------------------------------
 
 def _styled(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
-    """The table with each column's best value highlighted and numbers formatted for reading."""
-    mask = best_mask(frame)
-    formats = {column: "{:.2%}" for column in PERCENT_COLUMNS if column in frame.columns}
-    formats |= {COL_AUC: "{:.4f}", COL_AP: "{:.4f}", COL_SIZE: "{:.2f}", COL_TRAIN_S: "{:.1f}", COL_LATENCY: "{:.2f}",
-                COL_ECE: "{:.4f}", COL_BRIER: "{:.4f}", COL_THRESHOLD: "{:.2f}"}
-    formats |= {c: "{:,.0f}" for c in frame.columns if c not in formats and c not in (COL_MODEL, COL_ARCH)}
-    return frame.style.apply(lambda _: np.where(mask, BEST_CSS, ""), axis=None).format(formats, na_rep="—")
-
-
-def _number_format(column: str) -> st.column_config.NumberColumn:
-    """Percent for accuracies, whole numbers for counts, 4 decimals for AUC / AP / calibration and deltas."""
-    if any(word in column for word in ("accuracy", "precision", "recall", "rate")):
-        return st.column_config.NumberColumn(format="percent")
-    if "images" in column or "false" in column or column in ("FP", "FN"):
-        return st.column_config.NumberColumn(format="%d")
-    return st.column_config.NumberColumn(format="%.4f")
-
-
-def _marker(x: float | None, y: float | None, name: str) -> go.Scatter:
-    return go.Scatter(x=[x], y=[y], mode="markers", name=name, marker={"symbol": "x", "size": 13, "line": {"width": 2}})
-
-
-def _curve_figures(series: Mapping[str, tuple[dict, Sequence[int], Sequence[float]]],
-                   marks: Mapping[str, tuple[float, dict]] | None = None) -> tuple[go.Figure, go.Figure]:
-    """Overlaid ROC and precision-recall curves; ``series`` maps a legend name to (metrics, labels, scores),
-    ``marks`` a legend name to (threshold, :func:`~maskdet.evaluation.metrics.operating_point`) drawn as a cross."""
-    roc = go.Figure()
-    roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
-                             name="chance", showlegend=False))
-    pr = go.Figure()
-    for name, (metrics, labels, scores) in series.items():
-        points = curves(labels, scores)
-        if points is None:  # a single class: no curve exists
-            continue
-        roc.add_trace(go.Scatter(x=points["roc"]["fpr"], y=points["roc"]["tpr"], mode="lines",
-                                 name=f"{name} (AUC {metrics['roc_auc']:.3f})"))
-        pr.add_trace(go.Scatter(x=points["pr"]["recall"], y=points["pr"]["precision"], mode="lines",
-                                name=f"{name} (AP {metrics['average_precision']:.3f})"))
-        if marks and name in marks:
-            threshold, point = marks[name]
-            roc.add_trace(_marker(point["fpr"], point["tpr"], f"{name} at {threshold:.2f}"))
-            pr.add_trace(_marker(point["recall"], point["precision"], f"{name} at {threshold:.2f}"))
-    roc.update_layout(title="ROC (with_mask positive)", xaxis_title="false positive rate",
-                      yaxis_title="true positive rate", legend={"orientation": "h", "y": -0.25})
-    pr.update_layout(title="Precision-recall (with_mask positive)", xaxis_title="recall", yaxis_title="precision",
-                     legend={"orientation": "h", "y": -0.25})
-    return roc, pr
-
-
-def _show_curves(series: Mapping[str, tuple[dict, Sequence[int], Sequence[float]]], key: str,
-                 marks: Mapping[str, tuple[float, dict]] | None = None) -> None:
-    single_class = [name for name, (_, labels, _) in series.items() if len(set(labels)) < 2]
-    if single_class:
-        st.caption(f"No curve for {', '.join(single_class)}: the data hold a single class, so ROC and PR are undefined.")
-    roc, pr = _curve_figures(series, marks)
-    left, right = st.columns(2)
-    left.plotly_chart(roc, key=f"{key}_roc")
-    right.plotly_chart(pr, key=f"{key}_pr")
-
-
-def _reliability_figure(series: Mapping[str, tuple[Sequence[int], Sequence[float]]], title: str) -> go.Figure:
-    """Reliability diagram: per bin of p(with_mask), the mean score against the fraction truly with_mask."""
-    figure = go.Figure()
-    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
-                                name="perfectly calibrated"))
-    for name, (labels, scores) in series.items():
-        reliability = calibration(labels, scores)
-        if reliability is None:
-            continue
-        figure.add_trace(go.Scatter(
-            x=reliability["mean_predicted"], y=reliability["fraction_positive"], mode="lines+markers",
-            name=f"{name} (ECE {reliability['expected_calibration_error']:.3f})",
-            customdata=reliability["count"], hovertemplate="mean p %{x:.3f}<br>with_mask %{y:.3f}<br>%{customdata} images",
-        ))
-    figure.update_layout(title=title, xaxis_title="mean predicted p(with_mask) in the bin",
-                         yaxis_title="fraction with_mask in the bin", xaxis_range=[0, 1], yaxis_range=[0, 1],
-                         legend={"orientation": "h", "y": -0.25})
-    return figure
-
-
-def _confusion_figure(name: str, confusion: list[list[int]]) -> go.Figure:
-    figure = px.imshow(
-        confusion, text_auto=True, color_continuous_scale="Blues",
-        x=[f"predicted {c}" for c in KNOWN_CLASSES[: len(confusion)]],
-        y=[f"actual {c}" for c in KNOWN_CLASSES[: len(confusion)]], title=name,
-    )
-    figure.update_layout(coloraxis_showscale=False, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    return figure
-
-
-def _show_confusions(confusions: Mapping[str, list[list[int]]], key: str) -> None:
-    """Confusion matrices, CONFUSION_COLUMNS to a row; ``confusions`` maps a title to ``[[tn, fp], [fn, tp]]``."""
-    items = list(confusions.items())
-    for start in range(0, len(items), CONFUSION_COLUMNS):
-        for index, (column, (title, confusion)) in enumerate(
-                zip(st.columns(CONFUSION_COLUMNS), items[start : start + CONFUSION_COLUMNS], strict=False)):
-            column.plotly_chart(_confusion_figure(title, confusion), key=f"{key}_{start + index}")
-
-
-def _training_figure(summary: ModelSummary) -> go.Figure:
-    history = pd.DataFrame(summary.history)
-    long = pd.concat(
-        [
-            history[["epoch", f"{split}_{metric}"]].set_axis(["epoch", "value"], axis=1).assign(split=split, metric=title)
-            for split in ("train", "val")
-            for metric, title in (("loss", "loss"), ("acc", "accuracy"))
-        ]
-    )
-    figure = px.line(long, x="epoch", y="value", color="split", facet_col="metric", markers=True, title=summary.name)
-    figure.update_yaxes(matches=None, showticklabels=True)
-    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    figure.update_layout(height=300)
-    return figure
-
-
-def _summaries(models: list[dict]) -> list[ModelSummary]:
-    """A summary per listed model; one whose metadata has fields of the wrong type is left out with a warning."""
-    summaries = []
-    for metadata in models:
-        try:
-            summaries.append(summarize(metadata))
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            st.warning(f"Leaving out `{metadata['name']}`: its {METADATA_FILE} is malformed ({exc}).")
-    return summaries
+    """The table with each column's best value among models scored on the same set highlighted."""
+    return styled(frame, {COL_SIZE: "{:.2f}", COL_TRAIN_S: "{:.1f}", COL_LATENCY: "{:.2f}", COL_THRESHOLD: "{:.2f}"},
+                  highlight=best_by_set(frame), text_columns=(COL_MODEL, COL_SET, COL_ARCH))
 
 
 def _measure_latencies(summaries: list[ModelSummary]) -> list[ModelSummary]:
@@ -274,16 +142,35 @@ def _warn_about_overlap(models: list[ModelSummary], data: Path, fingerprint: str
         st.caption(f"Not checked for overlap (training data not found here): {plain(', '.join(unknown))}.")
 
 
+def _unseen_by_all(models: list[ModelSummary]) -> Callable[[list[Path]], Path | None]:
+    """Picks, among listed folders, the first that none of ``models`` trained or chose settings on (by name,
+    then by content: :func:`maskdet.evaluation.leakage.training_overlap`); says so when there is none."""
+    metadata = {m["name"]: m for m in list_trained_models()}
+    seen_names = set().union(*(trained_on(metadata.get(s.name, {})) for s in models))
+
+    def prefer(folders: list[Path]) -> Path | None:
+        for folder in folders:
+            if folder.name in seen_names:
+                continue
+            try:
+                fingerprint = dataset_fingerprint(folder)
+            except DatasetError:
+                continue
+            overlaps = [_overlap(s.cache_key, str(s.path), str(folder), fingerprint) for s in models]
+            if not any(o is not None and o.overlapping for o in overlaps):
+                return folder
+        st.warning("Every data set listed here overlaps the training data of a selected model (or was used to "
+                   "choose its settings): type the path of another folder or upload one for honest unseen numbers.",
+                   icon="⚠️")
+        return None
+
+    return prefer
+
+
 def _evaluation_jobs(models: list[ModelSummary], data: Path) -> list[QueuedJob]:
     """One ``evaluate-folder`` job per model (labelled with the model's name)."""
     return [QueuedJob(label=s.name, kind="evaluate-folder", params={"model": str(s.path), "data": str(data)})
             for s in models]
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _held_out(path: str, cache_key: str, created: str, _summary: ModelSummary) -> ScoredFiles | None:
-    """:func:`maskdet.evaluation.compare.held_out_files`, read once per model version (split.json can be large)."""
-    return held_out_files(_summary)
 
 
 def _file_version(path: Path) -> str:
@@ -330,12 +217,29 @@ def _choose_threshold(summary: ModelSummary, slider_key: str) -> None:
 
 # --- sections ------------------------------------------------------------------------------------
 
-def all_models_section(summaries: list[ModelSummary]) -> pd.DataFrame:
-    """The comparison table of every model; returns it for the export."""
-    table = comparison_table(summaries)
+def scored_sets(summaries: list[ModelSummary]) -> list[tuple[ModelSummary, str]]:
+    """Each model with the held-out set it is scored on (the chosen one): by default the files every model
+    held out, so that the table and plots compare like with like; each model's own test split on request."""
+    held = common_set(summaries)
+    options = ([held.label] if held is not None else []) + [OWN_SPLITS]
+    choice = st.radio("Score the models on", options, horizontal=True, key="compare_scored_on",
+                      format_func=lambda o: o if o == OWN_SPLITS else f"{o} ({held.size:,} images)",
+                      help="The files every model held out (never trained or selected on) make the numbers "
+                           "comparable; each model's own test split can be other data, of another size.")
+    if held is None:
+        st.caption("No test file is held out by every model here (or they kept no test files): each model is "
+                   "scored on its own test split, and only models scored on the same split are ranked together.")
+    return scored_rows(summaries, None if choice == OWN_SPLITS else held)
+
+
+def all_models_section(rows: list[tuple[ModelSummary, str]]) -> pd.DataFrame:
+    """The comparison table of every model on its set; returns it for the export."""
+    table = evaluation_table(rows)
     st.subheader("All models")
-    st.caption("Click a header to sort. The best value of each column is highlighted (higher is better for quality, "
-               f"lower for errors, calibration error, size, training time and latency). {COL_ECE}: expected "
+    st.caption(f"Click a header to sort. Column `{COL_SET}` names the data each row was scored on and "
+               f"`{COL_N}` its size; the best value of each column is highlighted only among models scored on "
+               "the same set (cost columns across all), higher being better for quality, "
+               f"lower for errors, calibration error, size, training time and latency. {COL_ECE}: expected "
                "calibration error of p(with_mask) over 10 bins; Brier score: mean squared error of p(with_mask). "
                f"{COL_LATENCY}: one face crop through the app's classifier (batch 1, median of {LATENCY_RUNS} runs, "
                f"{torch.get_num_threads()} CPU threads), measured once per model while the server runs; other work "
@@ -344,24 +248,29 @@ def all_models_section(summaries: list[ModelSummary]) -> pd.DataFrame:
     return table
 
 
-def plots_section(selected: list[ModelSummary]) -> None:
-    """Curves, confusion matrices at 0.5, reliability diagrams and training curves of the selected models."""
+def plots_section(selected: list[ModelSummary], scored_on: str) -> None:
+    """Curves, confusion matrices at 0.5, reliability diagrams and training curves of the selected models, each
+    scored on ``scored_on`` (the set's name)."""
+    st.caption(f"Scored on: {scored_on}.")
     tested = [s for s in selected if s.test]
     curves_tab, confusion_tab, calibration_tab, history_tab = st.tabs(
         ["ROC and PR curves", "Confusion matrices", "Calibration", "Training curves"])
     with curves_tab:
-        _show_curves({s.name: (s.test, s.labels, s.scores) for s in tested}, key="test")
+        show_curves({s.name: (s.test, s.labels, s.scores) for s in tested}, dashboard_colours(), key="test")
     with confusion_tab:
-        _show_confusions({s.name: s.test["confusion"] for s in tested}, key="confusion")
+        show_confusions({s.name: s.test["confusion"] for s in tested}, key="confusion")
     with calibration_tab:
         st.caption("Of the faces a model gives about 80% with_mask, about 80% should wear a mask: points on the "
-                   "diagonal mean its confidences can be read as probabilities (10 equal-width bins).")
-        st.plotly_chart(_reliability_figure({s.name: (s.labels, s.scores) for s in selected if s.scores},
-                                            "Reliability on the held-out test split"), key="test_reliability")
+                   "diagonal mean its confidences can be read as probabilities. 10 equal-width bins; only bins holding "
+                   "images are drawn, each marker's area following its image count (hover for the number); ECE, the "
+                   "count-weighted gap to the diagonal, is in the legend.")
+        st.plotly_chart(reliability_figure({s.name: (s.labels, s.scores) for s in selected if s.scores},
+                                           dashboard_colours(), f"Reliability on {scored_on}"),
+                        key="test_reliability")
     with history_tab:
         for summary in selected:
             if summary.history:
-                st.plotly_chart(_training_figure(summary), key=f"history_{summary.name}")
+                st.plotly_chart(training_figure(summary), key=f"history_{summary.name}")
             else:
                 st.caption(f"`{summary.name}` recorded no training history.")
 
@@ -369,9 +278,10 @@ def plots_section(selected: list[ModelSummary]) -> None:
 def unseen_section(selected: list[ModelSummary]) -> tuple[Path | None, dict[str, DataEvaluation]]:
     """Evaluate the selected models on a chosen folder; returns (folder, evaluations by model name)."""
     st.subheader("Unseen data")
-    st.caption("Evaluate the selected models on every image of another data-set folder. Results are cached per "
-               "model weights and folder version.")
-    data = choose_dataset("compare_unseen")
+    st.caption("Evaluate the selected models on every image of another data-set folder. Preselected: the first "
+               "folder none of them trained or chose settings on. Results are cached per model weights and folder "
+               "version.")
+    data = choose_dataset("compare_unseen", prefer=_unseen_by_all(selected))
     fingerprint = None
     if data is not None:
         try:
@@ -391,24 +301,25 @@ def unseen_section(selected: list[ModelSummary]) -> tuple[Path | None, dict[str,
     show_failures(status, _evaluation_jobs(missing, data), lambda job: f"Evaluating `{job.label}` on {data.name}")
     if unseen:
         side_by_side = unseen_table(selected, unseen)
-        st.dataframe(side_by_side, hide_index=True, key="compare_unseen_table",
-                     column_config={c: _number_format(c) for c in side_by_side.columns if c != COL_MODEL})
+        st.dataframe(styled(side_by_side.assign(**{COL_SET: data.name}), text_columns=(COL_MODEL, COL_SET)),
+                     hide_index=True, key="compare_unseen_table")
         skipped = max(e.unreadable for e in unseen.values())  # the same folder for every model
         if skipped:
             st.caption(f"{skipped:,} unreadable file(s) in {data.name} were skipped.")
-        _show_curves({f"{name} on {data.name}": (e.metrics, e.labels, e.scores) for name, e in unseen.items()},
-                     key="unseen")
-        st.plotly_chart(_reliability_figure({name: (e.labels, e.scores) for name, e in unseen.items()},
-                                            f"Reliability on {data.name}"), key="unseen_reliability")
+        show_curves({name: (e.metrics, e.labels, e.scores) for name, e in unseen.items()}, dashboard_colours(),
+                    key="unseen", suffix=f" on {data.name}")
+        st.plotly_chart(reliability_figure({name: (e.labels, e.scores) for name, e in unseen.items()},
+                                           dashboard_colours(), f"Reliability on {data.name}"),
+                        key="unseen_reliability")
     return data, unseen
 
 
 def scored_files_by_source(selected: list[ModelSummary], data: Path | None,
                            unseen: Mapping[str, DataEvaluation]) -> dict[str, dict[str, ScoredFiles]]:
     """Source label (the test split, the unseen folder) -> model name -> its scored files."""
-    held_out = {s.name: files for s in selected
-                if (files := _held_out(str(s.path), s.cache_key, s.created, s)) is not None}
-    sources = {TEST_SPLIT: held_out}
+    own_splits = {s.name: files for s in selected
+                  if (files := held_out(str(s.path), s.cache_key, s.created, s)) is not None}
+    sources = {TEST_SPLIT: own_splits}
     if data is not None and unseen:
         sources[f"{data.name} (unseen data)"] = {name: e.scored_files() for name, e in unseen.items()}
     return sources
@@ -454,12 +365,13 @@ def operating_point_section(files: Mapping[str, ScoredFiles], by_name: Mapping[s
                      "false positive rate": point["fpr"], "FP": metrics["false_positives"],
                      "FN": metrics["false_negatives"], "images": metrics["n"]})
     frame = pd.DataFrame(rows)
-    st.dataframe(frame, hide_index=True, key="compare_operating_table",
-                 column_config={c: _number_format(c) for c in frame.columns if c not in (COL_MODEL, "threshold")})
-    _show_confusions({f"{name} at {thresholds[name]:.2f}": m["confusion"] for name, m in at_threshold.items()},
-                     key="operating_confusion")
-    _show_curves({name: (compute_metrics(f.labels, f.scores), f.labels, f.scores) for name, f in files.items()},
-                 key="operating", marks={name: (thresholds[name], operating_point(m)) for name, m in at_threshold.items()})
+    st.dataframe(styled(frame.assign(**{COL_SET: source}), {"threshold": "{:.2f}"}, text_columns=(COL_MODEL, COL_SET)),
+                 hide_index=True, key="compare_operating_table")
+    show_confusions({f"{name} at {thresholds[name]:.2f}": m["confusion"] for name, m in at_threshold.items()},
+                    key="operating_confusion")
+    show_curves({name: (compute_metrics(f.labels, f.scores), f.labels, f.scores) for name, f in files.items()},
+                dashboard_colours(), key="operating",
+                marks={name: (thresholds[name], operating_point(m)) for name, m in at_threshold.items()})
     return thresholds
 
 
@@ -511,7 +423,7 @@ def _show_error_explanation(summary: ModelSummary, errors: list[Misclassified], 
 
 
 def _filtered(errors: list[Misclassified], kinds: pd.Series, choice: str) -> list[Misclassified]:
-    """The errors the gallery filter ``choice`` keeps; ``kinds`` is :func:`maskdet.evaluation.compare.error_sharing`."""
+    """The errors the gallery filter ``choice`` keeps; ``kinds`` is :func:`maskdet.evaluation.errors.error_sharing`."""
     if choice in WRONG:
         return [e for e in errors if e.kind == choice]
     return errors if choice == "all" else [e for e in errors if kinds.get(e.key) == choice]
@@ -581,8 +493,8 @@ def export_section(table: pd.DataFrame, summaries: list[ModelSummary], unseen: M
 
 st.title("📊 Compare models")
 st.caption(
-    "Every trained model on its own held-out test split (never seen in training or model selection), "
-    "then the selected ones on another data set, their errors and their operating thresholds. `with_mask` is the "
+    "Every trained model on the test files they all held out (never seen in training or model selection), "
+    "each model's own test split a click away, then the selected ones on another data set, their errors and their operating thresholds. `with_mask` is the "
     "positive class."
 )
 
@@ -593,11 +505,12 @@ if not models:
     st.page_link(TRAIN_PAGE, label="Go to the Train page", icon="🏋️")
     st.stop()
 
-summaries = _measure_latencies(_summaries(models))
+summaries = _measure_latencies(summaries_of(models))
 if not summaries:
     st.stop()
 by_name = {s.name: s for s in summaries}
-table = all_models_section(summaries)
+rows = scored_sets(summaries)
+table = all_models_section(rows)
 
 selected_names = st.multiselect(
     "Models to plot and evaluate", list(by_name), default=list(by_name)[:DEFAULT_SELECTED], key="compare_models"
@@ -607,7 +520,9 @@ unseen: dict[str, DataEvaluation] = {}
 if not selected:
     st.info("Select at least one model to see its curves, confusion matrix, errors and training history.")
 else:
-    plots_section(selected)
+    on_set = {s.name: (scored, label) for s, (scored, label) in zip(summaries, rows, strict=True)}
+    plots_section([on_set[s.name][0] for s in selected],
+                  " / ".join(dict.fromkeys(on_set[s.name][1] for s in selected)))
     data, unseen = unseen_section(selected)
     errors_and_operating_point_section(selected, data, unseen)
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.zoo.folders import CheckpointError
-from maskdet.inference.predictor import Classifier
+from maskdet.inference.predictor import Predictor
 from maskdet.inference.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
 from maskdet.data.images import MAX_FILE_BYTES, ImageDecodeError
 from maskdet.inference.photo import analyse_photo, compact_photo, PhotoResult
@@ -59,13 +59,13 @@ def _analyse(digest: str, name: str, model_key: str, detector: str, _data: bytes
 
 @st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)
 def _explain(digest: str, face: int, model_key: str, detector: str, label: str, method: str, steps: int | None,
-             baseline: str, _classifier: Classifier, _crop: Image.Image) -> Explanation:
+             baseline: str, _classifier: Predictor, _crop: Image.Image) -> Explanation:
     """The explanation of one face crop; keyed by photo, face, model and every setting."""
     return explain(_classifier, _crop, method=method, target=label, steps=steps, baseline=baseline)
 
 
 def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, detector: str,
-               classifier: Classifier) -> None:
+               classifier: Predictor) -> None:
     """One face: its verdict, the explanation settings, and Original | heatmap | overlay."""
     face, crop = analysis.faces[index], analysis.crops[index]
     odds = " · ".join(f"{LABEL_TEXT[name]} {p:.1%}" for name, p in face.probabilities.items())

@@ -31,7 +31,7 @@ from maskdet.zoo.architectures import (
     PretrainedWeightsMissing,
     ensure_pretrained,
     get_spec,
-    list_models,
+    list_architectures,
     pretrained_available,
     pretrained_weights_path,
 )
@@ -233,7 +233,7 @@ st.title("Train")
 st.caption("Train a mask / no-mask classifier from the model zoo. One job runs at a time on this server; every "
            "tab shows it.")
 
-archs = list_models()
+archs = list_architectures()
 arch = st.selectbox("Architecture", archs, index=archs.index(DEFAULT_ARCH), key="train_arch",
                     format_func=lambda name: get_spec(name).title)
 spec = get_spec(arch)

@@ -21,7 +21,7 @@ from maskdet.zoo.folders import (
     LOCK_FILE,
     CheckpointError,
     default_model_name,
-    list_models,
+    list_model_folders,
     load_model,
     recover_interrupted_saves,
     resolve_model,
@@ -89,7 +89,7 @@ def test_a_folder_of_hostile_models_lists_safely_and_loads_only_the_real_ones(tm
     models = tmp_path / "models"
     add_hostile_models(models, _save_tiny("good", models), marker)
 
-    listed = {m["name"]: m for m in list_models(models)}
+    listed = {m["name"]: m for m in list_model_folders(models)}
     assert set(listed) == {"good", *HOSTILE_LISTED, *ODD_METADATA}  # no crash on odd fields; names are folders
     assert not set(listed) & set(HOSTILE_UNLISTED)
     assert resolve_model("renamed", models) == models / "renamed"  # not ../../outside
@@ -155,12 +155,12 @@ def test_listing_between_a_saves_two_renames_loses_nothing(tmp_path, monkeypatch
     """Pages list models on every rerun; a listing that fell between a save's renames used to move the retired
     folder back, make the second rename fail (ENOTEMPTY) and delete the model just trained."""
     _save_tiny("busy", tmp_path, size=12)
-    listings = _between_the_renames(monkeypatch, lambda: [m["name"] for m in list_models(tmp_path)])
+    listings = _between_the_renames(monkeypatch, lambda: [m["name"] for m in list_model_folders(tmp_path)])
     folder = _save_tiny("busy", tmp_path, size=16)
     monkeypatch.undo()
     assert listings == [[]]  # mid-save the model is briefly absent, and listing changed nothing
     assert load_model(folder).input.size == 16  # the new model, whole
-    assert [m["name"] for m in list_models(tmp_path)] == ["busy"]
+    assert [m["name"] for m in list_model_folders(tmp_path)] == ["busy"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "busy"]  # nothing retired or staged left
 
 
@@ -187,9 +187,9 @@ def test_recovery_waits_for_a_save_in_progress(tmp_path, monkeypatch):
 def test_recovery_undoes_a_crash_between_the_renames(tmp_path):
     folder = _save_tiny("crashed", tmp_path)
     os.rename(folder, tmp_path / ".retired-crashed-0123abcd")  # what a crash after the first rename leaves
-    assert list_models(tmp_path) == []  # listing only reads
+    assert list_model_folders(tmp_path) == []  # listing only reads
     recover_interrupted_saves(tmp_path)
-    assert [m["name"] for m in list_models(tmp_path)] == ["crashed"]
+    assert [m["name"] for m in list_model_folders(tmp_path)] == ["crashed"]
     load_model(folder)
 
 
@@ -198,7 +198,7 @@ def test_default_model_resolution(tmp_path):
         resolve_model(None, tmp_path)
     _save_tiny("first", tmp_path)
     _save_tiny("second", tmp_path)
-    assert {m["name"] for m in list_models(tmp_path)} == {"first", "second"}
+    assert {m["name"] for m in list_model_folders(tmp_path)} == {"first", "second"}
     set_default_model("first", tmp_path)
     assert default_model_name(tmp_path) == "first"
     assert resolve_model(None, tmp_path) == tmp_path / "first"

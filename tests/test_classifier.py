@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 from maskdet.zoo.folders import load_model
-from maskdet.inference.predictor import AUTO_BACKEND, BACKENDS, SERVING_BACKENDS, Classifier
+from maskdet.inference.predictor import AUTO_BACKEND, BACKENDS, SERVING_BACKENDS, Predictor
 from maskdet.data.images import load_rgb
 from maskdet.runtime import configure_threads, cpu_has_fast_bf16
 
 
 @pytest.fixture(scope="module")
-def face_batch(tiny_mobilenet, held_out_faces) -> tuple[Classifier, torch.Tensor]:
-    classifier = Classifier(load_model(tiny_mobilenet), precision="auto")
+def face_batch(tiny_mobilenet, held_out_faces) -> tuple[Predictor, torch.Tensor]:
+    classifier = Predictor(load_model(tiny_mobilenet), precision="auto")
     paths = held_out_faces["with_mask"][:12] + held_out_faces["without_mask"][:12]
     return classifier, classifier.input.to_tensor([load_rgb(p) for p in paths])
 
@@ -49,7 +49,7 @@ def test_compiled_single_image_path_agrees_with_eager(tiny_mobilenet, face_batch
     """The dashboard's classifier compiles itself for single faces; answers stay those of the eager network."""
     monkeypatch.setenv("MASKDET_COMPILE", "1")
     _, inputs = face_batch
-    classifier = Classifier(load_model(tiny_mobilenet), compile=True)
+    classifier = Predictor(load_model(tiny_mobilenet), compile=True)
     eager_single = classifier.run(inputs[:1])  # answered by the eager network while compiling
     assert classifier.wait_for_compilation(timeout=600)
     assert classifier.compiled
@@ -68,7 +68,7 @@ def test_a_compiled_classifier_never_recompiles_at_another_thread_count(tiny_mob
 
     monkeypatch.setenv("MASKDET_COMPILE", "1")
     _, inputs = face_batch
-    classifier = Classifier(load_model(tiny_mobilenet), compile=True)
+    classifier = Predictor(load_model(tiny_mobilenet), compile=True)
     assert classifier.wait_for_compilation(timeout=600) and classifier.compiled
     compiled_answer = classifier.run(inputs[:1])
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
@@ -87,7 +87,7 @@ def test_the_serving_backend_is_onnxruntime_for_fp32_and_answers_as_pytorch(tiny
     """``backend="auto"`` (the dashboard's): onnxruntime for an fp32 model, exported once per weights."""
     monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path))
     _, inputs = face_batch
-    served = Classifier(load_model(tiny_mobilenet), precision="fp32", backend=AUTO_BACKEND)
+    served = Predictor(load_model(tiny_mobilenet), precision="fp32", backend=AUTO_BACKEND)
     assert served.backend.name == "onnxruntime" and served.precision == "fp32"
     assert len(list((tmp_path / "onnx").glob("*/metadata.json"))) == 1  # the export it runs, in the cache
     with torch.inference_mode():
@@ -104,7 +104,7 @@ def test_the_serving_backend_falls_back_to_the_compiled_graph(tiny_mobilenet, fa
     monkeypatch.setenv("MASKDET_COMPILE", "0")
     monkeypatch.setitem(BACKENDS, "onnxruntime", unavailable)
     _, inputs = face_batch
-    served = Classifier(load_model(tiny_mobilenet), precision="fp32", backend=AUTO_BACKEND)
+    served = Predictor(load_model(tiny_mobilenet), precision="fp32", backend=AUTO_BACKEND)
     assert served.backend.name == "compiled"
     np.testing.assert_allclose(served.run(inputs), served.run(inputs, bf16=False), atol=1e-5)
 
@@ -112,5 +112,5 @@ def test_the_serving_backend_falls_back_to_the_compiled_graph(tiny_mobilenet, fa
 @pytest.mark.skipif(not cpu_has_fast_bf16(), reason="this CPU has no native bf16; the product runs fp32 here")
 def test_a_bf16_model_is_served_by_the_compiled_graph(tiny_mobilenet, monkeypatch) -> None:
     monkeypatch.setenv("MASKDET_COMPILE", "0")
-    served = Classifier(load_model(tiny_mobilenet), precision="bf16", backend=AUTO_BACKEND)
+    served = Predictor(load_model(tiny_mobilenet), precision="bf16", backend=AUTO_BACKEND)
     assert served.precision == "bf16" and served.backend.name == SERVING_BACKENDS["bf16"][0] == "compiled"

@@ -1,8 +1,9 @@
-"""maskdet.evaluation.compare on two tiny real models (and the shipped mlp): summaries, best values, calibration columns,
+"""maskdet.evaluation (summary, compare, latency, unseen, errors) on two tiny real models (and the shipped mlp): summaries, best values, calibration columns,
 latency, the unseen-data cache, the error gallery's lists and overlaps, export."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -14,8 +15,8 @@ import pandas as pd
 import pytest
 from datasets_helpers import link_files
 
-from maskdet.evaluation import compare
-from maskdet.zoo.folders import list_models
+from maskdet.evaluation import latency
+from maskdet.zoo.folders import list_model_folders
 from maskdet.inference.predictor import load_classifier
 from maskdet.evaluation.compare import (
     COL_ACCURACY,
@@ -29,27 +30,25 @@ from maskdet.evaluation.compare import (
     COL_PARAMS,
     COL_THRESHOLD,
     TABLE_COLUMNS,
-    TEST_SPLIT,
-    ScoredFiles,
     best_mask,
-    cached_evaluation,
     comparison_table,
-    cpu_latency_ms,
-    dataset_fingerprint,
-    error_overlap,
-    error_sharing,
-    evaluate_dataset,
-    evaluation_cache_path,
-    held_out_files,
-    locate_folder,
     metrics_json,
-    misclassified,
     overlap_summary,
-    summarize,
     table_csv,
     unseen_table,
-    with_latency,
 )
+from maskdet.evaluation.errors import (
+    TEST_SPLIT,
+    ScoredFiles,
+    error_overlap,
+    error_sharing,
+    held_out_files,
+    locate_folder,
+    misclassified,
+)
+from maskdet.evaluation.latency import cpu_latency_ms, with_latency
+from maskdet.evaluation.summary import summarize
+from maskdet.evaluation.unseen import cached_evaluation, dataset_fingerprint, evaluate_dataset, evaluation_cache_path
 from maskdet.evaluation.folder import evaluate_folder
 from maskdet.evaluation.metrics import calibration, compute_metrics
 
@@ -60,7 +59,7 @@ REPO = Path(__file__).resolve().parent.parent
 def summaries(tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
     monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_models_dir))
     monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
-    return {m["name"]: summarize(m) for m in list_models()}
+    return {m["name"]: summarize(m) for m in list_model_folders()}
 
 
 def test_summary_reads_metadata(summaries: dict, tiny_models_dir: Path) -> None:
@@ -148,7 +147,7 @@ def test_latency_is_measured_once_per_weights(summaries: dict) -> None:
 
 def test_measure_latency_refuses_zero_runs(summaries: dict) -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        compare.measure_latency_ms(load_classifier(str(summaries["tiny-mlp"].path)), runs=0)
+        latency.measure_latency_ms(load_classifier(str(summaries["tiny-mlp"].path)), runs=0)
 
 
 def test_unseen_evaluation_matches_the_cli_path_and_is_cached(summaries: dict, tiny_dataset: Path) -> None:
@@ -233,7 +232,7 @@ def test_held_out_files_refuse_a_split_that_does_not_match_the_scores(summaries:
                                                                      tmp_path: Path) -> None:
     model = tmp_path / "tiny-cnn"
     shutil.copytree(tiny_models_dir / "tiny-cnn", model)
-    s = compare.replace(summaries["tiny-cnn"], path=model)
+    s = dataclasses.replace(summaries["tiny-cnn"], path=model)
     split = json.loads((model / "split.json").read_text())
     (model / "split.json").write_text(json.dumps({**split, "test": split["test"][1:]}))  # one file short
     assert held_out_files(s) is None

@@ -17,7 +17,7 @@ from maskdet.zoo.folders import load_model
 from maskdet.training.loop import TrainConfig, fit
 from maskdet.data.images import load_rgb
 from maskdet.jobs import JobAlreadyRunning, JobState, TrainingJobRunner
-from maskdet.inference.predictor import Classifier
+from maskdet.inference.predictor import Predictor
 from ui.navigation import PAGES
 from ui.training import TRAIN_PAGE, training_runner
 
@@ -37,7 +37,7 @@ def trained_classifier(tmp_path_factory, tiny_dataset):
             del os.environ["MASKDET_MODELS_DIR"]
         else:
             os.environ["MASKDET_MODELS_DIR"] = previous
-    return Classifier(load_model(result.path))
+    return Predictor(load_model(result.path))
 
 
 def test_parallel_sessions_during_training(trained_classifier, tiny_dataset):

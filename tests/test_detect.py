@@ -18,7 +18,6 @@ from PIL import Image
 
 from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.inference.detector import (
-    DETECTOR_CONFIGS,
     DETECTORS,
     CenterFaceDetector,
     Face,
@@ -26,7 +25,6 @@ from maskdet.inference.detector import (
     WholeImageDetector,
     crop_box,
     crop_faces,
-    detector_from_config,
     get_detector,
 )
 from maskdet.data.images import load_rgb
@@ -227,13 +225,13 @@ def test_bad_settings_are_refused(detector: CenterFaceDetector) -> None:
 
 
 def test_named_settings_build_and_the_product_one_is_the_default(detector: CenterFaceDetector) -> None:
-    assert detector_from_config("centerface").settings() == detector.settings()  # what every page builds
-    before = detector_from_config("centerface-480", threads=1)
+    assert get_detector("centerface").settings() == detector.settings()  # what every page builds
+    before = get_detector("centerface-480", threads=1)
     assert before.settings() == {"threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True,
                                  "pad": 0.0, "extra_long_sides": [], "zoom_below": None}
-    assert set(DETECTOR_CONFIGS) >= {"centerface", "centerface-480", "whole-image"}
-    with pytest.raises(KeyError, match="unknown detector setting"):
-        detector_from_config("haar")
+    assert set(DETECTORS) >= {"centerface", "centerface-480", "whole-image"}
+    with pytest.raises(KeyError, match="unknown face detector"):
+        get_detector("haar")
 
 
 def test_missing_model_raises_asset_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,12 +20,12 @@ from maskdet.inference.explain import (
     explainer_for,
 )
 from maskdet.data.images import load_rgb
-from maskdet.inference.predictor import Classifier, load_classifier
+from maskdet.inference.predictor import Predictor, load_classifier
 from maskdet.settings import CLASSES
 
 
 @pytest.fixture(scope="module")
-def classifier(tiny_mobilenet) -> Classifier:
+def classifier(tiny_mobilenet) -> Predictor:
     return load_classifier(str(tiny_mobilenet))
 
 
@@ -35,7 +35,7 @@ def masked_face(held_out_faces) -> Image.Image:
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-def test_every_method_returns_maps_at_input_resolution(classifier: Classifier, masked_face: Image.Image,
+def test_every_method_returns_maps_at_input_resolution(classifier: Predictor, masked_face: Image.Image,
                                                        method: str) -> None:
     result = explain(classifier, masked_face, method=method)
     size = classifier.input.size
@@ -57,7 +57,7 @@ def test_every_method_returns_maps_at_input_resolution(classifier: Classifier, m
         assert result.convergence_delta is None
 
 
-def test_more_steps_converge(classifier: Classifier, masked_face: Image.Image) -> None:
+def test_more_steps_converge(classifier: Predictor, masked_face: Image.Image) -> None:
     coarse = explain(classifier, masked_face, steps=4)
     fine = explain(classifier, masked_face, steps=64)
     assert coarse.settings["steps"] == 4 and fine.settings["steps"] == 64
@@ -77,7 +77,7 @@ def paste_on_background(face: Image.Image, kind: str, rng: np.random.Generator) 
 
 
 @pytest.mark.parametrize("background", ["plain", "noise"])
-def test_attributions_on_a_masked_face_concentrate_on_the_face(classifier: Classifier, held_out_faces,
+def test_attributions_on_a_masked_face_concentrate_on_the_face(classifier: Predictor, held_out_faces,
                                                               background: str) -> None:
     rng = np.random.default_rng(0)
     shares = []
@@ -113,7 +113,7 @@ def test_the_shared_classifier_is_never_modified(tiny_mobilenet, masked_face: Im
     np.testing.assert_allclose(copy_probabilities, classifier.run(inputs, bf16=False), atol=1e-4)
 
 
-def test_other_baselines_and_explicit_target(classifier: Classifier, masked_face: Image.Image) -> None:
+def test_other_baselines_and_explicit_target(classifier: Predictor, masked_face: Image.Image) -> None:
     for baseline in BASELINES:
         result = explain(classifier, masked_face, baseline=baseline, steps=16)
         assert result.settings["baseline"] == baseline and np.isfinite(result.attribution).all()
@@ -121,7 +121,7 @@ def test_other_baselines_and_explicit_target(classifier: Classifier, masked_face
     assert against.label == "without_mask" and against.probability < 0.5
 
 
-def test_bad_arguments_are_refused(classifier: Classifier, masked_face: Image.Image) -> None:
+def test_bad_arguments_are_refused(classifier: Predictor, masked_face: Image.Image) -> None:
     with pytest.raises(ValueError, match="unknown explanation method"):
         explain(classifier, masked_face, method="lime")
     with pytest.raises(ValueError, match="unknown baseline"):
@@ -143,7 +143,7 @@ def test_gradcam_needs_a_convolutional_model(tiny_models_dir, masked_face: Image
     assert explain(cnn, masked_face, method="gradcam").attribution.shape == (cnn.input.size,) * 2
 
 
-def test_integrated_gradients_runs_every_forward_pass_under_the_explainers_lock(classifier: Classifier,
+def test_integrated_gradients_runs_every_forward_pass_under_the_explainers_lock(classifier: Predictor,
                                                                               masked_face: Image.Image) -> None:
     """Issue 18, defect 6: the log-odds gap (two forward passes) ran after the lock was released, where another
     session's Grad-CAM hooks on the same network copy could fire. Every pass of an IG explanation now holds it."""

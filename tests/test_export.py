@@ -22,7 +22,7 @@ from torch import nn
 
 from maskdet.zoo import architectures as zoo
 from maskdet.zoo.folders import load_model, load_split, save_model
-from maskdet.inference.predictor import Classifier
+from maskdet.inference.predictor import Predictor
 from maskdet.cli import main
 from maskdet.training.crops import locate_split_file
 from maskdet.inference.detector import centerface_model_path, get_detector, load_centerface_graph
@@ -50,7 +50,7 @@ def held_out_crops(model_folder: Path, datasets_root: Path, per_class: int = 6) 
 
 def assert_round_trip(model_folder: Path, exported: Path, crops: list[Image.Image]) -> float:
     """ONNX and PyTorch fp32 agree on ``crops`` (as one batch) to TOLERANCE with identical labels; the diff."""
-    reference = Classifier(load_model(model_folder), precision="fp32").predict_proba(crops)
+    reference = Predictor(load_model(model_folder), precision="fp32").predict_proba(crops)
     onnx = OnnxClassifier(exported).predict_proba(crops)
     assert onnx.shape == reference.shape == (len(crops), 2)
     diff = float(np.abs(onnx - reference).max())
@@ -107,7 +107,7 @@ def test_exported_pipeline_finds_and_labels_faces_like_the_product(shipped_expor
         path = next(p for r in split if r.startswith(f"{cls}/") and (p := locate_split_file(dataset, r)))
         canvas.paste(load_rgb(path).resize((200, 200)), (x, 140))
     frame = np.asarray(canvas)
-    product = FacePipeline(Classifier(load_model(SHIPPED), precision="fp32"), get_detector("centerface"))
+    product = FacePipeline(Predictor(load_model(SHIPPED), precision="fp32"), get_detector("centerface"))
     exported = load_exported_pipeline(shipped_export)
     expected, found = product.predict(frame), exported.predict(frame)
     assert sorted(f.label for f in found) == ["with_mask", "without_mask"]
@@ -134,7 +134,7 @@ def test_readme_snippet_classifies_a_face_crop_with_the_exported_folder_only(shi
     assert len(snippet.strip().splitlines()) <= 10
     assert "maskdet" not in snippet and "torch" not in snippet
     shutil.copytree(shipped_export, tmp_path / "exported")
-    pytorch = Classifier(load_model(SHIPPED), precision="fp32")
+    pytorch = Predictor(load_model(SHIPPED), precision="fp32")
     for crop in held_out_crops(SHIPPED, datasets_root, per_class=1):
         crop.save(tmp_path / "face.jpg", quality=95)
         row = pytorch.predict_proba([load_rgb(tmp_path / "face.jpg")])[0]  # what the snippet reads

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskdet.zoo.folders import list_models, load_model
-from maskdet.inference.predictor import Classifier
+from maskdet.zoo.folders import list_model_folders, load_model
+from maskdet.inference.predictor import Predictor
 from maskdet.training.loop import TrainConfig
 from maskdet.data.images import load_rgb
 from maskdet.jobs import (
@@ -77,7 +77,7 @@ def test_job_trains_reports_progress_and_saves(runner, tiny_dataset, isolated_mo
     assert 0.0 <= status.metrics["test"]["accuracy"] <= 1.0
     assert status.finished >= status.started and status.elapsed() == status.finished - status.started
     assert status.config["arch"] == "mlp" and status.config["epochs"] == 3 and status.config["batch_size"] == 64
-    assert [m["name"] for m in list_models()] == ["job-mlp"]
+    assert [m["name"] for m in list_model_folders()] == ["job-mlp"]
     assert json.loads((isolated_models_dir / "job-mlp" / "metadata.json").read_text())["history"]
     # Readers saw the job move forward: several phases, a monotonic overall fraction, per-epoch history.
     fractions = [s.progress.fraction for s in seen if s.progress]
@@ -147,7 +147,7 @@ def test_failures_are_reported_and_the_runner_keeps_working(
 
     runner.start(TrainConfig(arch="mlp", data=tiny_dataset, name="fine", epochs=1, img_size=24))
     assert runner.wait(JOB_TIMEOUT_S).state == JobState.FINISHED
-    assert [m["name"] for m in list_models()] == ["fine"]
+    assert [m["name"] for m in list_model_folders()] == ["fine"]
 
 
 def test_bad_config_is_refused_before_a_job_starts(runner, tiny_dataset):
@@ -188,7 +188,7 @@ def test_a_killed_job_is_a_failure_and_the_server_keeps_working(runner, tiny_dat
                                                                    isolated_models_dir):
     """A real SIGKILL of the training process (what the out-of-memory killer does): the runner says so, the
     server process and its other sessions (a classifier answering meanwhile) carry on, and the next job runs."""
-    classifier = Classifier(load_model(tiny_models_dir / "tiny-cnn"))
+    classifier = Predictor(load_model(tiny_models_dir / "tiny-cnn"))
     images = [load_rgb(p) for p in sorted((tiny_dataset / "with_mask").iterdir())[:4]]
     expected = classifier.predict_proba(images)
     answers: list = []
@@ -215,7 +215,7 @@ def test_a_killed_job_is_a_failure_and_the_server_keeps_working(runner, tiny_dat
 
     runner.start(TrainConfig(arch="mlp", data=tiny_dataset, name="after-kill", epochs=1, img_size=24))
     assert runner.wait(JOB_TIMEOUT_S).state == JobState.FINISHED
-    assert [m["name"] for m in list_models()] == ["after-kill"]
+    assert [m["name"] for m in list_model_folders()] == ["after-kill"]
 
 
 def test_training_leaves_the_servers_random_generators_alone(runner, tiny_dataset):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from maskdet.zoo.folders import list_models
+from maskdet.zoo.folders import list_model_folders
 from maskdet.inference.predictor import AUTO_BACKEND, SERVING_BACKENDS, load_classifier
-from maskdet.evaluation.compare import cpu_latency_ms, summarize
+from maskdet.evaluation.latency import cpu_latency_ms
+from maskdet.evaluation.summary import summarize
 
 
 def test_latency_is_measured_through_the_served_classifier(tiny_mobilenet, monkeypatch) -> None:
     monkeypatch.setenv("MASKDET_COMPILE", "1")
     monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_mobilenet.parent))
-    summary = summarize(next(m for m in list_models() if m["name"] == tiny_mobilenet.name))
+    summary = summarize(next(m for m in list_model_folders() if m["name"] == tiny_mobilenet.name))
     served = load_classifier(str(tiny_mobilenet), backend=AUTO_BACKEND)  # what ui.resources.get_classifier returns
     calls = []
     real_run = served.backend.run

@@ -23,7 +23,7 @@ from maskdet.zoo.folders import (
     METADATA_FILE,
     WEIGHTS_FILE,
     CheckpointError,
-    list_models,
+    list_model_folders,
     load_model,
     read_metadata,
     set_operating_threshold,
@@ -88,7 +88,7 @@ def test_saving_rewrites_only_the_card_and_keeps_the_weights_valid(model: Path) 
     assert load_model(model).metadata["operating_threshold"] == 0.73  # the hash check passes
     assert load_classifier(str(model)).threshold == 0.73
     assert [p.name for p in model.iterdir() if p.name.startswith(".")] == []  # no staging file left behind
-    assert [m["operating_threshold"] for m in list_models()] == [0.73]
+    assert [m["operating_threshold"] for m in list_model_folders()] == [0.73]
 
 
 @pytest.mark.parametrize("bad", [0, 1, 1.5, -0.2, float("nan"), "0.7", True, None])
@@ -102,7 +102,7 @@ def test_bad_thresholds_are_refused_when_saved_and_when_read(model: Path, bad: o
     if bad is not None:  # null is the schema's "none saved"
         with pytest.raises(CheckpointError, match="operating_threshold|NaN"):
             read_metadata(model)
-        assert list_models() == []  # a card with a broken threshold is not listed
+        assert list_model_folders() == []  # a card with a broken threshold is not listed
     else:
         assert load_classifier(str(model)).threshold == 0.5
 

@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from maskdet.inference.predictor import load_classifier
 from maskdet.evaluation.compare import COL_MODEL, TABLE_COLUMNS
 from maskdet.evaluation.folder import evaluate_folder
+from maskdet.evaluation.heldout import COL_SET
 from maskdet.evaluation.metrics import compute_metrics
 from maskdet.settings import CLASSES, REPO_ROOT
 from ui.dataset_picker import SOURCE_PATH
@@ -80,7 +81,8 @@ def test_two_models_side_by_side_and_on_unseen_data(app: str, tiny_models_dir: P
     assert_clean(at)
 
     table = at.dataframe[0].value  # the comparison table (st.dataframe exposes no key)
-    assert list(table.columns) == TABLE_COLUMNS
+    assert [c for c in table.columns if c != COL_SET] == TABLE_COLUMNS
+    assert set(table[COL_SET]) == {f"{tiny_dataset.name} test files held out by all 2"}
     assert sorted(table[COL_MODEL]) == ["tiny-cnn", "tiny-mlp"]
     assert (table["CPU ms / face"] > 0).all()  # measured on this machine
     assert at.multiselect(key="compare_models").value == ["tiny-cnn", "tiny-mlp"]

@@ -12,7 +12,7 @@ from maskdet.zoo.folders import default_model_name, load_model, load_split, read
 from maskdet.evaluation.folder import evaluate_folder
 from maskdet.data.images import load_rgb
 from maskdet.evaluation.metrics import compute_metrics
-from maskdet.inference.predictor import Classifier
+from maskdet.inference.predictor import Predictor
 from maskdet.settings import REPO_ROOT
 
 SHIPPED = REPO_ROOT / "models"
@@ -52,9 +52,9 @@ def _face_mask_4k_test(folder) -> tuple[list[str], list[int]]:
 
 
 def test_default_model_on_its_held_out_split_as_the_product_runs_it(shipped, datasets_root):
-    """Re-classify the saved face-mask-4k test split through the product's Classifier (bf16 where faithful)."""
+    """Re-classify the saved face-mask-4k test split through the product's Predictor (bf16 where faithful)."""
     folder = shipped / "mobilenet_v2"
-    classifier = Classifier(load_model(folder))
+    classifier = Predictor(load_model(folder))
     paths, labels = _face_mask_4k_test(folder)
     root = datasets_root / "face-mask-4k"
     scores = []
@@ -81,7 +81,7 @@ def test_default_model_card_records_its_training_data_and_calibration(shipped):
 
 
 def test_default_model_generalises_to_unseen_synthetic_masks(shipped, datasets_root):
-    evaluation = evaluate_folder(Classifier(load_model(shipped / "mobilenet_v2")), datasets_root / "synthetic-masks-2k")
+    evaluation = evaluate_folder(Predictor(load_model(shipped / "mobilenet_v2")), datasets_root / "synthetic-masks-2k")
     assert evaluation.metrics["n"] == 2000
     assert evaluation.metrics["accuracy"] >= 0.99
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from maskdet.data.archive import extract_zip
-from maskdet.evaluation.compare import evaluate_dataset, summarize
-from maskdet.zoo.folders import list_models
+from maskdet.evaluation.summary import summarize
+from maskdet.evaluation.unseen import evaluate_dataset
+from maskdet.zoo.folders import list_model_folders
 from maskdet.data.datasets import build_catalog, scan_dataset
 from maskdet.training.loop import TrainConfig, _feature_cache_path
 from maskdet.data.split import make_split
@@ -44,7 +45,7 @@ def test_the_same_zip_uploaded_twice_hits_every_cache(tiny_dataset, tiny_models_
     assert catalogs[1].root == second  # the cached records serve the second folder
 
     monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_models_dir))
-    summary = summarize(next(m for m in list_models() if m["name"] == "tiny-mlp"))
+    summary = summarize(next(m for m in list_model_folders() if m["name"] == "tiny-mlp"))
     evaluate_dataset(summary, first)
     stages: list = []
     again = evaluate_dataset(summary, second, progress=lambda *args: stages.append(args))

@@ -9,7 +9,7 @@ import torch
 
 from maskdet.zoo.folders import load_model
 from maskdet.training.loop import CancelToken, TrainConfig, TrainingCancelled, fit, prepare_model
-from maskdet.inference.predictor import Classifier
+from maskdet.inference.predictor import Predictor
 from maskdet.zoo.architectures import PretrainedWeightsMissing, get_spec, pretrained_weights_path
 
 TINY = {"mlp": {}, "simple_cnn": {"img_size": 48}, "mobilenet_v2": {"img_size": 96}, "densenet121": {"img_size": 64}}
@@ -44,7 +44,7 @@ def test_each_arch_trains_and_round_trips(arch, tiny_dataset, isolated_models_di
     images = torch.rand(3, loaded.input.channels, loaded.input.size, loaded.input.size)
     with torch.inference_mode():
         assert torch.allclose(loaded.model(images), result.model(images), atol=1e-6)
-    probabilities = Classifier(loaded, precision="fp32").run(images)
+    probabilities = Predictor(loaded, precision="fp32").run(images)
     assert probabilities.shape == (3, 2)
 
 

@@ -65,21 +65,23 @@ BOXED_PHOTOS = FolderKind(
 )
 
 
-def choose_dataset(key: str, kind: FolderKind = IMAGE_FOLDERS) -> Path | None:
+def choose_dataset(key: str, kind: FolderKind = IMAGE_FOLDERS,
+                   prefer: Callable[[list[Path]], Path | None] | None = None) -> Path | None:
     """Let the user pick a data set folder of ``kind``; None until a usable choice is made.
 
     ``key`` prefixes every widget key, so several pickers can live in one app. Problems
-    (no data sets, a missing path, a refused archive) are shown in place.
+    (no data sets, a missing path, a refused archive) are shown in place. ``prefer`` picks the
+    preselected folder among those listed under the data-set root (the first one without it).
     """
     source = st.radio("Data set source", SOURCES, key=f"{key}_source", horizontal=True)
     if source == SOURCE_FOLDERS:
-        return _choose_listed(key, kind)
+        return _choose_listed(key, kind, prefer)
     if source == SOURCE_PATH:
         return _choose_path(key, kind)
     return _choose_upload(key, kind)
 
 
-def _choose_listed(key: str, kind: FolderKind) -> Path | None:
+def _choose_listed(key: str, kind: FolderKind, prefer: Callable[[list[Path]], Path | None] | None) -> Path | None:
     root = data_root()
     datasets = {path.name: path for path in kind.list_folders(root)}
     if not datasets:
@@ -88,7 +90,10 @@ def _choose_listed(key: str, kind: FolderKind) -> Path | None:
             "folder, type a path or upload a .zip."
         )
         return None
-    name = st.selectbox("Data set", list(datasets), key=f"{key}_listed", help=f"Folders under `{root}`")
+    preferred = prefer(list(datasets.values())) if prefer is not None else None
+    names = list(datasets)
+    index = names.index(preferred.name) if preferred is not None and preferred.name in datasets else 0
+    name = st.selectbox("Data set", names, index=index, key=f"{key}_listed", help=f"Folders under `{root}`")
     return datasets[name]
 
 

@@ -6,7 +6,7 @@ frame callback must never load anything, so both are ``st.cache_resource`` singl
 A classifier's cache key includes its metadata file's modification time, so a model that was
 retrained under the same name is reloaded rather than served stale.
 
-NOTE (threading): the cached objects are shared across sessions and threads; ``Classifier``
+NOTE (threading): the cached objects are shared across sessions and threads; ``Predictor``
 and the detectors are safe to call concurrently. Different options give separate instances
 (the Webcam page asks for a single-threaded CenterFace of its own).
 """
@@ -21,18 +21,18 @@ import streamlit as st
 from maskdet.zoo.folders import METADATA_FILE, resolve_model
 from maskdet.inference.detector import FaceDetector
 from maskdet.inference.detector import get_detector as build_detector
-from maskdet.inference.predictor import AUTO_BACKEND, Classifier, load_classifier
+from maskdet.inference.predictor import AUTO_BACKEND, Predictor, load_classifier
 
 logger = logging.getLogger(__name__)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def _classifier(path: str, metadata_mtime_ns: int) -> Classifier:
+def _classifier(path: str, metadata_mtime_ns: int) -> Predictor:
     logger.info("loading classifier %s", path)
     return load_classifier(path, backend=AUTO_BACKEND)  # the server lives long: the fastest faithful backend
 
 
-def get_classifier(name: str | None = None) -> Classifier:
+def get_classifier(name: str | None = None) -> Predictor:
     """The classifier named ``name`` (a folder in ``models/`` or a path; None = the default model).
 
     Raises :class:`maskdet.zoo.folders.CheckpointError` for a missing or damaged model.

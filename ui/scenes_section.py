@@ -20,7 +20,7 @@ import streamlit as st
 
 from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.zoo.folders import CheckpointError, default_model_name
-from maskdet.inference.detector import DETECTOR_CONFIGS
+from maskdet.inference.detector import DETECTORS
 from maskdet.data.images import ImageDecodeError
 from maskdet.inference.pipeline import FacePipeline
 from maskdet.data.annotations import load_scene_set, scene_fingerprint, SceneSet, SceneSetError
@@ -86,8 +86,7 @@ def _candidates(models: list[str], detectors: list[str], folder: Path, scenes: S
         try:
             classifier = get_classifier(model)
             for config in detectors:
-                name, options = DETECTOR_CONFIGS[config]
-                pipeline = FacePipeline(classifier, get_detector(name, **options))
+                pipeline = FacePipeline(classifier, get_detector(config))
                 label = f"{model} + {config}"
                 params = {"model": model, "data": str(folder), "detector": config, "iou": float(iou),
                           "class_map": class_map}
@@ -148,7 +147,7 @@ def show_scenes_section() -> None:
     columns = st.columns([2, 2, 1])
     models = columns[0].multiselect("Models", names, default=[default] if default in names else names[:1],
                                     key=f"{KEY}_models")
-    detectors = columns[1].multiselect("Detector settings", list(DETECTOR_CONFIGS), default=[next(iter(DETECTOR_CONFIGS))],
+    detectors = columns[1].multiselect("Detector settings", list(DETECTORS), default=[next(iter(DETECTORS))],
                                        key=f"{KEY}_detectors")
     iou = columns[2].number_input("IoU", min_value=0.1, max_value=0.95, value=DEFAULT_IOU, step=0.05, key=f"{KEY}_iou")
     candidates = _candidates(models, detectors, folder, scenes, iou, class_map)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from maskdet.zoo.folders import load_split
-from maskdet.inference.predictor import Classifier
+from maskdet.inference.predictor import Predictor
 from maskdet.data.datasets import ProgressFn, load_catalog
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.evaluation.leakage import TrainingOverlap, training_overlap
@@ -65,7 +65,7 @@ class Evaluation:
 
 
 def evaluate_folder(
-    classifier: Classifier, root: str | Path, progress: ProgressFn | None = None, batch_size: int = BATCH_SIZE,
+    classifier: Predictor, root: str | Path, progress: ProgressFn | None = None, batch_size: int = BATCH_SIZE,
     split: str = "all",
 ) -> Evaluation:
     """Classify the readable images under ``root``'s class folders (``split``: all, or the model's saved test
@@ -107,7 +107,7 @@ def evaluate_folder(
     )
 
 
-def _split_records(classifier: Classifier, readable: list, root: Path, split: str) -> list:
+def _split_records(classifier: Predictor, readable: list, root: Path, split: str) -> list:
     saved = load_split(classifier.loaded.path)
     if not saved:
         raise ValueError(f"{classifier.name} has no saved split: evaluate it with split 'all'")

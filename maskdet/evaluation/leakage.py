@@ -102,3 +102,16 @@ def training_overlap(model_folder: str | Path, folder: str | Path, relpaths: lis
     near = np.isin(groups[len(seen):], groups[: len(seen)]) & ~identical
     return TrainingOverlap(metadata.get("name", model_folder.name), len(checked), int(identical.sum()),
                            int(near.sum()), str(train_root))
+
+
+def trained_on(metadata: dict) -> set[str]:
+    """Names of the data-set folders a model learnt from or chose settings on (its training folder, the sources
+    of a crops folder, the data its operating threshold was chosen on): a quick screen before
+    :func:`training_overlap` compares contents."""
+    dataset = metadata.get("dataset") or {}
+    paths = [dataset.get("path"), *((source or {}).get("path") for source in dataset.get("sources") or [])]
+    names = {Path(str(path)).name for path in paths if path}
+    chosen_on = metadata.get("operating_threshold_chosen_on")
+    if chosen_on:
+        names.add(str(chosen_on).split(" ")[0])  # "scenes-dev (unseen data)" -> scenes-dev
+    return names

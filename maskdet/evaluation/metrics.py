@@ -30,7 +30,7 @@ from sklearn.metrics import (
 
 from maskdet.evaluation.calibration import expected_calibration_error
 from maskdet.settings import KNOWN_CLASSES
-from maskdet.zoo.decision import THRESHOLD, WITH_MASK, as_probabilities, predicted_labels, validate_threshold
+from maskdet.zoo.decision import THRESHOLD, WITH_MASK, as_probabilities, predicted_labels
 
 CALIBRATION_BINS = 10
 

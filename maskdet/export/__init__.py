@@ -3,7 +3,7 @@
 :func:`export_model` writes ``DIR/classifier.onnx``, ``DIR/detector.onnx`` and ``DIR/metadata.json``
 (checked against PyTorch on real face crops before anything is written); :class:`OnnxClassifier`
 loads such a folder back as a classifier backend with the same ``predict_proba``/``run`` interface
-as :class:`maskdet.inference.predictor.Classifier`, and :class:`OnnxRuntimeBackend` plugs it into the Predictor's
+as :class:`maskdet.inference.predictor.Predictor`, and :class:`OnnxRuntimeBackend` plugs it into the Predictor's
 backend registry (``load_classifier(name, backend="onnxruntime")``).
 
 May import: :mod:`maskdet.training`, :mod:`maskdet.evaluation`, :mod:`maskdet.inference`, :mod:`maskdet.zoo`,

@@ -1,6 +1,6 @@
 """An exported folder loaded back: the classifier run by onnxruntime, and the whole pipeline on top of it.
 
-:class:`OnnxClassifier` has the interface :class:`maskdet.inference.predictor.Classifier` offers its callers
+:class:`OnnxClassifier` has the interface :class:`maskdet.inference.predictor.Predictor` offers its callers
 (``predict_proba(images)``, ``run(normalised)``, ``input``, ``name``, ``metadata``), so it can stand in
 for it wherever faces are classified (a backend registry can register it under ``"onnx"``); it reads
 nothing but the folder. :func:`load_exported_pipeline` adds the folder's CenterFace detector with the
@@ -61,7 +61,7 @@ class OnnxClassifier:
         self.metadata = read_export_card(self.folder)
         self.input = InputConfig.from_json(self.metadata["input"])
         self.classes = tuple(self.metadata["classes"])
-        # The pipeline labels faces at this p(with_mask), as for the PyTorch Classifier (the card copies the model's).
+        # The pipeline labels faces at this p(with_mask), as for the PyTorch Predictor (the card copies the model's).
         self.threshold = float(self.metadata.get("operating_threshold", THRESHOLD))
         graph = self.metadata["classifier"]
         self._input_name, self._output_name = graph["input_name"], graph["output_name"]
@@ -99,7 +99,7 @@ def load_exported_pipeline(folder: str | Path):
     classifier = OnnxClassifier(folder)
     detector = classifier.metadata["detector"]
     return FacePipeline(
-        classifier,  # type: ignore[arg-type] - the same interface as Classifier
+        classifier,  # type: ignore[arg-type] - the same interface as Predictor
         CenterFaceDetector(model_path=Path(folder) / detector["file"], threshold=detector["threshold"],
                            nms_iou=detector["nms_iou"], input_long_side=detector["input"]["resize_long_side_to"],
                            # cards written before these keys existed describe one pass without a border

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -320,48 +320,45 @@ class WholeImageDetector:
         return [Face(box=(0, 0, int(width), int(height)), score=1.0)]
 
 
-DETECTORS: dict[str, Callable[..., FaceDetector]] = {
-    CenterFaceDetector.name: CenterFaceDetector,
-    WholeImageDetector.name: WholeImageDetector,
-}
-"""Detector name -> factory (keyword arguments are passed through)."""
+@dataclass(frozen=True)
+class DetectorSetting:
+    """A named detector setting: the detector class and the options it is built with."""
+
+    factory: Callable[..., FaceDetector]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self, **overrides: Any) -> FaceDetector:
+        """The detector with this setting's options; ``overrides`` replace single options (e.g. ``threads``)."""
+        return self.factory(**{**self.options, **overrides})
 
 
-DETECTOR_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "centerface": ("centerface", {}),
-    "centerface-480": ("centerface", {"threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True,
-                                      "pad": 0.0, "extra_long_sides": (), "zoom_below": None}),
-    "whole-image": ("whole-image", {}),
+DETECTORS: dict[str, DetectorSetting] = {
+    "centerface": DetectorSetting(CenterFaceDetector),
+    "centerface-480": DetectorSetting(CenterFaceDetector, {
+        "threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True, "pad": 0.0,
+        "extra_long_sides": (), "zoom_below": None}),
+    "whole-image": DetectorSetting(WholeImageDetector),
 }
-"""Named detector settings (name -> (detector, options)) for the CLI and the Compare page.
+"""The one detector registry: setting name -> :class:`DetectorSetting`, for the pages, the CLI, the jobs and the tests.
 
 ``centerface`` is the product's setting (the class defaults: the Photo page, the Webcam page
 and the CLI all use it); ``centerface-480`` is the setting before issue 19 (every photo scaled to
-a 480 px long side, no border, one scale), kept to compare against.
+a 480 px long side, no border, one scale, peaks above 0.35), with which the shipped default's crop
+set was cut and which is kept to compare against; ``whole-image`` takes each image as one face.
 """
 
 
-def detector_from_config(config: str, **overrides: Any) -> FaceDetector:
-    """Build the detector of the named configuration; ``overrides`` change options that do not alter results
-    (e.g. ``threads``). Raises ``KeyError`` for an unknown name."""
-    try:
-        name, options = DETECTOR_CONFIGS[config]
-    except KeyError:
-        raise KeyError(f"unknown detector setting {config!r}; known: {', '.join(DETECTOR_CONFIGS)}") from None
-    return get_detector(name, **options, **overrides)
-
-
-def get_detector(name: str = "centerface", **kwargs: Any) -> FaceDetector:
-    """Build the detector registered as ``name``.
+def get_detector(name: str = "centerface", **overrides: Any) -> FaceDetector:
+    """Build the detector of the setting registered as ``name``; ``overrides`` replace single options.
 
     Raises ``KeyError`` for unknown names and :class:`maskdet.zoo.assets.AssetUnavailableError`
     when the detector's model file cannot be obtained.
     """
     try:
-        factory = DETECTORS[name]
+        setting = DETECTORS[name]
     except KeyError:
-        raise KeyError(f"unknown face detector {name!r}; known: {', '.join(sorted(DETECTORS))}") from None
-    return factory(**kwargs)
+        raise KeyError(f"unknown face detector {name!r}; known: {', '.join(DETECTORS)}") from None
+    return setting.build(**overrides)
 
 
 def crop_box(box: Sequence[int], image_size: tuple[int, int], margin: float = 0.2) -> tuple[int, int, int, int]:

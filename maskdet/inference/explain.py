@@ -30,7 +30,7 @@ Baselines", Distill 2020). ``"black"`` and ``"mean"`` (the normalisation mean, i
 model input) are available for comparison.
 
 Explanations run on a private fp32 copy of the classifier's network (the shared
-:class:`maskdet.inference.predictor.Classifier` is never touched: no ``.train()``, no parameter change);
+:class:`maskdet.inference.predictor.Predictor` is never touched: no ``.train()``, no parameter change);
 captum only needs gradients with respect to the input. In the copy, every eval-mode BatchNorm
 that follows a convolution is folded into it (exactly the same function, ~25% faster
 forward + backward on CPU), which is what keeps one IG within ~1 s.
@@ -52,7 +52,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from maskdet.inference.predictor import Classifier
+from maskdet.inference.predictor import Predictor
 from maskdet.runtime import fold_batchnorm
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class Explainer:
     Sessions sharing a classifier share its explainer (see :func:`explainer_for`).
     """
 
-    def __init__(self, classifier: Classifier) -> None:
+    def __init__(self, classifier: Predictor) -> None:
         self.input = classifier.input
         self.classes = classifier.classes
         self.arch = classifier.loaded.arch
@@ -372,11 +372,11 @@ def blend(image: np.ndarray, heatmap: np.ndarray, weight: np.ndarray, alpha: flo
     return np.round(image * (1 - mix) + heatmap * mix).astype(np.uint8)
 
 
-_EXPLAINERS: weakref.WeakKeyDictionary[Classifier, Explainer] = weakref.WeakKeyDictionary()
+_EXPLAINERS: weakref.WeakKeyDictionary[Predictor, Explainer] = weakref.WeakKeyDictionary()
 _EXPLAINERS_LOCK = threading.Lock()
 
 
-def explainer_for(classifier: Classifier) -> Explainer:
+def explainer_for(classifier: Predictor) -> Explainer:
     """The explainer of ``classifier``, built once and kept as long as the classifier lives."""
     with _EXPLAINERS_LOCK:
         explainer = _EXPLAINERS.get(classifier)
@@ -386,7 +386,7 @@ def explainer_for(classifier: Classifier) -> Explainer:
 
 
 def explain(
-    classifier: Classifier,
+    classifier: Predictor,
     crop: Image.Image,
     method: str = DEFAULT_METHOD,
     target: str | int | None = None,

@@ -69,7 +69,7 @@ HISTORY_FRAMES = 240  # bound on remembered frame timestamps / durations (a few 
 ICE_SERVERS_ENV = "MASKDET_ICE_SERVERS"
 LIVE_DETECTOR_OPTIONS = {"threads": 1}
 """How live video runs CenterFace: single-threaded (see the NOTE on CPU). Only how it runs, never what it
-finds: the Webcam page uses the product's detector settings, the Photo page's (``DETECTOR_CONFIGS["centerface"]``)."""
+finds: the Webcam page uses the product's detector settings, the Photo page's (``DETECTORS["centerface"]``)."""
 
 
 @dataclass(frozen=True)

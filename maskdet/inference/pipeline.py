@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskdet.inference.predictor import Classifier, load_classifier
+from maskdet.inference.predictor import Predictor, load_classifier
 from maskdet.data.images import open_image
 from maskdet.inference.faces import FacePrediction
 from maskdet.zoo.decision import THRESHOLD, predicted_labels
@@ -50,7 +50,7 @@ class FacePipeline:
     Faces are labelled at the classifier's operating threshold (its model card's, default 0.5).
     """
 
-    def __init__(self, classifier: Classifier, detector, margin: float = DEFAULT_MARGIN) -> None:
+    def __init__(self, classifier: Predictor, detector, margin: float = DEFAULT_MARGIN) -> None:
         self.classifier = classifier
         self.detector = detector
         self.margin = margin

@@ -16,8 +16,6 @@ A :class:`Predictor` owns everything between a face crop and its class probabili
   ``torch.set_num_threads``: the thread count is the process's, set once at start-up
   (:func:`maskdet.runtime.configure_threads`), and long-lived callers that need their own (the webcam)
   use one worker thread (:func:`maskdet.runtime.inference_worker`).
-
-``Classifier`` is the name the rest of maskdet imports; it is this class.
 """
 
 from __future__ import annotations
@@ -283,8 +281,6 @@ class Predictor:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         return self.run(self.preprocess(images))
 
-
-Classifier = Predictor
 
 
 def load_classifier(name_or_path: str | None = None, precision: str = "auto", compile: bool = False,

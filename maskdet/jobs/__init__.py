@@ -3,8 +3,9 @@
 - :mod:`maskdet.jobs.base`: states, :class:`JobStatus` snapshots, the :class:`JobContext` a job gets;
 - :mod:`maskdet.jobs.registry`: job kinds by name (``@job_kind("name")``);
 - :mod:`maskdet.jobs.kinds`: the built-in kinds (``train``, ``evaluate-folder``, ``evaluate-scenes``, ``score-batch``, ...);
-- :mod:`maskdet.jobs.executor`: where a job runs (a fresh subprocess by default, or a Ray task:
-  :mod:`maskdet.jobs.ray_executor`);
+- :mod:`maskdet.jobs.protocol`: what an executor and a job handle are;
+- :mod:`maskdet.jobs.executor`: executors by name (a fresh subprocess by default,
+  :mod:`maskdet.jobs.subprocess_executor`, or a Ray task: :mod:`maskdet.jobs.ray_executor`);
 - :mod:`maskdet.jobs.runner`: :class:`JobRunner` / :class:`TrainingJobRunner`, one job at a time, many readers;
 - :mod:`maskdet.jobs.queue`: :class:`JobQueue`, a list of jobs one after the other on one runner.
 
@@ -22,7 +23,9 @@ from maskdet.jobs.base import (
     JobState,
     JobStatus,
 )
-from maskdet.jobs.executor import EXECUTORS, Executor, JobHandle, SubprocessExecutor, get_executor
+from maskdet.jobs.executor import EXECUTORS, get_executor
+from maskdet.jobs.protocol import Executor, JobHandle
+from maskdet.jobs.subprocess_executor import SubprocessExecutor
 from maskdet.jobs.queue import JobQueue, QueuedJob, QueueStatus
 from maskdet.jobs.registry import get_job_kind, job_kind, job_kinds
 from maskdet.jobs.runner import JobRunner, TrainingJobRunner

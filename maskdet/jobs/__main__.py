@@ -1,6 +1,6 @@
 """Entry point of a subprocess job: ``python -m maskdet.jobs MESSAGES_FD CANCEL_FD PARENT_PID``.
 
-Started by :class:`maskdet.jobs.executor.SubprocessJob`, which writes ``(function, params)``
+Started by :class:`maskdet.jobs.subprocess_executor.SubprocessJob`, which writes ``(function, params)``
 (pickled; the function by reference) on this process's stdin, reads the job's messages from the
 ``MESSAGES_FD`` pipe and writes a byte to the ``CANCEL_FD`` pipe to cancel.
 """

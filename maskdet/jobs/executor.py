@@ -1,145 +1,20 @@
-"""Where a job runs. :class:`SubprocessExecutor` (the default) gives each job a fresh process.
+"""Where a job runs, chosen by name: :data:`EXECUTORS` and :func:`get_executor`.
 
-A fresh interpreter (``python -m maskdet.jobs``: nothing inherited but the environment) has its
-own memory, torch thread pool and random generators, so a job can set threads, seed generators
-and allocate gigabytes without touching the server; a crash or out-of-memory kill ends the job,
-which the runner reports as failed, and never the server. (Not ``multiprocessing`` 'spawn': under
-Streamlit ``sys.modules["__main__"]`` is the page script, which a spawned child runs again before
-the job: the whole page, model recovery included, in every job process.)
-
-An executor turns ``(function, params)`` into a :class:`JobHandle`, which the runner polls for
-messages (see :mod:`maskdet.jobs.worker` for the protocol) and can ask to cancel or stop.
-:class:`maskdet.jobs.ray_executor.RayExecutor` runs jobs as Ray tasks instead. Executors are
-chosen by name (:data:`EXECUTORS`, :func:`get_executor`); ``$MASKDET_JOB_EXECUTOR`` names the
-default (``subprocess`` unless set).
+``subprocess`` (the default, :class:`maskdet.jobs.subprocess_executor.SubprocessExecutor`) gives each
+job a fresh process; ``ray`` (:class:`maskdet.jobs.ray_executor.RayExecutor`) runs jobs as Ray tasks.
+The interface both implement is in :mod:`maskdet.jobs.protocol`; the setting ``job_executor``
+(``MASKDET_JOB_EXECUTOR``) names the default.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import pickle
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
-from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import Protocol
 
-from maskdet.jobs.base import JobFunction
+from maskdet.jobs.protocol import Executor
+from maskdet.jobs.subprocess_executor import SubprocessExecutor
+from maskdet.settings import current_settings
 
-logger = logging.getLogger(__name__)
-
-STOP_WAIT_S = 2.0  # between SIGTERM and SIGKILL
 EXECUTOR_ENV = "MASKDET_JOB_EXECUTOR"
-DEFAULT_EXECUTOR = "subprocess"
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding maskdet/, on the child's import path
-
-Message = tuple[str, object]
-
-
-class JobEnded(Exception):
-    """The job's process is gone and every message it sent has been read."""
-
-
-class JobHandle(Protocol):
-    pid: int | None
-
-    def next_message(self, timeout: float) -> Message | None:
-        """The next message, None if none came within ``timeout``; raises :class:`JobEnded` after the last."""
-
-    def request_cancel(self) -> None:
-        """Set the job's cooperative cancel flag."""
-
-    def stop(self, wait: float = 0.0) -> None:
-        """End the job after at most ``wait`` seconds (terminate, then kill); returns once it is gone."""
-
-    def exit_reason(self) -> str:
-        """Why the process ended without a final message, for the user (e.g. killed by SIGKILL)."""
-
-
-class Executor(Protocol):
-    def submit(self, function: JobFunction, params: dict) -> JobHandle: ...
-
-
-class SubprocessJob:
-    """A job in a child interpreter: messages on one pipe, the cancel flag on another (see :mod:`maskdet.jobs.__main__`)."""
-
-    def __init__(self, function: JobFunction, params: dict) -> None:
-        messages_read, messages_write = os.pipe()
-        cancel_read, cancel_write = os.pipe()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
-        try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "maskdet.jobs", str(messages_write), str(cancel_read), str(os.getpid())],
-                stdin=subprocess.PIPE, pass_fds=(messages_write, cancel_read), env=env,
-            )
-        finally:
-            os.close(messages_write)  # the child holds the only writer: end of file on the pipe means it is gone
-            os.close(cancel_read)
-        self._receiver = Connection(messages_read, writable=False)
-        self._cancel: int | None = cancel_write
-        self.pid = self._process.pid
-        with self._process.stdin as stdin:  # the job itself, by reference (module and name) and its params
-            pickle.dump((function, params), stdin)
-
-    def next_message(self, timeout: float) -> Message | None:
-        try:
-            if not self._receiver.poll(timeout):
-                return None
-            return self._receiver.recv()
-        except (EOFError, OSError):  # all writers closed (the child ended) or a message cut short by a kill
-            self._wait(STOP_WAIT_S)
-            raise JobEnded from None
-
-    def request_cancel(self) -> None:
-        if self._cancel is None:
-            return
-        try:
-            os.write(self._cancel, b"x")
-        except OSError:  # the child is already gone
-            pass
-
-    def stop(self, wait: float = 0.0) -> None:
-        if not self._wait(wait):
-            self._process.terminate()
-            if not self._wait(STOP_WAIT_S):
-                self._process.kill()
-                self._process.wait()
-        self._close()
-
-    def exit_reason(self) -> str:
-        code = self._process.poll()
-        if code is None:
-            return "the job process stopped responding"
-        if code < 0:
-            name = signal.Signals(-code).name
-            hint = " (out of memory?)" if -code == signal.SIGKILL else ""
-            return f"the job process was killed by {name}{hint}"
-        return f"the job process exited with code {code} before reporting a result"
-
-    def _close(self) -> None:
-        """Close this side's pipes (a later read ends the job: :class:`JobEnded`)."""
-        self._receiver.close()
-        if self._cancel is not None:
-            os.close(self._cancel)
-            self._cancel = None
-
-    def _wait(self, timeout: float) -> bool:
-        """True once the process has ended (waiting at most ``timeout`` seconds)."""
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-
-
-class SubprocessExecutor:
-    """Runs each job in a new Python process (the default executor)."""
-
-    def submit(self, function: JobFunction, params: dict) -> SubprocessJob:
-        return SubprocessJob(function, params)
 
 
 def _ray_executor() -> Executor:
@@ -152,8 +27,8 @@ EXECUTORS: dict[str, Callable[[], Executor]] = {"subprocess": SubprocessExecutor
 
 
 def get_executor(name: str | None = None) -> Executor:
-    """The executor ``name`` (else ``$MASKDET_JOB_EXECUTOR``, else ``subprocess``); ValueError for an unknown name."""
-    name = name or os.environ.get(EXECUTOR_ENV) or DEFAULT_EXECUTOR
+    """The executor ``name`` (else the ``job_executor`` setting); ValueError for an unknown name."""
+    name = name or current_settings().job_executor
     try:
         factory = EXECUTORS[name]
     except KeyError:

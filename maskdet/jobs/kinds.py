@@ -14,7 +14,17 @@ from maskdet.jobs.registry import job_kind
 
 EVALUATION_STAGES = {"reading": (0.0, 0.3), "classifying": (0.3, 1.0)}  # share of the job each stage covers
 DEFAULT_SCENE_IOU = 0.5
-DEFAULT_SCENE_DETECTOR = "centerface"  # the product's setting (maskdet.inference.detector.DETECTOR_CONFIGS)
+DEFAULT_DETECTOR = "centerface"  # the product's setting (maskdet.inference.detector.DETECTORS)
+
+
+def _detector_setting(params: dict) -> str:
+    """The job's detector setting (default: the product's), refused before a process starts when unknown."""
+    from maskdet.inference.detector import DETECTORS
+
+    detector = params.get("detector") or DEFAULT_DETECTOR
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown face detector {detector!r}; known: {', '.join(DETECTORS)}")
+    return detector
 
 
 def _resolve_training(params: dict) -> dict:
@@ -56,9 +66,10 @@ def _check_evaluation(params: dict) -> dict:
 @job_kind("evaluate-folder", title="folder evaluation", prepare=_check_evaluation,
           describe=lambda p: f"evaluating {Path(p['model']).name} on {p['data']}")
 def run_folder_evaluation(params: dict, job: JobContext) -> dict:
-    """:func:`maskdet.evaluation.compare.evaluate_dataset` (cached per model and data content); the result is its JSON."""
+    """:func:`maskdet.evaluation.unseen.evaluate_dataset` (cached per model and data content); the result is its JSON."""
     from maskdet.zoo.folders import read_metadata
-    from maskdet.evaluation.compare import evaluate_dataset, summarize
+    from maskdet.evaluation.summary import summarize
+    from maskdet.evaluation.unseen import evaluate_dataset
 
     folder = Path(params["model"])
     summary = summarize({**read_metadata(folder), "name": folder.name, "path": str(folder)})
@@ -74,15 +85,12 @@ def run_folder_evaluation(params: dict, job: JobContext) -> dict:
 
 
 def _check_scene_evaluation(params: dict) -> dict:
-    from maskdet.inference.detector import DETECTOR_CONFIGS
     from maskdet.data.annotations import scene_fingerprint
 
     iou = float(params.get("iou", DEFAULT_SCENE_IOU))
     if not 0.0 < iou <= 1.0:
         raise ValueError(f"iou must be in (0, 1], got {iou}")
-    detector = params.get("detector") or DEFAULT_SCENE_DETECTOR
-    if detector not in DETECTOR_CONFIGS:
-        raise ValueError(f"unknown detector setting {detector!r}; known: {', '.join(DETECTOR_CONFIGS)}")
+    detector = _detector_setting(params)
     scene_fingerprint(params["data"])  # a folder that is no boxed-photo set is refused before a process starts
     return {"model": params.get("model"), "data": str(Path(params["data"])), "detector": detector,
             "iou": iou, "class_map": dict(params.get("class_map") or {})}
@@ -98,12 +106,12 @@ def run_scene_evaluation(params: dict, job: JobContext) -> dict:
     object plus its ``cache_key``, under which the Compare page reads it back.
     """
     from maskdet.inference.predictor import load_classifier
-    from maskdet.inference.detector import detector_from_config
+    from maskdet.inference.detector import get_detector
     from maskdet.inference.pipeline import FacePipeline
     from maskdet.data.annotations import load_scene_set
     from maskdet.evaluation.scenes.runs import evaluate_cached
 
-    pipeline = FacePipeline(load_classifier(params.get("model")), detector_from_config(params["detector"]))
+    pipeline = FacePipeline(load_classifier(params.get("model")), get_detector(params["detector"]))
     scenes = load_scene_set(params["data"], class_map=params["class_map"] or None)
 
     def progress(done: int, total: int) -> None:
@@ -121,7 +129,6 @@ def _check_video_analysis(params: dict) -> dict:
     """Refuse a missing clip, a bad setting or an unknown model before a process starts; the clip itself is
     decoded in the job (an undecodable file fails the job with the decoder's reason)."""
     from maskdet.zoo.folders import resolve_model
-    from maskdet.inference.detector import DETECTORS
     from maskdet.zoo.decision import validate_threshold
 
     missing = sorted({"clip", "output"} - set(params))
@@ -133,9 +140,7 @@ def _check_video_analysis(params: dict) -> dict:
     every = params.get("every", 1)
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be a whole number of at least 1, got {every!r}")
-    detector = params.get("detector") or "centerface"
-    if detector not in DETECTORS:
-        raise ValueError(f"unknown face detector {detector!r}; known: {', '.join(sorted(DETECTORS))}")
+    detector = _detector_setting(params)
     threshold = params.get("threshold")
     return {"clip": str(clip), "model": str(resolve_model(params.get("model"))), "detector": detector,
             "detector_options": dict(params.get("detector_options") or {}), "every": every,

@@ -2,7 +2,7 @@
 
 :class:`RayExecutor` submits :func:`maskdet.jobs.worker.execute` as a Ray task with
 ``max_calls=1`` (the worker process exits after the job, so each job has its own memory, torch
-threads and random generators, as with :class:`~maskdet.jobs.executor.SubprocessExecutor`).
+threads and random generators, as with :class:`~maskdet.jobs.subprocess_executor.SubprocessExecutor`).
 Messages travel on a :class:`ray.util.queue.Queue`; the cooperative cancel flag is a tiny actor
 the job polls between steps; :meth:`RayJob.stop` is ``ray.cancel(force=True)``.
 
@@ -22,7 +22,7 @@ from ray.util.queue import Empty, Queue
 
 from maskdet.batch.engines import connect_ray
 from maskdet.jobs.base import JobFunction
-from maskdet.jobs.executor import STOP_WAIT_S, JobEnded, Message
+from maskdet.jobs.protocol import STOP_WAIT_S, JobEnded, Message
 from maskdet.jobs.worker import execute
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,8 @@ from collections import deque
 from dataclasses import replace
 
 from maskdet.jobs.base import JobAlreadyRunning, JobState, JobStatus
-from maskdet.jobs.executor import Executor, JobEnded, JobHandle, get_executor
+from maskdet.jobs.executor import get_executor
+from maskdet.jobs.protocol import Executor, JobEnded, JobHandle
 from maskdet.jobs.registry import get_job_kind
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class JobRunner:
         cancel_grace_s: float = CANCEL_GRACE_S,
     ) -> None:
         """``executor``: an :class:`~maskdet.jobs.executor.Executor`, or its name in
-        :data:`~maskdet.jobs.executor.EXECUTORS` (None: ``$MASKDET_JOB_EXECUTOR``, else a subprocess per job)."""
+        :data:`~maskdet.jobs.executor.EXECUTORS` (None: the ``job_executor`` setting, a subprocess per job unless set)."""
         self._executor = executor if executor is not None and not isinstance(executor, str) else get_executor(executor)
         self._cancel_grace_s = cancel_grace_s
         self._lock = threading.Lock()

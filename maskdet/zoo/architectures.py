@@ -224,7 +224,8 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(_REGISTRY)}") from None
 
 
-def list_models() -> list[str]:
+def list_architectures() -> list[str]:
+    """The registered architecture names, in registration order."""
     return list(_REGISTRY)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
 from maskdet.settings import KNOWN_CLASSES, class_list
-from maskdet.zoo.architectures import get_spec, list_models
+from maskdet.zoo.architectures import get_spec, list_architectures
 
 FORMAT = "maskdet-checkpoint"
 FORMAT_VERSION = 1
@@ -97,8 +97,8 @@ class ModelCard(BaseModel):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, arch: str) -> str:
-        if arch not in list_models():
-            raise ValueError(f"unknown architecture {arch[:40]!r} (known: {', '.join(list_models())})")
+        if arch not in list_architectures():
+            raise ValueError(f"unknown architecture {arch[:40]!r} (known: {', '.join(list_architectures())})")
         return arch
 
     @field_validator("classes")

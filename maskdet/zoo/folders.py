@@ -497,7 +497,7 @@ def scan_models(directory: Path | None = None) -> tuple[list[dict], list[BrokenM
     return found, broken
 
 
-def list_models(directory: Path | None = None) -> list[dict]:
+def list_model_folders(directory: Path | None = None) -> list[dict]:
     """Metadata of every valid model folder, newest first; see :func:`scan_models` (broken ones are left out)."""
     return scan_models(directory)[0]
 
@@ -505,7 +505,7 @@ def list_models(directory: Path | None = None) -> list[dict]:
 def default_model_name(directory: Path | None = None) -> str | None:
     """The model used when none is chosen: ``MASKDET_DEFAULT_MODEL``, then ``models/DEFAULT``, then the newest."""
     directory = directory or models_dir()
-    available = {m["name"]: m for m in list_models(directory)}
+    available = {m["name"]: m for m in list_model_folders(directory)}
     for candidate in (os.environ.get("MASKDET_DEFAULT_MODEL"), _read_pointer(directory)):
         if candidate and candidate in available:
             return candidate
