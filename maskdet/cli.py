@@ -55,7 +55,7 @@ def _print_metrics(title: str, metrics: dict) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from maskdet.zoo.folders import set_default_model
+    from maskdet.zoo.folders import resolve_model, set_default_model
     from maskdet.training.loop import TrainConfig, TrainProgress, fit
 
     config = TrainConfig(
@@ -64,6 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         calibrate=not args.no_calibrate,
         feature_views=args.feature_views, finetune_blocks=args.finetune_blocks, pretrained=not args.no_pretrained,
         weights_path=Path(args.weights) if args.weights else None, limit_per_class=args.limit_per_class,
+        init_from=resolve_model(args.init_from) if args.init_from else None,
         command="python -m maskdet " + shlex.join(sys.argv[1:]),
     )
     bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", file=sys.stderr,
@@ -369,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-calibrate", action="store_true",
                        help="keep the raw confidences (default: temperature scaling on the validation split)")
     train.add_argument("--weights", help="pretrained ImageNet weights file, when they cannot be downloaded")
+    train.add_argument("--init-from", metavar="MODEL", help="start from a trained model's weights (same arch and "
+                                                            "input size), e.g. to add the incorrect_mask class")
     train.add_argument("--no-pretrained", action="store_true",
                        help="train a transfer-learning architecture from random weights (not transfer learning)")
     train.add_argument("--limit-per-class", type=int, help="use at most N training images per class")

@@ -114,3 +114,22 @@ def test_a_two_class_model_on_three_class_data(tiny_mobilenet, three_class_datas
     outside = metrics["outside_classes"]["incorrect_mask"]
     assert outside["faces"] == 30 and sum(outside["called"].values()) == 30
     assert sum(sum(row) for row in metrics["confusion"]) == 60  # the third class is neither right nor wrong
+
+
+def test_a_three_class_model_can_start_from_a_two_class_one(tiny_models_dir, three_class_dataset) -> None:
+    import torch
+
+    from maskdet.training.loop import TrainConfig, prepare_model
+    from maskdet.zoo.architectures import get_spec
+    from maskdet.zoo.folders import load_model
+
+    config = TrainConfig(arch="mlp", data=three_class_dataset, init_from=tiny_models_dir / "tiny-mlp").resolved()
+    grown = prepare_model(get_spec("mlp"), config, num_classes=3).state_dict()
+    trained = load_model(tiny_models_dir / "tiny-mlp").model.state_dict()
+    last = [key for key in trained if key.endswith("weight")][-1]
+    assert grown[last].shape[0] == 3 and torch.equal(grown[last][:2], trained[last])
+    assert not grown[last][2].any()  # the new class starts improbable: the old decisions start as they were
+    assert all(torch.equal(grown[k], v) for k, v in trained.items() if grown[k].shape == v.shape)
+    with pytest.raises(ValueError, match="is a mlp, not a simple_cnn"):
+        prepare_model(get_spec("simple_cnn"), TrainConfig(arch="simple_cnn", data=three_class_dataset,
+                                                          init_from=tiny_models_dir / "tiny-mlp").resolved(), 3)

@@ -46,7 +46,7 @@ from torchvision.transforms import v2
 from maskdet.data.augment import camera_corruptions
 from maskdet.evaluation.calibration import expected_calibration_error, fit_temperature, fold_temperature
 from maskdet.zoo.decision import predicted_labels
-from maskdet.zoo.folders import save_model, stored_scores, validate_model_name
+from maskdet.zoo.folders import load_model, read_metadata, save_model, stored_scores, validate_model_name
 from maskdet.zoo.probe import check_precision, select_probe_crops
 from maskdet.data.datasets import DatasetError, ProgressFn, build_catalog, read_manifest, scan_dataset
 from maskdet.data.images import ImageDecodeError, load_rgb
@@ -112,6 +112,7 @@ class TrainConfig:
     device: str | None = None
     workers: int | None = None
     limit_per_class: int | None = None  # cap on images per class (quick experiments, tests)
+    init_from: Path | None = None  # a trained model (same arch and input) whose weights start the run
     command: str | None = None  # the command line that started the run, recorded in the model card
 
     def resolved(self) -> TrainConfig:
@@ -132,6 +133,7 @@ class TrainConfig:
         payload = asdict(self)
         payload["data"] = str(self.data)
         payload["weights_path"] = str(self.weights_path) if self.weights_path else None
+        payload["init_from"] = str(self.init_from) if self.init_from else None
         return payload
 
     @classmethod
@@ -141,6 +143,7 @@ class TrainConfig:
         values = {key: value for key, value in payload.items() if key in known}
         values["data"] = Path(values["data"])
         values["weights_path"] = Path(values["weights_path"]) if values.get("weights_path") else None
+        values["init_from"] = Path(values["init_from"]) if values.get("init_from") else None
         return cls(**values)
 
 
@@ -420,6 +423,7 @@ def _feature_cache_path(config: TrainConfig, spec: ModelSpec, input_cfg: InputCo
         split=split.to_json(), views=config.feature_views if config.augment else 1, seed=config.seed,
         finetune_blocks=config.finetune_blocks,
         weights=spec.pretrained.sha256 if (spec.pretrained and config.pretrained) else "random",
+        init_from=read_metadata(config.init_from)["weights"]["sha256"] if config.init_from else None,
         augmentation=repr(build_augmentation(input_cfg, robust=config.robust)) if config.augment else None,
     )
     return artifact_path("features", key, ".pt")
@@ -437,7 +441,35 @@ def prepare_model(spec: ModelSpec, config: TrainConfig, num_classes: int = 2) ->
         img_size=config.img_size,
         num_classes=num_classes,
     )
-    return spec.build(options)
+    model = spec.build(options)
+    if config.init_from:
+        _init_from(model, config.init_from, spec)
+    return model
+
+
+def _init_from(model: MaskClassifier, folder: Path, spec: ModelSpec) -> None:
+    """Start ``model`` from a trained model's weights (e.g. a two-class model growing a third class): every
+    tensor of the same shape is copied; an output layer with more classes keeps the trained classes' rows
+    (the classes are a prefix of :data:`maskdet.settings.KNOWN_CLASSES`) and its new rows start at zero, so the
+    new class begins improbable and the others' decisions start as they were."""
+    loaded = load_model(folder)
+    if loaded.arch != spec.name:
+        raise ValueError(f"--init-from {folder} is a {loaded.arch}, not a {spec.name}")
+    state = model.state_dict()
+    with torch.no_grad():
+        for key, value in loaded.model.state_dict().items():
+            target = state.get(key)
+            if target is None:
+                raise ValueError(f"--init-from {folder}: {key} does not fit {spec.name} as built here")
+            if target.shape == value.shape:
+                target.copy_(value)
+            elif target.ndim == value.ndim and target.shape[1:] == value.shape[1:] and target.shape[0] > value.shape[0]:
+                target.zero_()
+                target[: value.shape[0]].copy_(value)
+            else:
+                raise ValueError(f"--init-from {folder}: {key} has shape {list(value.shape)}, "
+                                 f"{spec.name} here needs {list(target.shape)} (another input size?)")
+    logger.info("weights initialised from %s", folder)
 
 
 def loader_workers(config: TrainConfig) -> int:
