@@ -133,3 +133,22 @@ def test_a_three_class_model_can_start_from_a_two_class_one(tiny_models_dir, thr
     with pytest.raises(ValueError, match="is a mlp, not a simple_cnn"):
         prepare_model(get_spec("simple_cnn"), TrainConfig(arch="simple_cnn", data=three_class_dataset,
                                                           init_from=tiny_models_dir / "tiny-mlp").resolved(), 3)
+
+
+@pytest.mark.slow
+def test_the_webcam_counts_and_colours_the_third_class(three_class_mobilenet, three_class_dataset) -> None:
+    from maskdet.inference.detector import get_detector
+    from maskdet.inference.drawing import LABEL_COLOURS_RGB
+    from maskdet.inference.live import LiveProcessor
+    from maskdet.inference.pipeline import FacePipeline
+    from maskdet.inference.predictor import load_classifier
+
+    processor = LiveProcessor(FacePipeline(load_classifier(str(three_class_mobilenet)), get_detector("whole-image")),
+                              threshold=0.0)
+    incorrect = sorted((three_class_dataset / "mask_weared_incorrect").iterdir())[:6]
+    frames = [processor.process_frame(np.asarray(Image.open(path).convert("RGB").resize((160, 160))))
+              for path in incorrect]
+    snapshot = processor.snapshot()
+    assert snapshot.faces_total["incorrect_mask"] >= 4 and snapshot.average_confidence["incorrect_mask"] > 0.5
+    colour = np.array(LABEL_COLOURS_RGB["incorrect_mask"])
+    assert any((np.abs(frame.astype(int) - colour).max(axis=2) <= 8).sum() > 100 for frame in frames)
