@@ -152,3 +152,15 @@ def test_the_webcam_counts_and_colours_the_third_class(three_class_mobilenet, th
     assert snapshot.faces_total["incorrect_mask"] >= 4 and snapshot.average_confidence["incorrect_mask"] > 0.5
     colour = np.array(LABEL_COLOURS_RGB["incorrect_mask"])
     assert any((np.abs(frame.astype(int) - colour).max(axis=2) <= 8).sum() > 100 for frame in frames)
+
+
+def test_the_detector_keeps_centerface_landmarks(datasets_root) -> None:
+    from maskdet.data.images import load_rgb
+    from maskdet.inference.detector import get_detector
+
+    face = get_detector("centerface").detect(load_rgb(datasets_root / "face-mask-4k" / "with_mask" / "with_mask026.jpg"))[0]
+    (left_eye, right_eye, nose, mouth_left, mouth_right) = face.landmarks
+    x0, y0, x1, y1 = face.box
+    assert all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in face.landmarks)
+    assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])  # eyes, nose, mouth
