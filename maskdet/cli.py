@@ -1,4 +1,4 @@
-"""Command line interface: ``python -m maskdet {train,evaluate,evaluate-scenes,models,predict,export,bench}``."""
+"""Command line interface: ``python -m maskdet {train,cut-crops,evaluate,evaluate-scenes,config,models,predict,export,bench}``."""
 
 from __future__ import annotations
 
@@ -93,6 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_cut_crops(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from maskdet.inference.detector import get_detector
     from maskdet.training.crops import CropSettings, build_crop_set
 
     settings = CropSettings(margin=args.margin, iou=args.iou, seed=args.seed, occlude=args.occlude,
@@ -104,7 +105,8 @@ def cmd_cut_crops(args: argparse.Namespace) -> int:
 
         report = build_crop_set(
             [Path(p) for p in args.data], args.name, include=[Path(p) for p in args.include or []],
-            settings=settings, command="python -m maskdet " + shlex.join(sys.argv[1:]), progress=show,
+            detector=get_detector(args.detector), settings=settings,
+            command="python -m maskdet " + shlex.join(sys.argv[1:]), progress=show,
         )
     manifest = report.manifest
     for source in manifest["sources"]:
@@ -224,6 +226,52 @@ def cmd_threshold(args: argparse.Namespace) -> int:
         metadata = choose_operating_threshold(folder, max_bare_called_masked=args.max_bare_called_masked)
     print(f"{folder.name}: operating threshold {metadata['operating_threshold']:g}"
           f"{f' (chosen on {c})' if (c := metadata.get('operating_threshold_chosen_on')) else ''}")
+    return 0
+
+
+def cmd_fingerprint_model(args: argparse.Namespace) -> int:
+    """Add ``seen.json`` (hashes of the train / val files) to a model folder from before it; nothing else changes."""
+    from maskdet.data.datasets import load_catalog, scan_dataset
+    from maskdet.data.fingerprints import seen_files
+    from maskdet.evaluation.leakage import SEEN_SPLITS, training_folder
+    from maskdet.zoo.folders import ModelFolder, write_seen
+
+    opened = ModelFolder.open(args.model)
+    data = Path(args.data) if args.data else training_folder(opened.metadata)
+    split = opened.split()
+    if not split:
+        raise CliError(f"{opened.name} kept no split: there is nothing to fingerprint")
+    scan = scan_dataset(data)
+    recorded = str((opened.metadata.get("dataset") or {}).get("fingerprint") or "")
+    if len(recorded) == len(scan.fingerprint) and scan.fingerprint != recorded:  # older cards: another algorithm
+        raise CliError(f"{data} is not the data {opened.name} trained on (its content fingerprint is "
+                       f"{scan.fingerprint}, the model card records {recorded}); give the right folder with --data")
+    catalog = load_catalog(data)
+    labels = {record.relpath: record.label for record in catalog.readable}
+    seen_paths = [path for part in SEEN_SPLITS for path in split.get(part, [])]
+    missing = [path for path in seen_paths if labels.get(path) != split.get("labels", {}).get(path)]
+    if missing:
+        raise CliError(f"{data} is not the data {opened.name} trained on: {len(missing)} of its {len(seen_paths)} "
+                       f"train / val files are missing or differ there (e.g. {missing[0]})")
+    seen = seen_files(catalog, seen_paths)
+    write_seen(opened.path, seen)
+    print(f"{opened.path}: hashes of {len(seen.files)} train / val files written")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Every setting (:class:`maskdet.settings.Settings`): its effective value, where it came from, what it means."""
+    from maskdet.settings import describe_settings
+
+    rows = [{**row, "value": None if row["value"] is None else str(row["value"])} for row in describe_settings()]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    width = max(len(row["variable"]) for row in rows)
+    for row in rows:
+        value = "(unset)" if row["value"] is None else row["value"]
+        print(f"{row['variable']:<{width}}  {value}  [{row['source']}]")
+        print(f"{'':<{width}}  {row['description']}")
     return 0
 
 
@@ -391,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--occlude", type=float, default=0.5,
                      help="share of bare faces that also get a copy with a hand or object over the mouth")
     cut.add_argument("--detected-only", action="store_true", help="leave out faces the detector misses")
+    cut.add_argument("--detector", default="centerface", choices=list(DETECTORS),
+                     help="named detector setting: centerface is the product's; centerface-480 (480 px, peaks "
+                          "above 0.35) cut the shipped default's crop set")
     cut.add_argument("-q", "--quiet", action="store_true")
     cut.set_defaults(func=cmd_cut_crops)
 
@@ -428,6 +479,18 @@ def build_parser() -> argparse.ArgumentParser:
                                 "validation faces masked (default %(default)s)")
     threshold.set_defaults(func=cmd_threshold)
 
+    fingerprint = sub.add_parser("fingerprint-model", help="add the hashes of a model's train / val files to its "
+                                 "folder (seen.json), so the overlap check needs no training data")
+    fingerprint.add_argument("model", help="model name in models/ or a model folder")
+    fingerprint.add_argument("--data", help="its training folder (default: as its card records it); must hold "
+                             "exactly the data it trained on")
+    fingerprint.set_defaults(func=cmd_fingerprint_model)
+
+    config = sub.add_parser("config", help="print every setting (MASKDET_* variables): its value, where it came "
+                            "from and what it means")
+    config.add_argument("--json", action="store_true", help="print one JSON list")
+    config.set_defaults(func=cmd_config)
+
     models = sub.add_parser("models", help="list trained models and their headline metrics")
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
@@ -454,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
     export.add_argument("--format", default="onnx", help="export format (onnx)")
     export.add_argument("--output", required=True, help="folder to create (classifier.onnx, detector.onnx, metadata.json)")
-    export.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    export.add_argument("--force", action="store_true", help="replace OUTPUT if it is an earlier export")
     export.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="measure classification, detection, pipeline and explanation speed")

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from maskdet.settings import current_settings
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,8 +31,9 @@ def pick_device(preferred: str | None = None) -> torch.device:
 
 
 def configure_threads(threads: int | None = None) -> int:
-    """Use every core for intra-op parallelism (torch defaults can be lower inside containers)."""
-    count = threads or int(os.environ.get("MASKDET_THREADS", 0)) or os.cpu_count() or 1
+    """Use ``threads`` torch threads, else the ``threads`` setting, else every core (torch defaults can be lower
+    inside containers)."""
+    count = threads or current_settings().threads or os.cpu_count() or 1
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count
@@ -94,8 +97,8 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
 
 
 def compile_enabled() -> bool:
-    """``MASKDET_COMPILE=0`` turns compiled inference off (it is on by default where it is asked for)."""
-    return os.environ.get("MASKDET_COMPILE", "1").strip().lower() not in ("0", "false", "no", "off")
+    """The ``compile`` setting: ``MASKDET_COMPILE=0`` turns compiled inference off (on where it is asked for)."""
+    return current_settings().compile
 
 
 def compile_network(network: nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:

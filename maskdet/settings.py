@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache_dir,
                             description="Downloads (weights, detector graph), catalogues, features, evaluations, "
                                         "uploads; default $XDG_CACHE_HOME/maskdet or ~/.cache/maskdet.")
+    download_cache_dir: Path | None = Field(None, description="Verified downloads only (the face detector graph, "
+                                            "checked by SHA-256); default: the cache folder. CI keeps it while "
+                                            "the cache folder starts empty each run.")
     default_model: str | None = Field(None, description="The model used when none is chosen (else models/DEFAULT, "
                                                         "else the newest).")
     threads: int = Field(0, ge=0, description="Torch threads for inference in this process (0: one per CPU core).")
@@ -71,9 +74,28 @@ class Settings(BaseSettings):
     ice_servers: str | None = Field(None, description="WebRTC ICE servers as a JSON list (STUN / TURN).")
 
 
+class SettingsError(ValueError):
+    """A ``MASKDET_*`` variable holds a value its setting cannot take."""
+
+
+def env_variable(field: str) -> str:
+    """The environment variable of the setting ``field`` (``MASKDET_`` + its name in capitals)."""
+    if field not in Settings.model_fields:
+        raise KeyError(f"no setting {field!r}")
+    return ENV_PREFIX + field.upper()
+
+
 def current_settings() -> Settings:
-    """The settings in force now (the environment is read on each call: tests and jobs change it)."""
-    return Settings()
+    """The settings in force now (the environment is read on each call: tests and jobs change it).
+
+    Raises :class:`SettingsError` (a ``ValueError``), one line naming the variable, when a value is malformed.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{env_variable(str(error['loc'][0]))}={error.get('input')!r}: {error['msg']}"
+                             for error in exc.errors())
+        raise SettingsError(f"bad setting: {problems}") from None
 
 
 def describe_settings(settings: Settings | None = None) -> list[dict]:
@@ -81,9 +103,9 @@ def describe_settings(settings: Settings | None = None) -> list[dict]:
     settings = settings or current_settings()
     rows = []
     for name, field in Settings.model_fields.items():
-        variable = ENV_PREFIX + name.upper()
+        variable = env_variable(name)
         rows.append({"name": name, "variable": variable, "value": getattr(settings, name),
-                     "source": "environment" if variable in os.environ else "default",
+                     "source": "environment" if os.environ.get(variable) else "default",
                      "description": field.description or ""})
     return rows
 
@@ -103,6 +125,35 @@ def cache_dir() -> Path:
     path = current_settings().cache_dir
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def download_dir() -> Path:
+    """Folder for verified downloads (``download_cache_dir``, else :func:`cache_dir`); created on demand."""
+    path = current_settings().download_cache_dir
+    if path is None:
+        return cache_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+CACHE_PLACEHOLDER = "$MASKDET_CACHE_DIR"
+"""How a model card names a folder inside the cache folder (a crop set): portable, never one machine's path."""
+
+
+def portable_path(path: Path) -> str:
+    """``path`` as a model card records it: under the cache folder as ``$MASKDET_CACHE_DIR/...``, else as given."""
+    try:
+        inside = Path(path).resolve().relative_to(current_settings().cache_dir.resolve())
+    except ValueError:
+        return str(path)
+    return f"{CACHE_PLACEHOLDER}/{inside.as_posix()}"
+
+
+def recorded_path(recorded: str) -> Path:
+    """A path a model card records, on this machine: ``$MASKDET_CACHE_DIR/...`` under this cache folder."""
+    if recorded == CACHE_PLACEHOLDER or recorded.startswith(CACHE_PLACEHOLDER + "/"):
+        return current_settings().cache_dir / recorded[len(CACHE_PLACEHOLDER) + 1:]
+    return Path(recorded).expanduser()
 
 
 def uploads_dir() -> Path:

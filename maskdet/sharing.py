@@ -15,9 +15,9 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from maskdet.settings import data_root, models_dir, uploads_dir
+from maskdet.settings import data_root, env_variable, models_dir, uploads_dir
 
-PATH_ROOTS_ENV = "MASKDET_PATH_ROOTS"
+PATH_ROOTS_ENV = env_variable("path_roots")
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 

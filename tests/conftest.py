@@ -13,6 +13,21 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("MASKDET_COMPILE", "0")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_cache_dir(tmp_path_factory):
+    """The suite sees what a fresh machine sees: an empty cache folder each run (no crop sets, catalogues,
+    features, evaluations or exports of an earlier run). Only verified downloads (the detector graph) come
+    from a persistent folder: ``MASKDET_DOWNLOAD_CACHE_DIR``, else the cache folder this machine would use."""
+    from maskdet.settings import current_settings
+
+    settings = current_settings()
+    downloads = settings.download_cache_dir or settings.cache_dir
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MASKDET_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        patch.setenv("MASKDET_DOWNLOAD_CACHE_DIR", str(downloads))
+        yield
+
+
 @pytest.fixture(scope="session")
 def datasets_root() -> Path:
     """Folder holding face-mask-4k and synthetic-masks-2k; missing data fails on CI and skips elsewhere."""

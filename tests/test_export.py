@@ -175,9 +175,33 @@ def test_unknown_model_and_existing_folder_are_refused_with_exit_2(tmp_path, cap
     assert [p.name for p in existing.iterdir()] == ["keep.txt"]
     assert main(["export", "--model", str(SHIPPED), "--format", "tflite", "--output", str(tmp_path / "b")]) == 2
     assert "unknown export format" in capsys.readouterr().err
-    assert main(["export", "--model", str(SHIPPED), "--output", str(existing), "--force"]) == 0
-    assert {p.name for p in existing.iterdir()} == FILES
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]  # no staging folder left behind
+
+
+@pytest.mark.parametrize("folder", ["documents", "symlink", "export_plus_a_file", "forged_card"])
+def test_force_replaces_only_an_earlier_export(folder, tmp_path, capsys, shipped_export) -> None:
+    earlier = tmp_path / "earlier"
+    shutil.copytree(shipped_export, earlier)
+    target = tmp_path / folder
+    if folder == "documents":  # a user's folder: --force must never delete it
+        target.mkdir()
+        (target / "thesis.txt").write_text("mine")
+    elif folder == "symlink":
+        target.symlink_to(earlier, target_is_directory=True)
+    elif folder == "export_plus_a_file":
+        shutil.copytree(shipped_export, target)
+        (target / "notes.txt").write_text("mine")
+    else:
+        target.mkdir()
+        (target / "metadata.json").write_text(json.dumps({"format": "something-else"}))
+    before = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
+    assert main(["export", "--model", str(SHIPPED), "--output", str(target), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "is not an earlier export" in err and err.count("\n") == 1
+    assert sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file()) == before
+    assert main(["export", "--model", str(SHIPPED), "--output", str(earlier), "--force"]) == 0  # ours: replaced
+    assert {p.name for p in earlier.iterdir()} == FILES
+    assert json.loads((earlier / "metadata.json").read_text())["export"]["created"]
 
 
 class CumulativeMaxHead(nn.Module):

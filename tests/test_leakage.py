@@ -80,3 +80,40 @@ def test_evaluate_warns_on_the_training_folder_and_scores_only_the_test_split_wh
     refused = run_cli("evaluate", "--data", str(elsewhere), "--model", "tiny-cnn", "--split", "test",
                       models=tiny_models_dir, cache=tmp_path / "cache")
     assert refused.returncode == 1 and "test files" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_model_folder_carries_what_it_saw_so_no_training_data_is_needed(datasets_root, tmp_path, monkeypatch) -> None:
+    """The shipped models carry the hashes of their train / val files (seen.json): on a machine without the
+    training folder the check still recognises a copied file and a re-encoded one, and keeps a held-out one."""
+    model = tmp_path / "models" / "mlp"
+    shutil.copytree(REPO_ROOT / "models" / "mlp", model)
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "no-data-here"))
+    split = load_split(model)
+    folder = tmp_path / "downloaded-again"
+    train = [p for p in split["train"] if p.startswith("with_mask/")][:2]
+    for relpath in (*train, split["test"][0]):
+        (folder / Path(relpath).parent).mkdir(parents=True, exist_ok=True)
+    shutil.copy(datasets_root / "face-mask-4k" / train[0], folder / train[0])
+    image = Image.open(datasets_root / "face-mask-4k" / train[1]).convert("RGB")
+    image.resize((image.width * 2, image.height * 2)).save(folder / train[1], quality=95)  # a larger "original"
+    shutil.copy(datasets_root / "face-mask-4k" / split["test"][0], folder / split["test"][0])
+    overlap = training_overlap(model, folder)
+    assert overlap is not None and (overlap.checked, overlap.identical, overlap.near_duplicates) == (3, 1, 1)
+    (model / "seen.json").unlink()
+    assert training_overlap(model, folder) is None  # an older folder, its training data not here: not checked
+
+
+def test_a_seen_file_is_checked_like_every_member(tmp_path) -> None:
+    from maskdet.zoo.folders import CheckpointError, ModelFolder
+
+    model = tmp_path / "mlp"
+    shutil.copytree(REPO_ROOT / "models" / "mlp", model)
+    (tmp_path / "elsewhere.json").write_bytes((model / "seen.json").read_bytes())
+    (model / "seen.json").unlink()
+    (model / "seen.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(CheckpointError, match="outside the model folder"):
+        ModelFolder.at(model).seen()
+    (model / "seen.json").unlink()
+    (model / "seen.json").write_text(json.dumps({"format": "maskdet-seen-files", "version": 1, "files": {"a": [1]}}))
+    with pytest.raises(CheckpointError, match="seen.json: entry 'a' is not"):
+        ModelFolder.at(model).seen()

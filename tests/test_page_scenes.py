@@ -99,3 +99,18 @@ def test_a_folder_that_is_not_boxed_photos_is_explained(app: Path, tmp_path: Pat
     at.text_input(key=f"{KEY}_path").input(str(tmp_path / "root" / "face-crops")).run()
     assert "not a folder of boxed photos" in texts(at.error)
     assert not at.dataframe
+
+
+def test_a_list_shaped_data_yaml_is_one_clear_error_not_an_exception(app: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root" / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    Image.new("RGB", (64, 64)).save(root / "images" / "a.png")
+    (root / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.2\n")
+    (root / "data.yaml").write_text("- with_mask\n- without_mask\n")
+    at = AppTest.from_file(str(app), default_timeout=TIMEOUT).run()
+    at.radio(key=f"{KEY}_source").set_value("Folder path").run()
+    at.text_input(key=f"{KEY}_path").input(str(root)).run()
+    assert not at.exception, texts(at.exception)
+    assert "expected a mapping" in texts(at.error)
+    assert not at.dataframe

@@ -3,6 +3,9 @@ gives the subprocess executor's result; cancel reaches a real training job throu
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -10,7 +13,9 @@ import pytest
 
 from maskdet.training.loop import TrainConfig
 from maskdet.jobs import JobRunner, JobState, JobStatus, get_executor
+from maskdet.jobs.base import JobContext, JobProgress
 from maskdet.jobs.ray_executor import RayExecutor
+from maskdet.jobs.registry import job_kind
 
 JOB_TIMEOUT_S = 300  # Ray starts a fresh worker per job; the shared machine can be very busy
 CANCEL_WITHIN_S = 15.0
@@ -27,6 +32,27 @@ def ray_session():
     yield
     if started:
         ray.shutdown()
+
+
+@job_kind("test-runs-until-killed")
+def runs_until_killed(params: dict, job: JobContext) -> dict:
+    """Appends its pid to ``params["starts"]`` then works until killed; a second start returns at once (a rerun)."""
+    starts = Path(params["starts"])
+    with starts.open("a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    if len(starts.read_text().split()) > 1:
+        return {"ran": "again"}
+    for step in range(600):
+        job.report(JobProgress(phase="working", message=f"step {step}", fraction=step / 600))
+        time.sleep(0.1)
+    return {"ran": "to the end"}
+
+
+def _ship_by_value() -> None:
+    """Ray workers cannot import this test module: send its functions (the job above) by value."""
+    import ray
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def run(executor: str, kind: str, params: dict) -> tuple[JobStatus, list[JobStatus]]:
@@ -89,3 +115,22 @@ def test_cancel_reaches_a_training_job_on_ray(ray_session, tiny_dataset: Path, i
     assert time.monotonic() - asked < CANCEL_WITHIN_S
     assert "Cancelled: nothing was saved" in status.log[-1]
     assert list(isolated_models_dir.iterdir()) == []
+
+
+@pytest.mark.slow  # ~10 s: a fresh Ray worker per job
+def test_a_job_killed_midway_on_ray_fails_and_is_never_run_again(ray_session, tmp_path: Path) -> None:
+    """Ray retries a task whose worker died (3 times by default): the job must run once, and say it died."""
+    _ship_by_value()
+    starts = tmp_path / "starts.txt"
+    runner = JobRunner(executor=RayExecutor())
+    runner.submit("test-runs-until-killed", {"starts": str(starts)})
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not ((status := runner.snapshot()).progress and status.progress.phase == "working"):
+        assert status.active and time.monotonic() < deadline, status
+        time.sleep(0.05)
+    os.kill(int(starts.read_text().split()[0]), signal.SIGKILL)  # what the out-of-memory killer does, mid-way
+    status = runner.wait(JOB_TIMEOUT_S)
+    assert status.state == JobState.FAILED, (status.state, status.result)
+    assert "died" in status.error
+    time.sleep(2)  # a retry would have started by now
+    assert len(starts.read_text().split()) == 1

@@ -269,6 +269,55 @@ def test_a_folder_that_is_no_scene_set_is_refused_clearly(tmp_path) -> None:
         load_scene_set(tmp_path / "missing")
 
 
+def yolo_set(root: Path, data_yaml: str) -> Path:
+    """A YOLO set of one labelled photo whose only class list is ``data.yaml``."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    grey((200, 100)).save(root / "images" / "a.png")
+    (root / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.2\n")
+    (root / "data.yaml").write_text(data_yaml)
+    return root
+
+
+def billion_laughs(levels: int) -> str:
+    """YAML whose ``names`` expands to 10**levels strings through aliases (a few hundred bytes)."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for level in range(1, levels):
+        lines.append(f"a{level}: &a{level} [" + ",".join([f"*a{level - 1}"] * 10) + "]")
+    return "\n".join(lines) + f"\nnames: *a{levels - 1}\n"
+
+
+def test_yolo_data_yaml_with_names_as_a_list_or_a_mapping(tmp_path) -> None:
+    assert load_scene_set(yolo_set(tmp_path / "l", "names: [with_mask, without_mask]\n")).faces == 1
+    mapping = load_scene_set(yolo_set(tmp_path / "m", "names:\n  0: without_mask\n  1: with_mask\n"))
+    assert [f.label for f in mapping.images[0].faces] == ["without_mask"]
+
+
+@pytest.mark.parametrize(("data_yaml", "reason"), [
+    (billion_laughs(6), "alias"),  # 10**6 strings on main: each level x10 (9 levels: 551 MB, 18 s)
+    ("- with_mask\n- without_mask\n", "expected a mapping"),
+    ("names: [with_mask\n", "not valid YAML"),
+    ("names: 7\n", "names must be a list"),
+    ("names: [with_mask]\n" + "#" * (64 * 1024) + "\n", "larger than"),
+])
+def test_a_hostile_or_invalid_data_yaml_is_refused_with_one_clear_reason(tmp_path, data_yaml, reason) -> None:
+    with pytest.raises(SceneSetError, match=reason):
+        load_scene_set(yolo_set(tmp_path / "set", data_yaml))
+
+
+def test_a_voc_set_whose_annotations_cannot_be_read_is_refused_with_the_reason(tmp_path) -> None:
+    entities = ('<?xml version="1.0"?><!DOCTYPE annotation [<!ENTITY lol "lol">]>'
+                "<annotation><object><name>&lol;</name></object></annotation>")
+    root = build_scene_folder(tmp_path / "set", {
+        "a.jpg": (grey(), "<annotation><object><name>with_mask</name>"),
+        "b.jpg": (grey(), entities),
+    })
+    with pytest.raises(SceneSetError, match="no usable annotated photo") as refused:
+        load_scene_set(root)
+    assert "annotations/a.xml: malformed annotation: not well-formed XML" in str(refused.value)
+    assert "annotations/b.xml: malformed annotation: refused XML" in str(refused.value)  # entities: defusedxml
+
+
 # --- the real pipeline ----------------------------------------------------------------------------
 
 FACES = [(60, 120, 180), (380, 140, 170)]
@@ -317,6 +366,9 @@ def test_cli_refuses_a_bad_class_map_and_a_folder_without_images(tmp_path, compo
     assert "NAME=CLASS" in capsys.readouterr().err
     assert main(["evaluate-scenes", "--data", str(tmp_path), "--model", str(tiny_mobilenet)]) == 1
     assert "images/" in capsys.readouterr().err
+    unreadable = build_scene_folder(tmp_path / "unreadable", {"a.jpg": (grey(), "<annotation><object>")})
+    assert main(["evaluate-scenes", "--data", str(unreadable), "--model", str(tiny_mobilenet)]) == 1
+    assert "no usable annotated photo" in capsys.readouterr().err  # not "0 photos" with exit status 0
 
 
 @pytest.mark.slow

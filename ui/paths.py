@@ -20,6 +20,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from maskdet.settings import current_settings
 from maskdet.sharing import PATH_ROOTS_ENV, path_roots
 from ui.exposure import server_exposed
 from ui.markup import code
@@ -31,7 +32,7 @@ class PathRefused(ValueError):
 
 def allowed_roots() -> list[Path] | None:
     """The folders typed paths must lie in (resolved), or None when any path is allowed."""
-    return path_roots(server_exposed(), os.environ.get(PATH_ROOTS_ENV))
+    return path_roots(server_exposed(), current_settings().path_roots)
 
 
 def path_limits() -> str | None:
@@ -40,7 +41,7 @@ def path_limits() -> str | None:
     if roots is None:
         return None
     folders = ", ".join(code(root) for root in roots)
-    if os.environ.get(PATH_ROOTS_ENV, "").strip():
+    if (current_settings().path_roots or "").strip():
         return f"Typed paths are limited to {folders} (`{PATH_ROOTS_ENV}`)."
     return (f"This dashboard is reachable from the network, so typed paths are limited to {folders}; "
             f"set `{PATH_ROOTS_ENV}` (folders separated by `{os.pathsep}`) to widen it.")

@@ -26,13 +26,14 @@ from maskdet.batch.records import score_paths, skipped_record
 from maskdet.batch.sources import Item, chunked, item_path
 from maskdet.data.files import Skipped
 from maskdet.inference.pipeline import DEFAULT_MARGIN, FacePipeline, build_pipeline, error_record
+from maskdet.settings import current_settings, env_variable
 
 logger = logging.getLogger(__name__)
 
 WORKER_DIED = "the worker process scoring this file died (crash or out of memory)"
 RAY_WINDOW = 20_000  # paths per Ray Dataset: bounds the driver's memory on runs of millions of files
 RAY_RETRIES = 2  # restarts of a dead actor, and retries of the batch it held
-RAY_ADDRESS_ENV = "MASKDET_RAY_ADDRESS"  # the cluster to use when none is given
+RAY_ADDRESS_ENV = env_variable("ray_address")  # the cluster to use when none is given
 RAY_ACTOR_CPUS = 0.5  # fractional, so Ray's read tasks always find a CPU (1-CPU actors hung on 2 CPUs)
 
 
@@ -92,7 +93,7 @@ _WORKER_SPEC: PipelineSpec | None = None
 
 def _start_worker(spec: PipelineSpec) -> None:
     global _WORKER_PIPELINE, _WORKER_SPEC
-    os.environ["MASKDET_THREADS"] = str(spec.threads)  # read by the classifier's thread set-up, this process only
+    os.environ[env_variable("threads")] = str(spec.threads)  # the classifier's ``threads`` setting, this process only
     _WORKER_PIPELINE, _WORKER_SPEC = spec.build(), spec
 
 
@@ -158,7 +159,7 @@ class _RayScorer:
     """A Ray Data actor: one detector and one classifier, built once, scoring batches of paths."""
 
     def __init__(self, spec: PipelineSpec) -> None:
-        os.environ["MASKDET_THREADS"] = "1"  # this actor's process only; its CPU share is fractional
+        os.environ[env_variable("threads")] = "1"  # this actor's process only; its CPU share is fractional
         self.spec = spec
         self.pipeline = spec.with_threads(1).build()
 
@@ -184,7 +185,7 @@ def connect_ray(address: str | None = None) -> bool:
         raise RuntimeError("Ray is needed here: pip install 'ray[data]'") from exc
     if ray.is_initialized():
         return False
-    address = address or os.environ.get(RAY_ADDRESS_ENV) or None
+    address = address or current_settings().ray_address
     logger.info("starting Ray (%s)", address or "local")
     ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
              configure_logging=False)

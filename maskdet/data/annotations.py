@@ -1,12 +1,14 @@
 """Boxed photos on disk: ``images/`` plus Pascal VOC ``annotations/*.xml`` or YOLO ``labels/*.txt``.
 
 A *scene set* is read once, without decoding any pixels but YOLO headers (their boxes are
-relative to the image size). Everything that cannot be used is listed, never raised:
+relative to the image size). Every file that cannot be used is listed, not raised:
 annotation files that do not parse or hold impossible boxes, annotations without an image and
 images without an annotation (VOC), class names that mean none of ``with_mask``, ``without_mask``
 and ``incorrect_mask`` (``mask_weared_incorrect``, ``with_incorrect_mask``, ... are accepted as it). Faces of such an unknown class are either mapped to a known class by the
 caller (``class_map``) or kept as *ignored* regions: the evaluator counts them, and a detection
-on one is neither a hit nor a false positive.
+on one is neither a hit nor a false positive. A set of which not one photo can be used is refused
+with the reasons. Annotations may come from strangers: XML is read with defusedxml (no entities,
+no DTD), YAML with a safe loader that refuses aliases, both size-bounded.
 
 Class names are normalised as everywhere else (:func:`maskdet.data.datasets.normalize_class_name`):
 ``with_mask``, ``WithMask``, ``mask``, ``no_mask``, ... all work.
@@ -17,12 +19,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import defusedxml.ElementTree as SafeElementTree
+import yaml
+from defusedxml import DefusedXmlException
 from PIL import Image, UnidentifiedImageError
 
 from maskdet.data.datasets import DatasetError, normalize_class_name
@@ -37,6 +41,8 @@ VOC_DIR = "annotations"
 YOLO_DIR = "labels"
 YOLO_CLASS_FILES = ("classes.txt", "labels/classes.txt", "obj.names")
 MAX_ANNOTATION_BYTES = 4 * 1024 * 1024  # a VOC file of a crowd photo is a few kB
+MAX_DATA_YAML_BYTES = 64 * 1024  # a YOLO data.yaml names a few classes and paths: well under 1 kB
+MAX_PROBLEMS_SHOWN = 3  # problems quoted when a whole set is refused
 
 Box = tuple[float, float, float, float]
 
@@ -120,7 +126,7 @@ def _check_box(box: Box) -> Box:
     return x0, y0, x1, y1
 
 
-def _number(element: ElementTree.Element, tag: str) -> float:
+def _number(element, tag: str) -> float:
     text = element.findtext(tag)
     if text is None:
         raise _Malformed(f"<{tag}> missing")
@@ -133,13 +139,16 @@ def _number(element: ElementTree.Element, tag: str) -> float:
 def parse_voc(data: bytes) -> tuple[str, list[tuple[str, Box]]]:
     """(``<filename>`` or "", [(class name as written, box)]) of one Pascal VOC annotation.
 
-    Raises ``ValueError`` with a readable message for XML that does not parse or an object
+    Raises ``ValueError`` with a readable message for XML that does not parse, declares entities
+    or a DTD (read with defusedxml: no entity expansion, no external resources), or an object
     without a usable name or box.
     """
     try:
-        root = ElementTree.fromstring(data)
-    except ElementTree.ParseError as exc:
+        root = SafeElementTree.fromstring(data)
+    except SafeElementTree.ParseError as exc:
         raise _Malformed(f"not well-formed XML ({exc})") from None
+    except DefusedXmlException as exc:
+        raise _Malformed(f"refused XML: {exc}") from None
     if root.tag != "annotation":
         raise _Malformed(f"root element is <{root.tag}>, expected <annotation>")
     objects = []
@@ -184,20 +193,53 @@ def _images_by_stem(images_dir: Path) -> dict[str, Path]:
     return {p.stem: p for p in files}
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader refusing aliases (``*name``): their expansion grows exponentially with
+    nesting ("billion laughs": a few hundred bytes become gigabytes of lists)."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 (PyYAML's signature)
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refused (write the values out)",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _data_yaml_classes(path: Path) -> list[str] | None:
+    """The ``names`` of a YOLO ``data.yaml`` (a list, or a mapping index -> name), or None when it has none.
+
+    The file is read size-bounded with a safe loader that refuses aliases; anything else than a
+    mapping is refused with :class:`SceneSetError`.
+    """
+    if path.stat().st_size > MAX_DATA_YAML_BYTES:
+        raise SceneSetError(f"{path} is larger than {MAX_DATA_YAML_BYTES // 1024} kB: not a YOLO data.yaml")
+    try:
+        document = yaml.load(path.read_text(errors="replace"), Loader=_NoAliasLoader)  # noqa: S506 (safe subclass)
+    except yaml.YAMLError as exc:
+        raise SceneSetError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if document is None:
+        return None
+    if not isinstance(document, dict):
+        raise SceneSetError(f"{path} holds a {type(document).__name__}, expected a mapping with names: [...]")
+    names = document.get("names")
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names, key=str)]
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    if names is not None:
+        raise SceneSetError(f"{path}: names must be a list or a mapping index -> name, got {type(names).__name__}")
+    return None
+
+
 def _yolo_classes(root: Path) -> list[str]:
     for name in YOLO_CLASS_FILES:
         path = root / name
         if path.is_file():
             return [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     yaml_path = root / "data.yaml"
-    if yaml_path.is_file():
-        import yaml
-
-        names = (yaml.safe_load(yaml_path.read_text(errors="replace")) or {}).get("names")
-        if isinstance(names, dict):
-            return [str(names[k]) for k in sorted(names)]
-        if isinstance(names, list):
-            return [str(n) for n in names]
+    names = _data_yaml_classes(yaml_path) if yaml_path.is_file() else None
+    if names is not None:
+        return names
     raise SceneSetError(
         f"{root / YOLO_DIR} holds YOLO labels but no class list: add classes.txt (one name a line, in index order)"
     )
@@ -317,7 +359,9 @@ def load_scene_set(root: str | Path, class_map: Mapping[str, str] | None = None)
 
     ``class_map`` maps class names as written (e.g. ``mask_weared_incorrect``) to a known class;
     other unknown names are counted in :attr:`SceneSet.unknown_classes` and their faces ignored.
-    Raises :class:`SceneSetError` only when the folder has no images/ or no annotations at all.
+    Raises :class:`SceneSetError` when the folder has no images/ or no annotations at all, when not
+    one photo can be used (the message quotes the first reasons), or for a YOLO class list that cannot
+    be read (a ``data.yaml`` that is too large, invalid, not a mapping or uses aliases).
     """
     root = Path(root).expanduser()
     class_map = validate_class_map(class_map or {})
@@ -338,6 +382,11 @@ def load_scene_set(root: str | Path, class_map: Mapping[str, str] | None = None)
         raise SceneSetError(_layout_message(root))
     if not collector.images and not collector.problems:
         raise SceneSetError(f"{images_dir} holds no images")
+    if not collector.images:  # nothing to evaluate: refuse with the reasons rather than score 0 photos
+        shown = "; ".join(f"{relpath}: {reason}" for relpath, reason in collector.problems[:MAX_PROBLEMS_SHOWN])
+        more = len(collector.problems) - MAX_PROBLEMS_SHOWN
+        raise SceneSetError(f"{root} holds no usable annotated photo ({len(collector.problems)} problem(s)): {shown}"
+                            + (f"; and {more} more" if more > 0 else ""))
     for relpath, reason in collector.problems:
         logger.info("scene set %s: %s: %s", root, relpath, reason)
     return SceneSet(root=root, format=fmt, images=collector.images, problems=collector.problems,

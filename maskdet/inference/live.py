@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -56,7 +55,7 @@ from maskdet.inference.drawing import draw_predictions
 from maskdet.inference.faces import FacePrediction
 from maskdet.inference.pipeline import FacePipeline
 from maskdet.runtime import inference_worker
-from maskdet.settings import KNOWN_CLASSES
+from maskdet.settings import KNOWN_CLASSES, current_settings, env_variable
 
 if TYPE_CHECKING:
     import av
@@ -66,7 +65,7 @@ logger = logging.getLogger(__name__)
 UNCERTAIN = "uncertain"
 FPS_WINDOW_S = 2.0  # processed frames per second are measured over the last this many seconds
 HISTORY_FRAMES = 240  # bound on remembered frame timestamps / durations (a few seconds at camera rates)
-ICE_SERVERS_ENV = "MASKDET_ICE_SERVERS"
+ICE_SERVERS_ENV = env_variable("ice_servers")
 LIVE_DETECTOR_OPTIONS = {"threads": 1}
 """How live video runs CenterFace: single-threaded (see the NOTE on CPU). Only how it runs, never what it
 finds: the Webcam page uses the product's detector settings, the Photo page's (``DETECTORS["centerface"]``)."""
@@ -299,5 +298,5 @@ def rtc_configuration(fallback: str | Sequence[Any] | None = None) -> dict[str, 
     No ICE servers is right for a browser on the same machine or LAN as the server, and works
     offline; a remote deployment needs STUN and usually TURN (see the README).
     """
-    env = os.environ.get(ICE_SERVERS_ENV)
-    return {"iceServers": parse_ice_servers(env if env and env.strip() else fallback)}
+    configured = current_settings().ice_servers
+    return {"iceServers": parse_ice_servers(configured if configured and configured.strip() else fallback)}

@@ -58,21 +58,23 @@ def run_training(params: dict, job: JobContext) -> dict:
 
 
 def _check_evaluation(params: dict) -> dict:
-    from maskdet.zoo.folders import resolve_model_dir
+    """The model (a name in ``models/``, a path, or None for the default, as every kind takes it) opened and
+    checked before a process starts."""
+    from maskdet.zoo.folders import ModelFolder
 
-    return {"model": str(resolve_model_dir(Path(params["model"]))), "data": str(Path(params["data"]))}
+    return {"model": str(ModelFolder.open(params.get("model")).path), "data": str(Path(params["data"]))}
 
 
 @job_kind("evaluate-folder", title="folder evaluation", prepare=_check_evaluation,
           describe=lambda p: f"evaluating {Path(p['model']).name} on {p['data']}")
 def run_folder_evaluation(params: dict, job: JobContext) -> dict:
     """:func:`maskdet.evaluation.unseen.evaluate_dataset` (cached per model and data content); the result is its JSON."""
-    from maskdet.zoo.folders import read_metadata
+    from maskdet.zoo.folders import ModelFolder
     from maskdet.evaluation.summary import summarize
     from maskdet.evaluation.unseen import evaluate_dataset
 
-    folder = Path(params["model"])
-    summary = summarize({**read_metadata(folder), "name": folder.name, "path": str(folder)})
+    folder = ModelFolder.at(Path(params["model"]))
+    summary = summarize({**folder.metadata, "name": folder.name, "path": str(folder.path)})
 
     def progress(stage: str, done: int, total: int) -> None:
         start, end = EVALUATION_STAGES.get(stage, (0.0, 1.0))

@@ -2,7 +2,10 @@
 
 :class:`RayExecutor` submits :func:`maskdet.jobs.worker.execute` as a Ray task with
 ``max_calls=1`` (the worker process exits after the job, so each job has its own memory, torch
-threads and random generators, as with :class:`~maskdet.jobs.subprocess_executor.SubprocessExecutor`).
+threads and random generators, as with :class:`~maskdet.jobs.subprocess_executor.SubprocessExecutor`) and
+no retries: Ray re-runs a task whose worker died three times by default, so a killed job would
+silently run again from the start over what it had already written. A job runs once; resuming
+is explicit.
 Messages travel on a :class:`ray.util.queue.Queue`; the cooperative cancel flag is a tiny actor
 the job polls between steps; :meth:`RayJob.stop` is ``ray.cancel(force=True)``.
 
@@ -24,10 +27,10 @@ from maskdet.batch.engines import connect_ray
 from maskdet.jobs.base import JobFunction
 from maskdet.jobs.protocol import STOP_WAIT_S, JobEnded, Message
 from maskdet.jobs.worker import execute
+from maskdet.settings import ENV_PREFIX  # the variables a job sees as in the submitting process
 
 logger = logging.getLogger(__name__)
 
-ENV_PREFIX = "MASKDET_"  # the variables a job sees as in the submitting process
 JOB_CPUS = 1
 
 
@@ -55,7 +58,7 @@ class _RemoteFlag:
         return bool(ray.get(self._actor.is_set.remote()))
 
 
-@ray.remote(num_cpus=JOB_CPUS, max_calls=1)
+@ray.remote(num_cpus=JOB_CPUS, max_calls=1, max_retries=0, retry_exceptions=False)
 def _run_remote(function: JobFunction, params: dict, queue: Queue, flag: ray.actor.ActorHandle) -> None:
     execute(function, params, lambda kind, payload: queue.put((kind, payload)), _RemoteFlag(flag))
 

@@ -19,12 +19,14 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from maskdet.jobs.base import CancelFlag, JobContext, JobFunction
+from maskdet.settings import Settings, current_settings, env_variable
+
+logger = logging.getLogger(__name__)
 
 CAPTURED_LOGGER = "maskdet"  # the engine, data, zoo and checkpoint modules log under this name
 PARENT_CHECK_S = 1.0
-JOB_NICENESS_ENV = "MASKDET_JOB_NICENESS"
-DEFAULT_JOB_NICENESS = 10
-"""How much a subprocess job lowers its own CPU priority: the server's pages and webcam frames come first and the
+DEFAULT_JOB_NICENESS = Settings.model_fields["job_niceness"].default
+"""The ``job_niceness`` setting's default: how much a subprocess job lowers its own CPU priority: the server's pages and webcam frames come first and the
 job takes what they leave (``benchmarks/bench_during_training.py``: on 2 cores a training job at the server's
 priority slowed webcam frames from 26 to 86 ms; set it to 0 to run jobs at full priority)."""
 
@@ -97,8 +99,10 @@ def execute(function: JobFunction, params: dict, send: Callable[[str, object], N
 
 def _lower_priority() -> None:
     try:
-        niceness = int(os.environ.get(JOB_NICENESS_ENV, DEFAULT_JOB_NICENESS))
-    except ValueError:
+        niceness = current_settings().job_niceness
+    except ValueError:  # a malformed value: the job still runs, at the default priority
+        logger.warning("ignoring a malformed %s; jobs run at niceness %d", env_variable("job_niceness"),
+                       DEFAULT_JOB_NICENESS)
         niceness = DEFAULT_JOB_NICENESS
     if niceness > 0:
         os.nice(niceness)  # this process's own priority (and its loader workers'), never the server's

@@ -73,9 +73,9 @@ def locate_split_file(dataset: dict, relpath: str) -> Path | None:
     layout as ``<class>/<source>/<path>``, also in that source under the data root, so a machine without the
     crop set (it lives in a cache) still finds the face-mask-4k part.
     """
-    from maskdet.settings import data_root
+    from maskdet.settings import data_root, recorded_path
 
-    recorded = Path(str(dataset.get("path", ""))).expanduser()
+    recorded = recorded_path(str(dataset.get("path", "")))
     for candidate in (recorded / relpath, data_root() / recorded.name / relpath):
         if candidate.is_file():
             return candidate

@@ -48,10 +48,12 @@ from maskdet.evaluation.calibration import expected_calibration_error, fit_tempe
 from maskdet.zoo.decision import predicted_labels
 from maskdet.zoo.folders import load_model, read_metadata, save_model, stored_scores, validate_model_name
 from maskdet.zoo.probe import check_precision, select_probe_crops
+from maskdet.data.fingerprints import seen_files
 from maskdet.data.datasets import DatasetError, ProgressFn, build_catalog, read_manifest, scan_dataset
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.evaluation.metrics import compute_metrics
 from maskdet.runtime import autocast, configure_threads, pick_device
+from maskdet.settings import portable_path
 from maskdet.data.split import Split, make_split
 from maskdet.store import artifact_key, artifact_path, atomic_write
 from maskdet.zoo.architectures import BuildOptions, InputConfig, MaskClassifier, ModelSpec, count_parameters, get_spec
@@ -601,7 +603,7 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
         "input": input_cfg.to_json(),
         "build": {"finetune_blocks": config.finetune_blocks, "pretrained": bool(config.pretrained and spec.pretrained)},
         "mode": reporter.mode,
-        "dataset": {"path": str(scan.root), "fingerprint": scan.fingerprint, "images": len(scan.samples),
+        "dataset": {"path": portable_path(scan.root), "fingerprint": scan.fingerprint, "images": len(scan.samples),
                     "unreadable": len(catalog.unreadable),
                     **{k: v for k, v in read_manifest(scan.root).items() if k in MANIFEST_PROVENANCE}},
         "calibration": calibration,
@@ -618,7 +620,8 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
     model.cpu()
     probe = select_probe_crops(model, input_cfg, scan.root, split.val, [split.labels[p] for p in split.val])
     metadata["serving"] = check_precision(model, input_cfg, probe).to_json()
-    path = save_model(model, metadata, config.name, split=split.to_json(), probe=probe)
+    seen = seen_files(catalog, [*split.train, *split.val])
+    path = save_model(model, metadata, config.name, split=split.to_json(), probe=probe, seen=seen)
     reporter.update("save", 1, 1, force=True, message=f"Saved {path}")
     reporter.state.phase = "done"
     return TrainResult(name=config.name, path=path, metadata=metadata, model=model.eval())

@@ -52,7 +52,8 @@ from maskdet.zoo.decision import (
 )
 from maskdet.zoo.card import FORMAT, FORMAT_VERSION, MAX_METADATA_BYTES, MAX_NESTING, MAX_WEIGHTS_BYTES, CardError
 from maskdet.zoo.card import nesting_depth, parse_model_card
-from maskdet.settings import CLASSES, POSITIVE_CLASS, models_dir
+from maskdet.data.fingerprints import SeenFiles, SeenFilesError, parse_seen_files
+from maskdet.settings import CLASSES, POSITIVE_CLASS, current_settings, models_dir
 from maskdet.store import atomic_write, fsync_dir, sha256_file
 from maskdet.zoo.architectures import BuildOptions, InputConfig, MaskClassifier, get_spec
 
@@ -63,8 +64,12 @@ METADATA_FILE = "metadata.json"
 SPLIT_FILE = "split.json"
 PROBE_FILE = "probe.safetensors"  # real validation crops the bf16 check runs on (see maskdet.zoo.probe)
 PROBE_FORMAT = "maskdet-probe"
+SEEN_FILE = "seen.json"  # content and near-duplicate hashes of the train / val files (maskdet.data.fingerprints)
 DEFAULT_POINTER = "DEFAULT"
 MAX_SPLIT_BYTES = 64 * 1024 * 1024  # a split of a million files
+MAX_SEEN_BYTES = 64 * 1024 * 1024  # ~250 bytes a file: a training set of 250,000 files
+MAX_PROBE_BYTES = 48 * 1024 * 1024
+"""A probe holds 64 crops at the model's input size (9.6 MB at 224 px); a larger file is refused unread."""
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
 _FILE_KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a device file", stat.S_IFBLK: "a device file",
                stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
@@ -133,6 +138,7 @@ def save_model(
     split: dict | None = None,
     directory: Path | None = None,
     probe: torch.Tensor | None = None,
+    seen: SeenFiles | None = None,
 ) -> Path:
     """Write ``directory/name`` atomically and return its path.
 
@@ -163,6 +169,8 @@ def save_model(
         }
         if probe is not None:
             save_file({"crops": probe.contiguous()}, str(staging / PROBE_FILE), metadata={"format": PROBE_FORMAT})
+        if seen is not None:
+            (staging / SEEN_FILE).write_text(json.dumps(seen.to_json()))
         if split is not None:
             (staging / SPLIT_FILE).write_text(json.dumps(split))
             full["split_file"] = SPLIT_FILE
@@ -294,9 +302,14 @@ def check_weights_file(folder: Path, metadata: dict) -> Path:
     records, and its safetensors header must be bounded JSON whose tensors all lie inside the file:
     a truncated or forged file is refused here with a clear message instead of failing deep in a loader.
     """
-    path = folder / WEIGHTS_FILE
-    real, size = _open_member(folder, WEIGHTS_FILE, MAX_WEIGHTS_BYTES)
-    recorded = metadata["weights"].get("bytes")
+    return _check_safetensors(folder, WEIGHTS_FILE, MAX_WEIGHTS_BYTES, metadata["weights"].get("bytes"))
+
+
+def _check_safetensors(folder: Path, name: str, max_bytes: int, recorded: int | None = None) -> Path:
+    """``folder/name``'s real path once it passes :func:`_open_member` (of ``recorded`` bytes, when given) and
+    its safetensors header is bounded JSON whose tensors all lie inside the file."""
+    path = folder / name
+    real, size = _open_member(folder, name, max_bytes)
     if recorded is not None and size != recorded:
         raise CheckpointError(f"{path} holds {size} bytes, its metadata records {recorded}")
     with open(real, "rb") as handle:
@@ -374,6 +387,83 @@ def model_classes(metadata: dict) -> tuple[str, ...]:
     return tuple(metadata.get("classes") or CLASSES)
 
 
+def read_seen(folder: Path) -> SeenFiles | None:
+    """The model's ``seen.json`` (:mod:`maskdet.data.fingerprints`), None when it has none; checked as every member."""
+    if not os.path.lexists(folder / SEEN_FILE):
+        return None
+    try:
+        return parse_seen_files(_read_member(folder, SEEN_FILE, MAX_SEEN_BYTES))
+    except SeenFilesError as exc:
+        raise CheckpointError(f"{folder / SEEN_FILE}: {exc}") from None
+
+
+def write_seen(folder: Path, seen: SeenFiles) -> None:
+    """Add (or replace) ``seen.json`` in an existing model folder, atomically; weights and card stay as they are."""
+    folder = resolve_model_dir(Path(folder))
+    atomic_write(folder / SEEN_FILE, json.dumps(seen.to_json()))
+
+
+def read_probe(folder: Path) -> torch.Tensor | None:
+    """The probe crops stored in ``folder`` (``probe.safetensors``), None when it has none.
+
+    The file goes through the checks every member gets (a regular file inside the folder, at most
+    :data:`MAX_PROBE_BYTES`, a bounded safetensors header); :class:`CheckpointError` when it fails them.
+    """
+    if not os.path.lexists(folder / PROBE_FILE):
+        return None
+    real = _check_safetensors(folder, PROBE_FILE, MAX_PROBE_BYTES)
+    try:
+        return load_file(str(real))["crops"]
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{folder / PROBE_FILE} is not a probe file ({exc})") from None
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A model folder opened once: where it is and its checked card (``metadata.json``).
+
+    Every other member (weights, split, probe) is read through the same checks: a regular file inside
+    the folder, a size limit, a schema or a bounded safetensors header. :meth:`open` is the one place that
+    decides whether a reference (a name in ``models/``, a path, or None for the default) is a model of ours.
+    """
+
+    path: Path
+    metadata: dict
+
+    @classmethod
+    def open(cls, reference: str | Path | None = None, directory: Path | None = None) -> ModelFolder:
+        """The model ``reference`` names (see :func:`resolve_model`), its card read and checked;
+        :class:`ModelMissing` / :class:`CheckpointError` otherwise."""
+        folder = resolve_model(None if reference is None else str(reference), directory)
+        return cls(path=folder, metadata=read_metadata(folder))
+
+    @classmethod
+    def at(cls, path: Path) -> ModelFolder:
+        """The model folder at ``path`` (the folder, its metadata.json or its weights file), never a name."""
+        folder = resolve_model_dir(Path(path))
+        return cls(path=folder, metadata=read_metadata(folder))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def split(self) -> dict | None:
+        """The recorded train / val / test split (:func:`load_split`), None when the model kept none."""
+        return load_split(self.path)
+
+    def seen(self) -> SeenFiles | None:
+        """The hashes of the train / val files (``seen.json``), None for a folder from before they were kept."""
+        return read_seen(self.path)
+
+    def probe(self) -> torch.Tensor | None:
+        """The stored probe crops (:func:`read_probe`), None when there are none."""
+        return read_probe(self.path)
+
+    def load(self, device: str | torch.device = "cpu") -> LoadedModel:
+        """The model itself: weights checked against the card's hash and the architecture's shapes."""
+        return _load(self, device)
+
+
 def operating_threshold(metadata: dict) -> float:
     """The card's ``operating_threshold`` (its range checked by :mod:`maskdet.zoo.card`), 0.5 when it has none."""
     value = metadata.get("operating_threshold")
@@ -416,10 +506,13 @@ def _shape_mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple
     return ""
 
 
-def load_model(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(path: Path | ModelFolder, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model folder: verify metadata, weights hash and tensor shapes; never unpickles."""
-    folder = resolve_model_dir(path)
-    metadata = read_metadata(folder)
+    return (path if isinstance(path, ModelFolder) else ModelFolder.at(path)).load(device)
+
+
+def _load(opened: ModelFolder, device: str | torch.device) -> LoadedModel:
+    folder, metadata = opened.path, opened.metadata
     weights = check_weights_file(folder, metadata)
     if sha256_file(weights) != metadata["weights"]["sha256"]:
         raise CheckpointError(f"{folder}: {WEIGHTS_FILE} does not match the SHA-256 recorded in its metadata")
@@ -503,10 +596,10 @@ def list_model_folders(directory: Path | None = None) -> list[dict]:
 
 
 def default_model_name(directory: Path | None = None) -> str | None:
-    """The model used when none is chosen: ``MASKDET_DEFAULT_MODEL``, then ``models/DEFAULT``, then the newest."""
+    """The model used when none is chosen: the ``default_model`` setting, then ``models/DEFAULT``, then the newest."""
     directory = directory or models_dir()
     available = {m["name"]: m for m in list_model_folders(directory)}
-    for candidate in (os.environ.get("MASKDET_DEFAULT_MODEL"), _read_pointer(directory)):
+    for candidate in (current_settings().default_model, _read_pointer(directory)):
         if candidate and candidate in available:
             return candidate
     return next(iter(available), None)

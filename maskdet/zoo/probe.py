@@ -27,14 +27,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
-from maskdet.zoo.folders import METADATA_FILE, PROBE_FILE, PROBE_FORMAT, load_model, load_split, resolve_model
+from maskdet.zoo.folders import (
+    METADATA_FILE,
+    PROBE_FILE,
+    PROBE_FORMAT,
+    CheckpointError,
+    ModelFolder,
+    load_model,
+    load_split,
+    read_probe,
+    resolve_model,
+)
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.runtime import cpu_has_fast_bf16, inference_network
-from maskdet.settings import classes_of_labels, data_root
+from maskdet.settings import classes_of_labels, data_root, recorded_path
 from maskdet.store import write_json
 from maskdet.zoo.architectures import InputConfig
 
@@ -77,8 +85,12 @@ def normalize_crops(config: InputConfig, crops: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _probabilities(model: nn.Module, inputs: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
-    return _network_probabilities(inference_network(model, dtype), inputs, dtype)  # what the eager backend runs
+def _probabilities(model: nn.Module, config: InputConfig, crops: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """What the eager backend gives on uint8 ``crops``, normalised and scored :data:`PROBE_SCORE_BATCH` at a time
+    (memory holds one batch's inputs and activations, whatever the number of probe crops)."""
+    network = inference_network(model, dtype)
+    return np.concatenate([_network_probabilities(network, normalize_crops(config, batch), dtype)
+                           for batch in crops.split(PROBE_SCORE_BATCH)])
 
 
 @torch.inference_mode()
@@ -97,9 +109,8 @@ def check_precision(model: nn.Module, config: InputConfig, crops: torch.Tensor |
     native = cpu_has_fast_bf16() if native_bf16 is None else native_bf16
     if crops is None or len(crops) == 0:
         return PrecisionCheck("fp32", None, None, 0, native, "no stored validation crops to check bf16 on")
-    inputs = normalize_crops(config, crops)
-    reference = _probabilities(model, inputs, torch.float32)
-    reduced = _probabilities(model, inputs, torch.bfloat16)
+    reference = _probabilities(model, config, crops, torch.float32)
+    reduced = _probabilities(model, config, crops, torch.bfloat16)
     diff = float(np.abs(reference - reduced).max())
     agree = bool((reference.argmax(1) == reduced.argmax(1)).all())
     limit = BF16_MAX_PROB_DIFF * BF16_PROBE_MARGIN
@@ -170,15 +181,18 @@ def _score_margins(model: nn.Module, config: InputConfig, root: Path,
     return readable, np.concatenate(margins) if margins else np.zeros(0)
 
 
-def load_probe(folder: Path, config: InputConfig) -> torch.Tensor | None:
-    """The probe crops stored in the model ``folder``, or None when it has none usable (logged)."""
-    path = Path(folder) / PROBE_FILE
-    if not path.is_file():
-        return None
+def load_probe(folder: Path | ModelFolder, config: InputConfig) -> torch.Tensor | None:
+    """The probe crops stored in the model ``folder``, or None when it has none usable (logged).
+
+    Read through the model folder's member checks (:func:`maskdet.zoo.folders.read_probe`): a link out of
+    the folder, a device or a file above the size limit is refused unread."""
+    path = (folder.path if isinstance(folder, ModelFolder) else Path(folder)) / PROBE_FILE
     try:
-        crops = load_file(str(path))["crops"]
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
-        logger.warning("%s: ignoring an unreadable precision probe (%s)", path, exc)
+        crops = folder.probe() if isinstance(folder, ModelFolder) else read_probe(Path(folder))
+    except CheckpointError as exc:
+        logger.warning("ignoring the precision probe: %s", exc)
+        return None
+    if crops is None:
         return None
     expected = (config.size, config.size, config.channels)
     if crops.dtype != torch.uint8 or crops.dim() != 4 or tuple(crops.shape[1:]) != expected:
@@ -201,7 +215,7 @@ def store_probe(model_ref: str | Path, data: Path | None = None) -> PrecisionChe
     split = load_split(folder)
     if not split or not split.get("val"):
         raise ValueError(f"{folder} has no saved split with validation files to take probe crops from")
-    recorded = Path(str((loaded.metadata.get("dataset") or {}).get("path", "")))
+    recorded = recorded_path(str((loaded.metadata.get("dataset") or {}).get("path", "")))
     root = Path(data) if data else recorded if recorded.is_absolute() else data_root() / recorded.name
     crops = select_probe_crops(loaded.model, loaded.input, root, split["val"], [split["labels"][p] for p in split["val"]])
     save_file({"crops": crops}, str(folder / PROBE_FILE), metadata={"format": PROBE_FORMAT})

@@ -197,7 +197,8 @@ def evaluate_scenes(
     """Score ``pipeline`` on every usable photo of the boxed-photo folder ``data``.
 
     ``progress(done, total)`` is called after each photo. Raises
-    :class:`maskdet.data.annotations.SceneSetError` only for a folder that is no boxed-photo set.
+    :class:`maskdet.data.annotations.SceneSetError` for a folder that is no boxed-photo set or holds
+    no usable annotated photo.
     """
     start = time.perf_counter()
     scenes = data if isinstance(data, SceneSet) else load_scene_set(data, class_map=class_map)
