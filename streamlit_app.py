@@ -12,12 +12,15 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from maskdet.data.datasets import DatasetError, list_datasets, scan_dataset
-from maskdet.settings import CLASSES, data_root, models_dir
+from maskdet.data.datasets import DatasetError, scan_dataset
+from maskdet.data.local import dataset_roots, find_sets, is_sample
+from maskdet.settings import CLASSES, models_dir
 from maskdet.evaluation.heldout import COL_SET
 from maskdet.zoo.folders import default_model_name
 from ui.held_out import common_set, scored_rows, summaries_of
+from ui.access import is_owner
 from ui.models import list_trained_models, show_broken_models
+from ui.overview import show_overview
 from ui.navigation import PAGES, page_named
 from ui.tables import styled
 from ui.shell import setup_page
@@ -28,11 +31,12 @@ DATASET_LIST_TTL_S = 30  # listing walks every file; a short cache keeps reruns 
 
 
 @st.cache_data(ttl=DATASET_LIST_TTL_S, show_spinner=False)
-def _datasets(root: str) -> list[dict[str, object]]:
-    """One row per data set folder under ``root``: files per class, or the problem found."""
+def _datasets(roots: tuple[str, ...]) -> list[dict[str, object]]:
+    """One row per data set folder under ``roots`` (the cache key; else the built-in sample's): files per class,
+    or the problem found."""
     rows: list[dict[str, object]] = []
-    for path in list_datasets(Path(root)):
-        row: dict[str, object] = {"data set": path.name}
+    for path in find_sets():
+        row: dict[str, object] = {"data set": path.name, "folder": str(path)}
         try:
             counts = scan_dataset(path).counts()
         except (DatasetError, OSError) as exc:
@@ -64,16 +68,17 @@ for page in PAGES[1:]:
     st.page_link(page.file, label=f"{page.title}: {page.description}", icon=page.icon)
 
 st.subheader("Data sets")
-root = data_root()
-datasets = _datasets(str(root))
+roots = dataset_roots()
+datasets = _datasets(tuple(str(root) for root in roots))
+where = ", ".join(f"`{root}`" for root in roots)
+if datasets and is_sample(Path(str(datasets[0]["folder"]))):
+    st.info(f"No data sets under {where} yet: every page uses the **sample built into maskdet** (a few hundred "
+            "face crops, CC0) until you get a public set on the Dataset page or set `MASKDET_DATA_ROOT`.")
+elif datasets:
+    st.caption(f"Folders under {where} (set `MASKDET_DATA_ROOT` to use another folder).")
 if datasets:
-    st.caption(f"Folders under `{root}` (set `MASKDET_DATA_ROOT` to use another folder).")
-    st.dataframe(pd.DataFrame(datasets), hide_index=True, column_order=["data set", *CLASSES, "total", "problem"])
-else:
-    st.info(
-        f"No data sets found under `{root}`. A data set is a folder with class sub-folders such as `with_mask/` "
-        "and `without_mask/`; set `MASKDET_DATA_ROOT`, or open the Dataset page to type a path or upload a .zip."
-    )
+    st.dataframe(pd.DataFrame(datasets), hide_index=True,
+                 column_order=["data set", *CLASSES, "total", "problem", "folder"])
 
 st.subheader("Trained models")
 models = list_trained_models()
@@ -96,3 +101,6 @@ if models:
     st.dataframe(styled(table, text_columns=("name", "default", "arch", COL_SET, "created")), hide_index=True)
 else:
     st.info(f"No trained model in `{models_dir()}` yet: train one on the Train page.")
+
+if is_owner():
+    show_overview()

@@ -1,4 +1,5 @@
-"""Command line interface: ``python -m maskdet {train,cut-crops,evaluate,evaluate-scenes,config,models,predict,export,bench}``."""
+"""Command line interface: ``python -m maskdet {train,cut-crops,evaluate,evaluate-scenes,config,models,datasets,predict,export,
+watch,bench}``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ EXIT_SOME_FILES_FAILED = 2
 EXIT_MODEL_REFUSED = 2
 """A ``--model`` that is not ours or damaged (``CheckpointError``); a missing one (``ModelMissing``) is 1."""
 EXIT_EXPORT_REFUSED = 2
+EXIT_FETCH_FAILED = 2
+"""``datasets get``: the source cannot be reached, or a file is missing or differs from the manifest."""
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 class CliError(Exception):
@@ -311,19 +315,70 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-class _SummarySink:
+def _summary_sink():
     """``predict`` without ``--json``: one readable line per image or video frame on stdout."""
+    from maskdet.batch.sinks import StreamSink
 
-    def write(self, record: dict) -> None:
-        if "error" in record:
-            print(f"{record['path']}: ERROR {record['error']}", flush=True)
-            return
-        summary = ", ".join(f"{f['label']} {f['confidence']:.0%}" for f in record["faces"]) or "no face found"
-        where = f" frame {record['frame']} at {record['time']:.2f} s" if "frame" in record else ""
-        print(f"{record['path']}{where} ({record['width']}x{record['height']}): {summary}", flush=True)
+    class SummarySink(StreamSink):
+        def write(self, record: dict) -> None:
+            if "error" in record:
+                print(f"{record['path']}: ERROR {record['error']}", flush=True)
+            else:
+                summary = ", ".join(f"{f['label']} {f['confidence']:.0%}" for f in record["faces"]) or "no face found"
+                where = f" frame {record['frame']} at {record['time']:.2f} s" if "frame" in record else ""
+                print(f"{record['path']}{where} ({record['width']}x{record['height']}): {summary}", flush=True)
+            self.records += 1
 
-    def close(self) -> None:
-        sys.stdout.flush()
+    return SummarySink()
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:,.0f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:,.0f} kB"
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> int:
+    from maskdet.data.local import local_inventory
+    from maskdet.data.public import registry
+
+    public = [dataset.describe() for dataset in registry()]
+    local = local_inventory()
+    if args.json:
+        print(json.dumps({"public": public, "local": local}, indent=1))
+        return 0
+    print("public data sets (python -m maskdet datasets get NAME):")
+    for row in public:
+        print(f"  {row['name']:<32} {row['licence']:<8} {_size(row['bytes']):>8}  {row['description']}")
+        print(f"  {'':<32} layout: {row['layout']}; source: {row['source']}")
+    print("on this machine:")
+    for row in local:
+        print(f"  {row['name']:<32} {row['kind']:<13} {row['images']:>6} images  {row['path']} ({row['where']})")
+    return 0
+
+
+def cmd_datasets_get(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from maskdet.data.public import FetchError, fetch
+
+    bar = tqdm(total=None, unit="B", unit_scale=True, desc=args.name, file=sys.stderr, disable=args.quiet)
+
+    def show(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = fetch(args.name, destination=Path(args.to).expanduser() if args.to else None, progress=show,
+                       command="python -m maskdet " + shlex.join(sys.argv[1:]))
+    except FetchError as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FETCH_FAILED
+    bar.close()
+    if result.already_there:
+        print(f"{result.path} already exists; remove it to fetch {args.name} again")
+    else:
+        print(f"saved {result.path} ({result.files} files verified, {result.downloaded} downloaded now)")
+    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -355,9 +410,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output:
         sink = open_sink(args.output)
     else:
-        sink = StreamSink() if args.json else _SummarySink()
-    summary = run_batch(args.paths, spec, engine, sink, done=done, batch_size=args.batch_size,
-                        progress=False if args.quiet else None)
+        sink = StreamSink() if args.json else _summary_sink()
+    try:
+        summary = run_batch(args.paths, spec, engine, sink, done=done, batch_size=args.batch_size,
+                            progress=False if args.quiet else None)
+    except KeyboardInterrupt:
+        print(f"interrupted; {sink.saved}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.output or not args.json:
         print(f"{summary.images} images in {summary.seconds:.1f} s ({summary.images_per_second:.1f} images/s), "
               f"{summary.errors} failed" + (f", {summary.skipped} already done" if args.resume else ""),
@@ -380,6 +439,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"exported {report.model} to {report.output} ({sizes})")
     print(f"checked on {report.crops} real validation face crops: onnxruntime vs PyTorch max abs probability "
           f"difference {report.max_prob_diff:.2e}, labels identical")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from maskdet.inference.pipeline import build_pipeline
+    from maskdet.video.decode import VideoDecodeError
+    from maskdet.video.stream import Source, watch_source
+    from maskdet.watch import Privacy, WatchConfig, WatchSession
+
+    try:
+        source = Source(args.source)  # before the models load: a wrong address is said at once
+    except VideoDecodeError as exc:
+        raise CliError(exc.reason) from exc
+    config = WatchConfig(alert_after_s=args.alert_after, privacy=Privacy(args.privacy))
+    session = WatchSession(build_pipeline(args.model), config)
+    show = (lambda e: print(json.dumps(e.to_json()), flush=True)) if args.json else (
+        lambda e: print(f"{e.time:8.2f} s  track {e.track:<4} {e.kind:<8} {e.label or ''}", flush=True))
+    try:
+        for event in watch_source(source, session, record=args.record, realtime=args.realtime):
+            show(event)
+    except VideoDecodeError as exc:
+        raise CliError(exc.reason) from exc
+    except KeyboardInterrupt:
+        for event in session.finish():
+            show(event)
+    summary = session.summary()
+    if args.json:
+        print(json.dumps({"summary": summary}))
+    else:
+        ratio = "n/a" if summary["compliance"] is None else f"{summary['compliance']:.0%}"
+        people = ", ".join(f"{name} {count}" for name, count in summary["people"].items())
+        print(f"people: {people} (undecided {summary['undecided']}); compliance {ratio}; alerts {summary['alerts']}")
+    if args.record and config.privacy.keeps_pictures:
+        print(f"recorded {args.record}", file=sys.stderr)
     return 0
 
 
@@ -495,6 +588,19 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
 
+    datasets = sub.add_parser("datasets", help="public face-mask data sets: list them, get one verified")
+    datasets_sub = datasets.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
+    listing = datasets_sub.add_parser("list", help="the public sets, and the sets on this machine")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_datasets_list)
+    getting = datasets_sub.add_parser("get", help="download a public set, check every file against its pinned "
+                                                  "manifest and unpack it in maskdet's layout")
+    getting.add_argument("name", help="a name from `datasets list`")
+    getting.add_argument("--to", help="folder to unpack into (default: the data root when writable, else the "
+                                      "user's data folder)")
+    getting.add_argument("-q", "--quiet", action="store_true")
+    getting.set_defaults(func=cmd_datasets_get)
+
     predict = sub.add_parser("predict", help="find faces in images and label each with_mask / without_mask")
     predict.add_argument("paths", nargs="+", metavar="PATH",
                          help="images, video clips (mp4, webm, mov, avi, mkv) or folders (recursed)")
@@ -520,6 +626,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace OUTPUT if it is an earlier export")
     export.set_defaults(func=cmd_export)
 
+    watch = sub.add_parser("watch", help="watch a clip, camera URL (RTSP / HTTP) or camera device: people tracked, "
+                           "counted and alerted on; one line per event, then a summary")
+    watch.add_argument("source", metavar="SOURCE", help="a video file, an rtsp:// or http(s):// URL, or a camera "
+                       "device (/dev/video0 or 0)")
+    watch.add_argument("--model")
+    watch.add_argument("--json", action="store_true", help="one JSON line per event, then {\"summary\": ...}")
+    watch.add_argument("--alert-after", type=float, default=3.0, metavar="S",
+                       help="alert when a face without a mask stays in view S seconds (default 3)")
+    watch.add_argument("--record", metavar="OUT.mp4", help="write the annotated stream here (H.264 mp4)")
+    watch.add_argument("--privacy", nargs="?", const="blur", default="off", choices=["off", "blur", "no-pictures"],
+                       help="blur every face in what is kept (--privacy alone), or keep no pictures at all")
+    watch.add_argument("--realtime", action="store_true", help="play a file at its frame rate, like a live camera")
+    watch.set_defaults(func=cmd_watch)
+
     bench = sub.add_parser("bench", help="measure classification, detection, pipeline and explanation speed")
     bench.add_argument("--model")
     bench.add_argument("--json", action="store_true")
@@ -542,4 +662,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MODEL_REFUSED if refused else EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted; nothing was saved", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +72,27 @@ class Settings(BaseSettings):
     path_roots: str | None = Field(None, description="Folders (os.pathsep-separated) typed paths may reach on an "
                                                      "exposed server.")
     ice_servers: str | None = Field(None, description="WebRTC ICE servers as a JSON list (STUN / TURN).")
+    owner_secret: SecretStr | None = Field(None, description="The secret the owner types to sign in on a shared "
+                                                             "dashboard (unset: only st.login or loopback).")
+    owner_emails: str = Field("", description="Comma-separated e-mail addresses that are the owner when signed in "
+                                              "with st.login (OIDC, [auth] in secrets.toml).")
+    max_training_jobs: int = Field(1, ge=1, description="Training jobs running at once on this server.")
+    max_analysis_jobs: int = Field(2, ge=1, description="Video analyses and batch scorings running at once.")
+    max_evaluation_jobs: int = Field(2, ge=1, description="Folder and scene evaluations running at once.")
+    max_queued_jobs: int = Field(16, ge=1, description="Jobs waiting or running on this server, all sessions.")
+    session_jobs: int = Field(2, ge=1, description="Jobs one visitor's session may have waiting or running.")
+    max_streams: int = Field(4, ge=0, description="Live streams (webcam, camera URL, clip) at once on this server.")
+    session_storage_mb: int = Field(2048, ge=1, description="Disk one visitor's uploads, extractions and results "
+                                                            "may use (MB), enforced while writing.")
+    visitor_storage_mb: int = Field(8192, ge=1, description="Disk all visitors' sessions together may use (MB).")
+    session_photos: int = Field(24, ge=1, description="Photos one session may analyse at once on the Photo page.")
+    session_grace_s: float = Field(60.0, ge=0, description="Seconds a disconnected session may come back before "
+                                                           "its jobs are cancelled and its files deleted.")
+    watch_retention_days: float = Field(7.0, ge=0, description="Watched streams' recordings, snapshots and event "
+                                                               "logs older than this many days are deleted.")
+    public_data_url: str = Field("https://raw.githubusercontent.com",
+                                 description="Where `datasets get` fetches public repository snapshots from: "
+                                             "BASE/OWNER/REPO/COMMIT/PATH (a mirror, or a loopback server in tests).")
 
 
 class SettingsError(ValueError):
@@ -125,6 +146,14 @@ def cache_dir() -> Path:
     path = current_settings().cache_dir
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def user_data_root() -> Path:
+    """The user's own data-set folder (platformdirs, e.g. ~/.local/share/maskdet/datasets): where
+    ``datasets get`` unpacks when the data root is not writable; listed beside the data root. Not created here."""
+    import platformdirs
+
+    return platformdirs.user_data_path("maskdet") / "datasets"
 
 
 def download_dir() -> Path:

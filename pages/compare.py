@@ -65,7 +65,7 @@ from maskdet.evaluation.latency import LATENCY_RUNS, with_latency
 from maskdet.evaluation.summary import ModelSummary
 from maskdet.evaluation.unseen import DataEvaluation, cached_evaluation, dataset_fingerprint
 from maskdet.data.datasets import DatasetError
-from maskdet.evaluation.heldout import COL_SET, best_by_set, evaluation_table
+from maskdet.evaluation.heldout import COL_SET, best_by_set, evaluation_table, own_split_label
 from maskdet.inference.explain import Explanation, explain
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.jobs import QueuedJob
@@ -75,6 +75,8 @@ from ui.dataset_picker import choose_dataset
 from ui.explanation import show_explanation
 from ui.figures import dashboard_colours, reliability_figure, show_confusions, show_curves, training_figure
 from ui.held_out import common_set, held_out, scored_rows, summaries_of
+from maskdet.sharing import Action
+from ui.access import may
 from ui.jobs import job_queue, show_failures, show_queue_progress, submit_jobs
 from ui.markup import code, plain
 from ui.models import invalidate_models, list_trained_models, show_broken_models
@@ -190,6 +192,9 @@ def _explain_file(path: str, version: str, model_key: str, label: str, _model: s
 def _save_threshold(summary: ModelSummary, slider_key: str, source: str) -> None:
     """Button callback: write the slider's threshold into the model's card (before the page reruns)."""
     threshold = float(st.session_state[slider_key])
+    if not may(Action.SAVE_THRESHOLD):  # the button is disabled for visitors; a stale page is refused here too
+        st.session_state[SAVED_MESSAGE_KEY] = ("error", f"Only the owner may {Action.SAVE_THRESHOLD.value}.")
+        return
     try:
         set_operating_threshold(summary.path, threshold, chosen_on=source)
     except CheckpointError as exc:
@@ -235,7 +240,6 @@ def scored_sets(summaries: list[ModelSummary]) -> list[tuple[ModelSummary, str]]
 def all_models_section(rows: list[tuple[ModelSummary, str]]) -> pd.DataFrame:
     """The comparison table of every model on its set; returns it for the export."""
     table = evaluation_table(rows)
-    st.subheader("All models")
     st.caption(f"Click a header to sort. Column `{COL_SET}` names the data each row was scored on and "
                f"`{COL_N}` its size; the best value of each column is highlighted only among models scored on "
                "the same set (cost columns across all), higher being better for quality, "
@@ -350,7 +354,9 @@ def operating_point_section(files: Mapping[str, ScoredFiles], by_name: Mapping[s
                                               + (f" (chosen on {summary.threshold_chosen_on})"
                                                  if summary.threshold_chosen_on else ""))
         column.button(f"Save {thresholds[name]:.2f} as its threshold", key=f"compare_save_{name}",
-                      disabled=bool(np.isclose(thresholds[name], summary.operating_threshold)),
+                      disabled=bool(np.isclose(thresholds[name], summary.operating_threshold))
+                      or not may(Action.SAVE_THRESHOLD),
+                      help=None if may(Action.SAVE_THRESHOLD) else "Only the owner may save a threshold.",
                       on_click=_save_threshold, args=(summary, key, source))
         column.button("Choose on its validation scores", key=f"compare_choose_{name}", on_click=_choose_threshold,
                       args=(summary, key), disabled=not summary.has_validation_scores,
@@ -360,12 +366,13 @@ def operating_point_section(files: Mapping[str, ScoredFiles], by_name: Mapping[s
     rows = []
     for name, metrics in at_threshold.items():
         point = operating_point(metrics)
-        rows.append({COL_MODEL: name, "threshold": thresholds[name], "accuracy": metrics["accuracy"],
+        rows.append({COL_MODEL: name, COL_SET: own_split_label(by_name[name]) if source == TEST_SPLIT else source,
+                     "threshold": thresholds[name], "accuracy": metrics["accuracy"],
                      "precision (with_mask)": point["precision"], "recall (with_mask)": point["recall"],
                      "false positive rate": point["fpr"], "FP": metrics["false_positives"],
                      "FN": metrics["false_negatives"], "images": metrics["n"]})
     frame = pd.DataFrame(rows)
-    st.dataframe(styled(frame.assign(**{COL_SET: source}), {"threshold": "{:.2f}"}, text_columns=(COL_MODEL, COL_SET)),
+    st.dataframe(styled(frame, {"threshold": "{:.2f}"}, text_columns=(COL_MODEL, COL_SET)),
                  hide_index=True, key="compare_operating_table")
     show_confusions({f"{name} at {thresholds[name]:.2f}": m["confusion"] for name, m in at_threshold.items()},
                     key="operating_confusion")
@@ -509,6 +516,7 @@ summaries = _measure_latencies(summaries_of(models))
 if not summaries:
     st.stop()
 by_name = {s.name: s for s in summaries}
+st.subheader("All models")
 rows = scored_sets(summaries)
 table = all_models_section(rows)
 

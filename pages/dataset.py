@@ -16,13 +16,17 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from maskdet.data.audit import DEFAULT_SPLIT_SEED, DatasetAudit, NumericStats, audit_catalog, sample_files
+from maskdet.data.audit import (DEFAULT_SPLIT_SEED, SHORTCUT_FOLDS, SHORTCUT_WARNING, DatasetAudit, NumericStats,
+                                audit_catalog, sample_files)
 from maskdet.data.datasets import DatasetError, DatasetScan, FileRecord, build_catalog, scan_dataset
 from maskdet.settings import KNOWN_CLASSES
 from maskdet.data.split import SPLIT_NAMES
 from ui.dataset_picker import choose_dataset
 from ui.markup import code, plain
+from ui.figures import with_room_for_the_toolbar
+from ui.public_datasets import get_public_dataset
 from ui.shell import setup_page
+from ui.tables import percent, styled
 from ui.thumbnails import thumbnail
 
 setup_page("Dataset")
@@ -105,6 +109,27 @@ def _summary(audit: DatasetAudit) -> None:
         )
     else:
         st.success(f"Classes are balanced (largest / smallest = {audit.imbalance_ratio:.2f}; {counts}).")
+    _shortcuts(audit)
+
+
+def _shortcuts(audit: DatasetAudit) -> None:
+    """A warning per file property that alone predicts the class, and how well each one does."""
+    for shortcut in audit.warned_shortcuts:
+        typical = ", ".join(f"{name} {value}" for name, value in shortcut.typical.items())
+        st.warning(f"**The {shortcut.name} alone predicts the class** ({percent(shortcut.balanced_accuracy)} "
+                   f"balanced accuracy, {SHORTCUT_FOLDS}-fold cross-validated; typical: {typical}). A model can "
+                   "learn it instead of the mask and fail on photos where it does not hold: check that the classes "
+                   "were cropped and saved the same way.", icon="⚠️")
+    if audit.shortcuts:
+        with st.expander("How well each file property alone predicts the class"):
+            st.caption("One threshold (or one value against the rest) per property, a depth-1 decision tree "
+                       f"cross-validated over {SHORTCUT_FOLDS} folds; 50% balanced accuracy is chance, "
+                       f"{percent(SHORTCUT_WARNING)} and above is flagged.")
+            frame = pd.DataFrame([{"property": s.name, "balanced accuracy": s.balanced_accuracy,
+                                   **{f"typical {name}": value for name, value in s.typical.items()},
+                                   "best single split": s.rule} for s in audit.shortcuts])
+            st.dataframe(styled(frame, text_columns=[c for c in frame.columns if c != "balanced accuracy"]),
+                         hide_index=True, key="dataset_shortcuts")
 
 
 def _classes_tab(audit: DatasetAudit) -> None:
@@ -120,7 +145,7 @@ def _classes_tab(audit: DatasetAudit) -> None:
         frame, x="class", y="readable images", color="class", color_discrete_map=CLASS_COLORS, text_auto=True
     )
     figure.update_layout(showlegend=False, height=320, margin={"t": 10, "b": 10})
-    st.plotly_chart(figure)
+    st.plotly_chart(with_room_for_the_toolbar(figure))
     st.dataframe(frame, hide_index=True)
 
 
@@ -171,7 +196,7 @@ def _sizes_tab(audit: DatasetAudit) -> None:
         long = sizes.melt(id_vars="class", value_vars=["width", "height"], var_name="side", value_name="pixels")
         figure = px.histogram(long, x="pixels", color="side", barmode="overlay", nbins=60, title="Image size")
         figure.update_layout(height=340, margin={"b": 10})
-        st.plotly_chart(figure)
+        st.plotly_chart(with_room_for_the_toolbar(figure))
     with right:
         figure = px.histogram(
             sizes,
@@ -183,7 +208,7 @@ def _sizes_tab(audit: DatasetAudit) -> None:
             title="Aspect ratio",
         )
         figure.update_layout(height=340, margin={"b": 10})
-        st.plotly_chart(figure)
+        st.plotly_chart(with_room_for_the_toolbar(figure))
     stats = [_stats_row("width (px)", audit.width), _stats_row("height (px)", audit.height)]
     stats.append(_stats_row("aspect ratio", audit.aspect))
     number = st.column_config.NumberColumn(format="%.2f")
@@ -295,6 +320,7 @@ st.caption(
     "near-duplicates, label conflicts and the train / val / test split."
 )
 
+get_public_dataset("dataset")
 root = choose_dataset("dataset")
 if root is None:
     st.info("Choose a data set to audit.")

@@ -17,22 +17,29 @@ import hashlib
 import logging
 from pathlib import PurePath
 
+import pandas as pd
 import streamlit as st
 from PIL import Image
 
 from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.zoo.folders import CheckpointError
 from maskdet.inference.predictor import Predictor
-from maskdet.inference.explain import BASELINES, DEFAULT_BASELINE, METHODS, Explanation, ExplanationUnsupported, explain
+from maskdet.inference.explain import (BASELINES, DEFAULT_BASELINE, IG_TIME_BUDGET_S, IG_TOLERANCE, METHODS, Explanation,
+                                       ExplanationUnsupported, explain)
 from maskdet.data.images import MAX_FILE_BYTES, ImageDecodeError
+from maskdet.data.local import example_photos
+from maskdet.inference.drawing import label_scale, label_text
+from maskdet.inference.faces import FacePrediction
 from maskdet.inference.photo import analyse_photo, compact_photo, PhotoResult
 from maskdet.inference.pipeline import FacePipeline
 from maskdet.inference.drawing import LABEL_TEXT
+from maskdet.settings import current_settings
 from ui.explanation import show_explanation
 from ui.markup import code, plain
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
 from ui.shell import setup_page
+from ui.tables import PERCENT, styled
 
 setup_page("Photo")
 
@@ -44,17 +51,31 @@ DETECTORS = {
     "centerface": "Find the faces (CenterFace)",
     "whole-image": "Each photo is one face (already cropped)",
 }
-ANALYSIS_CACHE_ENTRIES = 32  # compact results: a 24 MP photo takes a few MB (was ~150 MB of arrays and PNG)
+ANALYSES_KEY = "photo_analyses"  # this session's compact results (a 24 MP photo takes a few MB)
 EXPLANATION_CACHE_ENTRIES = 256
 MIN_STEPS, STEP = 4, 4
+AUTO_STEPS, AUTO_STEPS_METHOD = "auto", "integrated_gradients"  # IG chooses its steps to converge (explain.py)
 AUTO_EXPLAIN_FACES = 6  # group photos: faces after these are explained on request (~1 s each)
+EXPANDED_FACES = 2  # photos with more faces show their summary and photo first, every face's details collapsed
 
 
-@st.cache_data(show_spinner=False, max_entries=ANALYSIS_CACHE_ENTRIES)
-def _analyse(digest: str, name: str, model_key: str, detector: str, _data: bytes,
-             _pipeline: FacePipeline) -> PhotoResult:
-    """The compact result of one upload; keyed by content digest, model weights and detector."""
-    return compact_photo(analyse_photo(_data, _pipeline, name=name), _pipeline.classifier.input)
+def _analyse(digest: str, name: str, model_key: str, detector: str, data: bytes,
+             pipeline: FacePipeline) -> PhotoResult:
+    """The compact result of one upload, kept in this session (keyed by content digest, model weights and
+    detector) for as long as the photo is on the page: however many photos there are (up to the session's cap),
+    a rerun analyses none again, and one visitor's photos never push out another's."""
+    kept: dict[tuple[str, str, str], PhotoResult] = st.session_state.setdefault(ANALYSES_KEY, {})
+    key = (digest, model_key, detector)
+    if key not in kept:
+        kept[key] = compact_photo(analyse_photo(data, pipeline, name=name), pipeline.classifier.input)
+    return kept[key]
+
+
+def _forget_removed(digests: set[str]) -> None:
+    """Drop the kept results of photos no longer uploaded (memory stays bounded by the photos on the page)."""
+    kept: dict = st.session_state.setdefault(ANALYSES_KEY, {})
+    for key in [key for key in kept if key[0] not in digests]:
+        del kept[key]
 
 
 @st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)
@@ -62,6 +83,13 @@ def _explain(digest: str, face: int, model_key: str, detector: str, label: str, 
              baseline: str, _classifier: Predictor, _crop: Image.Image) -> Explanation:
     """The explanation of one face crop; keyed by photo, face, model and every setting."""
     return explain(_classifier, _crop, method=method, target=label, steps=steps, baseline=baseline)
+
+
+def faces_table(faces: list[FacePrediction]) -> pd.DataFrame:
+    """One row per face, numbered as in the details below: verdict, confidence, detector score, box."""
+    return pd.DataFrame({"face": range(1, len(faces) + 1), "verdict": [LABEL_TEXT[f.label] for f in faces],
+                         "confidence": [f.confidence for f in faces], "detector score": [f.face_score for f in faces],
+                         "box": [str(list(f.box)) for f in faces]})
 
 
 def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, detector: str,
@@ -79,8 +107,14 @@ def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, dete
     spec = METHODS[method]
     steps = None
     if spec.steps_label:
-        steps = settings[1].slider(spec.steps_label, MIN_STEPS, 4 * spec.default_steps, spec.default_steps, STEP,
-                                   key=f"{key}_{method}_steps", help="More is more precise and slower.")
+        choices = list(range(MIN_STEPS, 4 * spec.default_steps + 1, STEP))
+        if method == AUTO_STEPS_METHOD:
+            choices.insert(0, AUTO_STEPS)
+        chosen = settings[1].select_slider(
+            spec.steps_label, choices, AUTO_STEPS if method == AUTO_STEPS_METHOD else spec.default_steps,
+            key=f"{key}_{method}_steps", help="More is more precise and slower. Auto: as many as bring the "
+            f"convergence error under {IG_TOLERANCE:.0%} of the change explained, within {IG_TIME_BUDGET_S:g} s.")
+        steps = None if chosen == AUTO_STEPS else chosen
     baseline = DEFAULT_BASELINE
     if spec.uses_baseline:
         baseline = settings[2].selectbox("Baseline", list(BASELINES), format_func=lambda b: BASELINES[b][0],
@@ -119,31 +153,54 @@ st.caption(f"A face is labelled with mask from p(with mask) ≥ {classifier.thre
 uploads = st.file_uploader("Photos", type=UPLOAD_TYPES, accept_multiple_files=True, key="photo_uploads",
                            max_upload_size=UPLOAD_LIMIT_MB,
                            help="JPEG, PNG, WebP, GIF, BMP or TIFF; several at once.")
-if not uploads:
-    st.info("Upload one or more photos to find the faces in them.")
-    st.stop()
+photos = [(upload.name, upload.getvalue()) for upload in uploads]
+if not photos:
+    examples = {path.name: path for path in example_photos()}
+    example = st.selectbox("…or try an example photo", list(examples), index=None, key="photo_example",
+                           placeholder="A street photo from the built-in sample (CC0)")
+    if example is None:
+        st.info("Upload one or more photos to find the faces in them, or try an example photo.")
+        st.stop()
+    photos = [(example, examples[example].read_bytes())]
 
-for number, upload in enumerate(uploads):
+cap = current_settings().session_photos
+if len(photos) > cap:
+    st.warning(f"{len(photos)} photos uploaded: the first {cap} are analysed (the most one session may have "
+               "at once); remove some to see the others.")
+    photos = photos[:cap]
+digests = [hashlib.sha256(data).hexdigest()[:16] for _, data in photos]
+_forget_removed(set(digests))
+for number, ((name, data), content) in enumerate(zip(photos, digests, strict=True)):
     st.divider()
-    st.subheader(plain(upload.name))
-    data = upload.getvalue()
-    digest = f"{number}-{hashlib.sha256(data).hexdigest()[:16]}"  # also unique widget keys for duplicate uploads
+    st.subheader(plain(name))
+    digest = f"{number}-{content}"  # unique widget keys, even for duplicate uploads
     try:
-        with st.spinner(f"Finding faces in {plain(upload.name)}…"):
-            analysis = _analyse(digest, upload.name, model_key, detector_name, data, pipeline)
+        with st.spinner(f"Finding faces in {plain(name)}…"):
+            analysis = _analyse(content, name, model_key, detector_name, data, pipeline)
     except ImageDecodeError as exc:
-        st.error(f"Cannot read {code(upload.name)}: {plain(exc.reason)}")
+        st.error(f"Cannot read {code(name)}: {plain(exc.reason)}")
         continue
     counts = {label: sum(f.label == label for f in analysis.faces) for label in classifier.classes}
     info = analysis.info
     summary = ", ".join(f"{n} {LABEL_TEXT[label]}" for label, n in counts.items() if n) or "no face found"
     st.markdown(f"{summary} · {analysis.width}x{analysis.height} {info.format} ({info.mode}"
                 f"{f', {info.frames} frames, first shown' if info.frames > 1 else ''})")
-    st.image(analysis.shown)
+    st.image(analysis.shown, width="stretch")  # small photos enlarged to the page's width; fullscreen on hover
+    unlabelled = [i for i, f in enumerate(analysis.faces)
+                  if label_scale(label_text(f), f.box[2] - f.box[0], f.box[3] - f.box[1], 1.0) is None]
+    if unlabelled:
+        st.caption(f"{len(unlabelled)} face(s) too small for a readable label keep their coloured box alone: "
+                   "the faces' table below gives each one's verdict and place.")
     st.download_button("Download the annotated image", analysis.download,
-                       file_name=f"{PurePath(upload.name).stem}-annotated.jpg", mime="image/jpeg",
+                       file_name=f"{PurePath(name).stem}-annotated.jpg", mime="image/jpeg",
                        key=f"{digest}_download")
     if not analysis.faces:
         st.info("No face found. If this photo is a close-up of one face, choose 'Each photo is one face'.")
-    for index in range(len(analysis.faces)):
-        _show_face(index, analysis, f"{digest}_{index}", model_key, detector_name, classifier)
+        continue
+    with st.expander(f"Every face ({len(analysis.faces)}): verdicts and explanations",
+                     expanded=len(analysis.faces) <= EXPANDED_FACES):
+        st.dataframe(styled(faces_table(analysis.faces), {"confidence": PERCENT, "detector score": "{:.2f}"},
+                            text_columns=("verdict", "box")),
+                     hide_index=True, key=f"{digest}_faces")
+        for index in range(len(analysis.faces)):
+            _show_face(index, analysis, f"{digest}_{index}", model_key, detector_name, classifier)

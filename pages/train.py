@@ -2,9 +2,10 @@
 
 Pick an architecture, a data set and the hyper-parameters that matter (defaults come from
 the architecture's spec), press **Start training**, and follow the overall and per-epoch
-progress, live loss / accuracy curves, elapsed time, ETA and the log. Training runs in a
-server-wide :class:`maskdet.jobs.TrainingJobRunner` (one job at a time), so leaving the
-page, reloading it or opening it in another tab shows the same job. A finished model is
+progress, live loss / accuracy curves, elapsed time, ETA and the log. Training runs on the
+server's job service (``ui.training``: one training at a time, the next one queued), so leaving
+the page, reloading it or opening it in another tab shows the same job. Starting training is the
+owner's (``ui.access``); a visitor sees the job and why the form is not offered. A finished model is
 saved to ``models/`` and listed on the other pages at once.
 
 NOTE (threading): the job runs in a child process and its monitor thread never touches Streamlit
@@ -24,7 +25,8 @@ from plotly.subplots import make_subplots
 
 from maskdet.zoo.folders import validate_model_name
 from maskdet.training.loop import TrainConfig
-from maskdet.jobs import JobAlreadyRunning, JobState, JobStatus, TrainingJobRunner
+from maskdet.jobs import JobAlreadyRunning, JobRefused, JobState, JobStatus
+from maskdet.sharing import Action
 from maskdet.settings import models_dir
 from maskdet.zoo.architectures import (
     ModelSpec,
@@ -35,11 +37,13 @@ from maskdet.zoo.architectures import (
     pretrained_available,
     pretrained_weights_path,
 )
+from ui.access import explain_refusal, may
 from ui.dataset_picker import choose_dataset
+from ui.figures import with_room_for_the_toolbar
 from ui.models import invalidate_models
 from ui.paths import PathRefused, show_path_limits, typed_path
 from ui.shell import setup_page
-from ui.training import status_line, training_runner
+from ui.training import TrainingView, status_line, training_runner
 
 setup_page("Train")
 
@@ -59,11 +63,22 @@ MODE_NOTES = {
 }
 
 
+ETA_STEP_S = 10
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes}:{secs:02d}"
+
+
+def _eta(seconds: float | None) -> str:
+    """The time left rounded to ETA_STEP_S (a minute beyond ten minutes), read as an estimate."""
+    if seconds is None:
+        return "—"
+    step = ETA_STEP_S if seconds < 600 else 60
+    return f"~{_duration(max(step, round(seconds / step) * step))}"
 
 
 def _weights_ready(spec: ModelSpec) -> bool:
@@ -148,15 +163,18 @@ def _config_form(spec: ModelSpec, data: Path | None, blocked: bool) -> TrainConf
     )
 
 
-def _start(runner: TrainingJobRunner, config: TrainConfig) -> None:
+def _start(runner: TrainingView, config: TrainConfig) -> None:
     try:
         if config.name:
             validate_model_name(config.name)  # before the name is joined to any path
             if (models_dir() / config.name).exists():
                 st.error(f"A model named `{config.name}` already exists in `{models_dir()}`: choose another name.")
                 return
+        if not may(Action.TRAIN):
+            explain_refusal(Action.TRAIN)
+            return
         runner.start(config)
-    except JobAlreadyRunning as exc:
+    except (JobAlreadyRunning, JobRefused) as exc:
         st.warning(str(exc))
     except ValueError as exc:
         st.error(f"Cannot start: {exc}")
@@ -179,7 +197,7 @@ def _curves(history: list[dict]) -> go.Figure:
     return figure
 
 
-def _draw_job(runner: TrainingJobRunner, status: JobStatus) -> None:
+def _draw_job(runner: TrainingView, status: JobStatus) -> None:
     config = status.config
     st.caption(
         f"`{config.get('name')}` · {config.get('arch')} on `{config.get('data')}` · {config.get('epochs')} epochs, "
@@ -187,17 +205,18 @@ def _draw_job(runner: TrainingJobRunner, status: JobStatus) -> None:
     )
     st.text(status_line(status))
     progress = status.progress
-    st.progress(status.fraction, text=f"Overall: {status.fraction:.0%}")
+    # One bar, one figure: the epoch and batch are said in words, never as a second percentage beside it.
     if progress and progress.phase == "train" and progress.batches:
-        st.progress(progress.batch / progress.batches,
-                    text=f"Epoch {progress.epoch}/{progress.epochs}: batch {progress.batch}/{progress.batches}")
+        where = f"epoch {progress.epoch}/{progress.epochs}, batch {progress.batch}/{progress.batches}"
     elif progress and progress.history:
-        st.progress(1.0, text=f"Training done ({len(progress.history)} epochs)")
+        where = f"training done ({len(progress.history)} epochs)"
     else:
-        st.progress(0.0, text=f"Epoch progress starts after {progress.phase if progress else 'setup'}")
+        where = f"{progress.phase if progress else 'setting up'}"
+    st.progress(status.fraction, text=f"{status.fraction:.0%} · {where}")
     cols = st.columns(4)
     cols[0].metric("Elapsed", _duration(status.elapsed()))
-    cols[1].metric("ETA", _duration(progress.eta if progress and status.active else None))
+    cols[1].metric("ETA", _eta(progress.eta if progress and status.active else None),
+                   help="Time left, from the pace so far; rounded so that it does not jump with every batch.")
     last = progress.history[-1] if progress and progress.history else {}
     cols[2].metric("Train accuracy", f"{last['train_acc']:.1%}" if last else "—")
     cols[3].metric("Validation accuracy", f"{last['val_acc']:.1%}" if last else "—")
@@ -213,12 +232,12 @@ def _draw_job(runner: TrainingJobRunner, status: JobStatus) -> None:
     elif status.state == JobState.CANCELLED:
         st.warning("Cancelled: nothing was saved.")
     if progress and progress.history:
-        st.plotly_chart(_curves(progress.history), key="train_curves")
+        st.plotly_chart(with_room_for_the_toolbar(_curves(progress.history)), key="train_curves")
     with st.expander("Log", expanded=status.state == JobState.FAILED):
         st.code("\n".join(status.log[-LOG_LINES_SHOWN:]) or "(empty)", language=None)
 
 
-def _progress_panel(runner: TrainingJobRunner, seen: tuple[str | None, bool]) -> None:
+def _progress_panel(runner: TrainingView, seen: tuple[str | None, bool]) -> None:
     status = runner.snapshot()
     if (status.job_id, status.active) != seen:  # a job started or ended since the page was drawn
         st.rerun()
@@ -233,18 +252,21 @@ st.title("Train")
 st.caption("Train a mask / no-mask classifier from the model zoo. One job runs at a time on this server; every "
            "tab shows it.")
 
-archs = list_architectures()
-arch = st.selectbox("Architecture", archs, index=archs.index(DEFAULT_ARCH), key="train_arch",
-                    format_func=lambda name: get_spec(name).title)
-spec = get_spec(arch)
-st.markdown(f"{spec.description} {MODE_NOTES[spec.pretrained is not None]}")
-data = choose_dataset("train")
-if data is None:
-    st.info("Choose a data set to train on.")
-ready = _weights_ready(spec)
-config = _config_form(spec, data, blocked=not ready)
-if config is not None:
-    _start(runner, config)
+if may(Action.TRAIN):
+    archs = list_architectures()
+    arch = st.selectbox("Architecture", archs, index=archs.index(DEFAULT_ARCH), key="train_arch",
+                        format_func=lambda name: get_spec(name).title)
+    spec = get_spec(arch)
+    st.markdown(f"{spec.description} {MODE_NOTES[spec.pretrained is not None]}")
+    data = choose_dataset("train")
+    if data is None:
+        st.info("Choose a data set to train on.")
+    ready = _weights_ready(spec)
+    config = _config_form(spec, data, blocked=not ready)
+    if config is not None:
+        _start(runner, config)
+else:
+    explain_refusal(Action.TRAIN)
 
 st.subheader("Training job")
 status = runner.snapshot()

@@ -1,45 +1,81 @@
-"""Webcam page: live mask detection on the browser's camera, with a live readout beside the video.
+"""Webcam page: watch a place. People are tracked across frames, each gets one verdict, and the page counts
+them, shows the compliance ratio over time, raises an alert (banner, optional sound) when someone without a
+mask stays in view, logs events, records and snapshots the annotated stream.
 
-The browser streams its camera to the server over WebRTC (streamlit-webrtc); each frame is
-detected, classified and annotated by a :class:`maskdet.inference.live.LiveProcessor` and sent back.
-Models are loaded once per server (``ui.resources``), never per frame. Frames that arrive
-while one is being processed are dropped, not queued (``async_processing``), so a slow model
-lowers the frame rate instead of building a delay.
+Sources: the browser's camera over WebRTC (streamlit-webrtc), plus any number of others each with its own
+counts and alerts: an uploaded clip played as a live stream, an RTSP / HTTP camera URL or a camera device of
+the server (URLs and devices make the server connect somewhere: the owner's, on a shared dashboard).
+Models are loaded once per server (``ui.resources``), never per frame; frames that arrive while one is being
+processed are dropped, not queued (``async_processing``).
 
-ICE servers: none by default (browser and server on one machine or LAN; works offline). A
-remote deployment sets STUN / TURN servers in ``MASKDET_ICE_SERVERS`` (JSON list) or in
-``.streamlit/secrets.toml`` (``[[ice_servers]]`` tables); the environment variable wins.
+ICE servers: none by default (browser and server on one machine or LAN; works offline). A remote deployment
+sets STUN / TURN servers in ``MASKDET_ICE_SERVERS`` (JSON list) or in ``.streamlit/secrets.toml``
+(``[[ice_servers]]`` tables); the environment variable wins.
 
-NOTE (threading): the frame callback runs on a streamlit-webrtc worker thread and never
-touches Streamlit. It writes into the session's processor (lock-guarded); the readout is a
-fragment that reads ``processor.snapshot()`` twice a second.
+NOTE (threading): the camera's frame callback and each other source's reader thread only call
+``WatchSession.process``; the readouts are fragments that read ``session.snapshot()`` (lock-guarded) twice a
+second. A stream begins and ends in one place: :class:`maskdet.video.stream.StreamRunner` for sources, and the
+camera's ``on_change`` for the browser's camera.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
+from pathlib import Path
 
+import av
+import numpy as np
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, WebRtcStreamerContext, webrtc_streamer
 
+from maskdet.inference.live import LIVE_DETECTOR_OPTIONS, rtc_configuration
+from maskdet.inference.pipeline import FacePipeline
+from maskdet.runtime import inference_worker
+from maskdet.sharing import Action
+from maskdet.store import atomic_write
+from maskdet.video.stream import Recorder, StreamRunner, is_url, prune_watch_folder, watch_folder
+from maskdet.watch import Privacy, WatchConfig, WatchSession
 from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.zoo.folders import CheckpointError
-from maskdet.inference.live import LIVE_DETECTOR_OPTIONS, UNCERTAIN, LiveProcessor, LiveSnapshot, rtc_configuration
-from maskdet.inference.pipeline import FacePipeline
+from ui.access import explain_refusal, may, session_id
+from ui.jobs import job_service
 from ui.models import choose_model
 from ui.resources import get_classifier, get_detector
 from ui.shell import setup_page
+from ui.watch_panel import receiving, show_banner, show_figures, show_history
 
 setup_page("Webcam")
 
 logger = logging.getLogger(__name__)
 
 STREAM_KEY = "webcam_stream"
-PROCESSOR_KEY = "webcam_processor"
+CAMERA_KEY = "webcam_camera"
+SOURCES_KEY = "webcam_sources"
+RECORDER_KEY = "webcam_recorder"
+SLOT_KEY = "webcam_stream_slot"  # this session's camera holds one of the server's live-stream slots
+REFUSED_KEY = "webcam_stream_refused"  # its last start found every slot taken: the stream is stopped
 READOUT_REFRESH_S = 0.5
-STALE_AFTER_S = 2.0  # no frame for this long: the "current frame" figures are no longer current
-DEFAULT_THRESHOLD = 0.6
+CAMERA_FPS = 15.0  # what a recording of the browser's camera is stamped with (frames come as processed)
 MEDIA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False}
+PRIVACY_LABELS = {Privacy.OFF: "Keep pictures", Privacy.BLUR: "Blur faces in every picture",
+                  Privacy.NO_PICTURES: "Keep no pictures"}
+
+
+class CameraFeed:
+    """The browser camera's frame callback (runs on streamlit-webrtc's worker thread): mirror, then watch."""
+
+    def __init__(self, session: WatchSession) -> None:
+        self.session = session
+        self.mirror = True
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        rgb = frame.to_ndarray(format="rgb24")
+        if self.mirror:
+            rgb = np.ascontiguousarray(rgb[:, ::-1])
+        annotated, _events = self.session.process(rgb)
+        return av.VideoFrame.from_ndarray(annotated, format="rgb24")
 
 
 def _ice_configuration() -> dict:
@@ -51,78 +87,184 @@ def _ice_configuration() -> dict:
     return rtc_configuration(fallback=secret)
 
 
-def _processor(pipeline: FacePipeline) -> LiveProcessor:
-    """This session's processor (its figures are this viewer's), created on first use."""
-    if PROCESSOR_KEY not in st.session_state:
-        st.session_state[PROCESSOR_KEY] = LiveProcessor(pipeline)
-    return st.session_state[PROCESSOR_KEY]
+def _new_session(pipeline: FacePipeline, config: WatchConfig) -> WatchSession:
+    return WatchSession(pipeline, config, run=inference_worker().submit)
+
+
+def _camera(pipeline: FacePipeline, config: WatchConfig) -> CameraFeed:
+    """This browser session's camera feed (its figures are this viewer's), created on first use."""
+    if CAMERA_KEY not in st.session_state:
+        st.session_state[CAMERA_KEY] = CameraFeed(_new_session(pipeline, config))
+    return st.session_state[CAMERA_KEY]
 
 
 def _on_stream_change() -> None:
-    """Figures count "since START": reset them when the stream starts playing."""
+    """A camera stream that starts takes one of the server's live-stream slots (``ui.jobs.job_service``), or is
+    stopped when all are taken; one that stops gives its slot back. Figures count "since START": reset on start."""
     context = st.session_state.get(STREAM_KEY)
-    processor = st.session_state.get(PROCESSOR_KEY)
-    if context is not None and processor is not None and context.state.playing:
-        processor.reset()
+    if context is None:
+        return
+    service, me = job_service(), session_id()
+    if context.state.playing and not st.session_state.get(SLOT_KEY):
+        st.session_state[SLOT_KEY] = service.try_acquire_stream(me)
+        st.session_state[REFUSED_KEY] = not st.session_state[SLOT_KEY]
+    elif not context.state.playing:
+        if st.session_state.get(SLOT_KEY):
+            service.release_stream(me)
+        st.session_state[SLOT_KEY] = st.session_state[REFUSED_KEY] = False
+    feed = st.session_state.get(CAMERA_KEY)
+    if feed is not None and context.state.playing:
+        feed.session.reset()
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"
-
-
-def _receiving(snapshot: LiveSnapshot) -> bool:
-    """True while frames keep arriving (the stream's "playing" flag can outlive a closed connection)."""
-    return snapshot.seconds_since_frame is not None and snapshot.seconds_since_frame < STALE_AFTER_S
-
-
-def _readout_lines(snapshot: LiveSnapshot, live: bool, classes: tuple[str, ...]) -> list[str]:
-    """The readout's lines, per class of the model (``classes``)."""
-    counts = snapshot.faces_now
-    lines = [f"Frames processed: {snapshot.frames}", f"FPS: {snapshot.fps:.1f}"]
-    if live:
-        unsure = f", unsure {counts[UNCERTAIN]}" if counts[UNCERTAIN] else ""
-        lines.append(f"Faces now: {', '.join(f'{name} {counts[name]}' for name in classes)}{unsure}")
-        if not snapshot.face_in_view:
-            lines.append("**No face in view**")
-    averages = ", ".join(
-        f"{name} {_percent(snapshot.average_confidence[name])} ({snapshot.faces_total[name]} faces)" for name in classes
-    )
-    lines.append(f"Average confidence since START: {averages}")
-    if snapshot.median_ms is not None:
-        lines.append(f"Processing time: {snapshot.median_ms:.0f} ms per frame (median)")
-    return lines
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
 
 
 @st.fragment(run_every=READOUT_REFRESH_S)
-def _readout(processor: LiveProcessor, context: WebRtcStreamerContext) -> None:
-    snapshot = processor.snapshot()
+def _camera_readout(session: WatchSession, context: WebRtcStreamerContext, sound: bool) -> None:
+    snapshot = session.snapshot()
     playing = context.state.playing
     if not playing:
         st.info("Press **START** to stream your camera." if snapshot.frames == 0
                 else "Stopped: the figures below are from the last stream. Press **START** to go again.")
     elif snapshot.frames == 0:
         st.info("Connecting… the first frame usually arrives within a few seconds.")
-    elif not _receiving(snapshot):
+    elif not receiving(snapshot):
         st.info(f"No frame for {snapshot.seconds_since_frame:.0f} s: the connection stalled or was closed. "
                 "Press **STOP**, then **START**, if it does not resume.")
-    for line in _readout_lines(snapshot, playing and _receiving(snapshot), processor.pipeline.classifier.classes):
-        st.markdown(line)
-    if snapshot.errors:
-        st.warning(f"{snapshot.errors} frame(s) could not be processed and were shown without boxes; the stream "
-                   f"keeps running. Last error: `{snapshot.last_error}`")
+    live = playing and receiving(snapshot)
+    if live:
+        show_banner(snapshot, "camera", sound)
+    show_figures(snapshot, session.classes, live)
+    show_history(snapshot, "camera", session)
 
 
-st.title("🎥 Live webcam")
-st.caption("Your camera's frames are sent to this server, checked for masks and sent back annotated. Browsers only "
-           "allow the camera on `localhost` or over HTTPS.")
+def _recording_controls(session: WatchSession, privacy: Privacy) -> None:
+    """Record the annotated camera stream and take snapshots; both follow the privacy mode."""
+    if not privacy.keeps_pictures:
+        st.caption("Privacy: no pictures are kept, so nothing can be recorded or snapshotted.")
+        return
+    left, right = st.columns(2)
+    recording = left.toggle("Record", key="webcam_record", help="Write the annotated stream to an H.264 clip.")
+    recorder: Recorder | None = st.session_state.get(RECORDER_KEY)
+    if recording and recorder is None:
+        recorder = st.session_state[RECORDER_KEY] = Recorder(watch_folder() / f"camera-{_stamp()}.mp4", CAMERA_FPS)
+        session.record_to(recorder)
+    elif not recording and recorder is not None:
+        session.record_to(None)
+        st.session_state.pop(RECORDER_KEY)
+        st.session_state["webcam_last_recording"] = recorder.close()
+    if right.button("Snapshot", key="webcam_snapshot"):
+        picture = session.snapshot().last_frame_jpeg
+        if picture is None:
+            right.caption("No frame yet.")
+        else:
+            st.session_state["webcam_last_snapshot"] = atomic_write(watch_folder() / f"snapshot-{_stamp()}.jpg",
+                                                                    picture)
+    last: Path | None = st.session_state.get("webcam_last_recording")
+    if last is not None and last.is_file():
+        st.video(str(last))
+        st.download_button("Download the recording", last.read_bytes(), last.name, "video/mp4", key="rec_dl")
+    shot: Path | None = st.session_state.get("webcam_last_snapshot")
+    if shot is not None and shot.is_file():
+        st.image(shot.read_bytes(), caption=shot.name, width=320)
+        st.download_button("Download the snapshot", shot.read_bytes(), shot.name, "image/jpeg", key="shot_dl")
 
-controls = st.columns([2, 2, 1])
+
+def _streams_full_warning() -> None:
+    st.warning(f"All {job_service().limits.streams} live streams this server allows are in use: try again in a while.")
+
+
+def _add_source(source: str, pipeline: FacePipeline, config: WatchConfig) -> None:
+    """Start watching ``source`` if a server-wide live-stream slot is free (it is given back by :func:`_end_source`)."""
+    if not job_service().try_acquire_stream(session_id()):
+        _streams_full_warning()
+        return
+    runner = StreamRunner(source, _new_session(pipeline, config), realtime=True)
+    runner.start()
+    st.session_state.setdefault(SOURCES_KEY, {})[uuid.uuid4().hex[:8]] = runner
+
+
+def _end_source(key: str) -> None:
+    """Stop a source and give its live-stream slot back."""
+    runner = st.session_state[SOURCES_KEY].pop(key)
+    runner.stop()
+    job_service().release_stream(session_id())
+
+
+@st.fragment(run_every=READOUT_REFRESH_S)
+def _source_readout(key: str, runner: StreamRunner, sound: bool) -> None:
+    snapshot = runner.session.snapshot()
+    live = runner.running and receiving(snapshot)
+    if runner.error:
+        st.warning(f"Stopped: {runner.error}")
+    elif not runner.running:
+        st.info("Ended." if snapshot.frames else "Not started.")
+    if snapshot.last_frame_jpeg is not None:
+        st.image(snapshot.last_frame_jpeg, width=480)
+    if live:
+        show_banner(snapshot, key, sound)
+    show_figures(snapshot, runner.session.classes, live)
+    show_history(snapshot, key, runner.session)
+
+
+def _other_sources(pipeline: FacePipeline, config: WatchConfig, sound: bool) -> None:
+    st.subheader("More sources")
+    st.caption("Each source has its own people counts, alerts and event log. A clip plays as a live camera would.")
+    upload, url = st.columns(2)
+    clip = upload.file_uploader("A video clip", type=["mp4", "webm", "mov", "avi", "mkv"], key="webcam_clip")
+    if clip is not None and upload.button("Watch this clip", key="webcam_watch_clip"):
+        path = atomic_write(watch_folder() / "uploads" / f"{uuid.uuid4().hex[:8]}-{Path(clip.name).name}",
+                            clip.getvalue())
+        _add_source(str(path), pipeline, config)
+    if may(Action.ADD_STREAM_URL):
+        address = url.text_input("Camera URL or device", placeholder="rtsp://camera.local/stream, http://…, "
+                                 "/dev/video0", key="webcam_url")
+        if address and url.button("Watch this camera", key="webcam_watch_url"):
+            _add_source(address.strip(), pipeline, config)
+    else:
+        with url:
+            explain_refusal(Action.ADD_STREAM_URL)
+    for key, runner in list(st.session_state.get(SOURCES_KEY, {}).items()):
+        with st.container(border=True):
+            head, stop = st.columns([4, 1])
+            head.markdown(f"**{runner.source if is_url(runner.source) else Path(runner.source).name}**")
+            if stop.button("Remove", key=f"remove_{key}"):
+                _end_source(key)
+                st.rerun()
+            _source_readout(key, runner, sound)
+
+
+def _retention() -> None:
+    """What is kept and for how long; the owner may delete it all now."""
+    removed = prune_watch_folder()
+    folder = watch_folder()
+    kept = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+    st.caption(f"Recordings and snapshots are kept in `{folder}` for a limited time (MASKDET_WATCH_RETENTION_DAYS); "
+               f"{len(kept)} kept now" + (f", {len(removed)} expired ones deleted." if removed else "."))
+    if kept:
+        if may(Action.DELETE):
+            if st.button("Delete all recordings and snapshots", key="webcam_delete"):
+                prune_watch_folder(days=0)
+                st.rerun()
+        else:
+            explain_refusal(Action.DELETE)
+
+
+st.title("🎥 Watch a place")
+st.caption("Faces are tracked into people; each person gets one verdict from a vote over their frames. Browsers "
+           "only allow the camera on `localhost` or over HTTPS.")
+
+controls = st.columns([2, 1, 2, 1, 1])
 name = choose_model(controls[0], key="webcam_model")
-threshold = controls[1].slider(
-    "Confidence threshold", 0.5, 0.99, DEFAULT_THRESHOLD, 0.01, key="webcam_threshold",
-    help="Faces the model is less sure about are boxed in grey as 'Unsure' and left out of the class figures.",
-)
-mirror = controls[2].checkbox("Mirror", value=True, key="webcam_mirror", help="Flip left-right, like a mirror.")
+alert_after = controls[1].number_input("Alert after (s)", 0.0, 600.0, 3.0, 0.5, key="webcam_alert_after",
+                                       help="Alert when a face without a mask stays in view this long.")
+privacy = controls[2].selectbox("Privacy", list(Privacy), format_func=PRIVACY_LABELS.get, key="webcam_privacy",
+                                help="Blur: every kept picture (recordings, snapshots, event faces) has faces "
+                                     "blurred. Keep no pictures: only figures and the event log's text.")
+sound = controls[3].checkbox("Sound", value=False, key="webcam_sound", help="Play a tone in this browser on an alert.")
+mirror = controls[4].checkbox("Mirror", value=True, key="webcam_mirror", help="Flip left-right, like a mirror.")
 
 try:
     pipeline = FacePipeline(get_classifier(name), get_detector("centerface", **LIVE_DETECTOR_OPTIONS))
@@ -135,10 +277,12 @@ except ValueError as exc:
     st.error(f"Invalid ICE server setting (MASKDET_ICE_SERVERS or ice_servers in secrets.toml): {exc}")
     st.stop()
 
-st.caption(f"A face is labelled with mask from p(with mask) ≥ {pipeline.classifier.threshold:g}, the model's "
-           "operating threshold (set on the Compare page); the confidence threshold only greys out unsure faces.")
-processor = _processor(pipeline)
-processor.configure(pipeline=pipeline, threshold=threshold, mirror=mirror)
+config = WatchConfig(alert_after_s=float(alert_after), privacy=Privacy(privacy))
+feed = _camera(pipeline, config)
+feed.mirror = mirror
+feed.session.configure(pipeline=pipeline, config=config)
+for runner in st.session_state.get(SOURCES_KEY, {}).values():
+    runner.session.configure(config=config)
 
 video, readout = st.columns([3, 2])
 with video:
@@ -147,10 +291,17 @@ with video:
         mode=WebRtcMode.SENDRECV,
         rtc_configuration=ice,
         media_stream_constraints=MEDIA_CONSTRAINTS,
-        video_frame_callback=processor.video_frame_callback,
+        video_frame_callback=feed,
         async_processing=True,
         on_change=_on_stream_change,
+        desired_playing_state=False if st.session_state.get(REFUSED_KEY) else None,
     )
+    if st.session_state.get(REFUSED_KEY):
+        _streams_full_warning()
+    _recording_controls(feed.session, config.privacy)
 with readout:
     st.subheader("Live readout")
-    _readout(processor, context)
+    _camera_readout(feed.session, context, sound)
+
+_other_sources(pipeline, config, sound)
+_retention()

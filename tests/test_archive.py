@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from maskdet.data.archive import ArchiveError, extract_zip, mark_used, prune_extractions
+from maskdet.data.archive import (
+    KEPT_EXTRACTIONS,
+    MAX_TOTAL_BYTES,
+    ArchiveError,
+    extract_zip,
+    mark_used,
+    prune_extractions,
+)
+from maskdet.workspace import LEASES
 
 JPEG = b"\xff\xd8\xff\xe0 fake image bytes"
 
@@ -181,14 +189,28 @@ def test_pruning_keeps_the_most_recently_used_within_count_and_bytes(dest: Path)
     old, older, oldest = (extraction(dest, 1000, hours * 3600) for hours in (1, 2, 3))
     marked = extraction(dest, 1000, 4 * 3600)
     mark_used(marked / "with_mask", dest)  # used again just now: the newest
-    fresh = extraction(dest, 1000, 0)  # within the grace period: kept even beyond the budget
+    fresh = extraction(dest, 1000, 0)
 
-    assert prune_extractions(dest, keep=3, max_bytes=10**6, grace_s=60) == [older, oldest]
+    assert prune_extractions(dest, keep=3, max_bytes=10**6) == [older, oldest]
     assert sorted(dest.iterdir()) == sorted([old, marked, fresh])
 
-    assert prune_extractions(dest, keep=3, max_bytes=2500, grace_s=60) == [old]  # 2 x 1000 B kept, 3 000 is over
-    assert prune_extractions(dest, keep=1, max_bytes=0, grace_s=0, protect=[marked / "with_mask"]) == [fresh]
+    assert prune_extractions(dest, keep=3, max_bytes=2500) == [old]  # 2 x 1000 B kept, 3 000 is over
+    assert prune_extractions(dest, keep=1, max_bytes=0, protect=[marked / "with_mask"]) == [fresh]
     assert list(dest.iterdir()) == [marked]
+
+
+def test_with_the_shipped_settings_an_extraction_in_use_is_never_pruned_and_the_rest_are(dest: Path) -> None:
+    """Rewritten (issue 23): the old test pruned with a 60 s grace and budgets the product never ships, while the
+    product kept everything used in the last hour whatever its budget. Now the shipped count is kept, the data
+    set a page or a job is using stays however old it is, and the others go oldest first."""
+    in_use = extraction(dest, 1000, 48 * 3600)  # the oldest of all, but a job is evaluating it
+    others = [extraction(dest, 1000, minutes * 60) for minutes in range(KEPT_EXTRACTIONS + 2)]  # all recent
+    with LEASES.hold(in_use / "with_mask"):
+        removed = prune_extractions(dest, keep=KEPT_EXTRACTIONS, max_bytes=MAX_TOTAL_BYTES * KEPT_EXTRACTIONS)
+        assert in_use.is_dir()
+        assert removed == others[KEPT_EXTRACTIONS - 1:]  # the oldest others, though used minutes ago
+        assert len(list(dest.iterdir())) == KEPT_EXTRACTIONS
+    assert prune_extractions(dest, keep=KEPT_EXTRACTIONS - 1, max_bytes=MAX_TOTAL_BYTES) == [in_use]  # released
 
 
 def test_pruning_touches_nothing_but_extraction_folders(dest: Path, tmp_path: Path) -> None:
@@ -199,6 +221,6 @@ def test_pruning_touches_nothing_but_extraction_folders(dest: Path, tmp_path: Pa
     (dest / "notes").mkdir()
     (dest / "upload-file").write_bytes(b"x")
 
-    assert len(prune_extractions(dest, keep=0, max_bytes=0, grace_s=0, protect=[outside])) == 1
+    assert len(prune_extractions(dest, keep=0, max_bytes=0, protect=[outside])) == 1
     assert sorted(p.name for p in dest.iterdir()) == ["notes", "upload-file", "upload-link"]
     assert (outside / "upload-lookalike").is_dir()

@@ -8,11 +8,14 @@ photos composed from real held-out face crops.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,8 +24,9 @@ import psutil
 import pytest
 from PIL import Image
 
+from maskdet.batch.engines import WORKER_DIED
 from maskdet.batch.sinks import JsonLinesFileSink, resume_jsonl
-from maskdet.jobs import JobRunner, JobState
+from maskdet.jobs import JobRunner, JobState, JobStatus
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -167,6 +171,117 @@ def test_a_worker_killed_mid_run_is_replaced_and_no_file_is_lost(archive, tiny_m
     assert_same_records(by_path(read_records(out)), reference)
 
 
+def write_clip(path: Path, frames: int = 48, size: tuple[int, int] = (320, 240)) -> Path:
+    """A plain H.264 clip: a worker holds it open while it decodes and scores every frame."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for index in range(frames):
+            pixels = np.full((size[1], size[0], 3), (40 + 4 * index) % 256, dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def holding(root: psutil.Process, path: str) -> list[psutil.Process]:
+    """``root`` and those of its descendants that have ``path`` open now."""
+    try:
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:  # the run is over
+        return []
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):  # one that ended meanwhile
+            if any(f.path == path for f in process.open_files()):
+                found.append(process)
+    return found
+
+
+class FileThatKillsItsWorker(threading.Thread):
+    """SIGKILLs every worker process of ``parent`` that opens ``poison`` (what a file crashing the decoder or
+    exhausting memory does), until stopped; counts the kills."""
+
+    def __init__(self, parent: subprocess.Popen, poison: Path) -> None:
+        super().__init__(daemon=True)
+        self.parent, self.poison, self.kills = psutil.Process(parent.pid), str(poison), 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            for worker in holding(self.parent, self.poison):
+                if worker.pid != self.parent.pid:
+                    with contextlib.suppress(psutil.Error):
+                        worker.send_signal(signal.SIGKILL)
+                        self.kills += 1
+            time.sleep(0.005)
+
+
+def test_only_the_file_that_kills_its_worker_again_is_blamed_and_resume_scores_it_again(
+        archive, tiny_mobilenet, reference, tmp_path) -> None:
+    folder = tmp_path / "photos"
+    photos = sorted((archive / "day-0").glob("photo-*.jpg"))[:8]
+    folder.mkdir()
+    for photo in photos:
+        shutil.copy(photo, folder / photo.name)
+    poison = write_clip(folder / "a-poison.mp4")  # first in the walk: its chunk and the chunks behind it are retried
+    out = tmp_path / "blame.jsonl"
+    process = start_predict(str(folder), "--model", str(tiny_mobilenet), "--workers", "2", "--output", str(out),
+                            "--batch-size", "2")
+    killer = FileThatKillsItsWorker(process, poison)
+    killer.start()
+    try:
+        assert process.wait(600) == 2, process.stderr.read()
+    finally:
+        killer.stopped.set()
+        killer.join()
+    assert killer.kills >= 2  # its first chunk, then its retry alone
+    records = by_path(read_records(out))
+    innocent = {path: records[path] for path in map(str, (folder / p.name for p in photos))}
+    assert not [path for path, record in innocent.items() if "error" in record]  # 14 of 15 were blamed before
+    assert records[str(poison)] == {"path": str(poison), "error": WORKER_DIED, "worker_died": True}
+    expected = {str(folder / Path(path).name): record for path, record in reference.items()
+                if Path(path).parent.name == "day-0" and Path(path).name in {p.name for p in photos}}
+    assert_same_records({path: {**record, "path": path} for path, record in innocent.items()},
+                        {path: {**record, "path": path} for path, record in expected.items()})
+
+    done = predict(str(folder), "--model", str(tiny_mobilenet), "--output", str(out), "--resume")  # no killer now
+    assert done.returncode == 0, done.stderr
+    assert f"{len(photos)} already done" in done.stderr
+    again = read_records(out)
+    assert not [r for r in again if "error" in r]  # the worker-death record was replaced by the clip's frames
+    assert {r["path"] for r in again} == {str(poison), *innocent}
+    assert len([r for r in again if r["path"] == str(poison)]) == 48
+
+
+def test_ctrl_c_during_a_parquet_run_leaves_no_file_says_so_and_a_rerun_works(archive, tiny_mobilenet,
+                                                                               tmp_path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in sorted((archive / "day-0").glob("photo-*.jpg"))[:4]:
+        shutil.copy(photo, folder / photo.name)
+    clip = write_clip(folder / "z-clip.mp4", frames=96)  # last in the walk: the photos' records are in by then
+    out = tmp_path / "records.parquet"
+    process = start_predict(str(folder), "--model", str(tiny_mobilenet), "--output", str(out), "--batch-size", "1")
+    deadline = time.monotonic() + 300
+    while not holding(psutil.Process(process.pid), str(clip)):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)  # Ctrl-C (sent from Python: a background shell job ignores SIGINT)
+    assert process.wait(60) == 130
+    err = process.stderr.read()
+    assert "interrupted; nothing was saved" in err and "written only when the run completes" in err, err
+    assert list(tmp_path.glob("*.parquet*")) == [] and list(tmp_path.glob(".records.parquet*")) == []
+
+    done = predict(str(folder), "--model", str(tiny_mobilenet), "--output", str(out), "--every", "8")
+    assert done.returncode == 0, done.stderr
+    import pyarrow.parquet as pq
+
+    paths = [row["path"] for row in pq.read_table(out).to_pylist()]
+    assert sorted(set(paths)) == sorted(str(p) for p in folder.iterdir()) and len(paths) == 4 + 12
+
+
 def test_existing_output_is_refused_without_resume(archive, tiny_mobilenet, tmp_path) -> None:
     out = tmp_path / "exists.jsonl"
     out.write_text('{"path": "x"}\n')
@@ -256,23 +371,48 @@ def test_score_batch_job_writes_the_same_records_and_resumes(archive, tiny_mobil
     assert len(read_records(out)) == 42
 
 
-def test_a_cancelled_score_batch_job_stops_between_batches_and_resumes(archive, tiny_mobilenet, reference,
-                                                                         tmp_path) -> None:
-    out = tmp_path / "cancelled.jsonl"
-    runner = JobRunner()
-    runner.submit("score-batch", score_batch(archive, tiny_mobilenet, out, batch_size=2))
+COOPERATIVE_CANCEL_S = 120.0  # a batch can take seconds on a busy machine: no termination before the job stops
+
+
+def cancel_once_scoring(params: dict) -> tuple[JobRunner, JobStatus]:
+    """Submit a score-batch job, cancel it once it has scored a batch: the runner and the job's final status
+    (the job stops itself between batches; the runner's grace is long enough that it is never terminated)."""
+    runner = JobRunner(cancel_grace_s=COOPERATIVE_CANCEL_S)
+    runner.submit("score-batch", params)
     deadline = time.monotonic() + 600
     while not ((status := runner.snapshot()).progress and status.progress.fraction > 0):
         assert status.active and time.monotonic() < deadline, status
         time.sleep(0.02)
     assert runner.cancel()
-    status = runner.wait(30)
+    status = runner.wait(COOPERATIVE_CANCEL_S + 30)
     assert status.state == JobState.CANCELLED, status
+    return runner, status
+
+
+def test_a_cancelled_score_batch_job_stops_between_batches_and_resumes(archive, tiny_mobilenet, reference,
+                                                                         tmp_path) -> None:
+    out = tmp_path / "cancelled.jsonl"
+    runner, status = cancel_once_scoring(score_batch(archive, tiny_mobilenet, out, batch_size=2))
     written = read_records(out)  # whole lines only
     assert 2 <= len(written) < 42 and len(written) % 2 == 0  # stopped at a batch boundary
+    assert f"Cancelled: {len(written)} records saved in {out}" in status.log[-1]  # not "nothing was saved"
 
     runner.submit("score-batch", score_batch(archive, tiny_mobilenet, out, batch_size=8, resume=True))
     status = runner.wait(600)
     assert status.state == JobState.FINISHED, status.error
     assert status.result["skipped"] == len(written) and status.result["images"] == 42 - len(written)
     assert_same_records(by_path(read_records(out)), reference)
+
+
+def test_a_cancelled_parquet_job_leaves_no_file_says_so_and_a_rerun_works(archive, tiny_mobilenet, tmp_path) -> None:
+    out = tmp_path / "cancelled.parquet"
+    runner, status = cancel_once_scoring(score_batch(archive, tiny_mobilenet, out, batch_size=2))
+    assert "Cancelled: nothing was saved" in status.log[-1] and "written only when the run completes" in status.log[-1]
+    assert list(tmp_path.iterdir()) == []  # neither a partial file that looks whole nor a hidden temporary
+
+    runner.submit("score-batch", score_batch(archive, tiny_mobilenet, out, batch_size=8))
+    status = runner.wait(600)
+    assert status.state == JobState.FINISHED, status.error
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).num_rows == 42

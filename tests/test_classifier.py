@@ -54,6 +54,8 @@ def test_compiled_single_image_path_agrees_with_eager(tiny_mobilenet, face_batch
     assert classifier.wait_for_compilation(timeout=600)
     assert classifier.compiled
     np.testing.assert_allclose(classifier.run(inputs[:1]), eager_single, atol=1e-3)
+    tolerance = 0.05 if classifier.precision == "bf16" else 1e-3
+    np.testing.assert_allclose(eager_single, trained_network_answers(classifier, inputs[:1]), atol=tolerance)
     batched = classifier.run(inputs)  # several faces: the eager network, batched
     singles = np.concatenate([classifier.run(x) for x in inputs.split(1)])
     np.testing.assert_allclose(singles, batched, atol=0.05)
@@ -97,20 +99,39 @@ def test_the_serving_backend_is_onnxruntime_for_fp32_and_answers_as_pytorch(tiny
     assert torch.get_num_threads() == configure_threads()  # loading it changed no thread count
 
 
+def trained_network_answers(served: Predictor, inputs: torch.Tensor) -> np.ndarray:
+    """The trained fp32 network's probabilities: a reference no backend computes (a backend compared with
+    itself would pass whatever it returned)."""
+    with torch.inference_mode():
+        return torch.softmax(served.model(inputs), 1).numpy()
+
+
 def test_the_serving_backend_falls_back_to_the_compiled_graph(tiny_mobilenet, face_batch, monkeypatch) -> None:
+    """Without onnxruntime, an fp32 model is served by the compiled graph, and it answers as the trained network
+    for single faces (the compiled graph, once compiled) and batches (the eager network)."""
     def unavailable(loaded, dtype):  # noqa: ANN001, ANN202 - as a missing onnxruntime or a refused export fails
         raise ImportError("No module named 'onnxruntime'")
 
-    monkeypatch.setenv("MASKDET_COMPILE", "0")
+    monkeypatch.setenv("MASKDET_COMPILE", "1")
     monkeypatch.setitem(BACKENDS, "onnxruntime", unavailable)
     _, inputs = face_batch
     served = Predictor(load_model(tiny_mobilenet), precision="fp32", backend=AUTO_BACKEND)
     assert served.backend.name == "compiled"
-    np.testing.assert_allclose(served.run(inputs), served.run(inputs, bf16=False), atol=1e-5)
+    assert served.wait_for_compilation(timeout=600) and served.compiled
+    expected = trained_network_answers(served, inputs)
+    np.testing.assert_allclose(served.run(inputs), expected, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([served.run(x) for x in inputs.split(1)]), expected, atol=1e-3)
+    assert len(np.unique(expected.argmax(1))) == 2  # real faces of both classes: constants cannot pass
 
 
 @pytest.mark.skipif(not cpu_has_fast_bf16(), reason="this CPU has no native bf16; the product runs fp32 here")
-def test_a_bf16_model_is_served_by_the_compiled_graph(tiny_mobilenet, monkeypatch) -> None:
+def test_a_bf16_model_is_served_by_the_compiled_backend_and_keeps_the_trained_labels(tiny_mobilenet, face_batch,
+                                                                                    monkeypatch) -> None:
+    """The choice of backend (compilation itself: test_compiled_single_image_path_agrees_with_eager)."""
     monkeypatch.setenv("MASKDET_COMPILE", "0")
+    _, inputs = face_batch
     served = Predictor(load_model(tiny_mobilenet), precision="bf16", backend=AUTO_BACKEND)
     assert served.precision == "bf16" and served.backend.name == SERVING_BACKENDS["bf16"][0] == "compiled"
+    expected = trained_network_answers(served, inputs)
+    answers = served.run(inputs)
+    assert (answers.argmax(1) == expected.argmax(1)).all() and np.abs(answers - expected).max() < 0.05

@@ -88,7 +88,7 @@ def test_sidebar_shows_the_servers_job_on_every_page_but_train(tiny_dataset):
         assert not app.exception, app.exception
         navigation = {page.title for page in PAGES}  # the sidebar's other lines: the app's links, who can reach it
         captions = [str(e.value) for e in app.sidebar.caption]
-        return "\n".join(c for c in captions if not c.startswith(("🔒 Private", "🌐 Reachable"))) + "".join(
+        return "\n".join(c for c in captions if not c.startswith(("🔒 Private", "🌐 Reachable", "👤"))) + "".join(
             f"\nlink: {e.label}" for e in app.sidebar.get("page_link") if e.label not in navigation)
 
     st.cache_resource.clear()  # a fresh server-wide runner

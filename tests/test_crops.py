@@ -150,3 +150,19 @@ def test_split_files_of_a_crop_set_are_found_without_the_cached_crop_set(dataset
     assert locate_split_file(dataset, f"with_mask/face-mask-4k/with_mask/{real.name}") == real
     assert locate_split_file(dataset, "with_mask/kaggle-scenes/maksssksksss1__000.png") is None  # cut crops: gone
     assert locate_split_file(dataset, "with_mask/elsewhere/with_mask/x.jpg") is None
+
+
+def test_the_default_cards_crops_can_be_cut_again_with_its_recorded_detector_setting() -> None:
+    """The shipped default's card names its data portably (no path into one machine's cache) and the command
+    it records selects the detector settings it records (480 px, peaks above 0.35)."""
+    import shlex
+
+    from maskdet.cli import build_parser
+    from maskdet.settings import REPO_ROOT
+    from maskdet.zoo.folders import read_metadata
+
+    card = read_metadata(REPO_ROOT / "models" / "mobilenet_v2")
+    assert "/.cache/" not in json.dumps(card) and card["dataset"]["path"].startswith("$MASKDET_CACHE_DIR/crops/")
+    args = build_parser().parse_args(shlex.split(card["dataset"]["command"])[3:])
+    recorded = card["dataset"]["settings"]["detector"]
+    assert get_detector(args.detector).settings().items() >= {k: v for k, v in recorded.items() if k != "name"}.items()

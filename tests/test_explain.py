@@ -14,6 +14,9 @@ from PIL import Image
 from maskdet.inference.explain import (
     BASELINES,
     DEFAULT_IG_STEPS,
+    IG_MAX_STEPS,
+    IG_TIME_BUDGET_S,
+    IG_TOLERANCE,
     METHODS,
     ExplanationUnsupported,
     explain,
@@ -49,12 +52,24 @@ def test_every_method_returns_maps_at_input_resolution(classifier: Predictor, ma
     assert result.label == expected == "with_mask"
     assert 0.5 < result.probability <= 1.0
     if method == "integrated_gradients":
-        assert result.settings == {"steps": DEFAULT_IG_STEPS, "baseline": "blur"}
+        assert result.settings["baseline"] == "blur" and result.settings["steps"] >= DEFAULT_IG_STEPS
         # Completeness survives the channel sum: attributions add up to F(input) - F(baseline) (+ delta).
         assert result.attribution.sum() == pytest.approx(result.log_odds_gap + result.convergence_delta, abs=1e-2)
         assert result.relative_delta < 0.1
     else:
         assert result.convergence_delta is None
+
+
+def test_integrated_gradients_chooses_steps_to_converge_within_the_bound(classifier: Predictor,
+                                                                       masked_face: Image.Image) -> None:
+    """Automatic steps (the default): the convergence error is under IG_TOLERANCE of the change explained, or the
+    explanation says it is not; too few steps chosen by hand are flagged, never shown as fine."""
+    result = explain(classifier, masked_face)
+    assert result.tolerance == IG_TOLERANCE and result.settings["auto_steps"]
+    assert result.converged == (result.relative_delta <= IG_TOLERANCE)
+    assert result.converged or result.seconds > IG_TIME_BUDGET_S / 3 or result.settings["steps"] * 2 > IG_MAX_STEPS
+    coarse = explain(classifier, masked_face, steps=1)
+    assert coarse.relative_delta > IG_TOLERANCE and coarse.converged is False
 
 
 def test_more_steps_converge(classifier: Predictor, masked_face: Image.Image) -> None:

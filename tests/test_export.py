@@ -138,8 +138,8 @@ def test_a_three_class_model_round_trips(three_class_mobilenet, tmp_path, datase
 
 
 def readme_snippet() -> str:
-    """The onnxruntime snippet of README.md: the python block that reads exported/metadata.json."""
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    """The onnxruntime snippet of docs/export.md: the python block that reads exported/metadata.json."""
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "export.md").read_text(), flags=re.S)
     return next(block for block in blocks if "exported/metadata.json" in block)
 
 

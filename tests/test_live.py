@@ -287,7 +287,8 @@ def test_page_refuses_bad_ice_servers_with_a_clear_message(monkeypatch, isolated
     assert not app.exception
     assert "Invalid ICE server setting" in app.error[0].value and "stun:/turn:" in app.error[0].value
     assert app.selectbox(key="webcam_model").value == tiny_mobilenet.name
-    assert app.slider(key="webcam_threshold").value == pytest.approx(0.6) and app.checkbox(key="webcam_mirror").value
+    assert app.number_input(key="webcam_alert_after").value == pytest.approx(3.0)
+    assert app.checkbox(key="webcam_mirror").value and app.selectbox(key="webcam_privacy").value == "off"
 
 
 def test_a_compiled_classifier_is_never_recompiled_by_the_frame_callback(pipeline, tiny_mobilenet, held_out_faces,

@@ -17,13 +17,12 @@ from markdown_text import texts
 from streamlit.testing.v1 import AppTest
 
 from maskdet.inference.predictor import load_classifier
-from maskdet.evaluation.compare import COL_MODEL, TABLE_COLUMNS
+from maskdet.evaluation.compare import COL_MODEL, COL_N, TABLE_COLUMNS
 from maskdet.evaluation.folder import evaluate_folder
 from maskdet.evaluation.heldout import COL_SET
 from maskdet.evaluation.metrics import compute_metrics
 from maskdet.settings import CLASSES, REPO_ROOT
 from ui.dataset_picker import SOURCE_PATH
-from ui.jobs import job_queue
 
 PAGE = "pages/compare.py"
 TIMEOUT = 180
@@ -37,7 +36,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "root").mkdir()
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "root"))
     st.cache_data.clear()
-    job_queue.clear()  # a fresh server-wide queue of evaluations
+    st.cache_resource.clear()  # a fresh job service (the sessions' queues run on it)
     return PAGE
 
 
@@ -56,7 +55,7 @@ def evaluate_unseen(at: AppTest) -> AppTest:
     at.button(key="compare_evaluate").click().run()
     assert not at.exception, texts(at.exception)
     assert at.button(key="compare_evaluate_cancel").label == "Cancel" and at.get("progress")
-    status = job_queue(UNSEEN_QUEUE).wait(TIMEOUT)
+    status = at.session_state["jobs_queues"][UNSEEN_QUEUE].wait(TIMEOUT)
     assert not status.active and {s.kind for s in status.statuses} == {"evaluate-folder"}
     return at.run()
 
@@ -81,7 +80,8 @@ def test_two_models_side_by_side_and_on_unseen_data(app: str, tiny_models_dir: P
     assert_clean(at)
 
     table = at.dataframe[0].value  # the comparison table (st.dataframe exposes no key)
-    assert [c for c in table.columns if c != COL_SET] == TABLE_COLUMNS
+    assert list(table.columns[1:3]) == [COL_SET, COL_N]  # the set and its size beside each model's name
+    assert sorted(table.columns) == sorted([*TABLE_COLUMNS, COL_SET])
     assert set(table[COL_SET]) == {f"{tiny_dataset.name} test files held out by all 2"}
     assert sorted(table[COL_MODEL]) == ["tiny-cnn", "tiny-mlp"]
     assert (table["CPU ms / face"] > 0).all()  # measured on this machine
@@ -262,4 +262,4 @@ def test_error_gallery_and_operating_point_on_shipped_models(app: Path, tmp_path
     assert {"Original (as the model sees it)", "Integrated Gradients heatmap", "Overlay"} <= {
         c for image in tab.image for c in image.captions}
     assert f"Why `mlp` said **{hardest['predicted label']}**" in texts(tab.markdown)
-    assert "Convergence delta" in texts(tab.caption)
+    assert "convergence error" in texts(tab.caption) + texts(tab.warning)

@@ -15,7 +15,8 @@ from hostile_inputs import ZOO_INVALID, ZOO_VALID, write_zoo, zoo_face
 from markdown_text import texts
 from streamlit.testing.v1 import AppTest
 
-from ui import dataset_picker
+from maskdet.data.archive import KEPT_EXTRACTIONS
+from maskdet.workspace import tree_bytes
 from ui.dataset_picker import SOURCE_PATH, SOURCE_UPLOAD
 from ui.paths import PATH_ROOTS_ENV
 
@@ -70,7 +71,9 @@ def test_face_mask_4k(datasets_root: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_listed_data_set_and_empty_root(datasets_root: Path, tmp_path: Path) -> None:
     at = page_test(PAGE, TIMEOUT).run()
     assert_clean(at)
-    assert "No data sets found" in texts(at.info)
+    # An empty data root lists the sample set built into maskdet (issue 26), and says what it is.
+    assert at.selectbox(key="dataset_listed").options == ["sample-faces"]
+    assert any("sample built into maskdet" in caption.value for caption in at.caption)
 
     build(tmp_path / "root" / "tiny", {"with_mask": real_jpegs(datasets_root, "with_mask", 3)})
     build(tmp_path / "root" / "tiny", {"without_mask": real_jpegs(datasets_root, "without_mask", 3)})
@@ -146,7 +149,8 @@ def test_only_corrupt_images(datasets_root: Path, tmp_path: Path) -> None:
     at = open_path(tmp_path / "bad")
     assert_clean(at)
     assert "None of the 1 files could be decoded" in texts(at.error)
-    assert at.dataframe[0].value["file"].tolist() == ["with_mask/half.jpg"]
+    unreadable = [frame.value for frame in at.dataframe if "file" in frame.value.columns]
+    assert unreadable[0]["file"].tolist() == ["with_mask/half.jpg"]
 
 
 def zip_of(root: Path, prefix: str = "") -> bytes:
@@ -174,7 +178,7 @@ def test_zip_upload(datasets_root: Path, tmp_path: Path) -> None:
 
     assert_clean(at)
     assert metrics(at)["Readable images"] == "5"
-    uploads = tmp_path / "cache" / "uploads"
+    uploads = tmp_path / "cache" / "sessions" / "owner" / "uploads"
     assert [p.name for p in uploads.iterdir()][0].startswith("upload-")
     at.run()  # a rerun reuses the extracted folder
     assert len(list(uploads.iterdir())) == 1
@@ -191,7 +195,7 @@ def test_hostile_zip_upload(tmp_path: Path) -> None:
 
     assert_clean(at)
     assert "Cannot use `evil.zip`" in texts(at.error) and "'..'" in texts(at.error)
-    uploads = tmp_path / "cache" / "uploads"
+    uploads = tmp_path / "cache" / "sessions" / "owner" / "uploads"
     assert not uploads.exists() or not any(uploads.iterdir())
     assert not list(tmp_path.rglob("escape.jpg"))
 
@@ -234,7 +238,7 @@ def test_the_bad_input_zoo_in_a_folder_and_in_a_zip(zoo_source: Path, tmp_path: 
     assert_zoo_audited(open_path(zoo_source))
     at = upload_zip("zoo.zip", zip_of(zoo_source, "zoo-set/"))
     assert_zoo_audited(at)  # the same files, read from the extracted copy
-    assert len(list((tmp_path / "cache" / "uploads").iterdir())) == 1
+    assert len(list((tmp_path / "cache" / "sessions" / "owner" / "uploads").iterdir())) == 1
 
 
 def test_broken_zips_are_refused_one_by_one_and_leave_nothing(zoo_source: Path, tmp_path: Path) -> None:
@@ -254,7 +258,7 @@ def test_broken_zips_are_refused_one_by_one_and_leave_nothing(zoo_source: Path, 
         assert_clean(at)
         assert f"Cannot use `{name}`: {reason}" in texts(at.error), texts(at.error)
         assert not at.metric  # no audit of anything
-    uploads = tmp_path / "cache" / "uploads"
+    uploads = tmp_path / "cache" / "sessions" / "owner" / "uploads"
     assert not uploads.exists() or not any(uploads.iterdir())
 
 
@@ -283,27 +287,37 @@ def test_typed_paths_are_checked(tmp_path: Path, zoo_source: Path, monkeypatch: 
     assert metrics(at)["Readable images"] == str(6 + len(ZOO_VALID))
 
 
-def test_old_upload_extractions_are_pruned(datasets_root: Path, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dataset_picker, "UPLOADS_KEPT", 1)
-    monkeypatch.setattr(dataset_picker, "UPLOADS_GRACE_S", 0)
-    uploads = tmp_path / "cache" / "uploads"
-    zips = {}
-    for number in range(3):
-        source = build(tmp_path / f"src{number}", {
-            "with_mask": real_jpegs(datasets_root, "with_mask", 2 + number),
-            "without_mask": real_jpegs(datasets_root, "without_mask", 2),
-        })
-        zips[number] = zip_of(source)
-
+def test_old_upload_extractions_are_pruned_with_the_shipped_settings(datasets_root: Path, tmp_path: Path) -> None:
+    """Rewritten (issue 23): the old test set the kept count to 1 and the grace to 0 s, settings the product
+    never ships (it kept everything used in the last hour). With the shipped settings a session keeps its
+    KEPT_EXTRACTIONS most recent extractions, the one on the page among them."""
+    uploads = tmp_path / "cache" / "sessions" / "owner" / "uploads"
+    source = build(tmp_path / "src", {"with_mask": real_jpegs(datasets_root, "with_mask", 2),
+                                       "without_mask": real_jpegs(datasets_root, "without_mask", 2)})
+    photo = real_jpegs(datasets_root, "with_mask", 3)[2].read_bytes()
     at = None
-    for number, data in zips.items():
-        at = upload_zip(f"set{number}.zip", data, at)
+    for number in range(KEPT_EXTRACTIONS + 2):
+        (source / "with_mask" / f"extra{number}.jpg").write_bytes(photo)  # a new archive each time
+        at = upload_zip(f"set{number}.zip", zip_of(source), at)
         assert_clean(at)
-        assert metrics(at)["Readable images"] == str(4 + number)
-        assert len(list(uploads.iterdir())) == 1  # only the extraction in use is kept
+        assert metrics(at)["Files"] == str(5 + number)
+        assert len(list(uploads.iterdir())) == min(number + 1, KEPT_EXTRACTIONS)
 
-    at = upload_zip("set0.zip", zips[0], at)  # its folder was pruned: extracted again, audited as before
+
+def test_a_visitors_zip_stops_at_the_disk_budget_while_it_is_written(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 5: a 1.8 MB upload expanded to 1.86 GiB (the per-archive limit), whatever the budget said. Here a
+    ~100 KB zip of 100 MB, with a 32 MB visitor budget: refused while writing, nothing of it left."""
+    from test_sharing import server_address
+
+    monkeypatch.setenv("MASKDET_SESSION_STORAGE_MB", "32")
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("with_mask/a.jpg", b"\xff\xd8" + bytes(100 * 2**20))
+    assert len(bomb.getvalue()) < 2**20
+    with server_address("0.0.0.0"):
+        at = page_test(PAGE, TIMEOUT).run()
+        at.file_uploader(key="dataset_zip").set_value(("bomb.zip", bomb.getvalue(), "application/zip")).run()
     assert_clean(at)
-    assert metrics(at)["Readable images"] == "4"
-    assert len(list(uploads.iterdir())) == 1
+    assert "Cannot use `bomb.zip`" in texts(at.error)
+    assert tree_bytes(tmp_path / "cache") < 32 * 2**20

@@ -109,3 +109,56 @@ def test_home_starts_here_marks_the_default_and_names_the_set_of_its_accuracy(
     assert models.loc["mobilenet_v2", "default"] == "★" and models.loc["mlp", "default"] == ""
     assert "test accuracy" not in models.columns
     assert set(models[COL_SET]) == {"face-mask-4k test files held out by all 3"} and set(models["images"]) == {613}
+
+
+def _unconverged_explanation() -> None:
+    """An Integrated Gradients result whose error is 25.5% of the change it explains, as issue 27 saw one."""
+    import numpy as np
+
+    from maskdet.inference.explain import IG_TOLERANCE, Explanation
+    from ui.explanation import show_explanation
+
+    picture = np.zeros((8, 8, 3), dtype=np.uint8)
+    show_explanation(Explanation(
+        method="integrated_gradients", label="with_mask", probability=0.9, image=picture,
+        attribution=np.zeros((8, 8), dtype=np.float32), heatmap=picture, overlay=picture, convergence_delta=0.51,
+        log_odds_gap=2.0, seconds=6.5, settings={"steps": 256, "baseline": "blur", "auto_steps": True},
+        tolerance=IG_TOLERANCE))
+
+
+def test_an_explanation_that_did_not_converge_is_flagged_plainly() -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_unconverged_explanation).run()
+    assert not at.exception, texts(at.exception)
+    assert "Unreliable explanation" in texts(at.warning) and "25.5% of the change" in texts(at.warning)
+
+
+def aspect_only_dataset(root: Path, per_class: int = 24) -> Path:
+    """A made-up data set whose classes differ only by aspect ratio: same noise, pixel count, format and mode."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, (width, height) in {"with_mask": (60, 150), "without_mask": (150, 60)}.items():
+        (root / name).mkdir(parents=True)
+        for index in range(per_class):
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{index:03d}.png")
+    return root
+
+
+def test_dataset_page_warns_when_the_aspect_ratio_alone_predicts_the_class(tmp_path: Path) -> None:
+    from ui.dataset_picker import SOURCE_PATH
+
+    data = aspect_only_dataset(tmp_path / "aspect-only")
+    at = page_test("pages/dataset.py", TIMEOUT).run()
+    at.radio(key="dataset_source").set_value(SOURCE_PATH).run()
+    at.text_input(key="dataset_path").input(str(data)).run()
+    assert not at.exception, texts(at.exception)
+    warnings = [w.value for w in at.warning if "alone predicts the class" in w.value]
+    assert "aspect ratio" in warnings[0] and "100.00% balanced accuracy" in warnings[0]  # the strongest first
+    assert not [w for w in warnings if "image size" in w or "format" in w or "colour mode" in w]
+    table = next(d.value for d in at.dataframe if "property" in d.value.columns).set_index("property")
+    assert table.loc["aspect ratio (width / height)", "balanced accuracy"] == 1.0
+    assert table.loc["image size (pixels)", "balanced accuracy"] == pytest.approx(0.5, abs=0.1)

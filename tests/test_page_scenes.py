@@ -11,7 +11,6 @@ from PIL import Image
 from scene_helpers import build_scene_folder, voc
 from streamlit.testing.v1 import AppTest
 
-from ui.jobs import job_queue
 from ui.scenes_section import KEY, SCENES_QUEUE
 
 TIMEOUT = 180
@@ -27,7 +26,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_mobilenet: Path, h
     monkeypatch.setenv("MASKDET_MODELS_DIR", str(tiny_mobilenet.parent))
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "root"))
     st.cache_data.clear()
-    job_queue.clear()  # a fresh server-wide queue of scene evaluations
+    st.cache_resource.clear()  # a fresh job service (the sessions' queues run on it)
     frame = Image.fromarray(frame_composer([held_out_faces["with_mask"][0], held_out_faces["without_mask"][0]], FACES))
     boxes = [(x, y, x + s, y + s) for x, y, s in FACES]
     build_scene_folder(tmp_path / "root" / "street", {
@@ -52,7 +51,7 @@ def evaluate(at: AppTest) -> AppTest:
     at.button(key=f"{KEY}_evaluate").click().run()
     assert_clean(at)
     assert at.button(key=f"{KEY}_cancel").label == "Cancel" and at.get("progress")
-    status = job_queue(SCENES_QUEUE).wait(TIMEOUT)
+    status = at.session_state["jobs_queues"][SCENES_QUEUE].wait(TIMEOUT)
     assert not status.active and not status.failures(), status.failures()
     assert [s.kind for s in status.statuses] == ["evaluate-scenes"] * len(status.jobs)
     return at.run()  # the fragment sees the jobs ended and reruns the page once

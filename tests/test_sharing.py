@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from maskdet.settings import REPO_ROOT
 from maskdet.sharing import PATH_ROOTS_ENV, default_roots, is_loopback, path_roots
+from ui.access import OWNER_KEY, SECRET_KEY
 from ui.dataset_picker import SOURCE_PATH
 
 DATASET_PAGE = "pages/dataset.py"
@@ -45,7 +46,9 @@ def test_path_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
     assert path_roots(exposed=False, value=None) is None  # the owner on loopback: anything readable
     assert path_roots(exposed=True, value="  ") == default_roots()  # exposed and unset: fail closed
-    assert default_roots()[0] == tmp_path / "data" and default_roots()[2] == tmp_path / "cache" / "uploads"
+    monkeypatch.setenv("MASKDET_MODELS_DIR", str(tmp_path / "models"))
+    assert default_roots() == [tmp_path / "data", tmp_path / "models"]
+    assert not any((tmp_path / "cache").is_relative_to(root) for root in default_roots())  # never the uploads
     chosen = f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}"
     for exposed in (False, True):  # the variable wins either way
         assert path_roots(exposed=exposed, value=chosen) == [tmp_path / "a", tmp_path / "b"]
@@ -77,7 +80,9 @@ def test_an_exposed_server_confines_typed_paths_to_maskdets_folders(tiny_dataset
     st.cache_data.clear()
 
     with server_address("0.0.0.0"):
-        at = page_test(DATASET_PAGE, 120).run()
+        at = page_test(DATASET_PAGE, 120)
+        at.session_state[OWNER_KEY] = True  # the owner, signed in: typed paths are the owner's
+        at.run()
         at.radio(key="dataset_source").set_value(SOURCE_PATH).run()
         limits = texts(at.caption)
         assert "reachable from the network, so typed paths are limited to" in limits
@@ -118,6 +123,116 @@ def test_the_sidebar_says_who_can_reach_the_dashboard() -> None:
             at = AppTest.from_function(_sidebar_app).run()
         assert not at.exception
         assert [expected in c.value for c in at.sidebar.caption] == [True], address
+
+
+# --- issue 23: owner and visitors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "x-forwarded-for", "Forwarded", "X-Real-IP"])
+def test_a_request_through_a_reverse_proxy_is_from_the_network(header: str) -> None:
+    """Defect 2: behind the README's reverse proxy the server listens on loopback, yet every request comes from
+    the network; the forwarded headers say so (fail closed)."""
+    from maskdet.sharing import is_exposed
+
+    assert is_exposed("127.0.0.1", {header: "203.0.113.7", "Host": "masks.example.org"})
+    assert is_exposed("0.0.0.0", {})
+    assert not is_exposed("127.0.0.1", {"Host": "localhost:8501", "User-Agent": "x"})
+
+
+def test_owner_sign_in_secret_and_rate_limits() -> None:
+    from maskdet.sharing import SignInLimiter, owner_email, secret_matches
+
+    assert secret_matches("s3cret-long", "s3cret-long")
+    assert not secret_matches("s3cret-lonG", "s3cret-long") and not secret_matches("", "") and not secret_matches(
+        "x", None)
+    assert owner_email("Ann@Example.org", "bob@example.org, ann@example.org")
+    assert not owner_email("eve@example.org", "ann@example.org") and not owner_email(None, "")
+    limiter = SignInLimiter(per_session=3, server_wide=5, window_s=60)
+    for _ in range(3):
+        assert limiter.wait_s("tab-1", now=0) == 0
+        limiter.failed("tab-1", now=0)
+    assert limiter.wait_s("tab-1", now=1) > 0  # this tab has used its attempts
+    for tab in ("tab-2", "tab-3"):  # new tabs do not buy more than the server allows
+        limiter.failed(tab, now=2)
+    assert limiter.wait_s("tab-4", now=3) > 0
+    assert limiter.wait_s("tab-4", now=63) == 0  # the window has passed
+
+
+def _train_page(owner: bool | None = None) -> AppTest:
+    at = page_test("pages/train.py", 120)
+    if owner is not None:
+        at.session_state[OWNER_KEY] = owner
+    return at.run()
+
+
+def test_a_visitor_of_a_shared_server_cannot_train_type_paths_or_save_thresholds(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Defect 2: every owner's action was offered to whoever reached an exposed server."""
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MASKDET_OWNER_SECRET", "correct horse battery staple")
+    with server_address("0.0.0.0"):
+        at = _train_page()
+        assert not at.exception
+        assert "Start training" not in [b.label for b in at.button]
+        assert "only the owner may train" in texts(at.info)
+        assert any("Visitor" in c.value for c in at.sidebar.caption)
+        assert SOURCE_PATH not in (at.radio(key="train_source").options if at.get("radio") else [])
+
+        dataset = page_test(DATASET_PAGE, 120).run()
+        assert SOURCE_PATH not in dataset.radio(key="dataset_source").options
+
+        at.text_input(key=SECRET_KEY).input("wrong")
+        at.button(key="access_sign_in").click().run()
+        assert "That is not the owner's secret." in texts(at.sidebar.caption)
+        assert "Start training" not in [b.label for b in at.button]
+        at.text_input(key=SECRET_KEY).input("correct horse battery staple")
+        at.button(key="access_sign_in").click().run()
+        assert not at.exception
+        assert "Start training" in [b.label for b in at.button]
+        assert any("Owner (signed in)" in c.value for c in at.sidebar.caption)
+        assert at.session_state[SECRET_KEY] == ""  # the secret is not kept in the session
+    with server_address("localhost"):  # on loopback nothing changes for the owner
+        at = _train_page()
+        assert "Start training" in [b.label for b in at.button]
+        assert any("Owner (this machine)" in c.value for c in at.sidebar.caption)
+
+
+def test_a_visitors_uploads_are_never_reachable_from_another_session(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 1: the upload folder was an allowed root of an exposed server, so a second visitor who typed the
+    printed path was shown the first visitor's extraction."""
+    from test_page_dataset import zip_of
+
+    from maskdet.workspace import sessions_root
+
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(PATH_ROOTS_ENV, raising=False)
+    with server_address("0.0.0.0"):
+        first = page_test(DATASET_PAGE, 120).run()
+        if first.radio(key="dataset_source").value != "Upload a .zip":
+            first.radio(key="dataset_source").set_value("Upload a .zip").run()
+        first.file_uploader(key="dataset_zip").set_value(("masks.zip", zip_of(tiny_dataset), "application/zip")).run()
+        assert not first.exception and not first.error
+        extracted = [p for p in (tmp_path / "cache").rglob("upload-*") if p.is_dir()]
+        assert len(extracted) == 1
+        assert extracted[0].is_relative_to(sessions_root())  # in the first visitor's own folder
+
+        second = page_test(DATASET_PAGE, 120).run()
+        if SOURCE_PATH in second.radio(key="dataset_source").options:  # today's main: the second visitor types it
+            second.radio(key="dataset_source").set_value(SOURCE_PATH).run()
+            second.text_input(key="dataset_path").input(str(extracted[0])).run()
+            assert not second.metric, "the second visitor was shown the first visitor's upload"
+        typed = AppTest.from_function(_typed, args=(str(extracted[0]),)).run()
+        assert "only the owner may type a server path" in typed.exception[0].message
+    assert not any(extracted[0].is_relative_to(root) for root in default_roots())
+
+
+def _typed(path: str) -> None:
+    import streamlit as st
+
+    from ui.paths import typed_path
+
+    st.session_state["typed"] = typed_path(path)
 
 
 def _free_port() -> int:

@@ -250,6 +250,34 @@ def test_an_undecodable_clip_fails_the_job_with_the_reason(clips, tmp_path) -> N
     assert read_results(output) is None and not (output / ANNOTATED).exists()
 
 
+def test_new_uploads_never_delete_a_running_analysis(frames, tmp_path, monkeypatch) -> None:
+    """Defect 4: staging a new clip pruned the oldest folders beyond 8 by modification time, the folder of
+    another session's running analysis among them (the job failed: "No such file or directory"). A running
+    job now holds a lease on its folder, and pruning skips folders in use."""
+    from maskdet.jobs import JobService
+    from maskdet.video.results import KEPT_FOLDERS, analysis_folder, stage_clip
+
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "videos"
+    running = analysis_folder("running", root)
+    clip = stage_clip(write_clip(tmp_path / "clip.mp4", frames * 2).read_bytes(), ".mp4", running)
+    old = time.time() - 3600
+    os.utime(running, (old, old))  # the oldest folder of all
+    service = JobService()
+    job = service.submit("analyse-video", {"clip": str(clip), "model": str(SHIPPED), "output": str(running)},
+                         "visitor-a", holds=[running])
+    for number in range(KEPT_FOLDERS + 2):  # another visitor uploads clip after clip meanwhile
+        stage_clip(b"another clip", ".mp4", analysis_folder(f"other-{number}", root))
+    assert running.is_dir()
+    status = service.wait(job, TIMEOUT)
+    assert status.state == JobState.FINISHED, status.error
+    assert read_results(running) is not None
+    for number in range(KEPT_FOLDERS):  # ended: no longer in use, it goes when it is the oldest
+        stage_clip(b"one more", ".mp4", analysis_folder(f"later-{number}", root))
+    assert not running.exists()
+    assert len(list(root.iterdir())) == KEPT_FOLDERS
+
+
 def test_bad_video_job_settings_are_refused_before_a_process_starts(clips, tmp_path) -> None:
     runner = JobRunner()
     good = {"clip": str(clips["mp4"]), "model": str(SHIPPED), "output": str(tmp_path / "out")}
@@ -365,12 +393,12 @@ def test_page_stop_keeps_nothing_and_the_clip_can_be_analysed_again(new_page, fr
     runner = at.session_state[RUNNER_KEY]
     follow(runner, lambda s: s.progress is not None and s.progress.phase == "analyse")
     at.run()
-    at.button(key="video_stop").click().run()
+    at.button(key="video_cancel").click().run()
     at = wait_for_job(at)
     assert not at.exception and runner.snapshot().state == JobState.CANCELLED
     assert any("Stopped: nothing was kept" in w.value for w in at.warning), texts(at.warning)
     assert not at.dataframe and not at.get("video") and not at.image
-    [folder] = (cache / "videos").iterdir()
+    [folder] = (cache / "sessions" / "owner" / "videos").iterdir()
     assert [p.name for p in folder.rglob("*")] == ["clip.mp4"]  # the upload only: no result, no partial file
     at.button(key="video_restart").click().run()
     again = at.session_state[RUNNER_KEY]

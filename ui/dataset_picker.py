@@ -6,8 +6,11 @@ for :mod:`maskdet.evaluation.scenes`). Offers the folders found under the data-s
 :func:`ui.paths.typed_path`, confined when the dashboard is shared), or an uploaded .zip
 (extracted safely by :func:`maskdet.data.archive.extract_zip`). Each upload is extracted once per
 session and content: reruns reuse the folder, so its fingerprint and every cache keyed by it
-stay valid. Extractions are kept for the most recently used uploads only (``UPLOADS_KEPT``,
-``UPLOADS_MAX_BYTES``); a session whose folder was pruned meanwhile extracts its upload again.
+stay valid. Uploads are extracted into the session's own folder (:func:`ui.storage.session_uploads`),
+never reachable from another session and deleted when the session ends; an extraction stops at what is
+left of the session's disk budget (:func:`ui.storage.storage_room`). The session keeps its
+``KEPT_EXTRACTIONS`` most recently used extractions; the one on the page, and any a job is reading, is
+never removed.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from maskdet.data.archive import ArchiveError, extract_zip, mark_used, prune_extractions
+from maskdet.data.archive import KEPT_EXTRACTIONS, MAX_TOTAL_BYTES, ArchiveError, extract_zip, mark_used, prune_extractions
 from maskdet.data.datasets import list_datasets
 from maskdet.data.annotations import list_scene_sets
-from maskdet.settings import data_root, uploads_dir
+from maskdet.data.local import dataset_roots, find_sets, is_sample
+from maskdet.sharing import Action
+from ui.access import may
 from ui.markup import code, plain
 from ui.paths import PathRefused, show_path_limits, typed_path
+from ui.storage import session_uploads, storage_room
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +39,6 @@ SOURCE_FOLDERS = "Data sets on the server"
 SOURCE_PATH = "Folder path"
 SOURCE_UPLOAD = "Upload a .zip"
 SOURCES = (SOURCE_FOLDERS, SOURCE_PATH, SOURCE_UPLOAD)
-UPLOADS_KEPT = 8  # extracted archives kept on disk, most recently used first
-UPLOADS_MAX_BYTES = 4 * 1024**3  # and their total size (one archive may expand to maskdet.data.archive.MAX_TOTAL_BYTES)
-UPLOADS_GRACE_S = 3600  # an extraction used within the last hour is never removed
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,9 @@ def choose_dataset(key: str, kind: FolderKind = IMAGE_FOLDERS,
     (no data sets, a missing path, a refused archive) are shown in place. ``prefer`` picks the
     preselected folder among those listed under the data-set root (the first one without it).
     """
-    source = st.radio("Data set source", SOURCES, key=f"{key}_source", horizontal=True)
+    # A visitor works on data sets of its own only (uploads); server folders and typed paths are the owner's.
+    sources = list(SOURCES) if may(Action.TYPE_PATH) else [SOURCE_UPLOAD]
+    source = st.radio("Data set source", sources, key=f"{key}_source", horizontal=True)
     if source == SOURCE_FOLDERS:
         return _choose_listed(key, kind, prefer)
     if source == SOURCE_PATH:
@@ -82,18 +87,21 @@ def choose_dataset(key: str, kind: FolderKind = IMAGE_FOLDERS,
 
 
 def _choose_listed(key: str, kind: FolderKind, prefer: Callable[[list[Path]], Path | None] | None) -> Path | None:
-    root = data_root()
-    datasets = {path.name: path for path in kind.list_folders(root)}
+    roots = ", ".join(f"`{root}`" for root in dataset_roots())
+    datasets = {path.name: path for path in find_sets(kind.list_folders)}
     if not datasets:
         st.info(
-            f"No data sets found under `{root}`. A data set is {kind.layout}; set `MASKDET_DATA_ROOT` to another "
-            "folder, type a path or upload a .zip."
+            f"No data sets found under {roots}. A data set is {kind.layout}; get a public one on the Dataset page, "
+            "set `MASKDET_DATA_ROOT` to another folder, type a path or upload a .zip."
         )
         return None
     preferred = prefer(list(datasets.values())) if prefer is not None else None
     names = list(datasets)
     index = names.index(preferred.name) if preferred is not None and preferred.name in datasets else 0
-    name = st.selectbox("Data set", names, index=index, key=f"{key}_listed", help=f"Folders under `{root}`")
+    name = st.selectbox("Data set", names, index=index, key=f"{key}_listed", help=f"Folders under {roots}")
+    if is_sample(datasets[name]):
+        st.caption("The data root holds no data set yet: this is the small sample built into maskdet (CC0). "
+                   "Get a public set on the Dataset page.")
     return datasets[name]
 
 
@@ -119,20 +127,21 @@ def _choose_upload(key: str, kind: FolderKind) -> Path | None:
         return None
     data = upload.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    uploads = uploads_dir()
+    uploads = session_uploads()
     extracted: dict[str, str] = st.session_state.setdefault(f"{key}_extracted", {})
     folder = extracted.get(digest)
     if folder is not None and Path(folder).is_dir():
         mark_used(Path(folder), uploads)
         return Path(folder)
+    room = storage_room()
     try:
         with st.spinner(f"Extracting {plain(upload.name)}…"):
-            folder = str(extract_zip(data, uploads))
+            folder = str(extract_zip(data, uploads, max_total_bytes=min(MAX_TOTAL_BYTES, room)))
     except ArchiveError as exc:
         st.error(f"Cannot use {code(upload.name)}: {plain(exc)}")
         return None
     extracted[digest] = folder
     logger.info("upload %s extracted to %s", upload.name, folder)
-    prune_extractions(uploads, keep=UPLOADS_KEPT, max_bytes=UPLOADS_MAX_BYTES, grace_s=UPLOADS_GRACE_S,
+    prune_extractions(uploads, keep=KEPT_EXTRACTIONS, max_bytes=MAX_TOTAL_BYTES * KEPT_EXTRACTIONS,
                       protect=[Path(folder)])
     return Path(folder)

@@ -20,8 +20,15 @@ def show_explanation(result: Explanation) -> None:
     images[2].image(result.overlay, caption="Overlay", width="stretch")
     notes = [f"{spec.description} Took {result.seconds:.2f} s."]
     if result.convergence_delta is not None:
+        steps = result.settings.get("steps")
         relative = "" if result.relative_delta is None else f" ({result.relative_delta:.1%} of the change it explains)"
-        notes.append(f"Convergence delta {result.convergence_delta:+.4f} log-odds{relative}: the attributions add up "
-                     f"to {result.log_odds_gap:+.3f} log-odds between baseline and face, up to this error; "
-                     "raise the steps if it is large.")
+        error = f"convergence error {result.convergence_delta:+.4f} log-odds{relative} with {steps} steps"
+        if result.converged is False:
+            st.warning(f"**Unreliable explanation**: its {error} is above the {result.tolerance:.0%} bound"
+                       + (" even with the most steps the time allows" if result.settings.get("auto_steps") else
+                          ": raise the steps") + ". The heatmap may show integration noise rather than what the "
+                       "model used.", icon="⚠️")
+        else:
+            notes.append(f"Converged: the attributions add up to the {result.log_odds_gap:+.3f} log-odds between "
+                         f"baseline and face, {error}, within the {result.tolerance:.0%} bound.")
     st.caption(" ".join(notes))

@@ -26,10 +26,18 @@ from ui.models import list_trained_models
 MODEL_PALETTE = tuple(c for c in px.colors.qualitative.Safe if c != "rgb(136, 136, 136)")
 REFERENCE_LINE = {"dash": "dot", "color": "grey"}
 CONFUSION_COLUMNS = 3
+TOP_MARGIN_PX, RIGHT_MARGIN_PX = 64, 40
 RELIABILITY_MARKER_PX = (6.0, 34.0)  # marker diameter of an almost empty bin and of the fullest one
 
 # (metrics, labels, scores) of one model: metrics from maskdet.evaluation.metrics.compute_metrics
 CurveSeries = tuple[dict, Sequence[int], Sequence[float]]
+
+
+def with_room_for_the_toolbar(figure: go.Figure) -> go.Figure:
+    """Leave the top of the plot to the title and the hover toolbar (plotly's mode bar, stood on its side at the
+    right edge) so that neither covers a title, a bar label or a matrix cell."""
+    figure.update_layout(margin={"t": TOP_MARGIN_PX, "r": RIGHT_MARGIN_PX}, modebar={"orientation": "v"})
+    return figure
 
 
 def model_colours(names_oldest_first: Iterable[str]) -> dict[str, str]:
@@ -89,6 +97,8 @@ def curve_figures(series: Mapping[str, CurveSeries], colours: Mapping[str, str],
             threshold, point = marks[name]
             roc.add_trace(_marker(point["fpr"], point["tpr"], f"{name} at {threshold:.2f}", colour))
             pr.add_trace(_marker(point["recall"], point["precision"], f"{name} at {threshold:.2f}", colour))
+    for figure in (roc, pr):
+        with_room_for_the_toolbar(figure)
     roc.update_layout(title="ROC (with_mask positive)", xaxis_title="false positive rate",
                       yaxis_title="true positive rate", legend={"orientation": "h", "y": -0.25})
     pr.update_layout(title="Precision-recall (with_mask positive)", xaxis_title="recall", yaxis_title="precision",
@@ -135,7 +145,7 @@ def reliability_figure(series: Mapping[str, tuple[Sequence[int], Sequence[float]
     figure.update_layout(title=title, xaxis_title="mean predicted p(with_mask) in the bin",
                          yaxis_title="fraction with_mask in the bin", xaxis_range=[0, 1], yaxis_range=[0, 1],
                          legend={"orientation": "h", "y": -0.25})
-    return figure
+    return with_room_for_the_toolbar(figure)
 
 
 def confusion_figure(name: str, confusion: list[list[int]]) -> go.Figure:
@@ -144,7 +154,9 @@ def confusion_figure(name: str, confusion: list[list[int]]) -> go.Figure:
         x=[f"predicted {c}" for c in KNOWN_CLASSES[: len(confusion)]],
         y=[f"actual {c}" for c in KNOWN_CLASSES[: len(confusion)]], title=name,
     )
-    figure.update_layout(coloraxis_showscale=False, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    figure.update_layout(coloraxis_showscale=False, height=340, margin={"l": 10, "r": RIGHT_MARGIN_PX,
+                                                                        "t": TOP_MARGIN_PX, "b": 10},
+                         modebar={"orientation": "v"})
     return figure
 
 
@@ -170,5 +182,5 @@ def training_figure(summary: ModelSummary) -> go.Figure:
     figure = px.line(long, x="epoch", y="value", color="split", facet_col="metric", markers=True, title=summary.name)
     figure.update_yaxes(matches=None, showticklabels=True)
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    figure.update_layout(height=300)
-    return figure
+    figure.update_layout(height=320)
+    return with_room_for_the_toolbar(figure)

@@ -8,9 +8,12 @@ Which folders a typed path may name (:func:`maskdet.sharing.path_roots`):
 
 - ``MASKDET_PATH_ROOTS`` set (folders separated by ``os.pathsep``): those folders only.
 - unset, server on loopback (the default ``.streamlit/config.toml``): anywhere the server can read.
-- unset, server reachable from the network: only the data-set root, the models folder and the
-  upload folder (fail closed), so the text boxes cannot be used to list folders, read images
-  or hash files elsewhere on the server. :func:`show_path_limits` says so on the page.
+- unset, server reachable from the network: only the data-set root and the models folder (fail
+  closed), so the text boxes cannot be used to list folders, read images or hash files elsewhere
+  on the server, nor reach the visitors' uploads. :func:`show_path_limits` says so on the page.
+
+Typing a server path at all is the owner's (:data:`maskdet.sharing.Action.TYPE_PATH`): a visitor's
+typed path is refused whatever it names, and pages do not offer the text boxes to visitors.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 import streamlit as st
 
 from maskdet.settings import current_settings
-from maskdet.sharing import PATH_ROOTS_ENV, path_roots
+from maskdet.sharing import PATH_ROOTS_ENV, Action, path_roots
+from ui.access import may
 from ui.exposure import server_exposed
 from ui.markup import code
 
@@ -59,6 +63,8 @@ def typed_path(text: str) -> Path:
 
     Existence is not checked: callers say what they expected (a folder, a file).
     """
+    if not may(Action.TYPE_PATH):
+        raise PathRefused(f"on a shared dashboard only the owner may {Action.TYPE_PATH.value}")
     text = text.strip()
     if "\0" in text:
         raise PathRefused("a path cannot contain a NUL character")

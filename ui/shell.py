@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from ui.access import sign_in_controls, who_line
 from ui.exposure import exposure_notice
 from ui.models import recover_models_once
 from ui.navigation import PageInfo, draw_navigation, page_named
@@ -31,6 +32,12 @@ def network_notice(page: PageInfo) -> None:
     exposure_notice()
 
 
+def who_you_are(page: PageInfo) -> None:
+    """Owner or visitor, what you may do, and the owner's sign-in when the dashboard is shared (``ui.access``)."""
+    st.sidebar.caption(who_line())
+    sign_in_controls()
+
+
 def job_status(page: PageInfo) -> None:
     """The server's training job (all sessions share it; it slows everyone's analyses while it runs)."""
     if page.sidebar_job_status:
@@ -38,6 +45,7 @@ def job_status(page: PageInfo) -> None:
 
 
 SIDEBAR_LINES: list[Callable[[PageInfo], None]] = [
+    who_you_are,
     network_notice,
     job_status,
 ]

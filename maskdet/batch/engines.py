@@ -22,10 +22,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Protocol
 
-from maskdet.batch.records import score_paths, skipped_record
+from maskdet.batch.records import score_paths, skipped_record, worker_death_record
 from maskdet.batch.sources import Item, chunked, item_path
 from maskdet.data.files import Skipped
-from maskdet.inference.pipeline import DEFAULT_MARGIN, FacePipeline, build_pipeline, error_record
+from maskdet.inference.pipeline import DEFAULT_MARGIN, FacePipeline, build_pipeline
 from maskdet.settings import current_settings, env_variable
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ class ProcessPoolEngine:
 
     At most ``2 x workers`` chunks are in flight, so memory stays flat. When a worker dies (a
     crash, the out-of-memory killer) the pool is restarted and the lost chunks are retried one
-    file at a time; a file whose worker dies again is reported as an error record.
+    file at a time, each *alone* in the pool (nothing else is submitted meanwhile): a death then
+    names its file, which gets a worker-death record (:func:`~maskdet.batch.records.worker_death_record`)
+    while every other file is scored. Retries are rare, so running them one by one costs little.
     """
 
     name = "processes"
@@ -123,36 +125,33 @@ class ProcessPoolEngine:
 
     def run(self, spec: PipelineSpec, chunks: Iterator[list[Item]], report: EngineReport) -> Iterator[list[dict]]:
         pool = self._pool(spec)
-        pending: deque[tuple[list[Item], Future, bool]] = deque()  # (paths, future, is a retry)
+        # (paths, future, is a retry); a retry's future is None until it reaches the head and runs alone
+        pending: deque[tuple[list[Item], Future | None, bool]] = deque()
         try:
             while True:
-                while len(pending) < 2 * self.workers and (chunk := next(chunks, None)) is not None:
-                    pending.append((chunk, pool.submit(_score_in_worker, chunk), False))
+                if not any(retry for _paths, _future, retry in pending):
+                    while len(pending) < 2 * self.workers and (chunk := next(chunks, None)) is not None:
+                        pending.append((chunk, pool.submit(_score_in_worker, chunk), False))
                 if not pending:
                     return
                 paths, future, retry = pending.popleft()
                 try:
-                    yield future.result()
+                    yield (future or pool.submit(_score_in_worker, paths)).result()
                 except BrokenProcessPool:
-                    logger.warning("a worker process died; restarting the pool and retrying %d files", len(paths))
-                    lost = [(paths, retry)] + [(p, r) for p, _f, r in pending]
-                    pending.clear()
                     pool.shutdown(wait=False, cancel_futures=True)
                     pool = self._pool(spec)
-                    for lost_paths, was_retry in lost:
-                        if was_retry:  # it already ran alone: this file kills its worker
-                            report.worker_failures += len(lost_paths)
-                            pending.append((lost_paths, _done([error_record(item_path(p), WORKER_DIED) for p in lost_paths]), True))
-                        else:
-                            pending.extend(([p], pool.submit(_score_in_worker, [p]), True) for p in lost_paths)
+                    if retry:  # it ran alone in the pool: this file kills its worker
+                        report.worker_failures += len(paths)
+                        logger.warning("%s killed its worker again; it gets an error record", item_path(paths[0]))
+                        yield [worker_death_record(item_path(p), WORKER_DIED) for p in paths]
+                        continue
+                    lost = [paths] + [p for p, _f, _r in pending]  # in flight with it: none is a retry
+                    logger.warning("a worker process died; restarting the pool and retrying %d files one by one",
+                                   sum(map(len, lost)))
+                    pending.clear()
+                    pending.extend(([p], None, True) for chunk in lost for p in chunk)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _done(value: list[dict]) -> Future:
-    future: Future = Future()
-    future.set_result(value)
-    return future
 
 
 class _RayScorer:
@@ -249,7 +248,7 @@ class RayEngine:
                     logger.error("ray run failed: %s", exc)
                     lost = [str(p) for p in window if str(p) not in seen]
                     report.worker_failures += len(lost)
-                    yield [error_record(p, f"the Ray worker scoring this file failed ({type(exc).__name__})")
+                    yield [worker_death_record(p, f"the Ray worker scoring this file failed ({type(exc).__name__})")
                            for p in lost]
         finally:
             if started_here:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from PIL import Image
 
@@ -17,6 +18,16 @@ from maskdet.data.images import ImageDecodeError, open_image
 from maskdet.inference.pipeline import FacePipeline, error_record, image_record
 
 logger = logging.getLogger(__name__)
+
+
+WORKER_DIED_KEY = "worker_died"
+"""Marks the error record of a file lost with a worker process that died: not the file's own verdict, so
+``--resume`` scores it again (:func:`maskdet.batch.sinks.resume_jsonl`)."""
+
+
+def worker_death_record(path: str | Path, reason: str) -> dict:
+    """The error record of a file whose worker died while scoring it (``reason`` says how)."""
+    return {**error_record(path, reason), WORKER_DIED_KEY: True}
 
 
 def skipped_record(item: Skipped) -> dict:

@@ -68,7 +68,8 @@ def run_batch(
     ``progress`` shows a tqdm bar (images/s, ETA) on stderr; None = only when stderr is a terminal.
     ``on_batch(scored, total)`` is called after each batch's records are written (a job reports its
     progress there, and stops the run by raising, e.g. when cancelled). The sink is closed (made
-    durable) at the end, also when the run is interrupted.
+    durable) when the run completes and abandoned when it stops early (``sink.saved`` then says
+    what was kept).
     """
     paths = list(paths)  # the arguments as given (a few), walked lazily below
     done = done or set()
@@ -99,9 +100,14 @@ def run_batch(
             bar.update(len(records))
             if on_batch:
                 on_batch(images, total)
+    except BaseException:
+        sink.abandon()
+        logger.warning("batch run stopped early: %s", sink.saved)
+        raise
+    else:
+        sink.close()
     finally:
         bar.close()
-        sink.close()
     seconds = time.perf_counter() - started
     logger.info("scored %d images in %.1f s (%d errors, %d skipped)", images, seconds, errors, skipped)
     return BatchSummary(images=images, errors=errors, worker_failures=report.worker_failures, skipped=skipped,

@@ -3,7 +3,8 @@
 A JSON-lines file is written with one ``os.write`` of a whole line per record on a descriptor
 opened with ``O_APPEND``: a process killed at any moment leaves only whole lines behind (a
 regular-file write is not interrupted half way by a signal). :func:`resume_jsonl` still trims a
-torn tail (a full disk, a power cut) before a resumed run appends, and returns the paths done.
+torn tail (a full disk, a power cut) before a resumed run appends, drops the records of files lost
+with a dead worker (they are scored again), and returns the paths done.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import sys
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from maskdet.batch.records import WORKER_DIED_KEY
+from maskdet.store import atomic_write
+
 logger = logging.getLogger(__name__)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -22,11 +26,18 @@ PARQUET_ROWS_PER_GROUP = 1024
 
 
 class RecordSink(Protocol):
-    """Receives records one at a time; ``close`` makes everything durable."""
+    """Receives records one at a time; ``close`` (the run completed) makes everything durable, ``abandon`` (the
+    run stopped early: Ctrl-C, a cancelled job, a failure) keeps only what a rerun can use; ``saved`` says in
+    one line what is durable now."""
 
     def write(self, record: dict) -> None: ...
 
     def close(self) -> None: ...
+
+    def abandon(self) -> None: ...
+
+    @property
+    def saved(self) -> str: ...
 
 
 def record_line(record: dict) -> str:
@@ -39,13 +50,21 @@ class StreamSink:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
+        self.records = 0
 
     def write(self, record: dict) -> None:
         self.stream.write(record_line(record))
         self.stream.flush()
+        self.records += 1
 
     def close(self) -> None:
         self.stream.flush()
+
+    abandon = close
+
+    @property
+    def saved(self) -> str:
+        return f"{self.records} records were printed"
 
 
 class JsonLinesFileSink:
@@ -54,12 +73,14 @@ class JsonLinesFileSink:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.records = 0
 
     def write(self, record: dict) -> None:
         data = record_line(record).encode("utf-8")
         written = os.write(self._fd, data)
         while written < len(data):  # a short write (rare: a full disk) is completed, not left torn
             written += os.write(self._fd, data[written:])
+        self.records += 1
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -67,9 +88,20 @@ class JsonLinesFileSink:
             os.close(self._fd)
             self._fd = -1
 
+    abandon = close  # every whole line is a record a resumed run skips
+
+    @property
+    def saved(self) -> str:
+        return f"{self.records} records saved in {self.path}; resume the run to score the rest"
+
 
 class ParquetSink:
-    """Records as Parquet rows (``path``, ``width``, ``height``, ``error``, ``faces`` as JSON text)."""
+    """Records as Parquet rows (``path``, ``width``, ``height``, ``error``, ``faces`` as JSON text).
+
+    Rows go to a hidden temporary file that becomes ``path`` only when the run completes: a Parquet
+    file is whole or absent. An abandoned run deletes it (a partial file that looked complete would
+    be taken for the whole run, and would block the rerun).
+    """
 
     def __init__(self, path: str | Path, rows_per_group: int = PARQUET_ROWS_PER_GROUP) -> None:
         import pyarrow as pa
@@ -81,12 +113,15 @@ class ParquetSink:
         self._rows: list[dict] = []
         self._rows_per_group = rows_per_group
         self._writer = None
+        self._complete = False
+        self.records = 0
 
     def write(self, record: dict) -> None:
         self._rows.append({
             "path": record["path"], "width": record.get("width"), "height": record.get("height"),
             "error": record.get("error"), "faces": json.dumps(record["faces"]) if "faces" in record else None,
         })
+        self.records += 1
         if len(self._rows) >= self._rows_per_group:
             self._flush()
 
@@ -104,6 +139,20 @@ class ParquetSink:
             self._flush()
         self._writer.close()
         os.replace(self._temporary, self.path)  # a Parquet file is whole or absent
+        self._complete = True
+
+    def abandon(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._rows = []
+        self._temporary.unlink(missing_ok=True)
+
+    @property
+    def saved(self) -> str:
+        if self._complete:
+            return f"{self.records} records saved in {self.path}"
+        return f"nothing was saved: {self.path} is written only when the run completes; rerun to score everything"
 
 
 def is_parquet(path: str | Path) -> bool:
@@ -111,7 +160,12 @@ def is_parquet(path: str | Path) -> bool:
 
 
 def resume_jsonl(path: str | Path) -> set[str]:
-    """The paths a JSON-lines output already holds; a torn last line is cut off first."""
+    """The paths a JSON-lines output already holds, to skip when resuming.
+
+    A torn last line is cut off first. A record of a file lost with a worker that died
+    (``worker_died``) is no verdict on the file: its line is removed (the file is rewritten
+    atomically) and the file is scored again.
+    """
     path = Path(path)
     if not path.exists():
         return set()
@@ -122,11 +176,19 @@ def resume_jsonl(path: str | Path) -> set[str]:
             logger.warning("%s: dropping a torn last line (%d bytes) before resuming", path, len(data) - end)
             handle.truncate(end)
     done: set[str] = set()
-    for number, line in enumerate(data[:end].splitlines(), start=1):
+    kept: list[bytes] = []
+    for number, line in enumerate(data[:end].splitlines(keepends=True), start=1):
         try:
-            done.add(json.loads(line)["path"])
-        except (ValueError, KeyError, TypeError):
+            record = json.loads(line)
+            if record.get(WORKER_DIED_KEY):
+                logger.info("%s:%d: %s was lost with a worker; it will be scored again", path, number, record["path"])
+                continue
+            done.add(record["path"])
+        except (ValueError, KeyError, TypeError, AttributeError):
             logger.warning("%s:%d is not a record; its image will be scored again", path, number)
+        kept.append(line)
+    if len(kept) < len(data[:end].splitlines()):
+        atomic_write(path, b"".join(kept))
     return done
 
 

@@ -8,7 +8,10 @@ anything, streams each file with a byte counter, writes only inside a fresh fold
 its own and removes that folder when anything goes wrong.
 
 Extracted uploads pile up; :func:`prune_extractions` keeps the most recently used ones
-within a count and byte budget, and :func:`mark_used` refreshes a folder's "last used" time.
+within a count and byte budget, and :func:`mark_used` refreshes a folder's "last used" time (the
+order of removal). A folder in use (leased: :data:`maskdet.workspace.LEASES`, or protected by the
+caller) is never removed, however old; the byte budget itself is enforced while extracting
+(``max_total_bytes``: the caller passes what is left of its budget).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import re
 import shutil
 import stat
 import tempfile
-import time
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -28,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from maskdet.data.datasets import DatasetError, normalize_class_name
+from maskdet.workspace import LEASES, tree_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ MAX_ENTRIES = 50_000
 MAX_TOTAL_BYTES = 2 * 1024**3
 """Default limit on the uncompressed size (declared and actually written) of one archive."""
 CHUNK_BYTES = 1024 * 1024
+KEPT_EXTRACTIONS = 8
+"""Extractions a session keeps (most recently used first); those in use are kept beyond it."""
 IGNORED_TOP_LEVEL = frozenset({"__MACOSX"})  # macOS resource forks: never data
 EXTRACTION_PREFIX = "upload-"
 BOXED_PHOTOS_DIR = "images"  # a set of boxed photos keeps them in images/ (see maskdet.evaluation.scenes)
@@ -201,32 +206,19 @@ def mark_used(path: Path, dest_root: str | Path) -> None:
             pass
 
 
-def _tree_bytes(folder: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def prune_extractions(
     dest_root: str | Path,
     *,
     keep: int,
     max_bytes: int,
-    grace_s: float,
     protect: Iterable[Path] = (),
 ) -> list[Path]:
     """Delete old extraction folders under ``dest_root``; return the folders removed.
 
-    Folders holding a path in ``protect`` and folders used in the last ``grace_s`` seconds (an
-    extraction still in progress, a data set another session is looking at) always stay and
-    count first. Then the others, most recently used first (see :func:`mark_used`), stay while
-    the total is at most ``keep`` folders and ``max_bytes``; from the first that does not fit,
-    every older one is removed.
+    Folders holding a path in ``protect`` and folders in use (:data:`maskdet.workspace.LEASES`: an
+    extraction a page shows, a job's data set) always stay and count first, whatever their age. Then
+    the others, most recently used first (see :func:`mark_used`), stay while the total is at most
+    ``keep`` folders and ``max_bytes``; from the first that does not fit, every older one is removed.
     """
     root = Path(dest_root).resolve()
     try:  # symbolic links are never followed: only real extraction folders are candidates
@@ -235,7 +227,6 @@ def prune_extractions(
     except OSError:
         return []
     protected = {folder for path in protect if (folder := _extraction_of(path, root)) is not None}
-    now = time.time()
 
     def last_used(folder: Path) -> float:
         try:
@@ -244,12 +235,12 @@ def prune_extractions(
             return 0.0
 
     ranked = sorted(folders, key=last_used, reverse=True)
-    pinned = [f for f in ranked if f in protected or now - last_used(f) < grace_s]
-    count, total = len(pinned), sum(_tree_bytes(f) for f in pinned)
+    pinned = [f for f in ranked if f in protected or LEASES.in_use(f)]
+    count, total = len(pinned), sum(tree_bytes(f) for f in pinned)
     removed: list[Path] = []
     for folder in (f for f in ranked if f not in pinned):
         if not removed:
-            size = _tree_bytes(folder)
+            size = tree_bytes(folder)
             if count < keep and total + size <= max_bytes:
                 count, total = count + 1, total + size
                 continue

@@ -15,7 +15,8 @@ import logging
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,35 @@ DEFAULT_SPLIT_SEED = 0
 """Seed of the split shown by the audit; training uses the same default."""
 EXCLUDED = "excluded"
 """Placement of files left out of every split (members of label-conflict groups)."""
+SHORTCUT_WARNING = 0.65
+"""Cross-validated balanced accuracy from which one file property alone predicting the class is flagged: a model
+can learn that property (a crop's shape, a format) instead of the mask, and fail where it does not hold."""
+SHORTCUT_FOLDS = 5
+SHORTCUT_MIN_PER_CLASS = 10  # fewer images of a class and the cross-validated figure means little
+NUMERIC_PROPERTIES: dict[str, Callable[[FileRecord], float]] = {
+    "aspect ratio (width / height)": lambda r: r.width / r.height,
+    "image size (pixels)": lambda r: float(r.width * r.height),
+    "file size (bytes)": lambda r: float(r.bytes),
+}
+CATEGORICAL_PROPERTIES: dict[str, Callable[[FileRecord], str]] = {
+    "format": lambda r: r.format,
+    "colour mode": lambda r: r.mode,
+}
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """How well one simple file property alone predicts the class: the balanced accuracy, cross-validated, of a
+    depth-1 decision tree (one threshold, or one format / mode against the rest) on that property."""
+
+    name: str
+    balanced_accuracy: float  # 0.5 = no better than chance
+    typical: dict[str, str]  # class -> its median (numbers) or most common value (categories)
+    rule: str  # the split the tree found on all the data, e.g. "aspect ratio (width / height) <= 0.86"
+
+    @property
+    def warns(self) -> bool:
+        return self.balanced_accuracy >= SHORTCUT_WARNING
 
 
 @dataclass(frozen=True)
@@ -97,6 +127,12 @@ class DatasetAudit:
     duplicates: DuplicateReport
     split: Split
     split_leaks: list[SplitLeak]
+    shortcuts: list[Shortcut] = field(default_factory=list)  # strongest first; see file_shortcuts
+
+    @property
+    def warned_shortcuts(self) -> list[Shortcut]:
+        """Properties that alone predict the class at least SHORTCUT_WARNING (balanced accuracy)."""
+        return [s for s in self.shortcuts if s.warns]
 
     @property
     def total_files(self) -> int:
@@ -193,7 +229,57 @@ def audit_catalog(catalog: Catalog, scan: DatasetScan | None = None, seed: int =
         duplicates=duplicates,
         split=split,
         split_leaks=leaks,
+        shortcuts=file_shortcuts(readable),
     )
+
+
+def _readable(value: float) -> str:
+    """A property value for a sentence: 0.793, 1.04, 20,900."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def _shortcut(name: str, values: np.ndarray, labels: np.ndarray, categorical: bool, folds: int) -> Shortcut:
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.tree import DecisionTreeClassifier
+
+    if categorical:
+        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        features = encoder.fit_transform(values.reshape(-1, 1))
+        feature_names = [str(c) for c in encoder.categories_[0]]
+    else:
+        features = values.reshape(-1, 1).astype(np.float64)
+    tree = DecisionTreeClassifier(max_depth=1, class_weight="balanced", random_state=0)
+    scores = cross_val_score(tree, features, labels, scoring="balanced_accuracy",
+                             cv=StratifiedKFold(folds, shuffle=True, random_state=0))
+    tree.fit(features, labels)
+    rule = "no split"
+    if tree.tree_.node_count > 1:
+        feature, threshold = int(tree.tree_.feature[0]), float(tree.tree_.threshold[0])
+        left, right = (CLASSES[int(np.argmax(tree.tree_.value[node]))] for node in (1, 2))  # node 0 is the root
+        rule = (f"{name} {feature_names[feature]}: {right}, otherwise {left}" if categorical
+                else f"{name} ≤ {_readable(threshold)}: {left}, otherwise {right}")
+    typical = {}
+    for index, class_name in enumerate(CLASSES):
+        mine = values[labels == index]
+        typical[class_name] = (Counter(mine.tolist()).most_common(1)[0][0] if categorical
+                               else _readable(float(np.median(mine.astype(np.float64)))))
+    return Shortcut(name=name, balanced_accuracy=float(np.mean(scores)), typical=typical, rule=rule)
+
+
+def file_shortcuts(records: list[FileRecord]) -> list[Shortcut]:
+    """For each simple file property (aspect ratio, size, file size, format, colour mode): how well it alone
+    predicts the class, strongest first; empty when a class has fewer than SHORTCUT_MIN_PER_CLASS images."""
+    labels = np.asarray([r.label for r in records], dtype=np.int64)
+    per_class = np.bincount(labels, minlength=len(CLASSES)) if len(labels) else np.zeros(len(CLASSES), dtype=int)
+    if per_class.min() < SHORTCUT_MIN_PER_CLASS:
+        return []
+    folds = int(min(SHORTCUT_FOLDS, per_class.min()))
+    found = [_shortcut(name, np.asarray([read(r) for r in records], dtype=np.float64), labels, False, folds)
+             for name, read in NUMERIC_PROPERTIES.items()]
+    found += [_shortcut(name, np.asarray([read(r) for r in records], dtype=object), labels, True, folds)
+              for name, read in CATEGORICAL_PROPERTIES.items()]
+    return sorted(found, key=lambda s: -s.balanced_accuracy)
 
 
 def audit_dataset(

@@ -127,9 +127,10 @@ def own_split_label(summary: ModelSummary) -> str:
 
 def evaluation_table(rows: Sequence[tuple[ModelSummary, str]]) -> pd.DataFrame:
     """The comparison table of (summary, name of the set it is scored on) rows, with :data:`COL_SET` after the
-    model's name and :data:`~maskdet.evaluation.compare.COL_N` counting the images of that set."""
+    model's name and :data:`~maskdet.evaluation.compare.COL_N`, the images of that set, beside it."""
     frame = comparison_table([summary for summary, _ in rows])
     frame.insert(frame.columns.get_loc(COL_MODEL) + 1, COL_SET, [label for _, label in rows])
+    frame.insert(frame.columns.get_loc(COL_SET) + 1, COL_N, frame.pop(COL_N))  # the set's size beside its name
     return frame
 
 

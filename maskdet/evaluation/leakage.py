@@ -24,7 +24,7 @@ import numpy as np
 from maskdet.zoo.folders import ModelFolder
 from maskdet.data.datasets import Catalog, DatasetError, FileRecord, load_catalog
 from maskdet.data.fingerprints import SeenFiles, seen_files
-from maskdet.settings import data_root, recorded_path
+from maskdet.settings import CACHE_PLACEHOLDER, data_root, recorded_path
 from maskdet.data.split import near_duplicate_groups
 from maskdet.store import sha256_file
 
@@ -63,9 +63,10 @@ class TrainingOverlap:
 def training_folder(metadata: dict) -> Path:
     """Where a model's training data is: its recorded path, or (relative paths such as the shipped models'
     ``../shared/datasets/NAME``) the folder of that name under the data-set root."""
-    recorded = recorded_path(str((metadata.get("dataset") or {}).get("path", "")))
-    if recorded.is_absolute() and recorded.is_dir():
-        return recorded
+    raw = str((metadata.get("dataset") or {}).get("path", ""))
+    recorded = recorded_path(raw)
+    if recorded.is_absolute() and (recorded.is_dir() or raw.startswith(CACHE_PLACEHOLDER)):
+        return recorded  # a crop set is named by where it belongs in this cache folder, here or not
     return data_root() / recorded.name
 
 

@@ -21,6 +21,7 @@ class FacePrediction:
     confidence: float
     face_score: float
     probabilities: dict[str, float] = field(default_factory=dict)
+    track_id: int | None = None  # the person this face belongs to across frames (maskdet.watch); None: untracked
 
     @property
     def p_with_mask(self) -> float:
@@ -28,6 +29,9 @@ class FacePrediction:
         return self.probabilities.get(POSITIVE_CLASS, 0.0)
 
     def to_json(self) -> dict:
-        """``{"box", "label", "confidence", "face_score"}``: the ``predict --json`` face."""
-        return {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 4),
-                "face_score": round(self.face_score, 4)}
+        """``{"box", "label", "confidence", "face_score"}`` (+ ``track_id`` when tracked): the ``predict --json`` face."""
+        payload = {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 4),
+                   "face_score": round(self.face_score, 4)}
+        if self.track_id is not None:
+            payload["track_id"] = self.track_id
+        return payload

@@ -296,7 +296,7 @@ def rtc_configuration(fallback: str | Sequence[Any] | None = None) -> dict[str, 
     """``{"iceServers": [...]}`` from ``MASKDET_ICE_SERVERS`` (JSON), else ``fallback``, else none.
 
     No ICE servers is right for a browser on the same machine or LAN as the server, and works
-    offline; a remote deployment needs STUN and usually TURN (see the README).
+    offline; a remote deployment needs STUN and usually TURN (see docs/watching.md).
     """
     configured = current_settings().ice_servers
     return {"iceServers": parse_ice_servers(configured if configured and configured.strip() else fallback)}

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 class JobState(StrEnum):
     IDLE = "idle"
+    QUEUED = "queued"  # admitted by the job service, waiting for its group to have room
     RUNNING = "running"
     CANCELLING = "cancelling"
     FINISHED = "finished"
@@ -25,7 +26,7 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
 
 
-ACTIVE_STATES = frozenset({JobState.RUNNING, JobState.CANCELLING})
+ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.CANCELLING})
 
 
 class JobAlreadyRunning(RuntimeError):
@@ -33,7 +34,14 @@ class JobAlreadyRunning(RuntimeError):
 
 
 class JobCancelled(Exception):
-    """Raised inside a job when its cancel flag is set; the job ends as cancelled."""
+    """Raised inside a job when its cancel flag is set; the job ends as cancelled.
+
+    ``saved`` says in one line what a job that writes as it goes kept (None: nothing was saved).
+    """
+
+    def __init__(self, message: str = "job cancelled", saved: str | None = None) -> None:
+        super().__init__(message)
+        self.saved = saved
 
 
 class ProgressLike(Protocol):
@@ -95,10 +103,11 @@ class JobStatus:
     worker_pid: int | None = None  # the job's process, while it runs (None for executors without one)
     started: float | None = None  # time.time()
     finished: float | None = None
+    position: int | None = None  # a queued job's place in the service's queue (1 = next to start)
 
     @property
     def active(self) -> bool:
-        """True while the job runs (running or cancelling)."""
+        """True while the job waits or runs (queued, running or cancelling)."""
         return self.state in ACTIVE_STATES
 
     @property

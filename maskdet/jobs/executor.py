@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from maskdet.jobs.protocol import Executor
 from maskdet.jobs.subprocess_executor import SubprocessExecutor
-from maskdet.settings import current_settings
+from maskdet.settings import current_settings, env_variable
 
-EXECUTOR_ENV = "MASKDET_JOB_EXECUTOR"
+EXECUTOR_ENV = env_variable("job_executor")
 
 
 def _ray_executor() -> Executor:

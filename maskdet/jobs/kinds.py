@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maskdet.jobs.base import JobContext, JobProgress
+from maskdet.jobs.base import JobCancelled, JobContext, JobProgress
 from maskdet.jobs.registry import job_kind
 
 EVALUATION_STAGES = {"reading": (0.0, 0.3), "classifying": (0.3, 1.0)}  # share of the job each stage covers
@@ -227,8 +227,12 @@ def run_batch_scoring(params: dict, job: JobContext) -> dict:
         job.report(JobProgress(phase="score", message=f"Scored {scored:,}{of} images",
                                fraction=min(scored / total, 1.0) if total else 0.0))
 
-    summary = run_batch(params["inputs"], spec, engine, open_sink(params["output"]), done=done,
-                        batch_size=params["batch_size"], progress=False, on_batch=progress)
+    sink = open_sink(params["output"])
+    try:
+        summary = run_batch(params["inputs"], spec, engine, sink, done=done, batch_size=params["batch_size"],
+                            progress=False, on_batch=progress)
+    except JobCancelled as exc:
+        raise JobCancelled(str(exc), saved=sink.saved) from exc
     return {**dataclasses.asdict(summary), "output": params["output"],
             "summary": f"{summary.images} images scored into {params['output']} in {summary.seconds:.1f} s "
                        f"({summary.errors} failed, {summary.skipped} already done)"}

@@ -64,7 +64,8 @@ class QueueStatus:
 
 
 class JobQueue:
-    """Runs a list of jobs in order on one :class:`JobRunner`; one list at a time; thread-safe."""
+    """Runs a list of jobs in order on one :class:`JobRunner` (or a job service's
+    :class:`~maskdet.jobs.service.SessionRunner`, which the dashboard uses); one list at a time; thread-safe."""
 
     def __init__(self, runner: JobRunner | None = None) -> None:
         self._runner = runner or JobRunner()

@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 
 from maskdet.jobs.base import JobAlreadyRunning, JobState, JobStatus
@@ -51,10 +52,12 @@ class JobRunner:
 
     def __init__(
         self, executor: Executor | str | None = None, max_log_lines: int = MAX_LOG_LINES,
-        cancel_grace_s: float = CANCEL_GRACE_S,
+        cancel_grace_s: float = CANCEL_GRACE_S, on_end: Callable[[JobRunner], None] | None = None,
     ) -> None:
         """``executor``: an :class:`~maskdet.jobs.executor.Executor`, or its name in
-        :data:`~maskdet.jobs.executor.EXECUTORS` (None: the ``job_executor`` setting, a subprocess per job unless set)."""
+        :data:`~maskdet.jobs.executor.EXECUTORS` (None: the ``job_executor`` setting, a subprocess per job unless set).
+        ``on_end(runner)`` is called (from the watcher thread, no lock held) after each job has ended."""
+        self._on_end = on_end
         self._executor = executor if executor is not None and not isinstance(executor, str) else get_executor(executor)
         self._cancel_grace_s = cancel_grace_s
         self._lock = threading.Lock()
@@ -121,8 +124,9 @@ class JobRunner:
                 message = handle.next_message(POLL_S)
             except JobEnded:
                 cancelled = self._cancel_asked is not None
-                self._finish(job_id, JobState.CANCELLED if cancelled else JobState.FAILED,
-                             error=None if cancelled else handle.exit_reason())
+                reason = None if cancelled else handle.exit_reason()
+                handle.stop()  # the process is gone: close this side's pipes too (a crash must leak nothing)
+                self._finish(job_id, JobState.CANCELLED if cancelled else JobState.FAILED, error=reason)
                 return
             if message is None:
                 self._stop_if_overdue(handle)
@@ -134,7 +138,7 @@ class JobRunner:
                 self._on_progress(job_id, payload)
             else:
                 self._on_final(job_id, kind, payload)
-                handle.stop(wait=FINAL_EXIT_WAIT_S)  # the process is ending by itself: reap it
+                handle.stop(wait=FINAL_EXIT_WAIT_S)  # the process is ending by itself: reap it, close its pipes
                 return
 
     def _stop_if_overdue(self, handle: JobHandle) -> None:
@@ -147,7 +151,7 @@ class JobRunner:
         if kind == "done":
             self._finish(job_id, JobState.FINISHED, result=payload if isinstance(payload, dict) else {})
         elif kind == "cancelled":
-            self._finish(job_id, JobState.CANCELLED)
+            self._finish(job_id, JobState.CANCELLED, note=f"Cancelled: {payload}" if payload else None)
         else:
             self._finish(job_id, JobState.FAILED, error=str(payload))
 
@@ -168,14 +172,17 @@ class JobRunner:
                 self._append(progress.message)
             self._status = replace(self._status, progress=progress)
 
-    def _finish(self, job_id: str, state: JobState, *, error: str | None = None, result: dict | None = None) -> None:
+    def _finish(self, job_id: str, state: JobState, *, error: str | None = None, result: dict | None = None,
+                note: str | None = None) -> None:
         with self._lock:
             if self._status.job_id != job_id:
                 return
-            self._append(self._note(state, error, result))
+            self._append(note or self._note(state, error, result))
             self._status = replace(self._status, state=state, error=error, result=result, finished=time.time(),
                                    worker_pid=None)
             self._ended.set()
+        if self._on_end is not None:
+            self._on_end(self)
 
     def _note(self, state: JobState, error: str | None, result: dict | None) -> str:
         """The last log line of a job."""

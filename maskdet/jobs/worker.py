@@ -3,15 +3,16 @@
 :func:`execute` is shared by every executor (it takes a ``send(kind, payload)`` callable);
 :func:`run_job` is the entry point of a subprocess job, whose messages go on a one-way pipe.
 Messages are ``(kind, payload)`` tuples: ``("log", text)``, ``("progress", snapshot)``, then
-exactly one of ``("done", result)``, ``("failed", error)`` or ``("cancelled", None)``. A process
-that dies without sending one (killed, out of memory, a crash in native code) is reported by the
-parent from its exit code. The process leaves itself when its parent dies, so a crashed server
+exactly one of ``("done", result)``, ``("failed", error)`` or ``("cancelled", saved)`` (what the job
+kept, or None). A process that dies without sending one (killed, out of memory, a crash in native
+code) is reported by the parent from its exit code. The process leaves itself when its parent dies, so a crashed server
 leaves no orphan training."""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -70,6 +71,12 @@ def _leave_when_orphaned(parent: int) -> None:
             os._exit(1)
 
 
+def handled_input_error(exc: BaseException) -> bool:
+    """maskdet's own ``ValueError`` subclasses (VideoDecodeError, ImageDecodeError, DatasetError, CheckpointError...)
+    are bad input, reported in one clear line; anything else is a fault worth its traceback."""
+    return isinstance(exc, ValueError) and type(exc).__module__.split(".")[0] == "maskdet"
+
+
 def execute(function: JobFunction, params: dict, send: Callable[[str, object], None], cancel: CancelFlag) -> None:
     """Run ``function`` once, sending its log lines, progress and exactly one final message through ``send``.
 
@@ -86,9 +93,12 @@ def execute(function: JobFunction, params: dict, send: Callable[[str, object], N
         result = function(params, job)
     except BaseException as exc:  # noqa: BLE001 - every ending is reported to the reader
         if job.cancelled:
-            send("cancelled", None)
+            send("cancelled", getattr(exc, "saved", None))
         else:
-            traceback.print_exc()  # the full story on the job's console; readers get the message
+            if handled_input_error(exc):  # a bad file or folder, already explained: one line, no traceback
+                print(f"job failed on its input: {type(exc).__name__}: {exc}", file=sys.stderr)
+            else:
+                traceback.print_exc()  # the full story on the job's console; readers get the message
             send("failed", str(exc) or type(exc).__name__)
     else:
         send("done", result)

@@ -608,7 +608,8 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
                     **{k: v for k, v in read_manifest(scan.root).items() if k in MANIFEST_PROVENANCE}},
         "calibration": calibration,
         "split_counts": split.counts(),
-        "hyperparameters": {**config.to_json(), "optimizer": "AdamW", "best_epoch": best_epoch},
+        "hyperparameters": {**config.to_json(), "data": portable_path(config.data), "optimizer": "AdamW",
+                            "best_epoch": best_epoch},
         "metrics": metrics,
         # Validation scores: the operating threshold is chosen on them (maskdet.zoo.folders.choose_operating_threshold).
         "evaluation": {"test": stored_scores(test_y, test_scores), "val": stored_scores(val_y, val_scores)},

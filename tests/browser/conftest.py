@@ -18,28 +18,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from harness import ARTIFACTS, CHROMIUM_FLAGS
+from harness import ARTIFACTS, CHROMEDRIVER, chromium_binary, new_chromium, running_dashboard
 
-REPO = Path(__file__).resolve().parents[2]
-LOOPBACK_DIR = Path(__file__).resolve().parent / "loopback"
-CHROMIUM_BINARIES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
-CHROMEDRIVER = "/usr/bin/chromedriver"
-SERVER_START_TIMEOUT_S = 90
 DEFAULT_MODEL = "tiny-mobilenet"
 DATASET_NAME = "tiny-faces"
 VIDEO_FPS = 20
 FRAMES_PER_FACE = 12  # 0.6 s per face; 4 faces per class + an empty scene = a 5.4 s loop
 FACES_PER_CLASS = 4
+EMPTY_FRAMES = 30  # 1.5 s of empty scene: longer than a track outlives its face, so each loop's people leave
 
 
 def _unavailable(message: str) -> None:
@@ -59,69 +50,50 @@ class Dashboard:
 @pytest.fixture(scope="session")
 def chromium() -> tuple[str, str]:
     """(browser binary, chromedriver) from the Debian packages ``chromium`` and ``chromium-driver``."""
-    binary = next((path for path in CHROMIUM_BINARIES if os.access(path, os.X_OK)), None)
-    if binary is None or not os.access(CHROMEDRIVER, os.X_OK):
+    binary = chromium_binary()
+    if binary is None:
         _unavailable("headless Chromium not found: apt-get install chromium chromium-driver")
     return binary, CHROMEDRIVER
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the dashboard exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"the dashboard did not answer within {SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+def _browser_folders(tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> tuple[Path, Path]:  # noqa: ANN001
+    """A models folder holding a copy of the tiny MobileNetV2 and a data-set root holding the tiny data set."""
+    models = tmp_path_factory.mktemp("browser-models")
+    shutil.copytree(tiny_mobilenet, models / DEFAULT_MODEL)
+    data_root = tmp_path_factory.mktemp("browser-data")
+    shutil.copytree(tiny_dataset, data_root / DATASET_NAME)
+    return models, data_root
 
 
 @pytest.fixture(scope="session")
 def dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
     """The real dashboard on a free loopback port, with one real model and one real tiny data set."""
-    models = tmp_path_factory.mktemp("browser-models")
-    shutil.copytree(tiny_mobilenet, models / DEFAULT_MODEL)
-    data_root = tmp_path_factory.mktemp("browser-data")
-    shutil.copytree(tiny_dataset, data_root / DATASET_NAME)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    models, data_root = _browser_folders(tmp_path_factory, tiny_mobilenet, tiny_dataset)
     log = ARTIFACTS / "server.log"
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MASKDET_MODELS_DIR": str(models),
-        "MASKDET_DEFAULT_MODEL": DEFAULT_MODEL,
-        "MASKDET_DATA_ROOT": str(data_root),
-        "PYTHONPATH": os.pathsep.join([str(LOOPBACK_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "MASKDET_ICE_SERVERS": "[]",
-    }
-    command = [
-        sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.address", "127.0.0.1",
-        "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none", "--global.developmentMode", "false",
-    ]
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
+    environment = {"MASKDET_MODELS_DIR": str(models), "MASKDET_DEFAULT_MODEL": DEFAULT_MODEL,
+                   "MASKDET_DATA_ROOT": str(data_root)}
+    with running_dashboard(environment, log) as url:
         yield Dashboard(url=url, models_dir=models, data_root=data_root, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+
+
+OWNER_SECRET = "browser-test owner secret"
+
+
+@pytest.fixture(scope="session")
+def shared_dashboard(chromium, tmp_path_factory, tiny_mobilenet: Path, tiny_dataset: Path) -> Iterator[Dashboard]:
+    """The real dashboard shared on purpose (listening on every interface, as the README's sharing recipe says),
+    with an owner secret and its own cache: every browser that is not signed in is a visitor."""
+    models, data_root = _browser_folders(tmp_path_factory, tiny_mobilenet, tiny_dataset)
+    cache = tmp_path_factory.mktemp("shared-cache")
+    source = Path(os.environ.get("MASKDET_CACHE_DIR", "/nonexistent")) / "detectors"
+    if source.is_dir():  # the face detector, when the test cache holds it (else fetched once)
+        shutil.copytree(source, cache / "detectors")
+    log = ARTIFACTS / "shared-server.log"
+    environment = {"MASKDET_MODELS_DIR": str(models), "MASKDET_DEFAULT_MODEL": DEFAULT_MODEL,
+                   "MASKDET_DATA_ROOT": str(data_root), "MASKDET_OWNER_SECRET": OWNER_SECRET,
+                   "MASKDET_CACHE_DIR": str(cache), "MASKDET_SESSION_GRACE_S": "5"}
+    with running_dashboard(environment, log, address="0.0.0.0") as url:
+        yield Dashboard(url=url, models_dir=models, data_root=data_root, log=log)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -134,21 +106,10 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def open_browser(chromium, tmp_path, request) -> Iterator[Callable[..., object]]:
     """Factory: a fresh headless Chromium (``video``: a .y4m fake camera); a failing test saves a screenshot."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     drivers = []
 
     def open_(video: Path | None = None):
-        options = webdriver.ChromeOptions()
-        options.binary_location = chromium[0]
-        profile = tmp_path / f"profile-{len(drivers)}"
-        for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
-            options.add_argument(flag)
-        if video is not None:
-            options.add_argument(f"--use-file-for-fake-video-capture={video}")
-        driver = webdriver.Chrome(service=Service(chromium[1]), options=options)
-        driver.set_page_load_timeout(60)
+        driver = new_chromium(chromium[0], tmp_path / f"profile-{len(drivers)}", video)
         drivers.append(driver)
         return driver
 
@@ -163,7 +124,8 @@ def open_browser(chromium, tmp_path, request) -> Iterator[Callable[..., object]]
 
 @pytest.fixture(scope="session")
 def webcam_video(tmp_path_factory, held_out_faces, frame_composer) -> Path:
-    """A looping fake-camera clip (y4m, 640x480, 20 fps): 4 masked faces, 4 unmasked faces, an empty scene."""
+    """A looping fake-camera clip (y4m, 640x480, 20 fps): 4 masked faces (one place, one person to the tracker),
+    4 unmasked faces elsewhere (another person, in view 2.4 s), 1.5 s of empty scene."""
     import av
 
     path = tmp_path_factory.mktemp("camera") / "faces.y4m"
@@ -174,8 +136,9 @@ def webcam_video(tmp_path_factory, held_out_faces, frame_composer) -> Path:
         stream = container.add_stream("wrapped_avframe", rate=VIDEO_FPS)
         stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
         for index, faces in enumerate(scenes):
-            for step in range(FRAMES_PER_FACE):
-                box = (140 + 40 * (index % 3) + 3 * step, 110 + 2 * step, 200)  # drifts like a real head
+            masked = index < FACES_PER_CLASS  # masked people on the left, unmasked on the right: two tracks
+            for step in range(FRAMES_PER_FACE if faces else EMPTY_FRAMES):
+                box = ((20 if masked else 380) + 10 * (index % 4) + 2 * step, 110 + 2 * step, 180)  # drifts like a head
                 rgb = frame_composer(faces, [box] * len(faces))
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
                 for packet in stream.encode(frame):

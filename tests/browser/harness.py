@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,7 +23,14 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts" / "browser"
+LOOPBACK_DIR = Path(__file__).resolve().parent / "loopback"
+CHROMIUM_BINARIES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SERVER_START_TIMEOUT_S = 90
+STREAMLIT_RUN = ("streamlit", "run", "streamlit_app.py")
+"""How the README starts the dashboard; the browser tests and docs/screenshots.py start it the same way."""
 CHROMIUM_FLAGS = [  # see /tests/browser/conftest.py and the WebRTC probe notes
 
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -29,6 +42,80 @@ CHROMIUM_FLAGS = [  # see /tests/browser/conftest.py and the WebRTC probe notes
 ]
 T = TypeVar("T")
 WEBRTC_IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
+
+
+def chromium_binary() -> str | None:
+    """Debian's Chromium, when it and chromedriver (packages ``chromium``, ``chromium-driver``) are installed."""
+    binary = next((path for path in CHROMIUM_BINARIES if os.access(path, os.X_OK)), None)
+    return binary if binary and os.access(CHROMEDRIVER, os.X_OK) else None
+
+
+def new_chromium(binary: str, profile: Path, video: Path | None = None) -> WebDriver:
+    """A headless Chromium with a fresh ``profile``; ``video`` (a .y4m file) becomes the fake camera."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    if video is not None:
+        options.add_argument(f"--use-file-for-fake-video-capture={video}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the dashboard exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the dashboard did not answer within {SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def running_dashboard(environment: dict[str, str], log: Path, address: str = "127.0.0.1") -> Iterator[str]:
+    """``streamlit run streamlit_app.py`` on a free port with ``environment`` added, listening on ``address``
+    (``0.0.0.0``: shared on purpose; always reached at 127.0.0.1); yields its URL.
+
+    ``tests/browser/loopback`` is on its PYTHONPATH (keeps WebRTC ICE on 127.0.0.1); output goes to ``log``.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LOOPBACK_DIR), str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "MASKDET_ICE_SERVERS": "[]", **environment}
+    command = [
+        sys.executable, "-m", *STREAMLIT_RUN, "--server.address", address,
+        "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+    ]
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def retrying(action: Callable[[], T], timeout: float = 30) -> T:
@@ -210,8 +297,9 @@ def fps(text: str) -> float | None:
     return number(r"FPS: ([\d.]+)", text)
 
 
-def faces_since_start(cls: str, text: str) -> float:
-    return number(rf"(?<![a-z]){cls} [\d.]+% \((\d+) faces\)", text) or 0
+def people_since_start(cls: str, text: str) -> float:
+    """People of class ``cls`` counted since START (one per tracked person, not per frame)."""
+    return number(rf"People since START:[^\n]*?(?<![a-z]){cls} (\d+)", text) or 0
 
 
 def streaming(text: str) -> bool:

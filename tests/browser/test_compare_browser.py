@@ -65,7 +65,7 @@ def test_error_gallery_of_an_unseen_evaluation(dashboard, open_browser) -> None:
     options = selectbox_options(driver, "Explain an error")
     assert sorted(option.split(" (")[0] for option in options) == sorted(wrong)
     choose_option(driver, "Explain an error", options[0])
-    wait_for_text(driver, lambda t: "Integrated Gradients heatmap" in t and "Convergence delta" in t,
+    wait_for_text(driver, lambda t: "Integrated Gradients heatmap" in t and "convergence error" in t,
                   EXPLAIN_TIMEOUT_S, "the Integrated Gradients explanation of the hardest error")
     assert len(shown_images(driver)) == thumbnails + 3  # original, heatmap and overlay below the gallery
 

@@ -23,7 +23,7 @@ from harness import (
     choose_option,
     click_button,
     expand,
-    faces_since_start,
+    people_since_start,
     fill_inputs,
     frames,
     page_text,
@@ -149,12 +149,12 @@ def test_webcam_and_photo_sessions_during_a_training_job(dashboard, open_browser
         assert float(verdict.group(1)) == pytest.approx(expected * 100, abs=0.051), "cached model differs from disk"
         lap("photo verdict")
 
-        text = wait_for_text(camera, lambda t: "Faces now: without_mask 0, with_mask 1" in t, TIMEOUT_S,
+        text = wait_for_text(camera, lambda t: "People in view: without_mask 0, with_mask 1" in t, TIMEOUT_S,
                              "the masked face labelled on the webcam")
-        text = wait_for_text(camera, lambda t: faces_since_start("without_mask", t) > 0, TIMEOUT_S,
+        text = wait_for_text(camera, lambda t: people_since_start("without_mask", t) > 0, TIMEOUT_S,
                              "the unmasked face counted on the webcam")
         assert streaming(text) and "could not be processed" not in text, text
-        assert faces_since_start("with_mask", text) > 0, text
+        assert people_since_start("with_mask", text) > 0, text
         lap("webcam labels")
         position = wait_for_advance(camera, first)  # both sessions follow the job as it advances
         wait_for_advance(viewer, position)
