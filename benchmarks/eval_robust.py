@@ -9,6 +9,13 @@ card reports). Prints one JSON object.
 
     python benchmarks/eval_robust.py --model mobilenet_v2 --scenes ../shared/datasets/scenes-dev \\
         --scenes ../shared/datasets/kaggle-scenes --heldout robust-mix:val --face-mask-4k ../shared/datasets/face-mask-4k
+
+``--table DATA_ROOT`` prints instead the target table of issue 24 (three classes) for each ``--model``, one
+column per model: ilc-dev (faces matched at IoU >= 0.4), scenes-dev, face-mask-4k's test split,
+synthetic-masks-2k and the kaggle-scenes photos ``--heldout`` names (e.g. ``CROPSET:test``):
+
+    python benchmarks/eval_robust.py --table ../shared/datasets --model mobilenet_v2 --model mobilenet_v2_3class \\
+        --heldout kaggle-scenes-3class-face-mask-4k:test
 """
 
 from __future__ import annotations
@@ -33,26 +40,27 @@ from maskdet.inference.pipeline import build_pipeline
 from maskdet.data.annotations import load_scene_set
 from maskdet.evaluation.scenes import evaluate_scenes
 from maskdet.evaluation.scenes.evaluate import MISLABELLED
-from maskdet.settings import CLASSES
+from maskdet.evaluation.folder import evaluate_folder
+from maskdet.settings import KNOWN_CLASSES
 from maskdet.data.split import make_split
 
 KEPT = ("images", "faces", "detection_recall", "false_positives", "accuracy_on_detected", "end_to_end_accuracy",
         "map50", "per_class")
 
 
-def evaluate_boxed(pipeline, root: Path, photos: set[str] | None) -> dict:
+def evaluate_boxed(pipeline, root: Path, photos: set[str] | None, iou: float = 0.5) -> dict:
     """``evaluate-scenes`` metrics (on ``photos`` only, when given) plus the ECE of the detected faces."""
     scenes = load_scene_set(root)
     if photos is not None:
         scenes = replace(scenes, images=[image for image in scenes.images if image.relpath in photos], problems=[])
-    evaluation = evaluate_scenes(pipeline, scenes)
+    evaluation = evaluate_scenes(pipeline, scenes, iou=iou)
     labels, scores = [], []
     for outcome in evaluation.outcomes:
         known = outcome.known_faces
         for d, f in enumerate(outcome.matching.face_of):
             if f is not None:
-                labels.append(CLASSES.index(known[f].label))
-                scores.append(outcome.predictions[d].p_with_mask)
+                labels.append(KNOWN_CLASSES.index(known[f].label))
+                scores.append(list(outcome.predictions[d].probabilities.values()))
     metrics = {key: evaluation.metrics[key] for key in KEPT}
     mislabelled = [e for e in evaluation.metrics["errors"] if e["kind"] == MISLABELLED]
     return {"folder": str(root), **metrics, "ece_on_detected": expected_calibration_error(np.array(labels), np.array(scores)),
@@ -64,19 +72,83 @@ def evaluate_face_mask_4k_test(pipeline, root: Path) -> dict:
     scores = []
     for start in range(0, len(split.test), 64):
         chunk = split.test[start : start + 64]
-        scores.extend(pipeline.classifier.predict_proba([load_rgb(root / p) for p in chunk])[:, 1])
-    metrics = compute_metrics(np.array([split.labels[p] for p in split.test]), np.array(scores))
+        scores.extend(pipeline.classifier.predict_proba([load_rgb(root / p) for p in chunk]))
+    metrics = compute_metrics(np.array([split.labels[p] for p in split.test]), np.array(scores),
+                              pipeline.classifier.threshold)
     return {k: metrics[k] for k in ("n", "accuracy", "roc_auc", "ece", "false_positives", "false_negatives")}
+
+
+def _right(metrics: dict, name: str) -> int:
+    return (metrics["per_class"].get(name) or {}).get("right") or 0
+
+
+def _share(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def target_figures(pipeline, data_root: Path, heldout: str | None) -> dict[str, str]:
+    """The rows of issue 24's target table for one pipeline (figures as text)."""
+    ilc = evaluate_boxed(pipeline, data_root / "ilc-dev", None, iou=0.4)
+    incorrect = ilc["per_class"].get("incorrect_mask") or {}
+    called_incorrect = sum((c.get("called") or {}).get("incorrect_mask", 0) for c in ilc["per_class"].values())
+    right = sum(_right(ilc, name) for name in KNOWN_CLASSES)
+    scenes = evaluate_boxed(pipeline, data_root / "scenes-dev", None)
+    fm4k = evaluate_face_mask_4k_test(pipeline, data_root / "face-mask-4k")
+    synthetic = evaluate_folder(pipeline.classifier, data_root / "synthetic-masks-2k")
+    synthetic_accuracy = compute_metrics(synthetic.labels, synthetic.scores, pipeline.classifier.threshold)["accuracy"]
+    kaggle = {}
+    if heldout:
+        photos = held_out_photos(*heldout.split(":")).get((data_root / "kaggle-scenes").resolve())
+        kaggle = evaluate_boxed(pipeline, data_root / "kaggle-scenes", photos)
+
+    def text(value: float | None, digits: int = 3) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    bare = ilc["per_class"]["without_mask"]
+    return {
+        "ilc-dev: incorrect faces found and called incorrect / precision of 'incorrect'":
+            f"{text(_share(_right(ilc, 'incorrect_mask'), incorrect.get('faces', 0)))} / "
+            f"{text(_share(_right(ilc, 'incorrect_mask'), called_incorrect))}",
+        "ilc-dev: all faces end to end (three classes) / detection recall":
+            f"{text(_share(right, ilc['faces']))} / {text(ilc['detection_recall'])}",
+        "ilc-dev: bare faces found and called bare": text(_share(_right(ilc, "without_mask"), bare["faces"])),
+        "scenes-dev: recall / false positives / end to end":
+            f"{text(scenes['detection_recall'])} / {scenes['false_positives']} / "
+            f"{text(_share(sum(_right(scenes, n) for n in KNOWN_CLASSES), scenes['faces']))}",
+        "face-mask-4k test (613) / synthetic-masks-2k": f"{fm4k['accuracy']:.2%} / {synthetic_accuracy:.2%}",
+        f"kaggle-scenes {heldout} photos: bare faces right (found, labelled right)":
+            f"{kaggle['per_class']['without_mask']['accuracy_on_detected']:.1%}" if kaggle else "–",
+    }
+
+
+def print_table(models: list[str], data_root: Path, heldout: str | None) -> None:
+    """Issue 24's target table, one column per model, as Markdown."""
+    columns = {}
+    for model in models:
+        pipeline = build_pipeline(model)
+        started = time.monotonic()
+        columns[f"{pipeline.classifier.name} (t={pipeline.classifier.threshold:g})"] = target_figures(
+            pipeline, data_root, heldout)
+        print(f"{model}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    rows = list(next(iter(columns.values())))
+    print("| figure | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for row in rows:
+        print(f"| {row} | " + " | ".join(figures[row] for figures in columns.values()) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model")
+    parser.add_argument("--model", action="append", help="model name or folder; repeatable with --table")
+    parser.add_argument("--table", type=Path, metavar="DATA_ROOT", help="print issue 24's target table")
     parser.add_argument("--scenes", action="append", default=[], help="boxed-photo folder; repeatable")
     parser.add_argument("--heldout", help="CROPSET:SPLIT: evaluate kaggle-scenes-like folders on that split's photos only")
     parser.add_argument("--face-mask-4k", type=Path)
     args = parser.parse_args()
-    pipeline = build_pipeline(args.model)
+    if args.table:
+        print_table(args.model or [None], args.table, args.heldout)
+        return
+    pipeline = build_pipeline(args.model[0] if args.model else None)
     held = held_out_photos(*args.heldout.split(":")) if args.heldout else {}
     started = time.monotonic()
     result = {"model": pipeline.classifier.name, "scenes": [

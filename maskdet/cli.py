@@ -16,7 +16,7 @@ from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.zoo.folders import CheckpointError, ModelMissing, recover_interrupted_saves
 from maskdet.data.datasets import DatasetError
 from maskdet.data.images import ImageDecodeError
-from maskdet.zoo.decision import THRESHOLD
+from maskdet.zoo.decision import MAX_BARE_CALLED_MASKED, THRESHOLD
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +45,21 @@ def _print_metrics(title: str, metrics: dict) -> None:
     for cls, values in metrics["per_class"].items():
         print(f"  {cls:<13} precision={values['precision']:.4f} recall={values['recall']:.4f} "
               f"f1={values['f1']:.4f} support={values['support']}")
-    (tn, fp), (fn, tp) = metrics["confusion"]
-    print(f"  confusion [[tn fp] [fn tp]] = [[{tn} {fp}] [{fn} {tp}]]")
+    confusion = metrics["confusion"]
+    if len(confusion) == 2:
+        (tn, fp), (fn, tp) = confusion
+        print(f"  confusion [[tn fp] [fn tp]] = [[{tn} {fp}] [{fn} {tp}]]")
+    else:
+        print(f"  confusion (rows actual, columns predicted: {' '.join(metrics['classes'])}) = {confusion}")
+    for cls, outside in (metrics.get("outside_classes") or {}).items():
+        called = ", ".join(f"{name} {count}" for name, count in outside["called"].items())
+        print(f"  {cls}: {outside['faces']} image(s) of a class the model lacks (not scored), called: {called}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from maskdet.zoo.folders import set_default_model
+    from maskdet.zoo.folders import resolve_model, set_default_model
     from maskdet.training.loop import TrainConfig, TrainProgress, fit
 
     config = TrainConfig(
@@ -61,6 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         calibrate=not args.no_calibrate,
         feature_views=args.feature_views, finetune_blocks=args.finetune_blocks, pretrained=not args.no_pretrained,
         weights_path=Path(args.weights) if args.weights else None, limit_per_class=args.limit_per_class,
+        init_from=resolve_model(args.init_from) if args.init_from else None,
         command="python -m maskdet " + shlex.join(sys.argv[1:]),
     )
     bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", file=sys.stderr,
@@ -210,6 +218,19 @@ def _field(metadata: dict, *keys: str) -> object:
     for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
     return value
+
+
+def cmd_threshold(args: argparse.Namespace) -> int:
+    from maskdet.zoo.folders import choose_operating_threshold, resolve_model, set_operating_threshold
+
+    folder = resolve_model(args.model)
+    if args.value is not None:
+        metadata = set_operating_threshold(folder, args.value, chosen_on=args.chosen_on)
+    else:
+        metadata = choose_operating_threshold(folder, max_bare_called_masked=args.max_bare_called_masked)
+    print(f"{folder.name}: operating threshold {metadata['operating_threshold']:g}"
+          f"{f' (chosen on {c})' if (c := metadata.get('operating_threshold_chosen_on')) else ''}")
+    return 0
 
 
 def cmd_fingerprint_model(args: argparse.Namespace) -> int:
@@ -496,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-calibrate", action="store_true",
                        help="keep the raw confidences (default: temperature scaling on the validation split)")
     train.add_argument("--weights", help="pretrained ImageNet weights file, when they cannot be downloaded")
+    train.add_argument("--init-from", metavar="MODEL", help="start from a trained model's weights (same arch and "
+                                                            "input size), e.g. to add the incorrect_mask class")
     train.add_argument("--no-pretrained", action="store_true",
                        help="train a transfer-learning architecture from random weights (not transfer learning)")
     train.add_argument("--limit-per-class", type=int, help="use at most N training images per class")
@@ -544,6 +567,16 @@ def build_parser() -> argparse.ArgumentParser:
     scenes.add_argument("--json", action="store_true", help="print one JSON object")
     scenes.add_argument("-q", "--quiet", action="store_true")
     scenes.set_defaults(func=cmd_evaluate_scenes)
+
+    threshold = sub.add_parser("threshold", help="set a model's operating threshold, or choose it on the validation "
+                                                 "scores its card stores (the default)")
+    threshold.add_argument("--model", default=None, help="model name or folder (default: the default model)")
+    threshold.add_argument("--value", type=float, default=None, help="set this threshold instead of choosing one")
+    threshold.add_argument("--chosen-on", default=None, help="with --value: the data it was chosen on")
+    threshold.add_argument("--max-bare-called-masked", type=float, default=MAX_BARE_CALLED_MASKED,
+                           help="choose the lowest threshold calling at most this fraction of the not-masked "
+                                "validation faces masked (default %(default)s)")
+    threshold.set_defaults(func=cmd_threshold)
 
     fingerprint = sub.add_parser("fingerprint-model", help="add the hashes of a model's train / val files to its "
                                  "folder (seen.json), so the overlap check needs no training data, and for a "

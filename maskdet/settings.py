@@ -16,9 +16,26 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-CLASSES: tuple[str, str] = ("without_mask", "with_mask")
-"""Canonical class names, indexed by label; ``with_mask`` (1) is the positive class."""
+KNOWN_CLASSES: tuple[str, ...] = ("without_mask", "with_mask", "incorrect_mask")
+"""Every canonical class name maskdet knows, indexed by label everywhere (data sets, models, metrics):
+``without_mask`` 0, ``with_mask`` 1 (the positive class: the only "masked" verdict), ``incorrect_mask`` 2
+(a mask under the nose or on the chin). A model's classes are the first 2 or 3 of these (its card lists them)."""
+CLASSES: tuple[str, ...] = KNOWN_CLASSES[:2]
+"""The two-class list: models without a class list of their own and data sets without a third-class folder."""
 POSITIVE_CLASS = "with_mask"
+INCORRECT_CLASS = "incorrect_mask"
+
+
+def class_list(count: int) -> tuple[str, ...]:
+    """The first ``count`` known classes (2 or 3): the classes of a model with ``count`` outputs."""
+    if not 2 <= count <= len(KNOWN_CLASSES):
+        raise ValueError(f"a model has 2 to {len(KNOWN_CLASSES)} classes, not {count}")
+    return KNOWN_CLASSES[:count]
+
+
+def classes_of_labels(labels) -> tuple[str, ...]:
+    """The class list that covers the integer ``labels`` (at least the two-class list)."""
+    return class_list(max(2, max((int(label) for label in labels), default=0) + 1))
 
 
 ENV_PREFIX = "MASKDET_"

@@ -34,7 +34,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from maskdet.zoo.folders import CheckpointError, set_operating_threshold
+from maskdet.zoo.folders import CheckpointError, choose_operating_threshold, set_operating_threshold
 from maskdet.evaluation.compare import (
     COL_ARCH,
     COL_ECE,
@@ -223,6 +223,20 @@ def _save_threshold(summary: ModelSummary, slider_key: str, source: str) -> None
         "the Photo and Webcam pages and `predict` now label with it."))
 
 
+def _choose_threshold(summary: ModelSummary, slider_key: str) -> None:
+    """Button callback: choose and save the threshold on the validation scores the model's card stores."""
+    try:
+        metadata = choose_operating_threshold(summary.path)
+    except CheckpointError as exc:
+        st.session_state[SAVED_MESSAGE_KEY] = ("error", f"Cannot choose the threshold of `{summary.name}`: {exc}")
+        return
+    invalidate_models()
+    st.session_state[slider_key] = metadata["operating_threshold"]
+    st.session_state[SAVED_MESSAGE_KEY] = ("success", (
+        f"Saved {metadata['operating_threshold']:.2f} as the operating threshold of `{summary.name}` "
+        f"({metadata['operating_threshold_chosen_on']})."))
+
+
 # --- sections ------------------------------------------------------------------------------------
 
 def scored_sets(summaries: list[ModelSummary]) -> list[tuple[ModelSummary, str]]:
@@ -361,6 +375,10 @@ def operating_point_section(files: Mapping[str, ScoredFiles], by_name: Mapping[s
                       or not may(Action.SAVE_THRESHOLD),
                       help=None if may(Action.SAVE_THRESHOLD) else "Only the owner may save a threshold.",
                       on_click=_save_threshold, args=(summary, key, source))
+        column.button("Choose on its validation scores", key=f"compare_choose_{name}", on_click=_choose_threshold,
+                      args=(summary, key), disabled=not summary.has_validation_scores,
+                      help="The lowest threshold calling at most 0.5% of the not-masked validation faces masked "
+                           "(a bare or incorrectly masked face called masked is the costly error).")
     at_threshold = {name: compute_metrics(f.labels, f.scores, thresholds[name]) for name, f in files.items()}
     rows = []
     for name, metrics in at_threshold.items():

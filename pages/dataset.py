@@ -19,7 +19,7 @@ import streamlit as st
 from maskdet.data.audit import (DEFAULT_SPLIT_SEED, SHORTCUT_FOLDS, SHORTCUT_WARNING, DatasetAudit, NumericStats,
                                 audit_catalog, sample_files)
 from maskdet.data.datasets import DatasetError, DatasetScan, FileRecord, build_catalog, scan_dataset
-from maskdet.settings import CLASSES
+from maskdet.settings import KNOWN_CLASSES
 from maskdet.data.split import SPLIT_NAMES
 from ui.dataset_picker import choose_dataset
 from ui.markup import code, plain
@@ -74,7 +74,7 @@ def _show_thumbnails(audit: DatasetAudit, records: list[FileRecord], columns: in
     for start in range(0, len(records), columns):
         for column, record in zip(st.columns(columns), records[start : start + columns], strict=False):
             name = record.relpath.rsplit("/", 1)[-1]
-            caption = f"{CLASSES[record.label]} · {name}" if label else name
+            caption = f"{KNOWN_CLASSES[record.label]} · {name}" if label else name
             data = thumbnail(str(audit.path(record)), audit.fingerprint)
             if data is None:
                 column.caption(f"{caption} (no longer readable)")
@@ -135,10 +135,10 @@ def _shortcuts(audit: DatasetAudit) -> None:
 def _classes_tab(audit: DatasetAudit) -> None:
     frame = pd.DataFrame(
         {
-            "class": list(CLASSES),
-            "readable images": [audit.counts[name] for name in CLASSES],
-            "files": [audit.files_per_class[name] for name in CLASSES],
-            "folders": [", ".join(audit.class_folders[name]) or "—" for name in CLASSES],
+            "class": list(audit.classes),
+            "readable images": [audit.counts[name] for name in audit.classes],
+            "files": [audit.files_per_class[name] for name in audit.classes],
+            "folders": [", ".join(audit.class_folders[name]) or "—" for name in audit.classes],
         }
     )
     figure = px.bar(
@@ -185,7 +185,7 @@ def _sizes_tab(audit: DatasetAudit) -> None:
     readable = audit.catalog.readable
     sizes = pd.DataFrame(
         {
-            "class": [CLASSES[r.label] for r in readable],
+            "class": [KNOWN_CLASSES[r.label] for r in readable],
             "width": [r.width for r in readable],
             "height": [r.height for r in readable],
         }
@@ -231,7 +231,7 @@ def _unreadable_tab(audit: DatasetAudit) -> None:
     frame = pd.DataFrame(
         {
             "file": [r.relpath for r in audit.unreadable],
-            "class": [CLASSES[r.label] for r in audit.unreadable],
+            "class": [KNOWN_CLASSES[r.label] for r in audit.unreadable],
             "bytes": [r.bytes for r in audit.unreadable],
             "reason": [r.error for r in audit.unreadable],
         }
@@ -273,7 +273,7 @@ def _duplicates_tab(audit: DatasetAudit) -> None:
         _show_thumbnails(audit, group, min(len(group), MAX_GROUP_COLUMNS), label=True)
     with st.expander("All groups as a table"):
         rows = [
-            {"group": number, "file": r.relpath, "class": CLASSES[r.label], "conflict": _is_conflict(g)}
+            {"group": number, "file": r.relpath, "class": KNOWN_CLASSES[r.label], "conflict": _is_conflict(g)}
             for number, g in enumerate(ordered, start=1)
             for r in g
         ]
@@ -307,7 +307,7 @@ def _split_tab(audit: DatasetAudit) -> None:
         st.success(f"No near-duplicate group crosses splits ({len(audit.duplicates.groups):,} groups checked).")
     else:
         st.success("No near-duplicate groups, so none can cross splits.")
-    if any(counts[name][cls] == 0 for name in SPLIT_NAMES for cls in CLASSES) and audit.total_readable:
+    if any(counts[name][cls] == 0 for name in SPLIT_NAMES for cls in audit.classes) and audit.total_readable:
         st.warning(
             "Some split has no image of some class: the data set is too small or one-sided for a meaningful "
             "train / val / test evaluation."

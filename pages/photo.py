@@ -32,6 +32,7 @@ from maskdet.inference.drawing import label_scale, label_text
 from maskdet.inference.faces import FacePrediction
 from maskdet.inference.photo import analyse_photo, compact_photo, PhotoResult
 from maskdet.inference.pipeline import FacePipeline
+from maskdet.inference.drawing import LABEL_TEXT
 from maskdet.settings import current_settings
 from ui.explanation import show_explanation
 from ui.markup import code, plain
@@ -56,7 +57,6 @@ MIN_STEPS, STEP = 4, 4
 AUTO_STEPS, AUTO_STEPS_METHOD = "auto", "integrated_gradients"  # IG chooses its steps to converge (explain.py)
 AUTO_EXPLAIN_FACES = 6  # group photos: faces after these are explained on request (~1 s each)
 EXPANDED_FACES = 2  # photos with more faces show their summary and photo first, every face's details collapsed
-LABEL_TEXT = {"with_mask": "😷 with mask", "without_mask": "🙂 without mask"}
 
 
 def _analyse(digest: str, name: str, model_key: str, detector: str, data: bytes,
@@ -96,11 +96,12 @@ def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, dete
                classifier: Predictor) -> None:
     """One face: its verdict, the explanation settings, and Original | heatmap | overlay."""
     face, crop = analysis.faces[index], analysis.crops[index]
+    odds = " · ".join(f"{LABEL_TEXT[name]} {p:.1%}" for name, p in face.probabilities.items())
     st.markdown(f"**Face {index + 1}**: {LABEL_TEXT[face.label]}, {face.confidence:.1%} confident "
-                f"(detector score {face.face_score:.2f}, box {list(face.box)})")
+                f"(detector score {face.face_score:.2f}, box {list(face.box)})  \n{odds}")
     if index >= AUTO_EXPLAIN_FACES and not st.toggle("Explain this face", key=f"{key}_explain"):
         return
-    settings = st.columns(3)
+    settings = st.columns(4)
     method = settings[0].selectbox("Explanation", list(METHODS), format_func=lambda m: METHODS[m].title,
                                    key=f"{key}_method", help="How the pixels that drove the decision are found.")
     spec = METHODS[method]
@@ -118,9 +119,12 @@ def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, dete
     if spec.uses_baseline:
         baseline = settings[2].selectbox("Baseline", list(BASELINES), format_func=lambda b: BASELINES[b][0],
                                          key=f"{key}_baseline", help="The 'absence of evidence' reference image.")
+    target = settings[3].selectbox("Class to explain", classifier.classes, classifier.classes.index(face.label),
+                                   format_func=LABEL_TEXT.get, key=f"{key}_target",
+                                   help="Which class's evidence to show (default: the face's label).")
     try:
         with st.spinner(f"{spec.title} for face {index + 1}…"):
-            result = _explain(key, index, model_key, detector, face.label, method, steps, baseline, classifier, crop)
+            result = _explain(key, index, model_key, detector, target, method, steps, baseline, classifier, crop)
     except ExplanationUnsupported as exc:
         st.warning(str(exc))
         return
@@ -128,7 +132,8 @@ def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, dete
 
 
 st.title("🖼️ Photo")
-st.caption("Upload photos: every face is found, labelled with or without a mask, and explained pixel by pixel.")
+st.caption("Upload photos: every face is found, labelled (with a mask, without, or — for three-class models — "
+           "mask worn incorrectly) and explained pixel by pixel.")
 
 controls = st.columns(2)
 model_name = choose_model(controls[0], key="photo_model")
@@ -175,7 +180,7 @@ for number, ((name, data), content) in enumerate(zip(photos, digests, strict=Tru
     except ImageDecodeError as exc:
         st.error(f"Cannot read {code(name)}: {plain(exc.reason)}")
         continue
-    counts = {label: sum(f.label == label for f in analysis.faces) for label in LABEL_TEXT}
+    counts = {label: sum(f.label == label for f in analysis.faces) for label in classifier.classes}
     info = analysis.info
     summary = ", ".join(f"{n} {LABEL_TEXT[label]}" for label, n in counts.items() if n) or "no face found"
     st.markdown(f"{summary} · {analysis.width}x{analysis.height} {info.format} ({info.mode}"

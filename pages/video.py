@@ -24,6 +24,7 @@ import streamlit as st
 
 from maskdet.zoo.folders import CheckpointError, operating_threshold, read_metadata, resolve_model
 from maskdet.inference.detector import DEFAULT_ZOOM_BELOW, ZOOM_FACTOR
+from maskdet.inference.drawing import LABEL_TEXT, hex_colour
 from maskdet.jobs import JobRefused, JobState, SessionRunner
 from maskdet.video import VIDEO_SUFFIXES
 from maskdet.video.results import VideoResults, analysis_folder, analysis_key, read_results, stage_clip
@@ -40,8 +41,6 @@ THUMBNAIL_COLUMNS = 3
 UPLOAD_LIMIT_MB = 200  # server.maxUploadSize in .streamlit/config.toml
 DETECTOR = "centerface"  # the product's face detector setting, as on the Photo page
 RUNNER_KEY = "video_runner"  # this session's runner on the job service (ui.jobs.session_runner)
-LABEL_TEXT = {"with_mask": "😷 with mask", "without_mask": "🙂 without mask"}
-COLOURS = {LABEL_TEXT["with_mask"]: "#28a745", LABEL_TEXT["without_mask"]: "#dc3545"}
 ENDED_NOTES = {
     JobState.CANCELLED: "Stopped: nothing was kept.",
     JobState.FINISHED: "The results of this analysis were deleted to make room for newer clips.",
@@ -94,12 +93,15 @@ def clip_digest(file_id: str, _data: bytes) -> str:
 def frame_table(results: VideoResults) -> pd.DataFrame:
     """One row per processed frame: frame, time and faces per class."""
     return pd.DataFrame([{"frame": row.frame, "time (s)": round(row.time, 3), **row.counts}
-                         for row in results.frames], columns=["frame", "time (s)", *LABEL_TEXT])
+                         for row in results.frames],
+                        columns=["frame", "time (s)", *(label for label in LABEL_TEXT
+                                                        if any(label in row.counts for row in results.frames))])
 
 
 def show_results(results: VideoResults, name: str) -> None:
     table = frame_table(results)
-    totals = ", ".join(f"{int(table[label].sum())} {text}" for label, text in LABEL_TEXT.items())
+    classes = [label for label in LABEL_TEXT if label in table.columns]
+    totals = ", ".join(f"{int(table[label].sum())} {LABEL_TEXT[label]}" for label in classes)
     speed = len(table) / results.seconds if results.seconds else 0.0
     st.success(f"{len(table)} frames analysed in {results.seconds:.1f} s ({speed:.1f} frames/s)")
     if results.people is not None:
@@ -110,9 +112,9 @@ def show_results(results: VideoResults, name: str) -> None:
                     + ("" if ratio is None else f"; compliance {ratio:.0%}")
                     + " — faces tracked across frames, one verdict per person from a vote over their frames.")
     st.caption(f"Faces summed over frames: {totals}")
-    long = table.melt(id_vars=["frame", "time (s)"], value_vars=list(LABEL_TEXT), var_name="class", value_name="faces")
+    long = table.melt(id_vars=["frame", "time (s)"], value_vars=classes, var_name="class", value_name="faces")
     long["class"] = long["class"].map(LABEL_TEXT)
-    figure = px.line(long, x="time (s)", y="faces", color="class", color_discrete_map=COLOURS, line_shape="hv",
+    figure = px.line(long, x="time (s)", y="faces", color="class", color_discrete_map={text: hex_colour(label) for label, text in LABEL_TEXT.items()}, line_shape="hv",
                      title="Faces per class over time")
     figure.update_yaxes(rangemode="tozero", dtick=1)
     st.plotly_chart(with_room_for_the_toolbar(figure), key="video_counts")

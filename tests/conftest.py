@@ -124,3 +124,44 @@ def compose_frame(faces: list[Path], boxes: list[tuple[int, int, int]], size: tu
 def frame_composer():
     """:func:`compose_frame`: paste real faces at known places on a plain 640x480 background."""
     return compose_frame
+
+
+@pytest.fixture(scope="session")
+def three_class_dataset(tmp_path_factory, datasets_root) -> Path:
+    """Real face crops of three classes (``mask_weared_incorrect`` folder: the Kaggle name, an alias of
+    ``incorrect_mask``): up to 30 per class cut from kaggle-scenes' annotated boxes (faces >= 40 px)."""
+    from maskdet.data.annotations import load_scene_set
+    from maskdet.data.images import load_rgb
+    from maskdet.inference.detector import crop_box
+
+    root = tmp_path_factory.mktemp("three-class") / "set"
+    folders = {"with_mask": "with_mask", "without_mask": "without_mask", "incorrect_mask": "mask_weared_incorrect"}
+    counts = dict.fromkeys(folders, 0)
+    for image in load_scene_set(datasets_root / "kaggle-scenes").images:
+        wanted = [f for f in image.faces if f.label in counts and counts[f.label] < 30
+                  and min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= 40]
+        if not wanted:
+            continue
+        photo = load_rgb(datasets_root / "kaggle-scenes" / image.relpath)
+        for index, face in enumerate(wanted):
+            target = root / folders[face.label] / f"{image.relpath.rsplit('/', 1)[-1]}-{index}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            photo.crop(crop_box(tuple(round(v) for v in face.box), photo.size, margin=0.2)).save(target)
+            counts[face.label] += 1
+        if min(counts.values()) >= 30:
+            break
+    return root
+
+
+@pytest.fixture(scope="session")
+def three_class_mobilenet(tmp_path_factory, three_class_dataset) -> Path:
+    """Folder of a real three-class MobileNetV2 (112 px, frozen features, 6 epochs) trained on
+    :func:`three_class_dataset`. Read-only for tests: load it by path."""
+    from maskdet.training.loop import TrainConfig, fit
+
+    folder = tmp_path_factory.mktemp("three-class-mobilenet")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MASKDET_MODELS_DIR", str(folder))
+        result = fit(TrainConfig(arch="mobilenet_v2", data=three_class_dataset, name="three-class", epochs=6,
+                                 img_size=112, feature_views=1, lr=3e-3))
+    return result.path

@@ -16,9 +16,10 @@ from maskdet.inference.predictor import load_classifier
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 300
-CLASS_KEYS = {"precision", "recall", "f1", "support"}
-EVALUATE_KEYS = {"model", "split", "overlap", "n", "accuracy", "roc_auc", "average_precision", "per_class",
-                 "confusion", "false_positives", "false_negatives", "operating_threshold", "at_operating_threshold"}
+CLASS_KEYS = {"precision", "recall", "f1", "support", "roc_auc", "average_precision"}  # the last two one-vs-rest
+EVALUATE_KEYS = {"model", "split", "overlap", "n", "classes", "accuracy", "roc_auc", "average_precision", "per_class",
+                 "macro", "confusion", "false_positives", "false_negatives", "outside_classes", "operating_threshold",
+                 "at_operating_threshold"}
 
 
 def run_cli(*args: str, models: Path, cache: Path) -> subprocess.CompletedProcess:
@@ -47,7 +48,7 @@ def test_evaluate_json_contract(tiny_models_dir: Path, tiny_dataset: Path, tmp_p
     for name, values in result["per_class"].items():
         assert set(values) == CLASS_KEYS, name
         assert isinstance(values["support"], int) and values["support"] == 12
-        assert all(0.0 <= values[k] <= 1.0 for k in ("precision", "recall", "f1"))
+        assert all(0.0 <= values[k] <= 1.0 for k in ("precision", "recall", "f1", "roc_auc"))
     (tn, fp), (fn, tp) = result["confusion"]
     assert all(isinstance(v, int) and v >= 0 for v in (tn, fp, fn, tp))
     assert tn + fp + fn + tp == n

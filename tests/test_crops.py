@@ -53,7 +53,7 @@ def boxed(tmp_path_factory, datasets_root) -> Path:
         canvas.save(root / "images" / f"photo{index}.jpg", quality=95)
         objects = [("with_mask", _face_box(60)), ("WithoutMask", _face_box(360))]
         if index == 0:
-            objects += [("mask_weared_incorrect", (10, 10, 50, 50)),  # an unknown class, in an empty corner
+            objects += [("face_shield", (10, 10, 50, 50)),  # an unknown class, in an empty corner
                         ("without_mask", (560, 380, 620, 440))]  # no face there: the detector cannot find it
         (root / "annotations" / f"photo{index}.xml").write_text(_voc(objects))
     (root / "annotations" / "broken.xml").write_text("<annotation><object>")
@@ -88,10 +88,10 @@ def test_faces_are_cut_as_the_pipeline_cuts_them(built, boxed):
             expected = crop_faces(image, [Face(box=box, score=1.0)], margin=0.2)[0]
             assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(expected)), path
     assert from_detector >= 8  # most pasted faces are found; the crop is then the detector's
-    assert source["crops"]["skipped mask_weared_incorrect"] == 1
+    assert source["crops"]["skipped face_shield"] == 1
     assert source["crops"]["without_mask from annotation"] >= 1  # the empty-corner "face"
     assert [name for name, _ in source["errors"]] == ["annotations/broken.xml"]
-    assert source["faces"] == {"with_mask": 6, "without_mask": 7, "mask_weared_incorrect": 1}
+    assert source["faces"] == {"with_mask": 6, "without_mask": 7, "face_shield": 1}
 
 
 def test_crops_of_one_photo_share_a_split_and_training_keeps_it(built, tiny_dataset):

@@ -18,7 +18,7 @@ def crowd(datasets_root: Path) -> tuple[np.ndarray, list[FacePrediction]]:
     scenes = datasets_root / "kaggle-scenes"
     _, objects = parse_voc((scenes / "annotations" / f"{CROWD}.xml").read_bytes())
     faces = [FacePrediction(box=tuple(int(round(v)) for v in box), label="without_mask" if i % 2 else "with_mask",
-                            confidence=0.61, face_score=0.9, p_with_mask=0.39 if i % 2 else 0.61)
+                            confidence=0.61, face_score=0.9, probabilities={"with_mask": 0.39 if i % 2 else 0.61})
              for i, (_, box) in enumerate(objects)]
     return np.asarray(load_rgb(scenes / "images" / f"{CROWD}.jpg")), faces
 
@@ -46,6 +46,6 @@ def test_labels_on_a_crowd_photo_are_no_larger_than_their_boxes(datasets_root: P
 def test_a_large_face_keeps_a_readable_label(datasets_root: Path) -> None:
     image = np.full((480, 640, 3), 200, dtype=np.uint8)
     face = FacePrediction(box=(200, 150, 400, 400), label="with_mask", confidence=0.97, face_score=0.9,
-                          p_with_mask=0.97)
+                          probabilities={"with_mask": 0.97})
     width, height = drawn_extent(image, face)
     assert height > 250 + 12  # box plus a label above it

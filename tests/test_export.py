@@ -27,6 +27,7 @@ from maskdet.cli import main
 from maskdet.training.crops import locate_split_file
 from maskdet.inference.detector import centerface_model_path, get_detector, load_centerface_graph
 from maskdet.export import ExportError, OnnxClassifier, export_model, load_exported_pipeline
+from maskdet.data.datasets import normalize_class_name
 from maskdet.data.images import load_rgb
 from maskdet.inference.pipeline import FacePipeline
 from maskdet.settings import CLASSES
@@ -42,8 +43,9 @@ def held_out_crops(model_folder: Path, datasets_root: Path, per_class: int = 6) 
     dataset = json.loads((model_folder / "metadata.json").read_text())["dataset"]
     test = load_split(model_folder)["test"]
     crops = []
-    for cls in ("with_mask", "without_mask"):
-        paths = [p for rel in test if rel.startswith(f"{cls}/") and (p := locate_split_file(dataset, rel))]
+    for cls in json.loads((model_folder / "metadata.json").read_text())["classes"]:
+        folders = {rel.split("/", 1)[0] for rel in test if normalize_class_name(rel.split("/", 1)[0]) == cls}
+        paths = [p for rel in test if rel.split("/", 1)[0] in folders and (p := locate_split_file(dataset, rel))]
         crops += [load_rgb(path) for path in paths[:: max(1, len(paths) // per_class)][:per_class]]
     return crops
 
@@ -52,7 +54,9 @@ def assert_round_trip(model_folder: Path, exported: Path, crops: list[Image.Imag
     """ONNX and PyTorch fp32 agree on ``crops`` (as one batch) to TOLERANCE with identical labels; the diff."""
     reference = Predictor(load_model(model_folder), precision="fp32").predict_proba(crops)
     onnx = OnnxClassifier(exported).predict_proba(crops)
-    assert onnx.shape == reference.shape == (len(crops), 2)
+    classes = json.loads((exported / "metadata.json").read_text())["classes"]
+    assert classes == json.loads((model_folder / "metadata.json").read_text())["classes"]
+    assert onnx.shape == reference.shape == (len(crops), len(classes))
     diff = float(np.abs(onnx - reference).max())
     assert diff <= TOLERANCE, diff
     assert (onnx.argmax(1) == reference.argmax(1)).all()
@@ -120,6 +124,17 @@ def test_tiny_trained_models_round_trip(name, tiny_models_dir, tmp_path, dataset
     report = export_model(str(tiny_models_dir / name), tmp_path / "out")
     assert report.labels_agree and report.max_prob_diff <= TOLERANCE
     assert_round_trip(tiny_models_dir / name, report.output, held_out_crops(tiny_models_dir / name, datasets_root))
+
+
+@pytest.mark.slow
+def test_a_three_class_model_round_trips(three_class_mobilenet, tmp_path, datasets_root) -> None:
+    report = export_model(str(three_class_mobilenet), tmp_path / "out")
+    assert report.labels_agree and report.max_prob_diff <= TOLERANCE
+    crops = held_out_crops(three_class_mobilenet, datasets_root, per_class=4)
+    assert len(crops) == 12  # four of each class, incorrect_mask included
+    assert_round_trip(three_class_mobilenet, report.output, crops)
+    exported = json.loads((report.output / "metadata.json").read_text())
+    assert exported["classes"] == ["without_mask", "with_mask", "incorrect_mask"]
 
 
 def readme_snippet() -> str:

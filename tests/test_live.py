@@ -57,7 +57,7 @@ def test_the_webcam_finds_faces_with_the_photo_pages_detector_settings(pipeline)
 
 def face(label: str, confidence: float) -> FacePrediction:
     return FacePrediction(box=(10, 10, 60, 60), label=label, confidence=confidence, face_score=0.9,
-                          p_with_mask=confidence if label == "with_mask" else 1 - confidence)
+                          probabilities={label: confidence, "with_mask" if label != "with_mask" else "without_mask": 1 - confidence})
 
 
 def test_counts_faces_per_class_on_real_frames(pipeline, held_out_faces, frame_composer) -> None:
@@ -89,7 +89,7 @@ def test_no_face_in_view(pipeline, frame_composer) -> None:
     out = processor.process_frame(frame)
     snapshot = processor.snapshot()
     assert snapshot.frames == 1 and not snapshot.face_in_view
-    assert snapshot.average_confidence == {"without_mask": None, "with_mask": None}
+    assert snapshot.average_confidence == {"without_mask": None, "with_mask": None, "incorrect_mask": None}
     assert np.array_equal(out, frame)  # nothing drawn
 
 
@@ -134,8 +134,8 @@ def test_threshold_marks_unsure_faces_grey_and_keeps_them_out_of_class_figures(p
     stats.record_frame([face("with_mask", 0.9), face("without_mask", 0.55), face("without_mask", 0.8)], 0.6, 0.01)
     stats.record_frame([face("with_mask", 0.7)], 0.6, 0.01)
     snapshot = stats.snapshot()
-    assert snapshot.faces_now == {"without_mask": 0, "with_mask": 1, UNCERTAIN: 0}
-    assert snapshot.faces_total == {"without_mask": 1, "with_mask": 2, UNCERTAIN: 1}
+    assert snapshot.faces_now == {"without_mask": 0, "with_mask": 1, "incorrect_mask": 0, UNCERTAIN: 0}
+    assert snapshot.faces_total == {"without_mask": 1, "with_mask": 2, "incorrect_mask": 0, UNCERTAIN: 1}
     assert snapshot.average_confidence["with_mask"] == pytest.approx(0.8)
     assert snapshot.average_confidence["without_mask"] == pytest.approx(0.8)
 

@@ -32,8 +32,10 @@ def test_hand_checked_case() -> None:
     assert m["accuracy"] == pytest.approx(3 / 5)
     assert m["confusion"] == [[1, 1], [1, 2]]
     assert (m["false_positives"], m["false_negatives"]) == (1, 1)
-    assert m["per_class"]["with_mask"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3})
-    assert m["per_class"]["without_mask"] == pytest.approx({"precision": 1 / 2, "recall": 1 / 2, "f1": 1 / 2, "support": 2})
+    assert m["per_class"]["with_mask"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3,
+                                                         "roc_auc": 4 / 6, "average_precision": (1 + 2 / 3 + 3 / 4) / 3})
+    assert {k: m["per_class"]["without_mask"][k] for k in ("precision", "recall", "f1", "support")} == pytest.approx(
+        {"precision": 1 / 2, "recall": 1 / 2, "f1": 1 / 2, "support": 2})
     # 6 (positive, negative) pairs; the positive scores higher in 4 of them.
     assert m["roc_auc"] == pytest.approx(4 / 6)
     # Ranked: .9(+) .7(-) .6(+) .4(+) .3(-): precision at each positive 1, 2/3, 3/4.
@@ -60,7 +62,8 @@ def test_one_class_has_no_auc_ap_or_curves() -> None:
     assert m["roc_auc"] is None and m["average_precision"] is None
     assert m["accuracy"] == pytest.approx(2 / 3)
     assert m["confusion"] == [[0, 0], [1, 2]]
-    assert m["per_class"]["without_mask"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert m["per_class"]["without_mask"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0,
+                                              "roc_auc": None, "average_precision": None}
     assert curves([1, 1, 1], [0.9, 0.2, 0.7]) is None
 
 
@@ -194,3 +197,53 @@ def test_calibration_bins_agree_with_a_direct_count(pairs: list[tuple[int, float
     assert result["count"] == [int(m.sum()) for m in members]
     gaps = [abs(y[m].mean() - scores[m].mean()) * m.sum() / len(y) for m in members]
     assert result["expected_calibration_error"] == pytest.approx(sum(gaps))
+
+
+# --- three classes -----------------------------------------------------------------------------------
+# Rows: p(without_mask), p(with_mask), p(incorrect_mask); labels 0 bare, 1 masked, 2 incorrect.
+P3 = np.array([
+    [0.7, 0.2, 0.1],   # bare, right
+    [0.2, 0.5, 0.3],   # bare called masked at 0.5; at 0.6 the more probable other class: incorrect
+    [0.1, 0.8, 0.1],   # masked, right
+    [0.1, 0.3, 0.6],   # masked called incorrect
+    [0.2, 0.1, 0.7],   # incorrect, right
+    [0.6, 0.1, 0.3],   # incorrect called bare
+])
+Y3 = np.array([0, 0, 1, 1, 2, 2])
+
+
+def test_decision_rule_masked_only_above_the_threshold_else_the_likelier_other_class() -> None:
+    assert predicted_labels(P3).tolist() == [0, 1, 1, 2, 2, 0]
+    assert predicted_labels(P3, 0.6).tolist() == [0, 2, 1, 2, 2, 0]
+    # A face whose argmax is with_mask is still not masked below the threshold.
+    assert predicted_labels(np.array([[0.25, 0.45, 0.30]])).tolist() == [2]
+    # Two-class models: exactly p(with_mask) >= threshold, as rows or as the p(with_mask) column.
+    two = np.array([[0.5, 0.5], [0.51, 0.49], [0.1, 0.9]])
+    assert predicted_labels(two).tolist() == predicted_labels(two[:, 1]).tolist() == [1, 0, 1]
+
+
+def test_three_class_confusion_per_class_and_macro() -> None:
+    m = compute_metrics(Y3, P3)
+    assert m["classes"] == ["without_mask", "with_mask", "incorrect_mask"]
+    assert m["confusion"] == [[1, 1, 0], [0, 1, 1], [1, 0, 1]]
+    assert (m["false_positives"], m["false_negatives"]) == (1, 1)
+    assert m["accuracy"] == pytest.approx(3 / 6)
+    assert m["per_class"]["incorrect_mask"]["recall"] == pytest.approx(1 / 2)
+    assert m["per_class"]["incorrect_mask"]["precision"] == pytest.approx(1 / 2)
+    for i, name in enumerate(m["classes"]):
+        assert m["per_class"][name]["roc_auc"] == pytest.approx(roc_auc_score(Y3 == i, P3[:, i]))
+    assert m["macro"]["recall"] == pytest.approx(np.mean([m["per_class"][c]["recall"] for c in m["classes"]]))
+    assert m["macro"]["roc_auc"] == pytest.approx(np.mean([roc_auc_score(Y3 == i, P3[:, i]) for i in range(3)]))
+    assert m["outside_classes"] == {}
+    per_class = curves(Y3, P3)["per_class"]
+    assert set(per_class) == set(m["classes"]) and per_class["incorrect_mask"]["roc"]["tpr"][-1] == 1.0
+
+
+def test_two_class_model_on_three_class_data_reports_the_third_class_apart() -> None:
+    labels = np.array([0, 1, 2, 2, 2])
+    p_masked = np.array([0.2, 0.9, 0.8, 0.3, 0.1])
+    m = compute_metrics(labels, p_masked)
+    assert m["n"] == 2 and m["accuracy"] == 1.0  # neither errors nor right: apart
+    assert m["confusion"] == [[1, 0], [0, 1]] and m["false_positives"] == 0
+    assert m["outside_classes"] == {"incorrect_mask": {"faces": 3, "called": {"without_mask": 2, "with_mask": 1}}}
+    assert m["classes"] == ["without_mask", "with_mask"]

@@ -217,6 +217,25 @@ def test_models_that_are_not_ours_are_refused_and_the_others_still_work(models: 
     assert not marker.exists()
 
 
+def test_a_three_class_model_shows_and_explains_the_third_class(isolated_models_dir: Path, three_class_mobilenet: Path,
+                                                                three_class_dataset: Path) -> None:
+    shutil.copytree(three_class_mobilenet, isolated_models_dir / "three-class")
+    set_default_model("three-class")
+    crops = sorted((three_class_dataset / "mask_weared_incorrect").iterdir())[:4]
+    at = start()
+    at.radio(key="photo_detector").set_value("whole-image")
+    at = upload(at.run(), *[(path.name, path.read_bytes(), "image/png") for path in crops])
+    assert_clean(at)
+    shown = texts(at.markdown)
+    assert "😶 mask worn incorrectly" in shown  # a face called incorrect_mask (seen in training: most are)
+    assert shown.count("😶 mask worn incorrectly ") >= len(crops)  # every face lists its probability of the class
+    target = next(s for s in at.selectbox if s.key and s.key.endswith("_0_target"))
+    assert set(target.options) == {"🙂 without mask", "😷 with mask", "😶 mask worn incorrectly"}
+    target.set_value("with_mask").run()
+    assert_clean(at)
+    assert any(caption.endswith("heatmap") for caption in image_captions(at))
+
+
 def test_many_photos_are_analysed_once_and_capped_per_session(models, held_out_faces, monkeypatch) -> None:
     """Defect 12: with 33 or more photos every rerun analysed every photo again (a cache of 32 read in upload
     order), and nothing capped the photos of a session."""

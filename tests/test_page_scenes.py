@@ -32,7 +32,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_mobilenet: Path, h
     build_scene_folder(tmp_path / "root" / "street", {
         "two.jpg": (frame, voc("two.jpg", [("with_mask", boxes[0]), ("no_mask", boxes[1]),
                                            ("without_mask", EMPTY_CORNER)])),
-        "odd.jpg": (frame, voc("odd.jpg", [("mask_weared_incorrect", boxes[0]), ("WithoutMask", boxes[1])])),
+        "odd.jpg": (frame, voc("odd.jpg", [("face_shield", boxes[0]), ("WithoutMask", boxes[1])])),
         "broken.jpg": (frame, "<annotation><object>"),
     })
     (tmp_path / "root" / "face-crops" / "with_mask").mkdir(parents=True)  # an ImageFolder set: not offered here
@@ -63,7 +63,7 @@ def test_folder_models_detectors_table_gallery_and_cache(app: Path) -> None:
     assert at.selectbox(key=f"{KEY}_listed").options == ["street"]  # the ImageFolder set is not listed
     assert "2 photos, 4 boxed faces (VOC)" in texts(at.caption)
     assert "1 file(s) cannot be used" in at.expander[0].label
-    unknown = at.selectbox(key=f"{KEY}_map_mask_weared_incorrect")
+    unknown = at.selectbox(key=f"{KEY}_map_face_shield")
     assert unknown.value.startswith("ignore")
     assert at.multiselect(key=f"{KEY}_models").value == ["tiny-mobilenet"]
     at.multiselect(key=f"{KEY}_detectors").set_value(["centerface", "centerface-480"]).run()
@@ -80,7 +80,7 @@ def test_folder_models_detectors_table_gallery_and_cache(app: Path) -> None:
     assert len(captions) == 1 and captions[0].startswith("two.jpg: missed without_mask"), captions
 
     # Mapping the unknown class makes another evaluation (another cache key); the old one stays cached.
-    unknown = at.selectbox(key=f"{KEY}_map_mask_weared_incorrect").set_value("with_mask").run()
+    unknown = at.selectbox(key=f"{KEY}_map_face_shield").set_value("with_mask").run()
     assert at.button(key=f"{KEY}_evaluate").label == "Evaluate 2 pipeline(s) on 2 photos"
     assert "5 boxed faces" in texts(at.caption)
 

@@ -22,7 +22,7 @@ from maskdet.data.annotations import BoxedFace, SceneImage
 from maskdet.evaluation.scenes.average_precision import ImageBoxes, average_precision
 from maskdet.evaluation.scenes.evaluate import ImageOutcome, summarize_outcomes
 from maskdet.evaluation.scenes.matching import iou_matrix, match_detections
-from maskdet.settings import REPO_ROOT
+from maskdet.settings import CLASSES, KNOWN_CLASSES, REPO_ROOT
 
 JSON_KEYS = {"images", "faces", "detection_recall", "detection_precision", "false_positives", "accuracy_on_detected",
              "end_to_end_accuracy", "map50", "per_class", "iou", "model", "detector", "seconds", "errors"}
@@ -30,16 +30,17 @@ JSON_KEYS = {"images", "faces", "detection_recall", "detection_precision", "fals
 
 def prediction(box, label: str, score: float, confidence: float = 0.9) -> FacePrediction:
     return FacePrediction(box=box, label=label, confidence=confidence, face_score=score,
-                          p_with_mask=confidence if label == "with_mask" else 1 - confidence)
+                          probabilities={label: confidence, "with_mask" if label != "with_mask" else "without_mask": 1 - confidence})
 
 
-def outcome(relpath: str, faces: list[tuple[str | None, tuple]], predictions: list[FacePrediction]) -> ImageOutcome:
-    scene = SceneImage(relpath, tuple(BoxedFace(box, label, label or "mask_weared_incorrect") for label, box in faces))
+def outcome(relpath: str, faces: list[tuple[str | None, tuple]], predictions: list[FacePrediction],
+            model_classes: tuple[str, ...] = CLASSES) -> ImageOutcome:
+    scene = SceneImage(relpath, tuple(BoxedFace(box, label, label or "face_shield") for label, box in faces))
     known = [box for label, box in faces if label]
     unknown = [box for label, box in faces if not label]
     matching = match_detections([p.box for p in predictions], [p.face_score for p in predictions], known,
                                 ignored_faces=unknown)
-    return ImageOutcome(scene, tuple(predictions), matching)
+    return ImageOutcome(scene, tuple(predictions), matching, model_classes)
 
 
 # --- matching ------------------------------------------------------------------------------------
@@ -93,10 +94,10 @@ def test_hand_built_counts_and_rates(hand_built) -> None:
     assert m["accuracy_on_detected"] == pytest.approx(1 / 2)
     assert m["end_to_end_accuracy"] == pytest.approx(1 / 3)
     assert (m["ignored_faces"], m["ignored_detections"]) == (1, 1)
-    assert m["per_class"]["with_mask"] | {"ap50": None} == \
-        {"faces": 1, "recall": 1.0, "accuracy_on_detected": 1.0, "ap50": None}
-    assert m["per_class"]["without_mask"] | {"ap50": None} == \
-        {"faces": 2, "recall": 0.5, "accuracy_on_detected": 0.0, "ap50": None}
+    keys = ("faces", "recall", "accuracy_on_detected")
+    assert {k: m["per_class"]["with_mask"][k] for k in keys} == {"faces": 1, "recall": 1.0, "accuracy_on_detected": 1.0}
+    assert {k: m["per_class"]["without_mask"][k] for k in keys} == {"faces": 2, "recall": 0.5,
+                                                                     "accuracy_on_detected": 0.0}
 
 
 def test_hand_built_average_precision(hand_built) -> None:
@@ -105,6 +106,39 @@ def test_hand_built_average_precision(hand_built) -> None:
     assert hand_built["per_class"]["with_mask"]["ap50"] == pytest.approx(1.0)
     assert hand_built["per_class"]["without_mask"]["ap50"] == pytest.approx(0.0)
     assert hand_built["map50"] == pytest.approx(0.5)
+
+
+def _three_class_photos(model_classes: tuple[str, ...]) -> dict:
+    """One photo: a masked, a bare and two incorrectly masked faces; the model calls one incorrect face right."""
+    faces = [("with_mask", (0, 0, 100, 100)), ("without_mask", (200, 0, 300, 100)),
+             ("incorrect_mask", (400, 0, 500, 100)), ("incorrect_mask", (600, 0, 700, 100))]
+    called = ["with_mask", "without_mask", "incorrect_mask", "with_mask"]
+    if "incorrect_mask" not in model_classes:
+        called[2] = "without_mask"
+    predictions = [prediction(box, label, 0.9 - 0.1 * i) for i, ((_, box), label) in enumerate(zip(faces, called))]
+    return summarize_outcomes([outcome("a.jpg", faces, predictions, model_classes)])
+
+
+def test_three_class_model_has_ap50_per_class_on_boxed_photos() -> None:
+    m = _three_class_photos(KNOWN_CLASSES)
+    assert m["end_to_end_accuracy"] == pytest.approx(3 / 4) and m["faces_outside_model_classes"] == 0
+    # incorrect_mask: one of two faces detected as incorrect, at the top of its ranking: AP = 1/2 (COCO 101-point).
+    assert m["per_class"]["incorrect_mask"]["ap50"] == pytest.approx(51 / 101)
+    assert m["per_class"]["incorrect_mask"]["accuracy_on_detected"] == pytest.approx(1 / 2)
+    # with_mask: its top detection is right, the second lands on an incorrect face: precision 1 at recall 1.
+    assert m["per_class"]["with_mask"]["ap50"] == pytest.approx(1.0)
+    assert m["map50"] == pytest.approx(np.mean([1.0, 1.0, 51 / 101]))
+
+
+def test_two_class_model_on_three_class_photos_reports_the_third_class_apart() -> None:
+    m = _three_class_photos(CLASSES)
+    assert m["detection_recall"] == 1.0 and m["faces_outside_model_classes"] == 2
+    assert m["end_to_end_accuracy"] == 1.0 and m["accuracy_on_detected"] == 1.0  # neither errors nor right
+    incorrect = m["per_class"]["incorrect_mask"]
+    assert incorrect["faces"] == 2 and incorrect["ap50"] is None and incorrect["accuracy_on_detected"] is None
+    assert incorrect["called"] == {"without_mask": 1, "with_mask": 1}
+    assert m["per_class"]["with_mask"]["ap50"] == pytest.approx(1.0)  # the detection on an incorrect face is left out
+    assert m["model_classes"] == list(CLASSES)
 
 
 def test_hand_built_error_records(hand_built) -> None:
@@ -174,7 +208,7 @@ def test_average_precision_matches_pycocotools_run_the_documented_way(tmp_path) 
 def test_voc_folder_with_aliases_unknown_classes_malformed_files_and_orphans(tmp_path) -> None:
     root = build_scene_folder(tmp_path / "set", {
         "a.jpg": (grey(), voc("a.jpg", [("WithMask", (1, 2, 30, 40)), ("no_mask", (50, 50, 90, 99))])),
-        "b.jpg": (grey(), voc("b.jpg", [("mask_weared_incorrect", (10, 10, 40, 40))])),
+        "b.jpg": (grey(), voc("b.jpg", [("face_shield", (10, 10, 40, 40))])),
         "empty.jpg": (grey(), voc("empty.jpg", [])),
         "broken.jpg": (grey(), "<annotation><object><name>with_mask</name>"),
         "flat.jpg": (grey(), voc("flat.jpg", [("with_mask", (10, 10, 10, 40))])),
@@ -188,7 +222,7 @@ def test_voc_folder_with_aliases_unknown_classes_malformed_files_and_orphans(tmp
     assert [(f.label, f.box) for f in by_name["images/a.jpg"].faces] == [
         ("with_mask", (1, 2, 30, 40)), ("without_mask", (50, 50, 90, 99))]
     assert by_name["images/empty.jpg"].faces == ()
-    assert scenes.faces == 2 and scenes.unknown_classes == {"mask_weared_incorrect": 1}
+    assert scenes.faces == 2 and scenes.unknown_classes == {"face_shield": 1}
     problems = dict(scenes.problems)
     assert "not well-formed" in problems["annotations/broken.xml"]
     assert "no area" in problems["annotations/flat.xml"]
@@ -199,12 +233,12 @@ def test_voc_folder_with_aliases_unknown_classes_malformed_files_and_orphans(tmp
 
 def test_unknown_class_mapped_by_option_and_a_bad_target_refused(tmp_path) -> None:
     root = build_scene_folder(tmp_path / "set", {
-        "b.jpg": (grey(), voc("b.jpg", [("mask_weared_incorrect", (10, 10, 40, 40)), ("mask", (50, 5, 90, 45))]))})
-    scenes = load_scene_set(root, class_map={"mask_weared_incorrect": "no_mask"})
+        "b.jpg": (grey(), voc("b.jpg", [("face_shield", (10, 10, 40, 40)), ("mask", (50, 5, 90, 45))]))})
+    scenes = load_scene_set(root, class_map={"face_shield": "no_mask"})
     assert [f.label for f in scenes.images[0].faces] == ["without_mask", "with_mask"]
-    assert scenes.mapped_classes == {"mask_weared_incorrect": 1} and not scenes.unknown_classes
+    assert scenes.mapped_classes == {"face_shield": 1} and not scenes.unknown_classes
     with pytest.raises(DatasetError, match="must be one of"):
-        load_scene_set(root, class_map={"mask_weared_incorrect": "chin_strap"})
+        load_scene_set(root, class_map={"face_shield": "chin_strap"})
 
 
 def test_yolo_labels_with_a_classes_list(tmp_path) -> None:
@@ -222,7 +256,7 @@ def test_yolo_labels_with_a_classes_list(tmp_path) -> None:
     faces = {image.relpath: image.faces for image in scenes.images}
     assert [(f.label, f.box) for f in faces["images/a.png"]] == [
         ("with_mask", pytest.approx((40, 40, 60, 60))), ("without_mask", pytest.approx((130, 30, 170, 70))),
-        (None, pytest.approx((90, 45, 110, 55)))]
+        ("incorrect_mask", pytest.approx((90, 45, 110, 55)))]  # mask_weared_incorrect is incorrect_mask
     assert faces["images/background.png"] == ()
     assert "not in the classes list" in dict(scenes.problems)["labels/bad.txt"]
 

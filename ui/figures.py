@@ -19,7 +19,7 @@ import streamlit as st
 
 from maskdet.evaluation.summary import ModelSummary
 from maskdet.evaluation.metrics import calibration, curves
-from maskdet.settings import CLASSES
+from maskdet.settings import KNOWN_CLASSES
 from ui.models import list_trained_models
 
 # Paul Tol's colour-blind-safe qualitative palette, without its grey (kept for reference lines).
@@ -151,7 +151,8 @@ def reliability_figure(series: Mapping[str, tuple[Sequence[int], Sequence[float]
 def confusion_figure(name: str, confusion: list[list[int]]) -> go.Figure:
     figure = px.imshow(
         confusion, text_auto=True, color_continuous_scale="Blues",
-        x=[f"predicted {c}" for c in CLASSES], y=[f"actual {c}" for c in CLASSES], title=name,
+        x=[f"predicted {c}" for c in KNOWN_CLASSES[: len(confusion)]],
+        y=[f"actual {c}" for c in KNOWN_CLASSES[: len(confusion)]], title=name,
     )
     figure.update_layout(coloraxis_showscale=False, height=340, margin={"l": 10, "r": RIGHT_MARGIN_PX,
                                                                         "t": TOP_MARGIN_PX, "b": 10},

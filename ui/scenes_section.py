@@ -28,7 +28,7 @@ from maskdet.evaluation.scenes import DEFAULT_IOU
 from maskdet.evaluation.scenes.evaluate import FALSE_POSITIVE, MISLABELLED, MISSED
 from maskdet.evaluation.scenes.report import COL_PIPELINE, error_caption, error_crop, scene_table
 from maskdet.evaluation.scenes.runs import cached_metrics, pipeline_key
-from maskdet.settings import CLASSES
+from maskdet.settings import KNOWN_CLASSES
 from maskdet.jobs import QueuedJob
 from ui.dataset_picker import BOXED_PHOTOS, choose_dataset
 from ui.jobs import job_queue, show_failures, show_queue_progress, submit_jobs
@@ -61,7 +61,7 @@ def _class_map(scenes: SceneSet) -> dict[str, str]:
     """Ask what to do with each class name that is neither with_mask nor without_mask."""
     mapping = {}
     for name, count in sorted(scenes.unknown_classes.items()):
-        choice = st.selectbox(f"{count:,} face(s) of class {code(name)}", [IGNORE, *CLASSES],
+        choice = st.selectbox(f"{count:,} face(s) of class {code(name)}", [IGNORE, *KNOWN_CLASSES],
                               key=f"{KEY}_map_{name}", help="Count them as a known class, or leave them out: a "
                               "detection on an ignored face is neither a hit nor a false positive.")
         if choice != IGNORE:

@@ -3,8 +3,8 @@
 A *scene set* is read once, without decoding any pixels but YOLO headers (their boxes are
 relative to the image size). Every file that cannot be used is listed, not raised:
 annotation files that do not parse or hold impossible boxes, annotations without an image and
-images without an annotation (VOC), class names that mean neither ``with_mask`` nor
-``without_mask``. Faces of such an unknown class are either mapped to a known class by the
+images without an annotation (VOC), class names that mean none of ``with_mask``, ``without_mask``
+and ``incorrect_mask`` (``mask_weared_incorrect``, ``with_incorrect_mask``, ... are accepted as it). Faces of such an unknown class are either mapped to a known class by the
 caller (``class_map``) or kept as *ignored* regions: the evaluator counts them, and a detection
 on one is neither a hit nor a false positive. A set of which not one photo can be used is refused
 with the reasons. Annotations may come from strangers: XML is read with defusedxml (no entities,
@@ -31,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from maskdet.data.datasets import DatasetError, normalize_class_name
 from maskdet.data.images import is_candidate_file
-from maskdet.settings import CLASSES
+from maskdet.settings import KNOWN_CLASSES
 from maskdet.store import fingerprint_files
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def validate_class_map(class_map: Mapping[str, str]) -> dict[str, str]:
             checked[source] = normalize_class_name(target)
         except DatasetError:
             raise DatasetError(
-                f"cannot map class {source!r} to {target!r}: the target must be one of {', '.join(CLASSES)}"
+                f"cannot map class {source!r} to {target!r}: the target must be one of {', '.join(KNOWN_CLASSES)}"
             ) from None
     return checked
 

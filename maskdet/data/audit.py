@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from maskdet.data.datasets import Catalog, DatasetScan, FileRecord, ProgressFn, build_catalog, scan_dataset
-from maskdet.settings import CLASSES
+from maskdet.settings import KNOWN_CLASSES
 from maskdet.data.split import SPLIT_NAMES, DuplicateReport, Split, catalog_groups, find_duplicates, make_split
 
 logger = logging.getLogger(__name__)
@@ -150,7 +150,12 @@ class DatasetAudit:
     @property
     def missing_classes(self) -> list[str]:
         """Classes without a single readable image: training is impossible until they have some."""
-        return [name for name in CLASSES if self.counts[name] == 0]
+        return [name for name in self.classes if self.counts[name] == 0]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The set's class list (two classes, or three with an ``incorrect_mask`` folder)."""
+        return self.catalog.classes
 
     @property
     def imbalanced(self) -> bool:
@@ -195,12 +200,12 @@ def find_split_leaks(duplicates: DuplicateReport, split: Split) -> list[SplitLea
 def audit_catalog(catalog: Catalog, scan: DatasetScan | None = None, seed: int = DEFAULT_SPLIT_SEED) -> DatasetAudit:
     """Analyse a catalogue; ``scan`` (when given) adds the class folder names found on disk."""
     readable = catalog.readable
-    files_per_class = dict.fromkeys(CLASSES, 0)
-    counts = dict.fromkeys(CLASSES, 0)
+    files_per_class = dict.fromkeys(catalog.classes, 0)
+    counts = dict.fromkeys(catalog.classes, 0)
     for record in catalog.records:
-        files_per_class[CLASSES[record.label]] += 1
+        files_per_class[KNOWN_CLASSES[record.label]] += 1
         if record.ok:
-            counts[CLASSES[record.label]] += 1
+            counts[KNOWN_CLASSES[record.label]] += 1
     groups = catalog_groups(catalog)  # once: the report and the split share them
     duplicates = find_duplicates(catalog, groups=groups)
     split = make_split(catalog, seed=seed, groups=groups)
@@ -211,7 +216,7 @@ def audit_catalog(catalog: Catalog, scan: DatasetScan | None = None, seed: int =
         root=catalog.root,
         fingerprint=catalog.fingerprint,
         catalog=catalog,
-        class_folders=scan.class_folders if scan else {name: [] for name in CLASSES},
+        class_folders=scan.class_folders if scan else {name: [] for name in catalog.classes},
         files_per_class=files_per_class,
         counts=counts,
         imbalance_ratio=imbalance_ratio(counts),
@@ -224,7 +229,7 @@ def audit_catalog(catalog: Catalog, scan: DatasetScan | None = None, seed: int =
         duplicates=duplicates,
         split=split,
         split_leaks=leaks,
-        shortcuts=file_shortcuts(readable),
+        shortcuts=file_shortcuts(readable, catalog.classes),
     )
 
 
@@ -233,7 +238,8 @@ def _readable(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
-def _shortcut(name: str, values: np.ndarray, labels: np.ndarray, categorical: bool, folds: int) -> Shortcut:
+def _shortcut(name: str, values: np.ndarray, labels: np.ndarray, categorical: bool, folds: int,
+              classes: tuple[str, ...]) -> Shortcut:
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.preprocessing import OneHotEncoder
     from sklearn.tree import DecisionTreeClassifier
@@ -251,28 +257,31 @@ def _shortcut(name: str, values: np.ndarray, labels: np.ndarray, categorical: bo
     rule = "no split"
     if tree.tree_.node_count > 1:
         feature, threshold = int(tree.tree_.feature[0]), float(tree.tree_.threshold[0])
-        left, right = (CLASSES[int(np.argmax(tree.tree_.value[node]))] for node in (1, 2))  # node 0 is the root
+        left, right = (classes[int(tree.classes_[np.argmax(tree.tree_.value[node])])] for node in (1, 2))  # node 0 is the root
         rule = (f"{name} {feature_names[feature]}: {right}, otherwise {left}" if categorical
                 else f"{name} ≤ {_readable(threshold)}: {left}, otherwise {right}")
     typical = {}
-    for index, class_name in enumerate(CLASSES):
+    for index, class_name in enumerate(classes):
         mine = values[labels == index]
+        if not len(mine):
+            continue
         typical[class_name] = (Counter(mine.tolist()).most_common(1)[0][0] if categorical
                                else _readable(float(np.median(mine.astype(np.float64)))))
     return Shortcut(name=name, balanced_accuracy=float(np.mean(scores)), typical=typical, rule=rule)
 
 
-def file_shortcuts(records: list[FileRecord]) -> list[Shortcut]:
+def file_shortcuts(records: list[FileRecord], classes: tuple[str, ...]) -> list[Shortcut]:
     """For each simple file property (aspect ratio, size, file size, format, colour mode): how well it alone
-    predicts the class, strongest first; empty when a class has fewer than SHORTCUT_MIN_PER_CLASS images."""
+    predicts the class (of ``classes``, indexed by label), strongest first; empty when a class has fewer than
+    SHORTCUT_MIN_PER_CLASS images."""
     labels = np.asarray([r.label for r in records], dtype=np.int64)
-    per_class = np.bincount(labels, minlength=len(CLASSES)) if len(labels) else np.zeros(len(CLASSES), dtype=int)
+    per_class = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), dtype=int)
     if per_class.min() < SHORTCUT_MIN_PER_CLASS:
         return []
     folds = int(min(SHORTCUT_FOLDS, per_class.min()))
-    found = [_shortcut(name, np.asarray([read(r) for r in records], dtype=np.float64), labels, False, folds)
+    found = [_shortcut(name, np.asarray([read(r) for r in records], dtype=np.float64), labels, False, folds, classes)
              for name, read in NUMERIC_PROPERTIES.items()]
-    found += [_shortcut(name, np.asarray([read(r) for r in records], dtype=object), labels, True, folds)
+    found += [_shortcut(name, np.asarray([read(r) for r in records], dtype=object), labels, True, folds, classes)
               for name, read in CATEGORICAL_PROPERTIES.items()]
     return sorted(found, key=lambda s: -s.balanced_accuracy)
 
@@ -291,7 +300,7 @@ def audit_dataset(
 def sample_files(audit: DatasetAudit, per_class: int, seed: int) -> dict[str, list[FileRecord]]:
     """Up to ``per_class`` readable files of each class, drawn at random but reproducibly from ``seed``."""
     rng = random.Random(seed)
-    by_class: dict[str, list[FileRecord]] = {name: [] for name in CLASSES}
+    by_class: dict[str, list[FileRecord]] = {name: [] for name in audit.classes}
     for record in audit.catalog.readable:
-        by_class[CLASSES[record.label]].append(record)
+        by_class[KNOWN_CLASSES[record.label]].append(record)
     return {name: rng.sample(records, min(per_class, len(records))) for name, records in by_class.items()}

@@ -22,7 +22,7 @@ from PIL import Image
 
 from maskdet.data.files import walk_files
 from maskdet.data.images import ImageDecodeError, open_image
-from maskdet.settings import CLASSES
+from maskdet.settings import KNOWN_CLASSES, classes_of_labels
 from maskdet.store import artifact_key, artifact_path, fingerprint_files, write_json
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,18 @@ _CLASS_ALIASES = {
     "nomask": "without_mask",
     "unmasked": "without_mask",
     "withoutmasks": "without_mask",
+    "incorrectmask": "incorrect_mask",
+    "incorrectmasks": "incorrect_mask",
+    "maskincorrect": "incorrect_mask",
+    "withincorrectmask": "incorrect_mask",
+    "maskwearedincorrect": "incorrect_mask",
+    "maskwornincorrect": "incorrect_mask",
+    "maskwornincorrectly": "incorrect_mask",
+    "incorrectlywornmask": "incorrect_mask",
+    "incorrectlymasked": "incorrect_mask",
+    "improperlywornmask": "incorrect_mask",
+    "impropermask": "incorrect_mask",
+    "partialmask": "incorrect_mask",
 }
 
 _LATER_CLASSES = frozenset({"incorrectmask", "maskincorrect", "maskweredincorrect", "maskwornincorrect",
@@ -67,8 +79,8 @@ def normalize_class_name(folder_name: str) -> str:
         return _CLASS_ALIASES[key]
     except KeyError:
         raise DatasetError(
-            f"unknown class folder '{folder_name}': expected a name such as with_mask / WithMask / mask "
-            "or without_mask / WithoutMask / no_mask"
+            f"unknown class folder '{folder_name}': expected a name such as with_mask / WithMask / mask, "
+            "without_mask / WithoutMask / no_mask or incorrect_mask / mask_weared_incorrect"
         ) from None
 
 
@@ -81,7 +93,7 @@ class Sample:
 
     @property
     def class_name(self) -> str:
-        return CLASSES[self.label]
+        return KNOWN_CLASSES[self.label]
 
 
 @dataclass
@@ -98,8 +110,13 @@ class DatasetScan:
     def path(self, sample: Sample) -> Path:
         return self.root / sample.relpath
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The set's class list: two classes, or three when it has an ``incorrect_mask`` folder."""
+        return classes_of_labels(sample.label for sample in self.samples)
+
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(CLASSES, 0)
+        counts = dict.fromkeys(self.classes, 0)
         for sample in self.samples:
             counts[sample.class_name] += 1
         return counts
@@ -125,7 +142,7 @@ def scan_dataset(root: str | Path) -> DatasetScan:
         raise DatasetError(
             f"{root} has no class folders: expected sub-folders such as with_mask/ and without_mask/"
         )
-    class_folders: dict[str, list[str]] = {name: [] for name in CLASSES}
+    class_folders: dict[str, list[str]] = {name: [] for name in KNOWN_CLASSES}
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
     for folder in folders:
@@ -134,7 +151,7 @@ def scan_dataset(root: str | Path) -> DatasetScan:
             continue
         class_name = normalize_class_name(folder.name)
         class_folders[class_name].append(folder.name)
-        label = CLASSES.index(class_name)
+        label = KNOWN_CLASSES.index(class_name)
         try:
             files, odd = walk_files(folder)
         except OSError as exc:
@@ -151,6 +168,8 @@ def scan_dataset(root: str | Path) -> DatasetScan:
     if not samples:
         raise DatasetError(f"{root} contains no files in its class folders ({', '.join(f.name for f in folders)})")
     fingerprint = fingerprint_files(root, (sample.relpath for sample in samples))
+    for name in KNOWN_CLASSES[len(classes_of_labels(sample.label for sample in samples)):]:
+        del class_folders[name]  # a two-class set lists two classes
     return DatasetScan(root=root, samples=samples, class_folders=class_folders, fingerprint=fingerprint,
                        skipped=skipped)
 
@@ -185,6 +204,11 @@ class Catalog:
     @property
     def readable(self) -> list[FileRecord]:
         return [r for r in self.records if r.ok]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The set's class list: two classes, or three when it holds ``incorrect_mask`` files."""
+        return classes_of_labels(r.label for r in self.records)
 
     @property
     def unreadable(self) -> list[FileRecord]:

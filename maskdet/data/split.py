@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskdet.data.datasets import Catalog, DatasetError, FileRecord, read_manifest
-from maskdet.settings import CLASSES
+from maskdet.settings import classes_of_labels
 
 NEAR_DUPLICATE_BITS = 8  # dHash Hamming distance (of 64) at or below which two images may be one photo
 # ... and their 4x4 colour thumbnails must agree too: dHash alone joins unrelated images with
@@ -166,9 +166,14 @@ class Split:
     def items(self, name: str) -> list[tuple[str, int]]:
         return [(path, self.labels[path]) for path in getattr(self, name)]
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class list its labels cover (two classes, or three with ``incorrect_mask`` files)."""
+        return classes_of_labels(self.labels.values())
+
     def counts(self) -> dict[str, dict[str, int]]:
         return {
-            name: {cls: sum(1 for p in getattr(self, name) if self.labels[p] == i) for i, cls in enumerate(CLASSES)}
+            name: {cls: sum(1 for p in getattr(self, name) if self.labels[p] == i) for i, cls in enumerate(self.classes)}
             for name in SPLIT_NAMES
         }
 
@@ -266,7 +271,7 @@ def _split_by_groups(
     rng = random.Random(seed)
     assigned: dict[str, list[str]] = {name: [] for name in SPLIT_NAMES}
     excluded: list[str] = []
-    for label in range(len(CLASSES)):
+    for label in range(len(catalog.classes)):
         class_groups = [g for g in groups.values() if {r.label for r in g} == {label}]
         rng.shuffle(class_groups)
         # Largest groups first, each to the split furthest below its target: exact fractions, no bias.

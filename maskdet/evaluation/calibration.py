@@ -19,27 +19,38 @@ ECE_BINS = 15
 _EPS = 1e-6
 
 
-def _logits(scores: np.ndarray) -> np.ndarray:
-    """The two-class logit difference behind ``with_mask`` probabilities."""
-    p = np.clip(np.asarray(scores, dtype=np.float64), _EPS, 1 - _EPS)
-    return np.log(p) - np.log1p(-p)
+def _log_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Log class probabilities (N, C) of ``scores``: class probabilities, or a two-class model's p(with_mask)."""
+    probabilities = np.asarray(scores, dtype=np.float64)
+    if probabilities.ndim == 1:
+        probabilities = np.column_stack([1.0 - probabilities, probabilities])
+    return np.log(np.clip(probabilities, _EPS, 1.0))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def apply_temperature(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """``with_mask`` probabilities after dividing the logits by ``temperature``."""
-    return 1.0 / (1.0 + np.exp(-_logits(scores) / temperature))
+    """``scores`` (class probabilities, or p(with_mask)) after dividing the logits by ``temperature``;
+    the same shape back."""
+    scaled = _softmax(_log_probabilities(scores) / temperature)
+    return scaled[:, 1] if np.asarray(scores).ndim == 1 else scaled
 
 
 def fit_temperature(labels: np.ndarray, scores: np.ndarray) -> float:
     """The temperature in [0.05, 20] that minimises the negative log-likelihood of ``labels``."""
-    labels = np.asarray(labels, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0 or len(np.unique(labels)) < 2:
         return 1.0
-    z = _logits(scores)
+    z = _log_probabilities(scores)
+    rows = np.arange(len(labels))
 
     def nll(log_t: float) -> float:
-        p = np.clip(1.0 / (1.0 + np.exp(-z / np.exp(log_t))), _EPS, 1 - _EPS)
-        return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
+        p = np.clip(_softmax(z / np.exp(log_t))[rows, labels], _EPS, 1.0)
+        return float(-np.mean(np.log(p)))
 
     result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(result.x))
@@ -47,15 +58,17 @@ def fit_temperature(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = ECE_BINS) -> float | None:
     """|accuracy - confidence| averaged over ``bins`` equal-width confidence bins, weighted by their
-    size; the confidence is that of the predicted class. ``None`` for no samples."""
+    size; the confidence is that of the most probable class (ties: the later class, so p(with_mask) = 0.5
+    is ``with_mask`` as at threshold 0.5). ``None`` for no samples."""
     labels = np.asarray(labels, dtype=np.int64)
-    scores = np.asarray(scores, dtype=np.float64)
     if len(labels) == 0:
         return None
-    predicted = (scores >= 0.5).astype(np.int64)
-    confidence = np.where(predicted == 1, scores, 1 - scores)
+    probabilities = np.exp(_log_probabilities(scores))
+    classes = probabilities.shape[1]
+    predicted = classes - 1 - np.argmax(probabilities[:, ::-1], axis=1)
+    confidence = probabilities[np.arange(len(labels)), predicted]
     correct = (predicted == labels).astype(np.float64)
-    edges = np.linspace(0.5, 1.0, bins + 1)
+    edges = np.linspace(1.0 / classes, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     error = 0.0
     for b in range(bins):

@@ -30,7 +30,7 @@ from maskdet.evaluation.errors import OWN, SHARED, WRONG, error_sharing
 from maskdet.evaluation.metrics import calibration
 from maskdet.evaluation.summary import ModelSummary
 from maskdet.evaluation.unseen import DataEvaluation
-from maskdet.settings import CLASSES
+from maskdet.settings import CLASSES, KNOWN_CLASSES, POSITIVE_CLASS
 
 Direction = Literal["max", "min"]
 
@@ -50,6 +50,8 @@ COL_PARAMS = "parameters"
 COL_SIZE = "checkpoint MB"
 COL_TRAIN_S = "training s"
 COL_LATENCY = "CPU ms / face"
+COL_OUTSIDE = "unseen faces of a class the model lacks"
+COL_OUTSIDE_MASKED = "of those, called with_mask"
 
 
 def class_column(metric: str, class_name: str) -> str:
@@ -62,7 +64,7 @@ BEST_DIRECTION: dict[str, Direction] = {
     COL_ACCURACY: "max",
     COL_AUC: "max",
     COL_AP: "max",
-    **{class_column(m, c): "max" for c in reversed(CLASSES) for m in PER_CLASS_METRICS},
+    **{class_column(m, c): "max" for c in KNOWN_CLASSES for m in PER_CLASS_METRICS},
     COL_FP: "min",
     COL_FN: "min",
     COL_ECE: "min",
@@ -77,6 +79,15 @@ TABLE_COLUMNS = [COL_MODEL, COL_ARCH, COL_ACCURACY, COL_AUC, COL_AP,
                  *[class_column(m, c) for c in reversed(CLASSES) for m in PER_CLASS_METRICS],
                  COL_FP, COL_FN, COL_ECE, COL_BRIER, COL_THRESHOLD, COL_N, COL_PARAMS, COL_SIZE, COL_TRAIN_S,
                  COL_LATENCY]
+"""The columns of a comparison of two-class models; :func:`table_columns` adds the third class's."""
+
+
+def table_columns(summaries: Sequence[ModelSummary]) -> list[str]:
+    """:data:`TABLE_COLUMNS`, plus the ``incorrect_mask`` columns after the others per class when a model knows it."""
+    extra = [class_column(m, c) for c in KNOWN_CLASSES[2:] for m in PER_CLASS_METRICS
+             if any(c in s.classes for s in summaries)]
+    cut = TABLE_COLUMNS.index(COL_FP)
+    return [*TABLE_COLUMNS[:cut], *extra, *TABLE_COLUMNS[cut:]]
 
 
 def _metric(metrics: dict | None, key: str) -> float | None:
@@ -84,7 +95,8 @@ def _metric(metrics: dict | None, key: str) -> float | None:
 
 
 def comparison_table(summaries: Sequence[ModelSummary]) -> pd.DataFrame:
-    """One row per model, columns :data:`TABLE_COLUMNS`; unknown values are NaN."""
+    """One row per model, columns :func:`table_columns`; unknown values are NaN (a two-class model has no
+    ``incorrect_mask`` figures)."""
     rows = []
     for s in summaries:
         test = s.test
@@ -107,13 +119,14 @@ def comparison_table(summaries: Sequence[ModelSummary]) -> pd.DataFrame:
             COL_TRAIN_S: s.training_seconds,
             COL_LATENCY: s.latency_ms,
         }
-        for class_name in CLASSES:
+        for class_name in KNOWN_CLASSES:
             values = per_class.get(class_name, {})
             for metric in PER_CLASS_METRICS:
                 row[class_column(metric, class_name)] = values.get(metric.lower())
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    numeric = [c for c in TABLE_COLUMNS if c not in (COL_MODEL, COL_ARCH)]
+    columns = table_columns(summaries)
+    frame = pd.DataFrame(rows, columns=columns)
+    numeric = [c for c in columns if c not in (COL_MODEL, COL_ARCH)]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce").astype("float64")
     return frame
 
@@ -151,6 +164,11 @@ def unseen_table(summaries: Sequence[ModelSummary], evaluations: Mapping[str, Da
             row[f"Δ {label}"] = None if test_value is None or unseen_value is None else unseen_value - test_value
         row[f"unseen {COL_FP}"] = evaluation.metrics["false_positives"]
         row[f"unseen {COL_FN}"] = evaluation.metrics["false_negatives"]
+        outside = evaluation.metrics.get("outside_classes") or {}
+        # A class the model does not know (incorrect_mask for a two-class model): its faces are neither
+        # errors nor right; how many there were and how many the model called with_mask, apart.
+        row[COL_OUTSIDE] = sum(v["faces"] for v in outside.values())
+        row[COL_OUTSIDE_MASKED] = sum(v["called"].get(POSITIVE_CLASS, 0) for v in outside.values())
         reliability = calibration(evaluation.labels, evaluation.scores)
         row[f"unseen {COL_ECE}"] = _metric(reliability, "expected_calibration_error")
         row[f"unseen {COL_BRIER}"] = _metric(reliability, "brier_score")
@@ -185,7 +203,7 @@ def metrics_json(summaries: Sequence[ModelSummary], unseen: Sequence[DataEvaluat
         )
     models = [
         {
-            "name": s.name, "arch": s.arch, "path": str(s.path), "created": s.created,
+            "name": s.name, "arch": s.arch, "classes": list(s.classes), "path": str(s.path), "created": s.created,
             "weights_sha256": s.weights_sha256, "input_size": s.input_size, "params": s.params,
             "checkpoint_bytes": s.weights_bytes, "training_seconds": s.training_seconds,
             "cpu_latency_ms_per_face": s.latency_ms,
@@ -196,4 +214,4 @@ def metrics_json(summaries: Sequence[ModelSummary], unseen: Sequence[DataEvaluat
         }
         for s in summaries
     ]
-    return json.dumps({"positive_class": CLASSES[1], "models": models}, indent=2)
+    return json.dumps({"positive_class": POSITIVE_CLASS, "models": models}, indent=2)

@@ -26,8 +26,8 @@ from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.data.provenance import CropOrigin, CropProvenance
 from maskdet.evaluation.summary import ModelSummary
 from maskdet.inference.detector import Face, crop_faces
-from maskdet.settings import CLASSES, REPO_ROOT, data_root, recorded_path
-from maskdet.zoo.decision import predicted_labels
+from maskdet.settings import KNOWN_CLASSES, POSITIVE_CLASS, REPO_ROOT, data_root, recorded_path
+from maskdet.zoo.decision import WITH_MASK, as_probabilities, predicted_labels
 from maskdet.zoo.folders import CheckpointError, load_split, read_crops
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class ScoredFiles:
     root: Path | None  # the folder ``relpaths`` are relative to; None when it cannot be found on this machine
     relpaths: list[str] = field(repr=False)
     labels: list[int] = field(repr=False)
-    scores: list[float] = field(repr=False)
+    scores: list = field(repr=False)  # P(with_mask), or class probabilities of a three-class model
     provenance: CropProvenance | None = field(default=None, repr=False)  # a crop-set model's crops.json
 
     def file_key(self, relpath: str) -> str:
@@ -73,7 +73,8 @@ class Recut:
 
 @dataclass(frozen=True)
 class Misclassified:
-    """One false positive or false negative of a model at a threshold."""
+    """One wrong verdict of a model at a threshold: a false positive, a false negative or (three classes) a
+    face of one not-masked class called the other."""
 
     relpath: str
     key: str  # :meth:`ScoredFiles.file_key`
@@ -87,8 +88,11 @@ class Misclassified:
 
     @property
     def kind(self) -> str:
-        """``FP`` (a face without a mask called with_mask) or ``FN`` (a masked face called without_mask)."""
-        return "FP" if self.predicted_label == CLASSES[1] else "FN"
+        """``FP`` (a face without a proper mask called with_mask), ``FN`` (a masked face called anything else) or
+        ``mixed`` (bare called incorrect_mask or the reverse: not masked either way)."""
+        if self.predicted_label == POSITIVE_CLASS:
+            return "FP"
+        return "FN" if self.true_label == POSITIVE_CLASS else MIXED
 
     @property
     def name(self) -> str:
@@ -158,27 +162,31 @@ def held_out_files(summary: ModelSummary) -> ScoredFiles | None:
 
 
 def misclassified(files: ScoredFiles, threshold: float) -> list[Misclassified]:
-    """The false positives and false negatives among ``files`` at ``threshold``, hardest (most confident) first."""
-    scores = np.asarray(files.scores, dtype=np.float64)
+    """The wrong verdicts among ``files`` at ``threshold``, hardest (most confident) first. Files of a class the
+    model does not know are not errors (the comparison reports them apart)."""
+    probabilities = as_probabilities(files.scores) if len(files.scores) else np.zeros((0, 2))
     labels = np.asarray(files.labels, dtype=np.int64)
-    predicted = predicted_labels(scores, threshold)
+    predicted = predicted_labels(probabilities, threshold)
+    p_masked = probabilities[:, WITH_MASK]
     origins, crop_margin = ({}, 0.0) if files.provenance is None else (files.provenance.crops, files.provenance.margin)
     errors = [
         Misclassified(
             relpath=files.relpaths[i], key=files.file_key(files.relpaths[i]),
             path=None if files.root is None else files.root / files.relpaths[i],
-            true_label=CLASSES[labels[i]], predicted_label=CLASSES[predicted[i]], p_with_mask=float(scores[i]),
-            confidence=float(scores[i] if predicted[i] else 1.0 - scores[i]), margin=abs(float(scores[i]) - threshold),
+            true_label=KNOWN_CLASSES[labels[i]], predicted_label=KNOWN_CLASSES[predicted[i]],
+            p_with_mask=float(p_masked[i]), confidence=float(probabilities[i, predicted[i]]),
+            margin=abs(float(p_masked[i]) - threshold),
             recut=None if (origin := origins.get(files.relpaths[i])) is None else Recut.of(origin, crop_margin),
         )
-        for i in np.flatnonzero(predicted != labels)
+        for i in np.flatnonzero((predicted != labels) & (labels < probabilities.shape[1]))
     ]
     return sorted(errors, key=lambda e: (-e.margin, e.relpath))
 
 
 ERROR_RIGHT = "right"
 ERROR_NOT_SCORED = "—"
-WRONG = ("FP", "FN")
+MIXED = "mixed"
+WRONG = ("FP", "FN", MIXED)
 SHARED, OWN, NOT_COMPARED = "shared", "own", "not compared"
 
 

@@ -21,15 +21,16 @@ from maskdet.data.datasets import ProgressFn, load_catalog
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.evaluation.leakage import TrainingOverlap, training_overlap
 from maskdet.evaluation.metrics import compute_metrics
-from maskdet.zoo.decision import THRESHOLD
+from maskdet.zoo.decision import THRESHOLD, compact_scores
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 64
-SPLITS = ("all", "test")
+SPLITS = ("all", "test", "val")
 
 
-THRESHOLD_KEYS = ("accuracy", "per_class", "confusion", "false_positives", "false_negatives")
+THRESHOLD_KEYS = ("accuracy", "per_class", "macro", "confusion", "false_positives", "false_negatives",
+                  "outside_classes")
 """The metrics that depend on the threshold (ROC AUC and AP do not)."""
 
 
@@ -42,7 +43,7 @@ class Evaluation:
     metrics: dict  # at the default threshold, 0.5
     relpaths: list[str]
     labels: np.ndarray
-    scores: np.ndarray  # P(with_mask)
+    scores: np.ndarray  # P(with_mask) (N,) of a two-class model, class probabilities (N, 3) of a three-class one
     unreadable: list[tuple[str, str]]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # entries the scan left out (pipes, link loops...)
     threshold: float = THRESHOLD  # the model's operating threshold
@@ -54,8 +55,8 @@ class Evaluation:
         """The ``evaluate --json`` contract: model, split, n, accuracy, roc_auc, ... at 0.5 (see the CLI), then
         ``operating_threshold`` and ``at_operating_threshold`` (the threshold-dependent metrics at it) and
         ``overlap`` (what of the scored images the model has seen)."""
-        keys = ("n", "accuracy", "roc_auc", "average_precision", "per_class", "confusion",
-                "false_positives", "false_negatives")
+        keys = ("n", "classes", "accuracy", "roc_auc", "average_precision", "per_class", "macro", "confusion",
+                "false_positives", "false_negatives", "outside_classes")
         at_threshold = self.operating_metrics or self.metrics
         return {"model": self.model, "split": self.split, **{key: self.metrics[key] for key in keys},
                 "operating_threshold": self.threshold,
@@ -73,10 +74,10 @@ def evaluate_folder(
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     catalog = load_catalog(root)
     records = catalog.readable
-    if split == "test":
-        records = _test_records(classifier, catalog.readable, catalog.root)
+    if split != "all":
+        records = _split_records(classifier, catalog.readable, catalog.root, split)
     size = classifier.input.size
-    scores = np.zeros(len(records), dtype=np.float64)
+    probabilities = np.zeros((len(records), len(classifier.classes)), dtype=np.float64)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for start in range(0, len(records), batch_size):
             chunk = records[start : start + batch_size]
@@ -84,10 +85,11 @@ def evaluate_folder(
                 images = list(pool.map(lambda r: load_rgb(catalog.root / r.relpath, draft_size=size * 2), chunk))
             except ImageDecodeError as exc:
                 raise ImageDecodeError(f"{exc.reason} (the file changed since the folder was scanned)", exc.source) from exc
-            scores[start : start + len(chunk)] = classifier.predict_proba(images)[:, 1]
+            probabilities[start : start + len(chunk)] = classifier.predict_proba(images)
             if progress:
                 progress(min(start + batch_size, len(records)), len(records))
     labels = np.array([r.label for r in records], dtype=np.int64)
+    scores = compact_scores(probabilities)
     threshold = classifier.threshold
     return Evaluation(
         model=classifier.name,
@@ -105,13 +107,13 @@ def evaluate_folder(
     )
 
 
-def _test_records(classifier: Predictor, readable: list, root: Path) -> list:
+def _split_records(classifier: Predictor, readable: list, root: Path, split: str) -> list:
     saved = load_split(classifier.loaded.path)
     if not saved:
         raise ValueError(f"{classifier.name} has no saved split: evaluate it with split 'all'")
-    test = set(saved["test"])
-    records = [r for r in readable if r.relpath in test]
-    if len(records) < len(test):
-        raise ValueError(f"{root} holds {len(records)} of the {len(test)} test files of {classifier.name}'s saved "
+    wanted = set(saved[split])
+    records = [r for r in readable if r.relpath in wanted]
+    if len(records) < len(wanted):
+        raise ValueError(f"{root} holds {len(records)} of the {len(wanted)} {split} files of {classifier.name}'s saved "
                          "split: evaluate its training folder, or use split 'all'")
     return records

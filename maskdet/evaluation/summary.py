@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskdet.zoo.folders import operating_threshold
+from maskdet.settings import CLASSES
+from maskdet.zoo.folders import card_scores, model_classes, operating_threshold
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class ModelSummary:
     input_size: int
     test: dict | None  # compute_metrics() of the held-out test split; None if the model did not record it
     labels: list[int] = field(repr=False)  # held-out test labels, for curves
-    scores: list[float] = field(repr=False)  # P(with_mask) of the same images
+    scores: list = field(repr=False)  # P(with_mask) of the same images (three-class models: class probabilities)
     history: list[dict] = field(repr=False)  # per epoch: epoch, train_loss, train_acc, val_loss, val_acc
     params: int | None
     weights_bytes: int | None
@@ -38,6 +39,8 @@ class ModelSummary:
     identity: str = ""  # weights SHA-256 plus how they are read (arch, input, classes): the cache key
     operating_threshold: float = 0.5  # the card's p(with_mask) from which a face is with_mask
     threshold_chosen_on: str | None = None  # which data that threshold was chosen on, when recorded
+    classes: tuple[str, ...] = CLASSES  # the model's classes (its card's list)
+    has_validation_scores: bool = False  # the card stores them: the threshold can be chosen on them
 
     @property
     def cache_key(self) -> str:
@@ -60,7 +63,7 @@ def summarize(metadata: dict) -> ModelSummary:
         input_size=int((metadata.get("input") or {}).get("size", 0)),
         test=(metadata.get("metrics") or {}).get("test"),
         labels=[int(v) for v in test_eval.get("labels", [])],
-        scores=[float(v) for v in test_eval.get("scores", [])],
+        scores=list(test_eval.get("probabilities") or test_eval.get("scores") or []),
         history=list(metadata.get("history") or []),
         params=int(params) if params is not None else None,
         weights_bytes=int(weights["bytes"]) if "bytes" in weights else None,
@@ -70,6 +73,8 @@ def summarize(metadata: dict) -> ModelSummary:
         identity=_identity(metadata, str(weights.get("sha256", ""))),
         operating_threshold=operating_threshold(metadata),
         threshold_chosen_on=metadata.get("operating_threshold_chosen_on"),
+        classes=model_classes(metadata),
+        has_validation_scores=card_scores(metadata, "val") is not None,
     )
 
 

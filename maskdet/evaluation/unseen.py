@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from maskdet.data.datasets import load_catalog, scan_dataset
 from maskdet.evaluation.errors import ScoredFiles
 from maskdet.evaluation.folder import evaluate_folder
@@ -42,7 +44,7 @@ class DataEvaluation:
     metrics: dict
     relpaths: list[str] = field(repr=False)  # each scored file, relative to ``data``
     labels: list[int] = field(repr=False)
-    scores: list[float] = field(repr=False)
+    scores: list = field(repr=False)  # P(with_mask), or class probabilities of a three-class model
     unreadable: int = 0  # files skipped because they could not be decoded
 
     def to_json(self) -> dict:
@@ -120,7 +122,7 @@ def evaluate_dataset(
     evaluation = DataEvaluation(
         model=summary.name, weights_sha256=summary.weights_sha256, data=str(result.data), fingerprint=fingerprint,
         metrics=result.metrics, relpaths=list(result.relpaths), labels=result.labels.tolist(),
-        scores=[round(float(s), 6) for s in result.scores],
+        scores=np.round(result.scores, 6).tolist(),
         unreadable=len(result.unreadable),
     )
     write_json(evaluation_cache_path(summary.cache_key, fingerprint), evaluation.to_json())

@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 
 from maskdet.zoo.folders import CheckpointError, LoadedModel, ModelFolder, operating_threshold
+from maskdet.data.datasets import DatasetError, normalize_class_name
 from maskdet.data.images import ImageDecodeError, load_rgb
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def validation_crops(loaded: LoadedModel, per_class: int = CHECK_CROPS_PER_CLASS
     dataset = loaded.metadata.get("dataset") or {}
     crops = []
     for cls in loaded.metadata["classes"]:
-        found = [path for rel in (split or {}).get("val", []) if rel.split("/", 1)[0] == cls
+        found = [path for rel in (split or {}).get("val", []) if _class_of(rel) == cls
                  and (path := locate_split_file(dataset, rel)) is not None]
         for path in found[:: max(1, len(found) // per_class)][:per_class]:
             try:
@@ -94,6 +95,14 @@ def validation_crops(loaded: LoadedModel, per_class: int = CHECK_CROPS_PER_CLASS
             f"({dataset.get('path')}) is not available here (set MASKDET_DATA_ROOT)"
         )
     return crops
+
+
+def _class_of(relpath: str) -> str | None:
+    """The canonical class of a split entry's class folder (``mask_weared_incorrect/x.png``: incorrect_mask)."""
+    try:
+        return normalize_class_name(relpath.split("/", 1)[0])
+    except DatasetError:
+        return None
 
 
 def classifier_onnx(loaded: LoadedModel, example: torch.Tensor) -> bytes:

@@ -61,6 +61,9 @@ class Face:
 
     box: tuple[int, int, int, int]
     score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
+    """CenterFace's five points (x, y) in image pixels: left eye, right eye, nose, left and right mouth corner
+    (as seen in the image); None from detectors without them. What moving a mask below the nose needs."""
 
     @property
     def width(self) -> int:
@@ -260,8 +263,11 @@ class CenterFaceDetector:
         blob[0, :, :new_h, :new_w] = image.transpose(2, 0, 1)  # RGB, 0..255, no normalisation
         return blob, np.array([new_w / width, new_h / height] * 2, dtype=np.float32), border
 
-    def _decode(self, heatmap: np.ndarray, sizes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Heatmap peaks -> boxes (x0, y0, x1, y1) in network input pixels, and their scores."""
+    def _decode(self, heatmap: np.ndarray, sizes: np.ndarray, offsets: np.ndarray,
+                landmarks: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """Heatmap peaks -> boxes (x0, y0, x1, y1) in network input pixels and their scores; given the
+        ``landmarks`` output, also the five points of each box (N, 5, 2), relative to the box as CenterFace
+        predicts them (y then x per point, in units of the box's height and width)."""
         rows, cols = np.nonzero(heatmap[0, 0] > self.threshold)
         scores = heatmap[0, 0, rows, cols]
         box_h = np.exp(sizes[0, 0, rows, cols]) * 4  # the model predicts log(size / stride)
@@ -271,7 +277,12 @@ class CenterFaceDetector:
         boxes = np.stack(
             [centre_x - box_w / 2, centre_y - box_h / 2, centre_x + box_w / 2, centre_y + box_h / 2], axis=1
         )
-        return boxes, scores
+        if landmarks is None:
+            return boxes, scores
+        relative = landmarks[0][:, rows, cols].T.reshape(-1, 5, 2)  # (N, 5, [y, x])
+        points = np.stack([boxes[:, None, 0] + relative[:, :, 1] * box_w[:, None],
+                           boxes[:, None, 1] + relative[:, :, 0] * box_h[:, None]], axis=2)
+        return boxes, scores, points
 
     def long_sides(self, shape: tuple[int, int]) -> tuple[int | None, ...]:
         """The long side of each pass over an image of ``shape`` (height, width): the main one, the extra ones
@@ -280,30 +291,34 @@ class CenterFaceDetector:
         zoom = (ZOOM_FACTOR * own,) if self.zoom_below is not None and max(shape) <= self.zoom_below else ()
         return (self.input_long_side, *self.extra_long_sides, *zoom)
 
-    def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every heatmap peak above the threshold, from every scale, as boxes in ``image`` pixels (before NMS)."""
-        all_boxes, all_scores = [], []
+    def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every heatmap peak above the threshold, from every scale, as boxes in ``image`` pixels (before NMS),
+        their scores and their five landmarks (N, 5, 2) in ``image`` pixels."""
+        all_boxes, all_scores, all_points = [], [], []
         for long_side in self.long_sides(image.shape[:2]):
             blob, scale, border = self._prepare(image, long_side)
-            heatmap, sizes, offsets, _landmarks = self._session.run(self._output_names, {self._input_name: blob})
-            boxes, scores = self._decode(heatmap, sizes, offsets)
+            heatmap, sizes, offsets, landmarks = self._session.run(self._output_names, {self._input_name: blob})
+            boxes, scores, points = self._decode(heatmap, sizes, offsets, landmarks)
             all_boxes.append(boxes / scale - border)
             all_scores.append(scores)
-        return np.concatenate(all_boxes), np.concatenate(all_scores)
+            all_points.append(points / scale[:2] - border)
+        return np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_points)
 
     def detect(self, image: np.ndarray | Image.Image) -> list[Face]:
         """Faces in an RGB uint8 ``HxWx3`` array (a PIL image is accepted too), best score first."""
         rgb = as_rgb_array(image)
         height, width = rgb.shape[:2]
-        boxes, scores = self.candidates(rgb)
+        boxes, scores, points = self.candidates(rgb)
         if len(scores) == 0:
             return []
         faces = []
-        for box, score in zip(boxes[(keep := nms(boxes, scores, self.nms_iou))], scores[keep], strict=True):
+        keep = nms(boxes, scores, self.nms_iou)
+        for box, score, landmarks in zip(boxes[keep], scores[keep], points[keep], strict=True):
             x0, y0 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
             x1, y1 = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
             if x1 > x0 and y1 > y0:
-                faces.append(Face(box=(x0, y0, x1, y1), score=float(score)))
+                faces.append(Face(box=(x0, y0, x1, y1), score=float(score),
+                                  landmarks=tuple((float(x), float(y)) for x, y in landmarks)))
         return faces
 
 

@@ -9,7 +9,17 @@ import numpy as np
 if TYPE_CHECKING:
     from maskdet.inference.faces import FacePrediction
 
-LABEL_COLOURS_RGB = {"with_mask": (40, 167, 69), "without_mask": (220, 53, 69)}
+LABEL_COLOURS_RGB = {"with_mask": (0, 114, 178), "without_mask": (213, 94, 0), "incorrect_mask": (204, 121, 167)}
+"""Okabe-Ito colours (blue, vermillion, reddish purple): told apart with every common colour-vision deficiency."""
+LABEL_TEXT = {"with_mask": "😷 with mask", "without_mask": "🙂 without mask", "incorrect_mask": "😶 mask worn incorrectly"}
+"""How pages name each class."""
+BOX_TEXT = {"with_mask": "Mask", "without_mask": "No mask", "incorrect_mask": "Mask worn wrong"}
+"""The words drawn above a face's box."""
+
+
+def hex_colour(label: str) -> str:
+    """The class colour as ``#rrggbb`` (charts)."""
+    return "#{:02x}{:02x}{:02x}".format(*LABEL_COLOURS_RGB[label])
 UNCERTAIN_COLOUR_RGB = (128, 128, 128)
 LABEL_FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX (cv2 is imported lazily)
 LABEL_PAD_PX = 2
@@ -19,7 +29,7 @@ LABEL_MIN_SCALE = 0.3  # below this cv2 font scale (about 7 px high) a label is 
 
 def label_text(face: FacePrediction, uncertain: bool = False) -> str:
     """What a face's label says: 'Mask 97%', 'No mask 61%', 'Unsure: Mask 55%'."""
-    return f"{'Unsure: ' if uncertain else ''}{'Mask' if face.label == 'with_mask' else 'No mask'} {face.confidence:.0%}"
+    return f"{'Unsure: ' if uncertain else ''}{BOX_TEXT[face.label]} {face.confidence:.0%}"
 
 
 def label_scale(text: str, box_width: int, box_height: int, preferred: float) -> float | None:

@@ -54,7 +54,6 @@ from torch import nn
 
 from maskdet.inference.predictor import Predictor
 from maskdet.runtime import fold_batchnorm
-from maskdet.settings import CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +130,8 @@ class Method:
 
 
 class _LogOdds(nn.Module):
-    """``logits[:, c] - logits[:, other]`` for each class c (two classes)."""
+    """The log-odds of each class c, ``log p_c - log(1 - p_c)`` = ``logits[:, c] - logsumexp(other logits)``
+    (two classes: ``logits[:, c] - logits[:, other]``)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -139,7 +139,10 @@ class _LogOdds(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.model(x).float()
-        return logits - logits.flip(1)
+        classes = logits.shape[1]
+        others = logits.unsqueeze(1).expand(-1, classes, -1).masked_fill(
+            torch.eye(classes, dtype=torch.bool, device=logits.device), float("-inf"))
+        return logits - torch.logsumexp(others, dim=2)
 
 
 def _blur_baseline(image: np.ndarray) -> np.ndarray:
@@ -185,6 +188,7 @@ class Explainer:
 
     def __init__(self, classifier: Predictor) -> None:
         self.input = classifier.input
+        self.classes = classifier.classes
         self.arch = classifier.loaded.arch
         network = fold_batchnorm(copy.deepcopy(classifier.model).float().eval())
         for param in network.parameters():
@@ -248,7 +252,7 @@ class Explainer:
         with self._lock, torch.enable_grad():
             with torch.no_grad():
                 probabilities = torch.softmax(self.network(inputs).float(), dim=1)[0]
-            index = int(probabilities.argmax()) if target is None else _class_index(target)
+            index = int(probabilities.argmax()) if target is None else _class_index(target, self.classes)
             attribution, delta = spec.run(self, inputs, reference, index, steps or 0)
             gap = None
             if method == "integrated_gradients":  # under the lock too: another thread's Grad-CAM hooks fire on any pass
@@ -260,9 +264,9 @@ class Explainer:
         settings = {"steps": steps} if spec.steps_label else {}
         if spec.uses_baseline:
             settings["baseline"] = baseline
-        logger.debug("%s for %s in %.2f s (delta %s)", method, CLASSES[index], seconds, delta)
+        logger.debug("%s for %s in %.2f s (delta %s)", method, self.classes[index], seconds, delta)
         return Explanation(
-            method=method, label=CLASSES[index], probability=float(probabilities[index]), image=image,
+            method=method, label=self.classes[index], probability=float(probabilities[index]), image=image,
             attribution=attribution.astype(np.float32), heatmap=heatmap, overlay=blend(image, heatmap, weight),
             convergence_delta=delta, log_odds_gap=gap, seconds=seconds, settings=settings,
             tolerance=IG_TOLERANCE if method == "integrated_gradients" else None,
@@ -284,13 +288,13 @@ class Explainer:
         return replace(result, seconds=spent, settings={**result.settings, "auto_steps": True})
 
 
-def _class_index(target: str | int) -> int:
+def _class_index(target: str | int, classes: tuple[str, ...]) -> int:
     if isinstance(target, str):
-        if target not in CLASSES:
-            raise ValueError(f"unknown class {target!r}; choose one of: {', '.join(CLASSES)}")
-        return CLASSES.index(target)
-    if not 0 <= int(target) < len(CLASSES):
-        raise ValueError(f"class index must be 0..{len(CLASSES) - 1}, got {target}")
+        if target not in classes:
+            raise ValueError(f"unknown class {target!r}; choose one of: {', '.join(classes)}")
+        return classes.index(target)
+    if not 0 <= int(target) < len(classes):
+        raise ValueError(f"class index must be 0..{len(classes) - 1}, got {target}")
     return int(target)
 
 

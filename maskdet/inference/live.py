@@ -55,7 +55,7 @@ from maskdet.inference.drawing import draw_predictions
 from maskdet.inference.faces import FacePrediction
 from maskdet.inference.pipeline import FacePipeline
 from maskdet.runtime import inference_worker
-from maskdet.settings import CLASSES, current_settings, env_variable
+from maskdet.settings import KNOWN_CLASSES, current_settings, env_variable
 
 if TYPE_CHECKING:
     import av
@@ -108,7 +108,7 @@ class LiveSnapshot:
 
 
 def _zero_counts() -> dict[str, int]:
-    return {name: 0 for name in (*CLASSES, UNCERTAIN)}
+    return {name: 0 for name in (*KNOWN_CLASSES, UNCERTAIN)}
 
 
 @dataclass
@@ -118,7 +118,7 @@ class _Counters:
     last_error: str | None = None
     faces_now: dict[str, int] = field(default_factory=_zero_counts)
     faces_total: dict[str, int] = field(default_factory=_zero_counts)
-    confidence_sum: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0.0))
+    confidence_sum: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KNOWN_CLASSES, 0.0))
     stamps: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_FRAMES))
     durations: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_FRAMES))
 
@@ -183,7 +183,7 @@ class LiveStats:
                 faces_total=dict(c.faces_total),
                 average_confidence={
                     name: c.confidence_sum[name] / c.faces_total[name] if c.faces_total[name] else None
-                    for name in CLASSES
+                    for name in KNOWN_CLASSES
                 },
                 median_ms=durations[len(durations) // 2] * 1000 if durations else None,
                 errors=c.errors,

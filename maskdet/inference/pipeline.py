@@ -19,15 +19,29 @@ logger = logging.getLogger(__name__)
 DEFAULT_MARGIN = 0.2  # context around each detected face, per side, as a fraction of its size
 
 
-def label_probabilities(probabilities: np.ndarray, threshold: float = THRESHOLD) -> list[tuple[str, float]]:
-    """(label, confidence) per row of class probabilities, at the operating ``threshold`` on p(with_mask).
+def label_probabilities(probabilities: np.ndarray, threshold: float = THRESHOLD,
+                        classes: tuple[str, ...] = CLASSES) -> list[tuple[str, float]]:
+    """(label, confidence) per row of class probabilities (columns: ``classes``), at the operating
+    ``threshold`` on p(with_mask).
 
     The label follows :func:`maskdet.zoo.decision.predicted_labels` (the rule the metrics count with); the
     confidence is the probability of that label, so below 0.5 when the threshold overrules the argmax.
     """
-    probabilities = np.asarray(probabilities).reshape(-1, len(CLASSES))
-    labels = predicted_labels(probabilities[:, 1], threshold)
-    return [(CLASSES[int(label)], float(row[int(label)])) for row, label in zip(probabilities, labels, strict=True)]
+    probabilities = np.asarray(probabilities).reshape(-1, len(classes))
+    labels = predicted_labels(probabilities, threshold)
+    return [(classes[int(label)], float(row[int(label)])) for row, label in zip(probabilities, labels, strict=True)]
+
+
+def face_predictions(faces: list, probabilities: np.ndarray, threshold: float,
+                     classes: tuple[str, ...]) -> list[FacePrediction]:
+    """The face records of detected ``faces`` (with ``box`` and ``score``) and their class probabilities."""
+    labels = label_probabilities(probabilities, threshold, classes)
+    return [
+        FacePrediction(box=tuple(int(v) for v in face.box), label=label, confidence=confidence,
+                       face_score=float(face.score),
+                       probabilities={name: float(p) for name, p in zip(classes, row, strict=True)})
+        for face, (label, confidence), row in zip(faces, labels, probabilities, strict=True)
+    ]
 
 
 class FacePipeline:
@@ -55,17 +69,11 @@ class FacePipeline:
         if not crops:
             return [[] for _ in arrays]
         probabilities = self.classifier.predict_proba(crops)
-        labels = label_probabilities(probabilities, self.classifier.threshold)
         results: list[list[FacePrediction]] = []
         index = 0
         for faces in faces_per_image:
-            results.append([
-                FacePrediction(
-                    box=tuple(int(v) for v in face.box), label=labels[index + k][0], confidence=labels[index + k][1],
-                    face_score=float(face.score), p_with_mask=float(probabilities[index + k][1]),
-                )
-                for k, face in enumerate(faces)
-            ])
+            results.append(face_predictions(faces, probabilities[index : index + len(faces)],
+                                            self.classifier.threshold, self.classifier.classes))
             index += len(faces)
         return results
 

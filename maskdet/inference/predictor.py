@@ -33,7 +33,6 @@ from PIL import Image
 from maskdet.zoo.folders import LoadedModel, load_model, operating_threshold, resolve_model
 from maskdet.zoo.probe import PrecisionCheck, check_precision, load_probe, normalize_crops
 from maskdet.runtime import compile_enabled, compile_network, configure_threads, inference_network
-from maskdet.settings import CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class Backend(Protocol):
 
     ``run`` takes normalised model inputs, a float32 ``torch.Tensor`` shaped (N, C, size, size) (a backend
     outside PyTorch calls ``inputs.numpy()``), and returns class probabilities as a float32 ``np.ndarray``
-    (N, 2), in the order of :data:`maskdet.settings.CLASSES`. It must be safe to call from several threads
+    (N, C), in the order of the model's classes (:attr:`Predictor.classes`, its card's list). It must be safe to call from several threads
     and must not change torch's thread count.
     """
 
@@ -225,6 +224,7 @@ class Predictor:
         self.loaded = loaded
         self.input = loaded.input
         self.threshold = operating_threshold(loaded.metadata)  # p(with_mask) from which a face is with_mask
+        self.classes = loaded.classes  # the order of predict_proba's columns
         self.model = loaded.model.eval()  # the trained fp32 network as saved; explanations copy it
         self.precision_check: PrecisionCheck | None = None  # what the probe measured (precision="auto" only)
         if precision == "auto":
@@ -278,7 +278,7 @@ class Predictor:
     def predict_proba(self, images: list[Image.Image]) -> np.ndarray:
         """Probabilities (N, 2) for RGB images (face crops)."""
         if not images:
-            return np.zeros((0, len(CLASSES)), dtype=np.float32)
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
         return self.run(self.preprocess(images))
 
 

@@ -10,7 +10,7 @@ faces of a boxed-photo folder (:func:`maskdet.evaluation.scenes.load_scene_set`)
   :func:`maskdet.evaluation.scenes.matching.match_detections`) is cut from the *detector's* box and takes the
   annotated label; faces the detector misses are cut from the annotation box
   (``from_annotation``) or left out; faces whose label is not a known class (for example
-  ``mask_weared_incorrect``) are skipped and counted;
+  ``face_shield``) are skipped and counted; ``mask_weared_incorrect`` faces are kept as ``incorrect_mask``;
 - the split is decided per *photo*, near-duplicate photos grouped (:mod:`maskdet.data.split`), so
   crops of one photo never sit on both sides of a split, and declared in the set's manifest
   (:data:`maskdet.data.datasets.DATASET_MANIFEST`) where the training engine picks it up;
@@ -58,7 +58,7 @@ from maskdet.data.annotations import load_scene_set, SceneSet
 from maskdet.data.annotations import SceneImage
 from maskdet.evaluation.scenes.evaluate import describe_detector
 from maskdet.evaluation.scenes.matching import match_detections
-from maskdet.settings import CLASSES, REPO_ROOT, cache_dir, data_root
+from maskdet.settings import CLASSES, KNOWN_CLASSES, REPO_ROOT, cache_dir, data_root
 from maskdet.data.split import DEFAULT_FRACTIONS, SPLIT_NAMES, assign_groups, make_split, near_duplicate_groups
 from maskdet.store import write_json
 
@@ -216,6 +216,8 @@ def _cut_boxed(folder: SceneSet, detector: FaceDetector, settings: CropSettings,
             errors.append((photo.relpath, exc.reason))
             continue
         signatures[photo.relpath] = perceptual_signature(image)
+        # Balanced on bare and masked faces only: the photos' split is the one two-class crop sets had, so
+        # two- and three-class models cut from the same photos hold out the same photos.
         face_counts[photo.relpath] = [sum(1 for f in photo.faces if f.label == c) for c in CLASSES]
         crops.extend(_photo_crops(photo, image, detector, settings, source, counts))
         if progress:
@@ -251,7 +253,7 @@ def _link_image_folder(root: Path, settings: CropSettings, staging: Path) -> tup
     split, occluded = {}, 0
     for name in SPLIT_NAMES:
         for relpath in getattr(own_split, name):
-            label = CLASSES[own_split.labels[relpath]]
+            label = KNOWN_CLASSES[own_split.labels[relpath]]
             link = staging / label / source / relpath
             link.parent.mkdir(parents=True, exist_ok=True)
             os.symlink((scan.root / relpath).resolve(), link)

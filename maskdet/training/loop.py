@@ -45,15 +45,16 @@ from torchvision.transforms import v2
 
 from maskdet.data.augment import camera_corruptions
 from maskdet.evaluation.calibration import expected_calibration_error, fit_temperature, fold_temperature
-from maskdet.zoo.folders import save_model, validate_model_name
 from maskdet.training.crops import MANIFEST_FORMAT as CROP_SET_FORMAT, crop_provenance
+from maskdet.zoo.decision import predicted_labels
+from maskdet.zoo.folders import load_model, read_metadata, save_model, stored_scores, validate_model_name
 from maskdet.zoo.probe import check_precision, select_probe_crops
 from maskdet.data.fingerprints import seen_files
 from maskdet.data.datasets import DatasetError, ProgressFn, build_catalog, read_manifest, scan_dataset
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.evaluation.metrics import compute_metrics
 from maskdet.runtime import autocast, configure_threads, pick_device
-from maskdet.settings import CLASSES, portable_path
+from maskdet.settings import portable_path
 from maskdet.data.split import Split, make_split
 from maskdet.store import artifact_key, artifact_path, atomic_write
 from maskdet.zoo.architectures import BuildOptions, InputConfig, MaskClassifier, ModelSpec, count_parameters, get_spec
@@ -115,6 +116,7 @@ class TrainConfig:
     device: str | None = None
     workers: int | None = None
     limit_per_class: int | None = None  # cap on images per class (quick experiments, tests)
+    init_from: Path | None = None  # a trained model (same arch and input) whose weights start the run
     command: str | None = None  # the command line that started the run, recorded in the model card
 
     def resolved(self) -> TrainConfig:
@@ -135,6 +137,7 @@ class TrainConfig:
         payload = asdict(self)
         payload["data"] = str(self.data)
         payload["weights_path"] = str(self.weights_path) if self.weights_path else None
+        payload["init_from"] = str(self.init_from) if self.init_from else None
         return payload
 
     @classmethod
@@ -144,6 +147,7 @@ class TrainConfig:
         values = {key: value for key, value in payload.items() if key in known}
         values["data"] = Path(values["data"])
         values["weights_path"] = Path(values["weights_path"]) if values.get("weights_path") else None
+        values["init_from"] = Path(values["init_from"]) if values.get("init_from") else None
         return cls(**values)
 
 
@@ -379,18 +383,18 @@ def train_one_epoch(
 def evaluate(
     model: nn.Module, batches: SizedBatches, loss_fn: nn.Module
 ) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """(mean loss, accuracy, labels, with_mask probabilities) over ``batches``."""
+    """(mean loss, accuracy at threshold 0.5, labels, class probabilities (N, C)) over ``batches``."""
     model.eval()
     total_loss, labels_all, scores_all = 0.0, [], []
     for inputs, labels in batches:
         logits = model(inputs).float()
         total_loss += float(loss_fn(logits, labels.to(logits.device))) * len(labels)
         labels_all.append(labels.cpu().numpy())
-        scores_all.append(torch.softmax(logits, 1)[:, 1].cpu().numpy())
+        scores_all.append(torch.softmax(logits, 1).cpu().numpy())
     labels_np = np.concatenate(labels_all) if labels_all else np.zeros(0, dtype=np.int64)
-    scores_np = np.concatenate(scores_all) if scores_all else np.zeros(0)
-    accuracy = float(((scores_np >= 0.5) == labels_np).mean()) if len(labels_np) else float("nan")
-    return total_loss / max(len(labels_np), 1), accuracy, labels_np, scores_np
+    probabilities = np.concatenate(scores_all) if scores_all else np.zeros((0, 2))
+    accuracy = float((predicted_labels(probabilities) == labels_np).mean()) if len(labels_np) else float("nan")
+    return total_loss / max(len(labels_np), 1), accuracy, labels_np, probabilities
 
 
 def _batches(inputs: torch.Tensor, labels: torch.Tensor, size: int, shuffle: bool, generator: torch.Generator | None = None):
@@ -406,7 +410,7 @@ def _limit_split(split: Split, per_class: int | None, seed: int) -> Split:
     for name, fraction in zip(("train", "val", "test"), split.fractions, strict=True):
         paths = list(getattr(split, name))
         rng.shuffle(paths)
-        keep, counts = [], dict.fromkeys(range(len(CLASSES)), 0)
+        keep, counts = [], dict.fromkeys(range(len(split.classes)), 0)
         cap = max(1, round(per_class * fraction / max(split.fractions)))
         for path in paths:
             label = split.labels[path]
@@ -423,13 +427,15 @@ def _feature_cache_path(config: TrainConfig, spec: ModelSpec, input_cfg: InputCo
         split=split.to_json(), views=config.feature_views if config.augment else 1, seed=config.seed,
         finetune_blocks=config.finetune_blocks,
         weights=spec.pretrained.sha256 if (spec.pretrained and config.pretrained) else "random",
+        init_from=read_metadata(config.init_from)["weights"]["sha256"] if config.init_from else None,
         augmentation=repr(build_augmentation(input_cfg, robust=config.robust)) if config.augment else None,
     )
     return artifact_path("features", key, ".pt")
 
 
-def prepare_model(spec: ModelSpec, config: TrainConfig) -> MaskClassifier:
-    """Build the network; transfer-learning archs get their ImageNet weights or a clear error."""
+def prepare_model(spec: ModelSpec, config: TrainConfig, num_classes: int = 2) -> MaskClassifier:
+    """Build the network (``num_classes`` outputs); transfer-learning archs get their ImageNet weights or a clear
+    error."""
     if spec.pretrained is not None and not config.pretrained:
         logger.warning("%s is trained from RANDOM weights (--no-pretrained): this is not transfer learning", spec.name)
     options = BuildOptions(
@@ -437,8 +443,37 @@ def prepare_model(spec: ModelSpec, config: TrainConfig) -> MaskClassifier:
         finetune_blocks=config.finetune_blocks,
         weights_path=config.weights_path,
         img_size=config.img_size,
+        num_classes=num_classes,
     )
-    return spec.build(options)
+    model = spec.build(options)
+    if config.init_from:
+        _init_from(model, config.init_from, spec)
+    return model
+
+
+def _init_from(model: MaskClassifier, folder: Path, spec: ModelSpec) -> None:
+    """Start ``model`` from a trained model's weights (e.g. a two-class model growing a third class): every
+    tensor of the same shape is copied; an output layer with more classes keeps the trained classes' rows
+    (the classes are a prefix of :data:`maskdet.settings.KNOWN_CLASSES`) and its new rows start at zero, so the
+    new class begins improbable and the others' decisions start as they were."""
+    loaded = load_model(folder)
+    if loaded.arch != spec.name:
+        raise ValueError(f"--init-from {folder} is a {loaded.arch}, not a {spec.name}")
+    state = model.state_dict()
+    with torch.no_grad():
+        for key, value in loaded.model.state_dict().items():
+            target = state.get(key)
+            if target is None:
+                raise ValueError(f"--init-from {folder}: {key} does not fit {spec.name} as built here")
+            if target.shape == value.shape:
+                target.copy_(value)
+            elif target.ndim == value.ndim and target.shape[1:] == value.shape[1:] and target.shape[0] > value.shape[0]:
+                target.zero_()
+                target[: value.shape[0]].copy_(value)
+            else:
+                raise ValueError(f"--init-from {folder}: {key} has shape {list(value.shape)}, "
+                                 f"{spec.name} here needs {list(target.shape)} (another input size?)")
+    logger.info("weights initialised from %s", folder)
 
 
 def loader_workers(config: TrainConfig) -> int:
@@ -469,18 +504,19 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
     configure_threads()
     workers = loader_workers(config)
 
-    # Build first: a missing pretrained file should fail before minutes of decoding.
-    model = prepare_model(spec, config).to(device)
+    # Build first (the scan reads no pixels): a missing pretrained file should fail before minutes of decoding.
+    scan = scan_dataset(config.data)
+    classes = scan.classes  # two, or three with an incorrect_mask folder: the card records them
+    model = prepare_model(spec, config, len(classes)).to(device)
     frozen_prefix, trainable_rest = model.split_frozen_prefix()
     cached_mode = any(True for _ in frozen_prefix.parameters())
     reporter.mode = "cached-features" if cached_mode else "end-to-end"
     input_cfg = spec.input_config(config.img_size)
 
-    scan = scan_dataset(config.data)
     catalog = build_catalog(scan, progress=reporter.catalog_progress())
     present = {r.label for r in catalog.readable}
     if len(present) < 2:
-        only = ", ".join(CLASSES[i] for i in present) or "none"
+        only = ", ".join(classes[i] for i in present) or "none"
         raise DatasetError(f"{config.data}: training needs readable images of both classes; found only {only}")
     split = _limit_split(make_split(catalog, seed=config.seed), config.limit_per_class, config.seed)
     for name in ("train", "val"):
@@ -564,6 +600,7 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
     total, trainable_count = count_parameters(model)
     metadata = {
         "arch": spec.name,
+        "classes": list(classes),
         "command": config.command,
         "input": input_cfg.to_json(),
         "build": {"finetune_blocks": config.finetune_blocks, "pretrained": bool(config.pretrained and spec.pretrained)},
@@ -576,7 +613,8 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
         "hyperparameters": {**config.to_json(), "data": portable_path(config.data), "optimizer": "AdamW",
                             "best_epoch": best_epoch},
         "metrics": metrics,
-        "evaluation": {"test": {"labels": test_y.tolist(), "scores": [round(float(s), 6) for s in test_scores]}},
+        # Validation scores: the operating threshold is chosen on them (maskdet.zoo.folders.choose_operating_threshold).
+        "evaluation": {"test": stored_scores(test_y, test_scores), "val": stored_scores(val_y, val_scores)},
         "history": history,
         "params": {"total": total, "trainable": trainable_count},
         "training_seconds": round(time.monotonic() - started, 1),
@@ -606,7 +644,7 @@ def _manifest_record(manifest: dict) -> dict:
 def _calibrate(trainable: nn.Module, val_batches: list, loss_fn: nn.Module) -> dict:
     """Temperature scaling on the validation split, folded into the output layer; before/after ECE."""
     _, _, labels, scores = evaluate(trainable, val_batches, loss_fn)
-    temperature = fit_temperature(labels, scores)
+    temperature = fit_temperature(labels, scores)  # class probabilities: every class's logit divided alike
     fold_temperature(trainable, temperature)
     _, _, _, calibrated = evaluate(trainable, val_batches, loss_fn)
     logger.info("calibration: temperature %.3f, validation ECE %.4f -> %.4f", temperature,

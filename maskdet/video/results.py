@@ -44,7 +44,7 @@ RESULTS_VERSION = 2  # part of the folder key: a change to what is written gives
 MANIFEST = "frames.json"
 ANNOTATED = "annotated.mp4"
 THUMBNAILS = "thumbnails"
-UNMASKED = "without_mask"
+UNMASKED = ("without_mask", "incorrect_mask")  # frames with such a face get a thumbnail
 MAX_THUMBNAILS = 24
 THUMBNAIL_WIDTH = 400  # readable at a third of the page's width
 THUMBNAIL_SPACING_S = 1.0  # at most one thumbnail per second of clip, so the strip shows distinct moments
@@ -125,9 +125,10 @@ def thumbnail_jpeg(image: np.ndarray, width: int = THUMBNAIL_WIDTH) -> bytes:
     return encode_jpeg(image, max_side=max(width, round(width * image.shape[0] / image.shape[1])))
 
 
-def count_faces(result: FrameResult) -> FrameCounts:
+def count_faces(result: FrameResult, classes: tuple[str, ...] = CLASSES) -> FrameCounts:
+    """Faces per class (``classes``: the model's) in one frame."""
     return FrameCounts(result.index, result.time, {cls: sum(face.label == cls for face in result.faces)
-                                                   for cls in CLASSES})
+                                                   for cls in classes})
 
 
 def _analyse_frames(reader: VideoReader, pipeline: FacePipeline, writer: AnnotatedVideoWriter, every: int,
@@ -141,10 +142,10 @@ def _analyse_frames(reader: VideoReader, pipeline: FacePipeline, writer: Annotat
     try:
         for result in analyse_video(reader, pipeline, every=every, writer=writer):
             people.observe(result.faces, result.time)
-            counts = count_faces(result)
+            counts = count_faces(result, pipeline.classifier.classes)
             frames.append(counts)
             spaced = not pictures or result.time - pictures[-1][0].time >= THUMBNAIL_SPACING_S
-            if counts.counts[UNMASKED] and spaced and len(pictures) < MAX_THUMBNAILS:
+            if any(counts.counts.get(label) for label in UNMASKED) and spaced and len(pictures) < MAX_THUMBNAILS:
                 pictures.append((counts, thumbnail_jpeg(result.annotated)))
             if progress:
                 progress(result.index + 1, reader.info.expected_frames)

@@ -155,7 +155,8 @@ class WatchSession:
         probabilities = np.zeros((0, len(self.classes)))
         if todo:
             probabilities = self.pipeline.classifier.predict_proba(crop_faces(rgb, todo, margin=self.pipeline.margin))
-            labels = label_probabilities(probabilities, self.pipeline.classifier.threshold)
+            labels = label_probabilities(probabilities, self.pipeline.classifier.threshold,
+                                         self.pipeline.classifier.classes)
         faces, fresh, k = [], [], 0
         for i, (face, track_id) in enumerate(zip(detected, ids, strict=True)):
             box = tuple(int(v) for v in face.box)
@@ -165,7 +166,10 @@ class WatchSession:
                 continue
             label, confidence = labels[k]
             faces.append(FacePrediction(box=box, label=label, confidence=confidence, face_score=float(face.score),
-                                        p_with_mask=float(probabilities[k][1]), track_id=track_id))
+                                        probabilities={name: float(p) for name, p in
+                                                       zip(self.pipeline.classifier.classes, probabilities[k],
+                                                           strict=True)},
+                                        track_id=track_id))
             fresh.append(True)
             k += 1
         return faces, fresh

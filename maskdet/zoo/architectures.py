@@ -146,6 +146,7 @@ class BuildOptions:
     finetune_blocks: int = 0
     weights_path: Path | None = None  # a user-provided pretrained weights file
     img_size: int | None = None
+    num_classes: int = 2  # outputs of the head: 2, or 3 with incorrect_mask (maskdet.settings.KNOWN_CLASSES)
 
 
 DEFAULT_SIZES = (8, 512)
@@ -303,7 +304,7 @@ def build_mlp(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
         nn.Linear(size * size, 1024), nn.Tanh(),
         nn.Linear(1024, 512), nn.Tanh(),
         nn.Linear(512, 64), nn.Tanh(),
-        nn.Linear(64, 2),
+        nn.Linear(64, options.num_classes),
     )
     return MaskClassifier(nn.Flatten(), head)
 
@@ -328,7 +329,7 @@ def build_simple_cnn(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
         nn.Flatten(),
         nn.Linear(64 * side * side, 128), nn.ReLU(inplace=True), nn.Dropout(0.5),
         nn.Linear(128, 64), nn.ReLU(inplace=True), nn.Dropout(0.5),
-        nn.Linear(64, 2),
+        nn.Linear(64, options.num_classes),
     )
     return MaskClassifier(nn.Identity(), head)
 
@@ -350,7 +351,7 @@ def build_densenet121(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
     _load_torchvision_state(spec, net, options, rename=_densenet_key)
     backbone = nn.Sequential(net.features, nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     _set_trainable(backbone, False)
-    head = nn.Sequential(nn.Linear(1024, 256), nn.ReLU(inplace=True), nn.Dropout(0.2), nn.Linear(256, 2))
+    head = nn.Sequential(nn.Linear(1024, 256), nn.ReLU(inplace=True), nn.Dropout(0.2), nn.Linear(256, options.num_classes))
     return MaskClassifier(backbone, head)
 
 
@@ -376,7 +377,7 @@ def build_mobilenet_v2(spec: ModelSpec, options: BuildOptions) -> MaskClassifier
         raise ValueError(f"finetune_blocks must be between 0 and {blocks}, got {options.finetune_blocks}")
     for block in list(net.features)[blocks - options.finetune_blocks :]:
         _set_trainable(block, True)
-    head = nn.Sequential(nn.Linear(1280, 128), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(128, 2))
+    head = nn.Sequential(nn.Linear(1280, 128), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(128, options.num_classes))
     return MaskClassifier(backbone, head)
 
 

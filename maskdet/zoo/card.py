@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
-from maskdet.settings import CLASSES
+from maskdet.settings import KNOWN_CLASSES, class_list
 from maskdet.zoo.architectures import get_spec, list_architectures
 
 FORMAT = "maskdet-checkpoint"
@@ -104,8 +104,9 @@ class ModelCard(BaseModel):
     @field_validator("classes")
     @classmethod
     def _our_classes(cls, classes: list[str]) -> list[str]:
-        if classes != list(CLASSES):
-            raise ValueError(f"{[c[:40] for c in classes[:4]]} differ from maskdet's classes {list(CLASSES)}")
+        if not 2 <= len(classes) <= len(KNOWN_CLASSES) or classes != list(class_list(len(classes))):
+            raise ValueError(f"{[c[:40] for c in classes[:4]]} are not maskdet's classes: the first 2 or 3 of "
+                             f"{list(KNOWN_CLASSES)}")
         return classes
 
     @model_validator(mode="after")

@@ -37,16 +37,25 @@ from typing import TypeVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from maskdet.zoo.decision import THRESHOLD, validate_threshold
+from maskdet.zoo.decision import (
+    MAX_BARE_CALLED_MASKED,
+    THRESHOLD,
+    WITH_MASK,
+    as_probabilities,
+    choose_threshold,
+    threshold_rule,
+    validate_threshold,
+)
 from maskdet.zoo.card import FORMAT, FORMAT_VERSION, MAX_METADATA_BYTES, MAX_NESTING, MAX_WEIGHTS_BYTES, CardError
 from maskdet.zoo.card import nesting_depth, parse_model_card
 from maskdet.data.fingerprints import SeenFiles, SeenFilesError, parse_seen_files
 from maskdet.data.provenance import CropProvenance, ProvenanceError, parse_provenance
-from maskdet.settings import CLASSES, current_settings, models_dir
+from maskdet.settings import CLASSES, POSITIVE_CLASS, current_settings, models_dir
 from maskdet.store import atomic_write, fsync_dir, sha256_file
 from maskdet.zoo.architectures import BuildOptions, InputConfig, MaskClassifier, get_spec
 
@@ -96,6 +105,11 @@ class LoadedModel:
     @property
     def arch(self) -> str:
         return str(self.metadata["arch"])
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The model's classes as its card lists them (the order of its outputs)."""
+        return model_classes(self.metadata)
 
 
 def library_versions() -> dict[str, str]:
@@ -155,7 +169,7 @@ def save_model(
             "format_version": FORMAT_VERSION,
             "name": name,
             "classes": list(CLASSES),
-            "positive_class": CLASSES[1],
+            "positive_class": POSITIVE_CLASS,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "versions": library_versions(),
             **metadata,
@@ -331,6 +345,58 @@ def _check_safetensors(folder: Path, name: str, max_bytes: int, recorded: int | 
     return real
 
 
+def stored_scores(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """A split's labels and scores as the card stores them (``evaluation.<split>``): ``scores`` is
+    p(with_mask) for every model; a three-class model adds the class ``probabilities`` rows."""
+    probabilities = as_probabilities(probabilities)
+    stored = {"labels": [int(v) for v in labels],
+              "scores": [round(float(s), 6) for s in probabilities[:, WITH_MASK]]}
+    if probabilities.shape[1] > 2:
+        stored["probabilities"] = np.round(probabilities, 6).tolist()
+    return stored
+
+
+def card_scores(metadata: dict, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(labels, class probabilities) of ``split`` (``val`` or ``test``) as the card stores them, or None."""
+    stored = (metadata.get("evaluation") or {}).get(split) or {}
+    scores = stored.get("probabilities") or stored.get("scores")
+    if not scores or len(scores) != len(stored.get("labels") or []):
+        return None
+    return np.asarray(stored["labels"], dtype=np.int64), as_probabilities(scores)
+
+
+def set_card_scores(folder: Path, split: str, labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """Store a split's labels and scores in the card (``evaluation.<split>``, as training stores them), e.g. the
+    validation scores of a model trained before training stored them; returns the new metadata. Only
+    ``metadata.json`` is rewritten (atomically): the weights and their hash stay as they are."""
+    folder = resolve_model_dir(Path(folder))
+    metadata = read_metadata(folder)
+    metadata["evaluation"] = {**(metadata.get("evaluation") or {}), split: stored_scores(labels, probabilities)}
+    parse_model_card(json.dumps(metadata).encode())
+    atomic_write(folder / METADATA_FILE, json.dumps(metadata, indent=2))
+    return metadata
+
+
+def choose_operating_threshold(folder: Path, max_bare_called_masked: float = MAX_BARE_CALLED_MASKED) -> dict:
+    """Choose the model's operating threshold on the validation scores its card stores
+    (:func:`maskdet.zoo.decision.choose_threshold`) and save it; returns the new metadata.
+
+    Raises :class:`CheckpointError` when the card holds no validation scores (add them with
+    ``benchmarks/add_validation_scores.py``)."""
+    folder = resolve_model_dir(Path(folder))
+    scored = card_scores(read_metadata(folder), "val")
+    if scored is None:
+        raise CheckpointError(f"{folder}: its card holds no validation scores to choose a threshold on")
+    threshold = choose_threshold(*scored, max_bare_called_masked=max_bare_called_masked)
+    return set_operating_threshold(folder, threshold,
+                                   chosen_on=f"validation split ({threshold_rule(max_bare_called_masked)})")
+
+
+def model_classes(metadata: dict) -> tuple[str, ...]:
+    """The classes a model card lists (checked by :mod:`maskdet.zoo.card`), two classes when it lists none."""
+    return tuple(metadata.get("classes") or CLASSES)
+
+
 def _read_record(folder: Path, name: str, max_bytes: int, parse: Callable[[bytes], T]) -> T | None:
     """An optional JSON member ``name`` parsed by ``parse`` (which raises ValueError for a damaged one), None when the
     folder has none; checked as every member, a damaged one is a :class:`CheckpointError`."""
@@ -495,6 +561,7 @@ def _load(opened: ModelFolder, device: str | torch.device) -> LoadedModel:
             pretrained=False,
             finetune_blocks=int((metadata.get("build") or {}).get("finetune_blocks", 0)),
             img_size=config.size,
+            num_classes=len(model_classes(metadata)),
         )
         with torch.device("meta"):  # shapes only, no memory: forged sizes cannot make us allocate gigabytes
             expected = {key: tuple(value.shape) for key, value in spec.build(options).state_dict().items()}

@@ -42,7 +42,7 @@ from maskdet.zoo.folders import (
 )
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.runtime import cpu_has_fast_bf16, inference_network
-from maskdet.settings import CLASSES, data_root, recorded_path
+from maskdet.settings import classes_of_labels, data_root, recorded_path
 from maskdet.store import write_json
 from maskdet.zoo.architectures import InputConfig
 
@@ -141,8 +141,9 @@ def select_probe_crops(model: nn.Module, config: InputConfig, root: Path, relpat
     rest = sorted(set(range(len(readable))) - set(unsure))
     rng = np.random.default_rng(seed)
     shuffled = [int(i) for i in rng.permutation(rest)]
-    quota = (count - len(unsure)) // len(CLASSES)
-    drawn = [i for label in range(len(CLASSES)) for i in [j for j in shuffled if readable_labels[j] == label][:quota]]
+    classes = classes_of_labels(readable_labels)
+    quota = (count - len(unsure)) // len(classes)
+    drawn = [i for label in range(len(classes)) for i in [j for j in shuffled if readable_labels[j] == label][:quota]]
     drawn += [i for i in shuffled if i not in drawn][: count - len(unsure) - len(drawn)]  # a class with too few
     chosen = [relpaths[readable[i]] for i in sorted(unsure + drawn)]
     return torch.from_numpy(np.stack([_decode_crop(config, Path(root) / relpath) for relpath in chosen]))

@@ -11,7 +11,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from harness import screenshot, wait_for, wait_for_text
+from harness import choose_option, screenshot, wait_for, wait_for_text, wait_idle
 from hostile_inputs import ZOO_INVALID, ZOO_VALID, write_zoo, zoo_face
 from PIL import Image
 from selenium.webdriver.common.by import By
@@ -105,3 +105,32 @@ def test_upload_the_whole_bad_input_zoo_at_once(dashboard, open_browser, dataset
     assert len(images) >= len(ZOO_VALID)
     wait_loaded(driver, images)
     screenshot(driver, "photo-zoo.png")
+
+
+def test_a_three_class_model_boxes_a_face_worn_incorrectly_in_its_own_colour(dashboard, open_browser,
+                                                                             three_class_mobilenet,
+                                                                             three_class_dataset) -> None:
+    model = dashboard.models_dir / "three-class"
+    shutil.copytree(three_class_mobilenet, model)
+    try:
+        crop = sorted((three_class_dataset / "mask_weared_incorrect").iterdir())[0]
+        driver = open_browser()
+        driver.get(f"{dashboard.url}/photo")
+        choose_option(driver, "Model", "three-class")
+        wait_for_text(driver, lambda t: "Each photo is one face" in t, 60, "the detector choice")
+        driver.find_element(By.XPATH, "//label[contains(., 'Each photo is one face')]").click()
+        wait_idle(driver)
+        wait_for(driver, "input[type=file]").send_keys(str(crop))
+        text = wait_for_text(driver, lambda t: "Face 1" in t and "heatmap" in t, ANALYSIS_TIMEOUT_S,
+                             "the face verdict and its explanation")
+        assert "Face 1: 😶 mask worn incorrectly" in text, text
+        assert "Class to explain" in text
+        annotated = driver.find_elements(By.CSS_SELECTOR, "[data-testid=stImage] img")[0]
+        wait_loaded(driver, [annotated])
+        with urllib.request.urlopen(annotated.get_attribute("src"), timeout=30) as response:
+            image = np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"), dtype=np.int16)
+        purple = np.abs(image - LABEL_COLOURS_RGB["incorrect_mask"]).max(axis=2) <= 24
+        assert purple.sum() > BOX_PIXELS_MIN // 5, purple.sum()  # the box in the third class's colour
+        screenshot(driver, "photo-three-classes.png")
+    finally:
+        shutil.rmtree(model, ignore_errors=True)

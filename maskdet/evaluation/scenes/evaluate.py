@@ -11,6 +11,10 @@ one face, best detector score first, see :func:`maskdet.evaluation.scenes.matchi
   (and accuracy on the detected faces of that class);
 - ``errors``: one record per missed face, false positive and mislabelled face.
 
+Faces of a class the model does not know (``incorrect_mask`` for a two-class model) count for the detector
+(``detection_recall``) but never as labelled right or wrong: labelling figures and AP leave them out,
+``faces_outside_model_classes`` counts them and their ``per_class`` entry says what the model ``called`` them.
+
 Faces of a class neither known nor mapped are ignored (counted in ``ignored_faces``); photos that
 cannot be decoded and annotation files that cannot be read are listed in ``problems``.
 """
@@ -32,7 +36,7 @@ from maskdet.inference.pipeline import FacePipeline
 from maskdet.data.annotations import SceneImage, SceneSet, load_scene_set
 from maskdet.evaluation.scenes.average_precision import ImageBoxes, average_precision
 from maskdet.evaluation.scenes.matching import Matching, match_detections
-from maskdet.settings import CLASSES
+from maskdet.settings import CLASSES, KNOWN_CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ class ImageOutcome:
     image: SceneImage
     predictions: tuple[FacePrediction, ...]
     matching: Matching
+    model_classes: tuple[str, ...] = CLASSES  # what the classifier can say
 
     @property
     def known_faces(self) -> list:
@@ -70,7 +75,7 @@ def _errors(outcome: ImageOutcome) -> list[dict]:
             records.append({"kind": MISSED, "image": relpath, "box": _box(face.box), "true_label": face.label,
                             "predicted_label": None, "confidence": None, "face_score": None,
                             "iou": round(matching.best_iou[index], 3)})
-        elif predictions[d].label != face.label:
+        elif predictions[d].label != face.label and face.label in outcome.model_classes:
             p = predictions[d]
             records.append({"kind": MISLABELLED, "image": relpath, "box": _box(face.box), "true_label": face.label,
                             "predicted_label": p.label, "confidence": round(p.confidence, 4),
@@ -89,8 +94,10 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 
 def summarize_outcomes(outcomes: list[ImageOutcome], iou: float = DEFAULT_IOU) -> dict[str, Any]:
     """The metrics of ``outcomes`` (see the module docstring); pure: no model runs here."""
-    faces = found = right = false_positives = ignored_faces = ignored_detections = 0
-    per_class = {name: {"faces": 0, "found": 0, "right": 0} for name in CLASSES}
+    faces = found = right = labelled = false_positives = ignored_faces = ignored_detections = 0
+    model_classes = outcomes[0].model_classes if outcomes else CLASSES
+    per_class = {name: {"faces": 0, "found": 0, "right": 0, "called": dict.fromkeys(model_classes, 0)}
+                 for name in KNOWN_CLASSES}
     errors: list[dict] = []
     boxes: list[ImageBoxes] = []
     for outcome in outcomes:
@@ -102,37 +109,47 @@ def summarize_outcomes(outcomes: list[ImageOutcome], iou: float = DEFAULT_IOU) -
         for face in known:
             per_class[face.label]["faces"] += 1
         faces += len(known)
+        labelled += sum(1 for face in known if face.label in model_classes)
+        outside = set()  # detections on faces of a class the model lacks: left out of AP
         for d, f in enumerate(matching.face_of):
             if f is None:
                 continue
             counts = per_class[known[f].label]
             counts["found"] += 1
+            counts["called"][predictions[d].label] += 1
             found += 1
-            if predictions[d].label == known[f].label:
+            if known[f].label not in model_classes:
+                outside.add(d)
+            elif predictions[d].label == known[f].label:
                 counts["right"] += 1
                 right += 1
         errors.extend(_errors(outcome))
-        kept = [d for d, skip in enumerate(matching.ignored) if not skip]
+        kept = [d for d, skip in enumerate(matching.ignored) if not skip and d not in outside]
+        scored = [face for face in known if face.label in model_classes]
         boxes.append(ImageBoxes(
-            truth_boxes=[face.box for face in known], truth_labels=[face.label for face in known],
+            truth_boxes=[face.box for face in scored], truth_labels=[face.label for face in scored],
             detected_boxes=[predictions[d].box for d in kept], detected_labels=[predictions[d].label for d in kept],
             detected_scores=[predictions[d].face_score * predictions[d].confidence for d in kept],
         ))
-    ap = average_precision(boxes, iou=iou)
+    ap = average_precision(boxes, iou=iou, classes=model_classes)
     present = [value for value in ap.values() if value is not None]
+    found_labelled = sum(per_class[name]["found"] for name in model_classes)
     return {
         "images": len(outcomes),
         "faces": faces,
         "detection_recall": _ratio(found, faces),
         "detection_precision": _ratio(found, found + false_positives),
         "false_positives": false_positives,
-        "accuracy_on_detected": _ratio(right, found),
-        "end_to_end_accuracy": _ratio(right, faces),
+        "accuracy_on_detected": _ratio(right, found_labelled),
+        "end_to_end_accuracy": _ratio(right, labelled),
+        "model_classes": list(model_classes),
+        "faces_outside_model_classes": faces - labelled,
         "map50": float(np.mean(present)) if present else None,
         "per_class": {
-            name: {"ap50": ap[name], "recall": _ratio(c["found"], c["faces"]), "faces": c["faces"],
-                   "accuracy_on_detected": _ratio(c["right"], c["found"])}
-            for name, c in per_class.items()
+            name: {"ap50": ap.get(name), "recall": _ratio(c["found"], c["faces"]), "faces": c["faces"],
+                   "accuracy_on_detected": _ratio(c["right"], c["found"]) if name in model_classes else None,
+                   "right": c["right"] if name in model_classes else None, "called": c["called"]}
+            for name, c in per_class.items() if name in model_classes or c["faces"]
         },
         "ignored_faces": ignored_faces,
         "ignored_detections": ignored_detections,
@@ -147,7 +164,8 @@ def evaluate_image(pipeline: FacePipeline, image: np.ndarray, scene: SceneImage,
     unknown = [face.box for face in scene.faces if face.label is None]
     matching = match_detections([p.box for p in predictions], [p.face_score for p in predictions], known,
                                 iou=iou, ignored_faces=unknown)
-    return ImageOutcome(image=scene, predictions=predictions, matching=matching)
+    return ImageOutcome(image=scene, predictions=predictions, matching=matching,
+                        model_classes=pipeline.classifier.classes)
 
 
 def describe_detector(detector: object) -> dict[str, Any]:

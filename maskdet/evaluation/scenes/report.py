@@ -11,7 +11,7 @@ from PIL import Image
 
 from maskdet.inference.detector import crop_box
 from maskdet.data.images import open_image
-from maskdet.settings import CLASSES
+from maskdet.settings import KNOWN_CLASSES
 
 COL_PIPELINE = "pipeline"
 METRIC_COLUMNS = {
@@ -35,9 +35,9 @@ def scene_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     rows = []
     for label, metrics in results.items():
         row: dict[str, Any] = {COL_PIPELINE: label, **{title: metrics[key] for key, title in METRIC_COLUMNS.items()}}
-        for class_name in CLASSES:
+        for class_name in KNOWN_CLASSES:
             for metric in PER_CLASS_COLUMNS:
-                row[per_class_column(metric, class_name)] = metrics["per_class"][class_name][metric]
+                row[per_class_column(metric, class_name)] = (metrics["per_class"].get(class_name) or {}).get(metric)
         row["faces"], row["photos"], row["seconds"] = metrics["faces"], metrics["images"], metrics["seconds"]
         rows.append(row)
     return pd.DataFrame(rows)
