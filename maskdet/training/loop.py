@@ -635,9 +635,9 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
 def _manifest_record(manifest: dict) -> dict:
     """What of a data set's manifest the model card keeps (:data:`MANIFEST_PROVENANCE`), per-crop records left out."""
     record = {k: v for k, v in manifest.items() if k in MANIFEST_PROVENANCE}
-    if "sources" in record:
+    if isinstance(record.get("sources"), list):  # a crop set's are records; a data set's own manifest may say more
         record["sources"] = [{k: v for k, v in source.items() if k not in CARD_LEAVES_OUT}
-                             for source in record["sources"]]
+                             if isinstance(source, dict) else source for source in record["sources"]]
     return record
 
 

@@ -20,7 +20,7 @@ LOAD_TIMEOUT_S = 120  # a cold page imports torch and the model zoo on a busy ma
 EXPECTED = [("🏠", "Home", ""), ("🗂️", "Dataset", "dataset"), ("🏋️", "Train", "train"), ("📊", "Compare", "compare"),
             ("🖼️", "Photo", "photo"), ("🎥", "Webcam", "webcam"), ("🎞️", "Video", "video")]
 HEADINGS = {"": "maskdet", "dataset": "Dataset", "train": "Train", "compare": "Compare models", "photo": "Photo",
-            "webcam": "Live webcam", "video": "Video"}
+            "webcam": "Watch a place", "video": "Video"}
 
 
 def navigation(driver) -> list[tuple[str, str, str]]:  # noqa: ANN001
