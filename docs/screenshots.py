@@ -41,7 +41,7 @@ def _example_photo(driver) -> None:
     from maskdet.data.local import example_photos
 
     choose_option(driver, "…or try an example photo", example_photos()[0].name)
-    wait_for_text(driver, lambda t: "Face 1" in t, 120, "the example photo's faces")
+    wait_for_text(driver, lambda t: "Every face (" in t, 120, "the example photo's faces")
 
 
 PAGES: dict[str, tuple[str, str, PageAction | None]] = {
