@@ -14,7 +14,7 @@ card reports). Prints one JSON object.
 column per model: ilc-dev (faces matched at IoU >= 0.4), scenes-dev, face-mask-4k's test split,
 synthetic-masks-2k and the kaggle-scenes photos ``--heldout`` names (e.g. ``CROPSET:test``):
 
-    python benchmarks/eval_robust.py --table ../shared/datasets --model mobilenet_v2 --model mobilenet_v2_3class \\
+    python benchmarks/eval_robust.py --table ../shared/datasets --model mobilenet_v2 --model my_3class_model \\
         --heldout kaggle-scenes-3class-face-mask-4k:test
 """
 

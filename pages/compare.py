@@ -103,7 +103,7 @@ GALLERY_FILTERS = {"all": "All errors", "FP": "False positives", "FN": "False ne
 EXPLANATION_CACHE_ENTRIES = 64
 SAVED_MESSAGE_KEY = "compare_threshold_saved"
 OWN_SPLITS = "each model's own test split"
-LABEL_SHORT = {"with_mask": "mask", "without_mask": "no mask"}
+LABEL_SHORT = {"with_mask": "mask", "without_mask": "no mask", "incorrect_mask": "mask worn incorrectly"}
 
 
 # --- helpers -------------------------------------------------------------------------------------

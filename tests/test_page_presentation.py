@@ -16,7 +16,6 @@ from maskdet.evaluation.compare import COL_ACCURACY, COL_LATENCY, COL_MODEL, COL
 from maskdet.evaluation.heldout import COL_SET, best_by_set
 from maskdet.settings import REPO_ROOT
 from ui.figures import MODEL_PALETTE, model_colours
-from ui.jobs import job_queue
 
 COMPARE = "pages/compare.py"
 TIMEOUT = 180
@@ -28,7 +27,7 @@ def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "root").mkdir()
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path / "root"))
     st.cache_data.clear()
-    job_queue.clear()
+    st.cache_resource.clear()  # a fresh job service (the sessions' queues run on it)
 
 
 def trace_colours(chart) -> dict[str, str]:

@@ -14,7 +14,7 @@ from hostile_inputs import malicious_torch_file
 from markdown_text import texts
 from streamlit.testing.v1 import AppTest
 
-from ui.dataset_picker import SOURCE_PATH
+from ui.dataset_picker import SOURCE_PATH, SOURCE_UPLOAD
 from ui.models import list_trained_models
 from ui.paths import PATH_ROOTS_ENV
 
@@ -111,6 +111,7 @@ def test_form_defaults_follow_the_architecture():
 def test_no_data_set_disables_start(tmp_path, monkeypatch):
     monkeypatch.setenv("MASKDET_DATA_ROOT", str(tmp_path))
     at = open_tab()
+    at.radio(key="train_source").set_value(SOURCE_UPLOAD).run()  # an empty root lists the built-in sample
     assert "Choose a data set to train on." in texts(at.info)
     assert start_button(at).disabled
 
