@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         calibrate=not args.no_calibrate,
         feature_views=args.feature_views, finetune_blocks=args.finetune_blocks, pretrained=not args.no_pretrained,
         weights_path=Path(args.weights) if args.weights else None, limit_per_class=args.limit_per_class,
-        init_from=resolve_model(args.init_from) if args.init_from else None,
+        init_from=resolve_model(args.init_from) if args.init_from else None, class_weighted=args.class_weighted,
         command="python -m maskdet " + shlex.join(sys.argv[1:]),
     )
     bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", file=sys.stderr,
@@ -522,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-pretrained", action="store_true",
                        help="train a transfer-learning architecture from random weights (not transfer learning)")
     train.add_argument("--limit-per-class", type=int, help="use at most N training images per class")
+    train.add_argument("--class-weighted", action="store_true",
+                       help="weigh the loss by inverse class frequency (a rare class such as incorrect_mask)")
     train.add_argument("--set-default", action="store_true", help="make the new model the default")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)

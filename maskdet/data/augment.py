@@ -11,6 +11,10 @@ low light) is a small :class:`torchvision.transforms.v2.Transform` here.
 face. That is a new *labelled* example (a hand is not a mask: the result stays ``without_mask``),
 so the crop builder (:mod:`maskdet.training.crops`) makes those images on disk instead of the engine
 drawing them on the fly.
+
+:func:`lower_mask` makes a third-class example the way MaskedFace-Net did: it pastes the lower face of a
+masked person onto a bare face *below its nose tip* (or on its chin), aligned by the five landmarks
+CenterFace gives, so the nose stays bare: a mask worn incorrectly (``incorrect_mask``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "LowResolution",
     "MotionBlur",
     "camera_corruptions",
+    "lower_mask",
     "occlude_mouth",
 ]
 
@@ -223,3 +228,83 @@ def occlude_mouth(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     out = rgb.copy()
     out.paste(layer, (0, 0), layer)
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# A mask worn below the nose (MaskedFace-Net style)
+# ------------------------------------------------------------------------------------------------
+
+Landmarks = np.ndarray
+"""Five (x, y) points of one face in its image's pixels: left eye, right eye, nose tip, left and right mouth
+corner (CenterFace's order, :class:`maskdet.inference.detector.Face`)."""
+
+
+def _mask_patch(masked: np.ndarray, points: Landmarks) -> tuple[np.ndarray, float, float, float]:
+    """The mask of a masked face: from between the eyes and the nose tip (where a mask's upper edge sits) down
+    to below the chin, as wide as the cheeks. Returns (RGB patch, its top's y, its centre x, inter-eye distance)
+    in ``masked`` pixels; the patch is cut at the image's borders."""
+    eyes, nose, mouth = points[:2], points[2], points[3:]
+    eye_y, eye_d = float(eyes[:, 1].mean()), float(np.linalg.norm(eyes[1] - eyes[0]))
+    top = eye_y + 0.45 * (nose[1] - eye_y)
+    bottom = mouth[:, 1].mean() + 1.6 * (mouth[:, 1].mean() - nose[1])
+    centre_x = float(mouth[:, 0].mean())
+    half_w = 1.25 * eye_d
+    h, w = masked.shape[:2]
+    x0, x1 = max(0, round(centre_x - half_w)), min(w, round(centre_x + half_w))
+    y0, y1 = max(0, round(top)), min(h, round(bottom))
+    return masked[y0:y1, x0:x1], float(y0), centre_x - x0, eye_d
+
+
+def _feathered_alpha(height: int, width: int, feather: float) -> np.ndarray:
+    """An opaque rounded shape (a mask's outline: straight top, rounded lower corners) with soft edges, 0..1."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    nx = (xs + 0.5) / width * 2 - 1  # -1..1 across
+    ny = (ys + 0.5) / height  # 0 at the top edge, 1 at the bottom
+    # Inside when |x| <= 1 above 40% of the height, then an ellipse closing towards the chin.
+    lower = np.clip((ny - 0.4) / 0.6, 0, None)
+    radius = np.sqrt(nx**2 + lower**2)
+    edge = max(feather, 1e-3)
+    alpha = np.clip((1 - radius) / edge, 0, 1)
+    alpha *= np.clip(ny * height / max(1.0, feather * height), 0, 1)  # soft upper edge, inside the patch only
+    return alpha
+
+
+def lower_mask(bare: Image.Image, bare_points: Landmarks, masked: Image.Image, masked_points: Landmarks,
+               drop: float = 0.3, feather: float = 0.12) -> Image.Image:
+    """``bare`` with ``masked``'s mask pasted so that its upper edge sits ``drop`` of the nose-to-mouth distance
+    below ``bare``'s nose tip (0.2-0.6: under the nose over the mouth; >= 1: on the chin, mouth bare too).
+
+    The mask is scaled by the ratio of the two faces' inter-eye distances and centred on ``bare``'s mouth;
+    its outline is feathered (``feather`` of the patch's size) so no hard seam marks it. Only pixels lower
+    than the nose tip change, by construction: the nose stays visible. Returns a new RGB image of
+    ``bare``'s size (the caller labels it ``incorrect_mask``). Landmarks are (5, 2) arrays in each image's
+    pixels (:data:`Landmarks`). Raises ValueError when the landmarks are degenerate (eyes on top of each
+    other, mouth above the nose).
+    """
+    bare_rgb, masked_rgb = np.asarray(bare.convert("RGB")), np.asarray(masked.convert("RGB"))
+    bare_points, masked_points = np.asarray(bare_points, float), np.asarray(masked_points, float)
+    for points in (bare_points, masked_points):
+        if points.shape != (5, 2) or np.linalg.norm(points[1] - points[0]) < 2 or points[3:, 1].mean() <= points[2, 1]:
+            raise ValueError("landmarks must be five (x, y) points with the eyes apart and the mouth below the nose")
+    patch, _, patch_cx, masked_eye_d = _mask_patch(masked_rgb, masked_points)
+    if patch.shape[0] < 2 or patch.shape[1] < 2:
+        raise ValueError("the masked face's mask region lies outside its image")
+    eyes, nose, mouth = bare_points[:2], bare_points[2], bare_points[3:]
+    scale = float(np.linalg.norm(eyes[1] - eyes[0])) / masked_eye_d
+    new_w, new_h = max(2, round(patch.shape[1] * scale)), max(2, round(patch.shape[0] * scale))
+    patch = np.asarray(Image.fromarray(patch).resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.float32)
+    alpha = _feathered_alpha(new_h, new_w, feather)[..., None]
+    nose_to_mouth = float(mouth[:, 1].mean() - nose[1])
+    top = math.ceil(nose[1] + drop * nose_to_mouth) + 1  # strictly below the nose tip
+    left = round(float(mouth[:, 0].mean()) - patch_cx * scale)
+    height, width = bare_rgb.shape[:2]
+    # Clip the patch to the image.
+    y0, x0 = max(0, top), max(0, left)
+    y1, x1 = min(height, top + new_h), min(width, left + new_w)
+    out = bare_rgb.astype(np.float32)
+    if y1 > y0 and x1 > x0:
+        py, px = y0 - top, x0 - left
+        region = (slice(py, py + y1 - y0), slice(px, px + x1 - x0))
+        a = alpha[region]
+        out[y0:y1, x0:x1] = a * patch[region] + (1 - a) * out[y0:y1, x0:x1]
+    return Image.fromarray(np.clip(out.round(), 0, 255).astype(np.uint8))

@@ -117,6 +117,7 @@ class TrainConfig:
     workers: int | None = None
     limit_per_class: int | None = None  # cap on images per class (quick experiments, tests)
     init_from: Path | None = None  # a trained model (same arch and input) whose weights start the run
+    class_weighted: bool = False  # weigh the loss by inverse class frequency in the train split (rare classes)
     command: str | None = None  # the command line that started the run, recorded in the model card
 
     def resolved(self) -> TrainConfig:
@@ -421,6 +422,14 @@ def _limit_split(split: Split, per_class: int | None, seed: int) -> Split:
     return replace(split, **limited)
 
 
+def class_weights(split: Split, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency loss weights of the train split's classes, mean 1 over the classes present: a class
+    with 87 faces beside two with 1,000 counts as much in the loss as they do (absent classes weigh 0)."""
+    counts = np.bincount([split.labels[p] for p in split.train], minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 0.0)
+    return torch.tensor(weights / weights[counts > 0].mean(), dtype=torch.float32)
+
+
 def _feature_cache_path(config: TrainConfig, spec: ModelSpec, input_cfg: InputConfig, split: Split, fingerprint: str) -> Path:
     key = artifact_key(
         "features", FEATURE_CACHE_VERSION, arch=spec.name, input=input_cfg.to_json(), data=fingerprint,
@@ -525,7 +534,7 @@ def _fit(config: TrainConfig, progress: ProgressCallback | None, cancel: CancelT
     logger.info("training %s (%s) on %s: %s", config.name, reporter.mode, config.data, split.counts())
 
     augmentation = build_augmentation(input_cfg, robust=config.robust) if config.augment else None
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(split, len(classes)).to(device) if config.class_weighted else None)
     generator = torch.Generator().manual_seed(config.seed)
 
     def items(name: str, augmented: bool = False) -> ImageItems:

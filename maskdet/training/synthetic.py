@@ -1,0 +1,156 @@
+"""More ``incorrect_mask`` training faces: masks pasted below the nose of bare faces, the MaskedFace-Net way.
+
+Real faces with a mask under the nose are few (87 in a kaggle-scenes crop set's train split). MaskedFace-Net
+(Cabani et al., 2020) built its "incorrectly masked" class by fitting a mask onto bare faces from facial
+landmarks. :func:`build_synthetic_crop_set` does that with what the product already has: CenterFace's five
+landmarks (:class:`maskdet.inference.detector.Face`) on a crop set's *train-split* crops, and
+:func:`maskdet.data.augment.lower_mask`, which pastes a masked face's mask (from a train-split ``with_mask``
+crop) onto a bare face (a train-split ``without_mask`` crop) below its nose tip or on its chin.
+
+The result is a new crop set beside the source one: every file of the source linked in with the split the
+source declares (so validation and test are the very same real faces), plus the synthetic faces under
+``incorrect_mask/synthetic/``, all declared ``train``. Nothing of a validation or test split is read, so the
+figures a model trained on it reports on those splits stay measured on real faces only. The manifest records
+the source, the seed, the settings and the command; the same seed gives the same images.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskdet.data.augment import lower_mask
+from maskdet.data.datasets import DATASET_MANIFEST, DatasetError, read_manifest
+from maskdet.data.images import ImageDecodeError, load_rgb
+from maskdet.inference.detector import FaceDetector, get_detector
+from maskdet.settings import CLASSES, KNOWN_CLASSES
+from maskdet.store import write_json
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_FOLDER = "synthetic"  # incorrect_mask/synthetic/<target>__<donor>.png
+
+
+@dataclass(frozen=True)
+class SynthesisSettings:
+    """How many faces, from which crops, and where the mask goes (fractions of the nose-to-mouth distance)."""
+
+    count: int = 1000
+    seed: int = 0
+    min_side: int = 48  # crops smaller than this (either side) have too few pixels to move a mask on
+    min_face_share: float = 0.45  # the detected face must be at least this share of the crop's width
+    below_nose: tuple[float, float] = (0.15, 0.6)  # upper edge between the nose tip and the mouth
+    on_chin: tuple[float, float] = (0.9, 1.3)  # upper edge below the mouth
+    chin_share: float = 0.3  # share of faces with the mask on the chin
+
+
+def face_landmarks(detector: FaceDetector, image: Image.Image, min_face_share: float) -> np.ndarray | None:
+    """The five landmarks (5, 2) of the one face a crop shows: the detector's best face, if it fills at least
+    ``min_face_share`` of the crop's width and has landmarks; else None."""
+    faces = [f for f in detector.detect(image) if f.landmarks is not None]
+    if not faces:
+        return None
+    best = max(faces, key=lambda f: f.score)
+    return np.asarray(best.landmarks, float) if best.width >= min_face_share * image.width else None
+
+
+def _train_crops(source: Path, manifest: dict, label: str, min_side: int) -> list[str]:
+    """Train-split crops of ``label`` (occluded copies left out: a hand is there already), large enough."""
+    wanted = []
+    for relpath, split in sorted(manifest["split"].items()):
+        parts = relpath.split("/")
+        if split != "train" or parts[0] != label or parts[1].endswith("-occluded"):
+            continue
+        try:
+            with Image.open(source / relpath) as image:
+                if min(image.size) >= min_side:
+                    wanted.append(relpath)
+        except OSError:
+            continue
+    return wanted
+
+
+def _with_landmarks(source: Path, relpaths: list[str], needed: int, detector: FaceDetector,
+                    settings: SynthesisSettings) -> list[tuple[str, Image.Image, np.ndarray]]:
+    """Up to ``needed`` of ``relpaths`` (in their given order) whose face the detector finds, with landmarks."""
+    found = []
+    for relpath in relpaths:
+        if len(found) >= needed:
+            break
+        try:
+            image = load_rgb(source / relpath)
+        except ImageDecodeError:
+            continue
+        points = face_landmarks(detector, image, settings.min_face_share)
+        if points is not None:
+            found.append((relpath, image, points))
+    return found
+
+
+def build_synthetic_crop_set(source: Path, out: Path, settings: SynthesisSettings = SynthesisSettings(),
+                             detector: FaceDetector | None = None) -> dict:
+    """Write ``out``: ``source`` (a crop set) linked in, plus ``settings.count`` synthetic ``incorrect_mask``
+    train faces. Returns the manifest's ``synthetic`` record (counts, settings, source). ``out`` must not exist;
+    it appears whole or not at all."""
+    manifest = read_manifest(source)
+    if not isinstance(manifest.get("split"), dict):
+        raise DatasetError(f"{source}: not a crop set with a declared split (cut one with `maskdet cut-crops`)")
+    if out.exists():
+        raise DatasetError(f"{out} exists already: choose another name or remove it")
+    detector = detector or get_detector("centerface")
+    rng = np.random.default_rng(settings.seed)
+    bare = _train_crops(source, manifest, CLASSES[0], settings.min_side)
+    masked = _train_crops(source, manifest, CLASSES[1], settings.min_side)
+    rng.shuffle(bare)
+    rng.shuffle(masked)
+    targets = _with_landmarks(source, bare, settings.count, detector, settings)
+    donors = _with_landmarks(source, masked, max(50, settings.count // 4), detector, settings)
+    if not targets or not donors:
+        raise DatasetError(f"{source}: no train-split faces with landmarks of at least {settings.min_side} px")
+    logger.info("synthesising from %d bare and %d masked train faces", len(targets), len(donors))
+
+    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        for relpath in manifest["split"]:
+            link = staging / relpath
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink((source / relpath).absolute(), link)
+        folder = staging / KNOWN_CLASSES[2] / SYNTHETIC_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        split = dict(manifest["split"])
+        made = 0
+        for index in range(settings.count):
+            target_path, target, target_points = targets[index % len(targets)]
+            donor_path, donor, donor_points = donors[int(rng.integers(len(donors)))]
+            chin = rng.random() < settings.chin_share
+            drop = float(rng.uniform(*(settings.on_chin if chin else settings.below_nose)))
+            try:
+                image = lower_mask(target, target_points, donor, donor_points, drop=drop)
+            except ValueError as exc:  # degenerate landmarks on one of the two
+                logger.info("skipped %s + %s: %s", target_path, donor_path, exc)
+                continue
+            name = f"{index:05d}__{Path(target_path).stem}__{Path(donor_path).stem}.png"
+            image.save(folder / name)
+            split[f"{KNOWN_CLASSES[2]}/{SYNTHETIC_FOLDER}/{name}"] = "train"
+            made += 1
+        record = {"source": str(source), "made": made, "bare_faces": len(targets), "masked_donors": len(donors),
+                  "settings": asdict(settings), "method": "maskdet.data.augment.lower_mask on CenterFace landmarks",
+                  "command": " ".join(sys.argv)}
+        counts = {name: {} for name in ("train", "val", "test")}
+        for relpath, name in split.items():
+            label = relpath.split("/", 1)[0]
+            counts[name][label] = counts[name].get(label, 0) + 1
+        write_json(staging / DATASET_MANIFEST, {**manifest, "split": split, "counts": counts, "synthetic": record})
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return record

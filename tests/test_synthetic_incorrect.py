@@ -1,0 +1,120 @@
+"""Synthetic masks worn below the nose (issue 24): on real faces, CenterFace's landmarks are found, the mask is
+pasted only below the nose tip (the nose stays bare, nothing above changes), and a crop set built with them keeps
+its validation and test files as they were, adds synthetic faces to train only, the same seed giving the same
+images."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskdet.data.augment import lower_mask
+from maskdet.data.datasets import DATASET_MANIFEST
+from maskdet.data.images import load_rgb
+from maskdet.inference.detector import get_detector
+from maskdet.training.synthetic import SynthesisSettings, build_synthetic_crop_set, face_landmarks
+
+from datasets_helpers import real_jpegs
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return get_detector("centerface")
+
+
+def _faces_with_landmarks(datasets_root, detector, class_name: str, count: int) -> list[tuple[Image.Image, np.ndarray]]:
+    found = []
+    for path in real_jpegs(datasets_root, class_name, 12):
+        image = load_rgb(path)
+        points = face_landmarks(detector, image, min_face_share=0.45)
+        if points is not None:
+            found.append((image, points))
+        if len(found) == count:
+            return found
+    pytest.fail(f"CenterFace found landmarks on fewer than {count} real {class_name} faces")
+
+
+@pytest.fixture(scope="module")
+def bare_and_masked(datasets_root, detector):
+    return (_faces_with_landmarks(datasets_root, detector, "without_mask", 2),
+            _faces_with_landmarks(datasets_root, detector, "with_mask", 2))
+
+
+def test_landmarks_lie_where_a_face_has_them(bare_and_masked):
+    for image, points in [*bare_and_masked[0], *bare_and_masked[1]]:
+        left_eye, right_eye, nose, left_mouth, right_mouth = points
+        assert points.shape == (5, 2)
+        assert max(left_eye[1], right_eye[1]) < nose[1] < min(left_mouth[1], right_mouth[1])  # eyes > nose > mouth
+        assert left_eye[0] < right_eye[0] and left_mouth[0] < right_mouth[0]
+        assert 0 <= points[:, 0].min() and points[:, 0].max() <= image.width
+
+
+@pytest.mark.parametrize("drop", [0.2, 0.5, 1.1])
+def test_the_mask_goes_below_the_nose_tip_and_nothing_above_changes(bare_and_masked, drop):
+    (bare, bare_points), (masked, masked_points) = bare_and_masked[0][0], bare_and_masked[1][0]
+    out = lower_mask(bare, bare_points, masked, masked_points, drop=drop)
+    assert out.size == bare.size and out.mode == "RGB"
+    changed = np.abs(np.asarray(out, int) - np.asarray(bare, int)).sum(axis=2) > 0
+    rows = np.nonzero(changed.any(axis=1))[0]
+    nose_y = bare_points[2, 1]
+    assert rows.size and rows.min() > nose_y  # the nose tip and everything above it untouched
+    # ... and the mask is really there: the band it covers changed across the mouth's width.
+    mouth = bare_points[3:]
+    band_y = round(nose_y + (drop + 0.3) * (mouth[:, 1].mean() - nose_y))
+    x0, x1 = round(mouth[:, 0].min()), round(mouth[:, 0].max())
+    if band_y < bare.height:
+        assert changed[band_y, x0:x1].mean() > 0.9
+
+
+def test_degenerate_landmarks_are_refused_in_one_line(bare_and_masked):
+    (bare, bare_points), (masked, masked_points) = bare_and_masked[0][0], bare_and_masked[1][0]
+    upside_down = bare_points.copy()
+    upside_down[3:, 1] = bare_points[2, 1] - 5  # mouth above the nose
+    with pytest.raises(ValueError, match="mouth below the nose"):
+        lower_mask(bare, upside_down, masked, masked_points)
+
+
+@pytest.fixture(scope="module")
+def small_crop_set(tmp_path_factory, datasets_root):
+    """A crop set of real face-mask-4k files (4 bare + 4 masked per split, plus 2 incorrect), its split declared."""
+    root = tmp_path_factory.mktemp("crops") / "tiny-3class"
+    split = {}
+    for class_name in ("without_mask", "with_mask"):
+        files = real_jpegs(datasets_root, class_name, 12)
+        for index, path in enumerate(files):
+            relpath = f"{class_name}/face-mask-4k/{path.name}"
+            (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+            (root / relpath).symlink_to(path)
+            split[relpath] = ("train", "val", "test")[index % 3]
+    for index, path in enumerate(real_jpegs(datasets_root, "with_mask", 14)[-2:]):
+        relpath = f"incorrect_mask/kaggle-scenes/{index}.jpg"
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (root / relpath).symlink_to(path)
+        split[relpath] = "train"
+    (root / DATASET_MANIFEST).write_text(json.dumps({"format": "maskdet-crop-set", "version": 1, "split": split}))
+    return root
+
+
+def test_a_synthetic_crop_set_adds_train_faces_only_and_is_reproducible(small_crop_set, detector, tmp_path):
+    settings = SynthesisSettings(count=3, seed=7, min_side=48)
+    first = build_synthetic_crop_set(small_crop_set, tmp_path / "a", settings, detector=detector)
+    second = build_synthetic_crop_set(small_crop_set, tmp_path / "b", settings, detector=detector)
+    assert first["made"] == 3 and first["settings"]["seed"] == 7
+    source_split = json.loads((small_crop_set / DATASET_MANIFEST).read_text())["split"]
+    split = json.loads((tmp_path / "a" / DATASET_MANIFEST).read_text())["split"]
+    added = {r: s for r, s in split.items() if r not in source_split}
+    assert len(added) == 3 and set(added.values()) == {"train"}
+    assert all(r.startswith("incorrect_mask/synthetic/") for r in added)
+    assert {r: s for r, s in split.items() if r in source_split} == source_split  # val / test unchanged
+    for relpath in source_split:  # every source file linked in, same bytes
+        assert (tmp_path / "a" / relpath).read_bytes() == (small_crop_set / relpath).read_bytes()
+    for relpath in added:  # the same seed gives the same images
+        assert (tmp_path / "a" / relpath).read_bytes() == (tmp_path / "b" / relpath).read_bytes()
+    # Only train-split faces were used: every synthetic name is <index>__<bare stem>__<masked stem>.
+    train_stems = {r.rsplit("/", 1)[-1].rsplit(".", 1)[0] for r, s in source_split.items() if s == "train"}
+    for relpath in added:
+        _, bare, masked = relpath.rsplit("/", 1)[-1].removesuffix(".png").split("__")
+        assert bare in train_stems and masked in train_stems
