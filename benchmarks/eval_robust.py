@@ -16,11 +16,15 @@ synthetic-masks-2k and the kaggle-scenes photos ``--heldout`` names (e.g. ``CROP
 
     python benchmarks/eval_robust.py --table ../shared/datasets --model mobilenet_v2 --model my_3class_model \\
         --heldout kaggle-scenes-3class-face-mask-4k:test
+
+The models of one table share one detector whose faces are kept per image (the detector does not depend on
+the classifier): each further model costs only its classification.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -121,11 +125,35 @@ def target_figures(pipeline, data_root: Path, heldout: str | None) -> dict[str, 
     }
 
 
+class SharedDetections:
+    """A detector that remembers the faces it found in each image (by its pixels), so that several models'
+    pipelines detect every photo once; it reports the wrapped detector's name and settings."""
+
+    def __init__(self, detector) -> None:
+        self.detector = detector
+        self.name = getattr(detector, "name", type(detector).__name__)
+        self._faces: dict[bytes, list] = {}
+
+    def settings(self) -> dict:
+        settings = getattr(self.detector, "settings", None)
+        return settings() if callable(settings) else {}
+
+    def detect(self, image) -> list:
+        array = np.asarray(image)
+        key = hashlib.sha256(array.tobytes() + str(array.shape).encode()).digest()
+        if key not in self._faces:
+            self._faces[key] = self.detector.detect(image)
+        return self._faces[key]
+
+
 def print_table(models: list[str], data_root: Path, heldout: str | None) -> None:
     """Issue 24's target table, one column per model, as Markdown."""
     columns = {}
+    shared = None
     for model in models:
         pipeline = build_pipeline(model)
+        shared = shared or SharedDetections(pipeline.detector)
+        pipeline.detector = shared
         started = time.monotonic()
         columns[f"{pipeline.classifier.name} (t={pipeline.classifier.threshold:g})"] = target_figures(
             pipeline, data_root, heldout)

@@ -43,6 +43,15 @@ def test_three_class_and_two_class_folders(tmp_path) -> None:
     assert two.classes == ("without_mask", "with_mask") and set(two.class_folders) == set(two.classes)
 
 
+@pytest.mark.parametrize("folder", ["incorrect_mask", "with_incorrect_mask", "mask_worn_incorrectly", "IncorrectMask"])
+def test_every_alias_of_the_third_class_is_scanned_as_it(tmp_path, folder: str) -> None:
+    """A merge once brought back a two-class-era rule that skipped these folder names (not mask_weared_incorrect):
+    the crop sets cut-crops writes (folder incorrect_mask) then trained two-class models without a word."""
+    scan = scan_dataset(_image_folder(tmp_path, {"with_mask": 2, "without_mask": 2, folder: 3}))
+    assert scan.classes == ("without_mask", "with_mask", "incorrect_mask") and scan.counts()["incorrect_mask"] == 3
+    assert scan.skipped == []
+
+
 def test_a_three_class_data_set_is_audited_and_split_per_class(three_class_dataset) -> None:
     audit = audit_dataset(three_class_dataset)
     assert audit.classes == ("without_mask", "with_mask", "incorrect_mask")

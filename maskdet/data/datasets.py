@@ -55,10 +55,6 @@ _CLASS_ALIASES = {
     "partialmask": "incorrect_mask",
 }
 
-_LATER_CLASSES = frozenset({"incorrectmask", "maskincorrect", "maskweredincorrect", "maskwornincorrect",
-                            "withincorrectmask", "incorrectlymasked"})
-"""Folder names of the third class (a mask worn incorrectly) that two-class code leaves out (``skipped``)."""
-
 DATASET_MANIFEST = "maskdet-dataset.json"
 """Optional file at a data-set root written by the tools that build data sets (:mod:`maskdet.training.crops`):
 where the images came from (``sources``, ``command``) and, in ``split``, the split each file must
@@ -146,9 +142,6 @@ def scan_dataset(root: str | Path) -> DatasetScan:
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
     for folder in folders:
-        if re.sub(r"[^a-z]", "", folder.name.lower()) in _LATER_CLASSES:
-            skipped.append((folder.name, "a class this model family does not learn (mask worn incorrectly)"))
-            continue
         class_name = normalize_class_name(folder.name)
         class_folders[class_name].append(folder.name)
         label = KNOWN_CLASSES.index(class_name)
