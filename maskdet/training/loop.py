@@ -66,7 +66,7 @@ EVAL_BATCH = 128
 FEATURE_CACHE_VERSION = 2  # 2: per-item augmentation seeds (the DataLoader path)
 LOADER_WORKERS_MIN_ITEMS = 512  # smaller splits decode faster than loader worker processes start
 SEED_RANGE = 2**62
-MANIFEST_PROVENANCE = ("sources", "command", "settings", "counts")  # copied into the model card
+MANIFEST_PROVENANCE = ("sources", "command", "settings", "counts", "synthetic")  # copied into the model card
 CARD_LEAVES_OUT = ("crop_origins",)  # per-crop records of a source: the held-out ones go to crops.json instead
 
 
