@@ -384,3 +384,31 @@ def test_a_fresh_machine_shows_the_defaults_test_errors_cut_again_from_kaggle_sc
     with pytest.raises(ImageDecodeError, match="neither the crop nor its photo .*kaggle-scenes/images/"):
         error_image(gone)
     assert missing_note(gone) == f"neither the crop nor its photo {gone.recut.photo} is here"
+
+
+def test_the_common_held_out_set_is_named_after_the_data_set_whoever_links_it(summaries: dict, datasets_root: Path,
+                                                                           tmp_path: Path, monkeypatch) -> None:
+    """Issue 24: a three-class model trained on a crop set that links face-mask-4k in is listed first (newest);
+    with its crop set in this cache its files' paths are the crop set's links, yet the set all models held out
+    is face-mask-4k's, and a three-class model's "incorrect" verdicts on it are errors, not right."""
+    from maskdet.evaluation.heldout import common_held_out
+
+    monkeypatch.setenv("MASKDET_DATA_ROOT", str(datasets_root))
+    files = sorted(p.relative_to(datasets_root / "face-mask-4k").as_posix()
+                   for p in (datasets_root / "face-mask-4k" / "with_mask").glob("*.jpg"))[:3]
+    linked = tmp_path / "crops" / "three-class-set"  # the crop set's layout: <class>/<source>/<path in source>
+    crop_relpaths = [f"with_mask/face-mask-4k/{p}" for p in files]
+    for relpath, inner in zip(crop_relpaths, files, strict=True):
+        (linked / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (linked / relpath).symlink_to(datasets_root / "face-mask-4k" / inner)
+    three, two = (dataclasses.replace(s, name=n) for s, n in zip(list(summaries.values())[:2], ("three", "two")))
+    scored = {
+        "three": ScoredFiles("test split", linked, crop_relpaths, [1, 1, 1],
+                             [[0.0, 1.0, 0.0], [0.0, 0.2, 0.8], [0.0, 0.9, 0.1]]),
+        "two": ScoredFiles("test split", datasets_root / "face-mask-4k", files, [1, 1, 1], [0.9, 0.8, 0.7]),
+    }
+    held = common_held_out([three, two], scored)
+    assert held is not None and held.size == 3
+    assert held.label == "face-mask-4k test files held out by all 2"
+    assert held.summaries["three"].test["accuracy"] == pytest.approx(2 / 3)  # called incorrect: an error
+    assert held.summaries["two"].test["accuracy"] == 1.0

@@ -81,10 +81,13 @@ class HeldOutSet:
 
 
 def _folder_name(paths: Sequence[Path]) -> str:
-    """The data-set folder the files are in (the deepest folder holding them all, below its class folders)."""
-    common = Path(os.path.commonpath([str(p) for p in paths]))
+    """The data-set folder the files are in (the deepest folder holding them all, below its class folders).
+
+    Links are followed first: a crop set links its image-folder sources in, so the same 613 face-mask-4k files
+    are named after face-mask-4k whichever model's copy of the crop set (or none) is on this machine."""
+    common = Path(os.path.commonpath([str(p.resolve()) for p in paths]))
     try:
-        return common.relative_to(data_root()).parts[0]
+        return common.relative_to(data_root().resolve()).parts[0]
     except (ValueError, IndexError):
         return common.name
 
