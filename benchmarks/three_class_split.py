@@ -6,7 +6,9 @@ validation faces (a model trained with ``--limit-per-class`` saved fewer of them
         --data $MASKDET_CACHE_DIR/crops/kaggle-scenes-3class-face-mask-4k --model mobilenet_v2_3class \\
         --model mobilenet_v2_3class_synth
 
-Files under ``incorrect_mask/synthetic/`` are never scored (real faces only). Prints one JSON object.
+Without ``--split-of``, every file of ``--data`` is scored (e.g. ilc-dev's annotated faces cut with the pipeline's
+margin, to compare models' classification without detection). Files under ``incorrect_mask/synthetic/`` are never
+scored (real faces only). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -29,16 +31,19 @@ from maskdet.zoo.folders import load_split, resolve_model  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--split-of", required=True, help="the model whose saved split names the files")
+    parser.add_argument("--split-of", help="the model whose saved split names the files (default: every file)")
     parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--data", required=True, type=Path, help="folder holding those files")
     parser.add_argument("--model", action="append", required=True, help="model name or folder; repeatable")
     args = parser.parse_args()
-    wanted = {p for p in load_split(resolve_model(args.split_of))[args.split] if "/synthetic/" not in p}
-    records = [r for r in load_catalog(args.data).readable if r.relpath in wanted]
+    records = [r for r in load_catalog(args.data).readable if "/synthetic/" not in r.relpath]
+    if args.split_of:
+        wanted = set(load_split(resolve_model(args.split_of))[args.split])
+        records = [r for r in records if r.relpath in wanted]
     labels = np.array([r.label for r in records])
     images = [load_rgb(args.data / r.relpath) for r in records]
-    report = {"files": len(records), "split": f"{args.split_of}:{args.split}", "models": {}}
+    report = {"files": len(records), "split": f"{args.split_of}:{args.split}" if args.split_of else "all",
+              "models": {}}
     for name in args.model:
         classifier = load_classifier(name, precision="fp32")
         scores = np.concatenate([classifier.predict_proba(images[i:i + 64]) for i in range(0, len(images), 64)])
