@@ -63,6 +63,7 @@ from maskdet.workspace import tree_bytes  # noqa: E402
 SECRET = "bench-visitors owner secret"
 PER_CLASS = 40  # the owner's training set: 2 x 40 real photos
 ZIP_PHOTOS = 10  # per class, in each visitor's zip
+SETTLE_S = 40  # after the first 20 s, how long more the descriptor count may take to come back (then printed)
 
 
 @dataclass
@@ -298,6 +299,9 @@ def main() -> None:
         sessions = cache / "sessions"
         left = [p.name for p in sessions.iterdir() if p.name != "owner"] if sessions.is_dir() else []
         jobs_left = [p for p in server_tree(server_pid)[1:] if "maskdet.jobs" in " ".join(p.cmdline())]
+        settle = time.monotonic() + SETTLE_S  # sessions that left last may still be within their grace
+        while psutil.Process(server_pid).num_fds() > fds_before and time.monotonic() < settle:
+            time.sleep(1.0)
         fds_after = psutil.Process(server_pid).num_fds()
         kinds_after = kinds_line(server_pid)
         alive = psutil.pid_exists(server_pid)
@@ -314,7 +318,7 @@ def main() -> None:
         print(f"{what} upload to result: {percentiles(values)}")
     print("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.outcomes.items())))
     print(f"owner's training: {result.get('training', 'not run')}")
-    print(f"after the visitors left (+20 s): visitor session folders left {len(left)}, job processes left "
+    print(f"after the visitors left (+20 s, descriptors up to +{20 + SETTLE_S} s): visitor session folders left {len(left)}, job processes left "
           f"{len(jobs_left)}, server descriptors {fds_before} before -> {fds_after} after")
     print(f"  descriptors before: {kinds_before}\n  descriptors after:  {kinds_after}")
     if tally.errors:
