@@ -74,6 +74,7 @@ def test_a_visitors_jobs_are_cancelled_when_the_session_ends(service, tiny_datas
     running = service.submit("train", endless(tiny_dataset, "a"), "visitor-a")
     waiting = service.submit("train", endless(tiny_dataset, "b"), "visitor-a")
     other = service.submit("train", endless(tiny_dataset, "c"), "visitor-b")
+    owners = service.submit("train", endless(tiny_dataset, "o"), "visitor-a", owner=True)  # signed in on that tab
     until(lambda: service.status(running), lambda s: s.state == JobState.RUNNING)
     assert service.try_acquire_stream("visitor-a")
     assert service.end_session("visitor-a") == 2
@@ -83,6 +84,7 @@ def test_a_visitors_jobs_are_cancelled_when_the_session_ends(service, tiny_datas
     with pytest.raises(JobRefused, match="ended"):  # e.g. the next job of the ended session's list
         service.submit("train", endless(tiny_dataset, "d"), "visitor-a")
     until(lambda: service.status(other), lambda s: s.state == JobState.RUNNING)  # another session's job goes on
+    assert service.status(owners).active  # the owner's training outlives the tab that started it
 
 
 def test_live_streams_count_against_the_owners_cap(service):
