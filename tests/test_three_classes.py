@@ -173,3 +173,20 @@ def test_the_detector_keeps_centerface_landmarks(datasets_root) -> None:
     assert all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in face.landmarks)
     assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
     assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])  # eyes, nose, mouth
+
+
+def test_class_weights_make_a_rare_class_count_as_much_as_a_common_one() -> None:
+    """train --class-weighted: 87 incorrect faces beside 1,000 of each other class weigh as much in the loss."""
+    from maskdet.data.split import Split
+    from maskdet.training.loop import class_weights
+
+    counts = {0: 1000, 1: 1000, 2: 87}
+    paths = [f"{label}/{i}.png" for label, n in counts.items() for i in range(n)]
+    split = Split(train=paths, val=[], test=[], seed=0, fractions=(0.7, 0.15, 0.15),
+                  labels={p: int(p.split("/")[0]) for p in paths})
+    weights = class_weights(split, 3)
+    assert weights.mean().item() == pytest.approx(1.0)
+    totals = [weights[label].item() * n for label, n in counts.items()]
+    assert totals == pytest.approx([totals[0]] * 3)  # each class's total weight is the same
+    two_class = class_weights(split, 4)  # a class the train split lacks weighs nothing
+    assert two_class[3].item() == 0.0 and two_class[:3].mean().item() == pytest.approx(1.0)
