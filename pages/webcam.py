@@ -36,7 +36,7 @@ from maskdet.runtime import inference_worker
 from maskdet.sharing import Action
 from maskdet.store import atomic_write
 from maskdet.video.stream import Recorder, StreamRunner, is_url, prune_watch_folder, watch_folder
-from maskdet.watch import Privacy, WatchConfig, WatchSession
+from maskdet.watch import WATCH_DETECTOR, Privacy, WatchConfig, WatchSession
 from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.zoo.folders import CheckpointError
 from ui.access import explain_refusal, may, session_id
@@ -267,7 +267,7 @@ sound = controls[3].checkbox("Sound", value=False, key="webcam_sound", help="Pla
 mirror = controls[4].checkbox("Mirror", value=True, key="webcam_mirror", help="Flip left-right, like a mirror.")
 
 try:
-    pipeline = FacePipeline(get_classifier(name), get_detector("centerface", **LIVE_DETECTOR_OPTIONS))
+    pipeline = FacePipeline(get_classifier(name), get_detector(WATCH_DETECTOR, **LIVE_DETECTOR_OPTIONS))
 except (CheckpointError, AssetUnavailableError) as exc:
     st.error(f"Cannot load the models: {exc}")
     st.stop()
