@@ -177,20 +177,20 @@ def _streams_full_warning() -> None:
 
 
 def _add_source(source: str, pipeline: FacePipeline, config: WatchConfig) -> None:
-    """Start watching ``source`` if a server-wide live-stream slot is free (it is given back by :func:`_end_source`)."""
-    if not job_service().try_acquire_stream(session_id()):
+    """Start watching ``source`` if a server-wide live-stream slot is free; the runner gives it back when the
+    stream ends (removed, played out or broken off)."""
+    service, me = job_service(), session_id()
+    runner = StreamRunner(source, _new_session(pipeline, config), realtime=True,
+                          acquire=lambda: service.try_acquire_stream(me), release=lambda: service.release_stream(me))
+    if not runner.start():
         _streams_full_warning()
         return
-    runner = StreamRunner(source, _new_session(pipeline, config), realtime=True)
-    runner.start()
     st.session_state.setdefault(SOURCES_KEY, {})[uuid.uuid4().hex[:8]] = runner
 
 
 def _end_source(key: str) -> None:
-    """Stop a source and give its live-stream slot back."""
-    runner = st.session_state[SOURCES_KEY].pop(key)
-    runner.stop()
-    job_service().release_stream(session_id())
+    """Stop a source (its live-stream slot is given back as its stream ends)."""
+    st.session_state[SOURCES_KEY].pop(key).stop()
 
 
 @st.fragment(run_every=READOUT_REFRESH_S)

@@ -28,7 +28,8 @@ from maskdet.data.images import load_rgb
 from maskdet.inference.live import LIVE_DETECTOR_OPTIONS
 from maskdet.inference.pipeline import build_pipeline
 from maskdet.video.encode import AnnotatedVideoWriter
-from maskdet.video.stream import Recorder, prune_watch_folder, watch_source
+from maskdet.jobs import JobService, Limits
+from maskdet.video.stream import Recorder, StreamRunner, prune_watch_folder, watch_source
 from maskdet.watch import WATCH_DETECTOR, Privacy, TrackBook, WatchConfig, WatchSession
 
 REPO = Path(__file__).resolve().parent.parent
@@ -188,6 +189,28 @@ def test_no_pictures_mode_keeps_none(photos, pipeline):
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep the test output clean
         pass
+
+
+def test_a_source_holds_a_server_stream_slot_until_its_stream_ends(clip, pipeline):
+    """The server-wide live-stream cap: a source that finds every slot taken does not start; one whose clip has
+    played out, or that is stopped, gives its slot back."""
+    service = JobService(Limits(streams=1))
+
+    def runner() -> StreamRunner:
+        return StreamRunner(str(clip), WatchSession(pipeline, WatchConfig(frame_rate=FPS)), realtime=False,
+                            acquire=lambda: service.try_acquire_stream("me"), release=lambda: service.release_stream("me"))
+
+    first, second = runner(), runner()
+    assert first.start() and service.streams() == {"me": 1}
+    assert not second.start() and not second.running and service.streams() == {"me": 1}
+    deadline = time.monotonic() + 120
+    while first.running:  # the clip plays out (as fast as processed)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert service.streams() == {} and first.session.summary()["people"] == {"without_mask": 1, "with_mask": 2}
+    assert second.start(), "the slot of the ended clip is free again"
+    second.stop()
+    assert not second.running and service.streams() == {}
 
 
 def test_cli_watches_an_http_camera_on_loopback(clip):
