@@ -57,7 +57,6 @@ RECORDER_KEY = "webcam_recorder"
 SLOT_KEY = "webcam_stream_slot"  # this session's camera holds one of the server's live-stream slots
 REFUSED_KEY = "webcam_stream_refused"  # its last start found every slot taken: the stream is stopped
 READOUT_REFRESH_S = 0.5
-CAMERA_FPS = 15.0  # what a recording of the browser's camera is stamped with (frames come as processed)
 MEDIA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False}
 PRIVACY_LABELS = {Privacy.OFF: "Keep pictures", Privacy.BLUR: "Blur faces in every picture",
                   Privacy.NO_PICTURES: "Keep no pictures"}
@@ -149,7 +148,7 @@ def _recording_controls(session: WatchSession, privacy: Privacy) -> None:
     recording = left.toggle("Record", key="webcam_record", help="Write the annotated stream to an H.264 clip.")
     recorder: Recorder | None = st.session_state.get(RECORDER_KEY)
     if recording and recorder is None:
-        recorder = st.session_state[RECORDER_KEY] = Recorder(watch_folder() / f"camera-{_stamp()}.mp4", CAMERA_FPS)
+        recorder = st.session_state[RECORDER_KEY] = Recorder(watch_folder() / f"camera-{_stamp()}.mp4")
         session.record_to(recorder)
     elif not recording and recorder is not None:
         session.record_to(None)

@@ -112,10 +112,21 @@ def test_people_counted_once_each_with_one_alert_and_a_recording(clip, pipeline,
     events = [event.to_json() for event in watch_source(str(clip), session, record=recording)]
     check_people(events, session.summary())
     with av.open(str(recording)) as container:
-        assert sum(1 for _ in container.decode(video=0)) == FRAMES
+        times = [frame.time for frame in container.decode(video=0)]
+    assert times == pytest.approx([index / FPS for index in range(FRAMES)], abs=1e-3)  # the source's own times
     alert = next(e for e in session.snapshot().events if e.kind == "alert")
     face = cv2.imdecode(np.frombuffer(alert.face_jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert face is not None and min(face.shape[:2]) >= 32  # the track's clearest face, kept sharp (privacy off)
+
+
+def test_a_camera_recording_keeps_the_frames_real_times(tmp_path):
+    """A camera's frames come as fast as they are processed, unevenly: the recording plays them at their times."""
+    times = [0.0, 0.1, 0.3, 0.35, 0.5, 0.8, 0.9, 1.0]
+    recorder = Recorder(tmp_path / "camera.mp4")
+    for t in times:
+        recorder(np.full((SIZE[1], SIZE[0], 3), int(200 * t), np.uint8), 5.0 + t)  # stream time: 5 s after START
+    with av.open(str(recorder.close())) as container:
+        assert [frame.time for frame in container.decode(video=0)] == pytest.approx(times, abs=1e-3)
 
 
 def test_flickering_labels_give_one_verdict(photos, pipeline):

@@ -108,19 +108,22 @@ class Source:
 
 
 class Recorder:
-    """Annotated frames into an H.264 mp4, opened on the first frame (its size); :meth:`close` finishes it."""
+    """Annotated frames into an H.264 mp4, opened on the first frame (its size); :meth:`close` finishes it.
 
-    def __init__(self, path: str | Path, fps: float) -> None:
+    Each frame is stamped with the stream time it is given (a camera's frames come as fast as they are
+    processed, not at a fixed rate); ``fps`` is only the file's nominal rate."""
+
+    def __init__(self, path: str | Path, fps: float = DEFAULT_FPS) -> None:
         self.path = Path(path)
         self.fps = fps
         self._writer: AnnotatedVideoWriter | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, frame: np.ndarray) -> None:
+    def __call__(self, frame: np.ndarray, t: float) -> None:
         with self._lock:
             if self._writer is None:
                 self._writer = AnnotatedVideoWriter(self.path, frame.shape[1], frame.shape[0], self.fps)
-            self._writer.write(frame)
+            self._writer.write(frame, t)
 
     @property
     def frames(self) -> int:

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 FPS_WINDOW = 60  # processed frames per second over the last this many frames
 ID_COLOUR_RGB = (255, 255, 255)
 
-FrameSink = Callable[[np.ndarray], None]
+FrameSink = Callable[[np.ndarray, float], None]  # (annotated frame, its stream time in seconds)
 WATCH_DETECTOR = "centerface-live"
 """The detector setting watched streams run (:data:`maskdet.inference.detector.DETECTORS`): the product's, with
 its 160 px pass only on frames where the main pass finds no face (``benchmarks/bench_streams.py``)."""
@@ -148,7 +148,7 @@ class WatchSession:
                 self._last_frame = annotated
             sink = self._sink
         if sink is not None:
-            sink(annotated)
+            sink(annotated, t)
         return annotated, events
 
     def _infer(self, rgb: np.ndarray) -> tuple[list[FacePrediction], list[bool]]:
@@ -224,7 +224,8 @@ class WatchSession:
     # --- outputs --------------------------------------------------------------------------------------
 
     def record_to(self, sink: FrameSink | None) -> None:
-        """Send every annotated frame to ``sink`` (a recorder) from now on; None stops. Refused in no-pictures mode."""
+        """Send every annotated frame and its stream time to ``sink`` (a recorder) from now on; None stops.
+        Refused in no-pictures mode."""
         if sink is not None and not self.config.privacy.keeps_pictures:
             raise ValueError("no-pictures privacy mode: nothing is recorded")
         with self._lock:
