@@ -47,10 +47,12 @@ from harness import (  # noqa: E402 - the browser tests' helpers
     click_button,
     expand,
     chromium_binary,
+    descriptor_kinds,
     fill_inputs,
     new_chromium,
     page_text,
     running_dashboard,
+    server_pid as server_pid_of,
     set_input,
     wait_for,
     wait_idle,
@@ -61,6 +63,7 @@ from maskdet.workspace import tree_bytes  # noqa: E402
 SECRET = "bench-visitors owner secret"
 PER_CLASS = 40  # the owner's training set: 2 x 40 real photos
 ZIP_PHOTOS = 10  # per class, in each visitor's zip
+SETTLE_S = 40  # after the first 20 s, how long more the descriptor count may take to come back (then printed)
 
 
 @dataclass
@@ -80,11 +83,6 @@ def browser():  # noqa: ANN201 - a Selenium driver
     driver = new_chromium(chromium_binary(), Path(tempfile.mkdtemp(prefix="bench-profile-")))
     driver.set_page_load_timeout(120)
     return driver
-
-
-def streamlit_pid() -> int:
-    """The dashboard server this process started (its ``streamlit run`` child)."""
-    return next(p.pid for p in psutil.Process().children() if "streamlit" in " ".join(p.cmdline()))
 
 
 def wait_text(driver, predicate, timeout: float) -> str | None:  # noqa: ANN001
@@ -232,18 +230,9 @@ def make_inputs(data: Path, work: Path) -> tuple[Path, dict[str, Path]]:
     return root.parent, {"photo": photos["with_mask"][0], "zip": archive, "clip": clip}
 
 
-def descriptor_kinds(pid: int) -> str:
-    """The server's open descriptors by kind (socket, pipe, anon_inode:..., file), e.g. ``socket 12, pipe 4``."""
-    kinds: dict[str, int] = {}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        kind = target.split(":")[0] if ":" in target and not target.startswith("/") else "file"
-        kind = f"{kind}:{target.split(':', 1)[1]}" if kind == "anon_inode" else kind
-        kinds[kind] = kinds.get(kind, 0) + 1
-    return ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+def kinds_line(pid: int) -> str:
+    """``descriptor_kinds`` as one line, most first: ``socket 12, pipe 4``."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(descriptor_kinds(pid).items(), key=lambda kv: -kv[1]))
 
 
 def percentiles(values: list[float]) -> str:
@@ -278,7 +267,7 @@ def main() -> None:
     peaks = {"rss": 0.0, "disk": 0}
     stop = threading.Event()
     with running_dashboard(env, work / "server.log", address="0.0.0.0") as url:
-        server_pid = streamlit_pid()
+        server_pid = server_pid_of(url)
 
         def sample() -> None:
             while not stop.wait(1.0):
@@ -291,7 +280,7 @@ def main() -> None:
         warm.quit()
         time.sleep(12)  # its session ends and is cleaned up
         fds_before = psutil.Process(server_pid).num_fds()
-        kinds_before = descriptor_kinds(server_pid)
+        kinds_before = kinds_line(server_pid)
         rss_before = rss_mb(server_pid)
         threading.Thread(target=sample, daemon=True).start()
         started = time.perf_counter()
@@ -310,8 +299,11 @@ def main() -> None:
         sessions = cache / "sessions"
         left = [p.name for p in sessions.iterdir() if p.name != "owner"] if sessions.is_dir() else []
         jobs_left = [p for p in server_tree(server_pid)[1:] if "maskdet.jobs" in " ".join(p.cmdline())]
+        settle = time.monotonic() + SETTLE_S  # sessions that left last may still be within their grace
+        while psutil.Process(server_pid).num_fds() > fds_before and time.monotonic() < settle:
+            time.sleep(1.0)
         fds_after = psutil.Process(server_pid).num_fds()
-        kinds_after = descriptor_kinds(server_pid)
+        kinds_after = kinds_line(server_pid)
         alive = psutil.pid_exists(server_pid)
 
     print(f"{args.visitors} visitors x {args.rounds} rounds (photo, zip of {2 * ZIP_PHOTOS}, 2 s clip) while the "
@@ -326,7 +318,7 @@ def main() -> None:
         print(f"{what} upload to result: {percentiles(values)}")
     print("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.outcomes.items())))
     print(f"owner's training: {result.get('training', 'not run')}")
-    print(f"after the visitors left (+20 s): visitor session folders left {len(left)}, job processes left "
+    print(f"after the visitors left (+20 s, descriptors up to +{20 + SETTLE_S} s): visitor session folders left {len(left)}, job processes left "
           f"{len(jobs_left)}, server descriptors {fds_before} before -> {fds_after} after")
     print(f"  descriptors before: {kinds_before}\n  descriptors after:  {kinds_after}")
     if tally.errors:

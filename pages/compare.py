@@ -173,7 +173,8 @@ def _unseen_by_all(models: list[ModelSummary]) -> Callable[[list[Path]], Path | 
 
 def _evaluation_jobs(models: list[ModelSummary], data: Path) -> list[QueuedJob]:
     """One ``evaluate-folder`` job per model (labelled with the model's name)."""
-    return [QueuedJob(label=s.name, kind="evaluate-folder", params={"model": str(s.path), "data": str(data)})
+    return [QueuedJob(label=s.name, kind="evaluate-folder", params={"model": str(s.path), "data": str(data)},
+                      holds=(str(data),))
             for s in models]
 
 

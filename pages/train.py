@@ -2,7 +2,8 @@
 
 Pick an architecture, a data set and the hyper-parameters that matter (defaults come from
 the architecture's spec), press **Start training**, and follow the overall and per-epoch
-progress, live loss / accuracy curves, elapsed time, ETA and the log. Training runs on the
+progress (``ui.jobs.show_job_progress``, the progress widget of every page: bar or queue position, Cancel)
+and, beside it, what only training has: live loss / accuracy curves, elapsed time, ETA and the log. Training runs on the
 server's job service (``ui.training``: one training at a time, the next one queued), so leaving
 the page, reloading it or opening it in another tab shows the same job. Starting training is the
 owner's (``ui.access``); a visitor sees the job and why the form is not offered. A finished model is
@@ -10,7 +11,7 @@ saved to ``models/`` and listed on the other pages at once.
 
 NOTE (threading): the job runs in a child process and its monitor thread never touches Streamlit
 (a crash or out-of-memory kill of the job shows as a failed job; the server carries on). This page only reads
-``runner.snapshot()``; the progress panel is a fragment redrawn every second while a job
+``runner.snapshot()``; the details panel is a fragment redrawn every second while a job
 runs, and it triggers one full rerun when a job starts or ends elsewhere (another tab).
 """
 
@@ -40,6 +41,7 @@ from maskdet.zoo.architectures import (
 from ui.access import explain_refusal, may
 from ui.dataset_picker import choose_dataset
 from ui.figures import with_room_for_the_toolbar
+from ui.jobs import show_job_progress
 from ui.models import invalidate_models
 from ui.paths import PathRefused, show_path_limits, typed_path
 from ui.shell import setup_page
@@ -197,7 +199,9 @@ def _curves(history: list[dict]) -> go.Figure:
     return figure
 
 
-def _draw_job(runner: TrainingView, status: JobStatus) -> None:
+def _draw_details(status: JobStatus) -> None:
+    """What only training has, beside the progress widget: its settings, time and accuracy so far, the loss and
+    accuracy curves, the outcome and the log."""
     config = status.config
     st.caption(
         f"`{config.get('name')}` · {config.get('arch')} on `{config.get('data')}` · {config.get('epochs')} epochs, "
@@ -205,14 +209,6 @@ def _draw_job(runner: TrainingView, status: JobStatus) -> None:
     )
     st.text(status_line(status))
     progress = status.progress
-    # One bar, one figure: the epoch and batch are said in words, never as a second percentage beside it.
-    if progress and progress.phase == "train" and progress.batches:
-        where = f"epoch {progress.epoch}/{progress.epochs}, batch {progress.batch}/{progress.batches}"
-    elif progress and progress.history:
-        where = f"training done ({len(progress.history)} epochs)"
-    else:
-        where = f"{progress.phase if progress else 'setting up'}"
-    st.progress(status.fraction, text=f"{status.fraction:.0%} · {where}")
     cols = st.columns(4)
     cols[0].metric("Elapsed", _duration(status.elapsed()))
     cols[1].metric("ETA", _eta(progress.eta if progress and status.active else None),
@@ -220,8 +216,6 @@ def _draw_job(runner: TrainingView, status: JobStatus) -> None:
     last = progress.history[-1] if progress and progress.history else {}
     cols[2].metric("Train accuracy", f"{last['train_acc']:.1%}" if last else "—")
     cols[3].metric("Validation accuracy", f"{last['val_acc']:.1%}" if last else "—")
-    if status.active:
-        st.button("Cancel", key="train_cancel", on_click=runner.cancel, disabled=status.state == JobState.CANCELLING)
     if status.state == JobState.FINISHED:
         test = (status.metrics or {}).get("test") or {}
         accuracy = f" · test accuracy {test['accuracy']:.2%}" if "accuracy" in test else ""
@@ -237,14 +231,14 @@ def _draw_job(runner: TrainingView, status: JobStatus) -> None:
         st.code("\n".join(status.log[-LOG_LINES_SHOWN:]) or "(empty)", language=None)
 
 
-def _progress_panel(runner: TrainingView, seen: tuple[str | None, bool]) -> None:
+def _details_panel(runner: TrainingView, seen: tuple[str | None, bool]) -> None:
     status = runner.snapshot()
-    if (status.job_id, status.active) != seen:  # a job started or ended since the page was drawn
+    if (status.job_id, status.active) != seen:  # a job started or ended since the page was drawn (another tab)
         st.rerun()
     if status.state == JobState.IDLE:
         st.info("No training job has run on this server since it started.")
         return
-    _draw_job(runner, status)
+    _draw_details(status)
 
 
 runner = training_runner()
@@ -274,5 +268,7 @@ if status.state == JobState.FINISHED and st.session_state.get(INVALIDATED_KEY) !
     invalidate_models()  # NOTE: ui.models also keys its cache on the models folder; this makes it explicit
     st.session_state[INVALIDATED_KEY] = status.job_id
 seen = (status.job_id, status.active)
+# The one progress widget of every page (bar or queue position, Cancel), then training's own details beside it.
+show_job_progress(runner.snapshot, runner.cancel, "train", label=f"Training `{status.config.get('name')}`")
 # The refresh interval depends on whether a job runs, so the fragment is made here, on every full run.
-st.fragment(run_every=ACTIVE_REFRESH_S if status.active else IDLE_REFRESH_S)(_progress_panel)(runner, seen)
+st.fragment(run_every=ACTIVE_REFRESH_S if status.active else IDLE_REFRESH_S)(_details_panel)(runner, seen)

@@ -416,3 +416,38 @@ def test_a_cancelled_parquet_job_leaves_no_file_says_so_and_a_rerun_works(archiv
     import pyarrow.parquet as pq
 
     assert pq.read_table(out).num_rows == 42
+
+
+def test_a_terminated_score_batch_job_says_what_it_saved(archive, tiny_mobilenet, tmp_path) -> None:
+    """A job that ignores its cancel flag (here: stopped with SIGSTOP, so it cannot answer) is terminated after the
+    runner's grace; its final note says how many whole records its JSON-lines file keeps, not "nothing"."""
+    out = tmp_path / "terminated.jsonl"
+    runner = JobRunner(cancel_grace_s=1.0)
+    runner.submit("score-batch", score_batch(archive, tiny_mobilenet, out, batch_size=2))
+    deadline = time.monotonic() + 600
+    while not ((status := runner.snapshot()).progress and status.progress.fraction > 0):
+        assert status.active and time.monotonic() < deadline, status
+        time.sleep(0.02)
+    os.kill(status.worker_pid, signal.SIGSTOP)  # it will never see its cancel flag
+    assert runner.cancel()
+    status = runner.wait(120)
+    assert status.state == JobState.CANCELLED, status
+    written = read_records(out)  # whole lines only
+    assert written, "the job had written records before it was stopped"
+    assert status.log[-1].endswith(f"Cancelled (terminated): {len(written)} records saved in {out} (its whole "
+                                   "lines); resume the run to score the rest"), status.log[-1]
+
+
+def test_a_killed_parquet_writers_temporary_is_cleaned_up_and_a_live_ones_kept(tmp_path) -> None:
+    """After the runner terminated a Parquet run, the hidden temporary of the dead writer is deleted (nothing was
+    saved); a temporary another live run is writing stays."""
+    from maskdet.batch.sinks import after_killed_writer, parquet_temporary
+
+    out = tmp_path / "scores.parquet"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead, live = parquet_temporary(out, int(gone.stdout)), parquet_temporary(out, os.getpid())
+    dead.write_bytes(b"PAR1 rows of a killed run")
+    live.write_bytes(b"PAR1 rows of a running run")
+    assert "nothing was saved" in after_killed_writer(out)
+    assert not dead.exists() and live.exists() and not out.exists()

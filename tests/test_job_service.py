@@ -4,6 +4,7 @@ and nothing leaked however a job ends. Real jobs in real processes (tiny trainin
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ def test_a_visitors_jobs_are_cancelled_when_the_session_ends(service, tiny_datas
     running = service.submit("train", endless(tiny_dataset, "a"), "visitor-a")
     waiting = service.submit("train", endless(tiny_dataset, "b"), "visitor-a")
     other = service.submit("train", endless(tiny_dataset, "c"), "visitor-b")
+    owners = service.submit("train", endless(tiny_dataset, "o"), "visitor-a", owner=True)  # signed in on that tab
     until(lambda: service.status(running), lambda s: s.state == JobState.RUNNING)
     assert service.try_acquire_stream("visitor-a")
     assert service.end_session("visitor-a") == 2
@@ -82,6 +84,7 @@ def test_a_visitors_jobs_are_cancelled_when_the_session_ends(service, tiny_datas
     with pytest.raises(JobRefused, match="ended"):  # e.g. the next job of the ended session's list
         service.submit("train", endless(tiny_dataset, "d"), "visitor-a")
     until(lambda: service.status(other), lambda s: s.state == JobState.RUNNING)  # another session's job goes on
+    assert service.status(owners).active  # the owner's training outlives the tab that started it
 
 
 def test_live_streams_count_against_the_owners_cap(service):
@@ -114,3 +117,30 @@ def test_killed_jobs_leak_no_descriptor_and_are_not_retried(tiny_dataset, isolat
         assert runner.snapshot().state == JobState.FAILED  # ran once: no automatic retry
     time.sleep(0.5)
     assert _open_fds() <= before, (before, _open_fds())
+
+
+def test_a_visitors_upload_read_by_a_queued_evaluation_list_is_never_pruned(
+        service, tiny_dataset, isolated_models_dir, tmp_path, monkeypatch):
+    """The Compare page's evaluation lists (``QueuedJob.holds``) lease the visitor's uploaded data set from the
+    list's submission to its end: neither the session's pruning of extractions nor the end of the session
+    deletes it while a job reads it, or waits for the job before it."""
+    from maskdet.data.archive import prune_extractions
+    from maskdet.jobs import JobQueue, QueuedJob, SessionRunner
+    from maskdet.workspace import LEASES, end_session, session_folder
+
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    uploads = session_folder("visitor-a") / "uploads"
+    data = uploads / "upload-reading"
+    shutil.copytree(tiny_dataset, data)
+    queue = JobQueue(SessionRunner(service, "visitor-a"))
+    queue.submit([QueuedJob(f"job {n}", "train", endless(data, f"q{n}"), holds=(str(data),)) for n in range(2)])
+    until(queue.snapshot, lambda s: s.current is not None and s.current[2].state == JobState.RUNNING)
+
+    prune_extractions(uploads, keep=0, max_bytes=0)  # a newer upload would prune every older extraction
+    assert not end_session("visitor-a")  # the session's files are kept while the list runs
+    assert data.is_dir() and LEASES.in_use(data)
+
+    queue.cancel()
+    assert not queue.wait(TIMEOUT).active
+    assert not LEASES.in_use(data)
+    assert end_session("visitor-a") and not data.exists()

@@ -165,6 +165,10 @@ def test_second_start_says_a_job_is_running_and_cancel_stops_it(datasets_root, i
     start_button(at).click().run()
     assert_clean(at)
     assert "Running" in status_text(at)
+    # The one progress widget of every page (ui.jobs.show_job_progress), not a second one of the Train page's own.
+    bars = at.get("progress")
+    assert len(bars) == 1 and bars[0].proto.text.startswith("Training `long-job`: "), [b.proto.text for b in bars]
+    assert [b.key for b in at.button if b.label == "Cancel"] == ["train_cancel"]
 
     other = fill(open_tab(), data, name="second-job", epochs=1)
     assert "Running" in status_text(other) and "long-job" in texts(other.caption)  # the same job in tab 2

@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from maskdet.settings import REPO_ROOT
 from maskdet.sharing import PATH_ROOTS_ENV, default_roots, is_loopback, path_roots
 from ui.access import OWNER_KEY, SECRET_KEY
-from ui.dataset_picker import SOURCE_PATH
+from ui.dataset_picker import SOURCE_PATH, SOURCE_SAMPLE, SOURCE_UPLOAD
 
 DATASET_PAGE = "pages/dataset.py"
 STARTUP_S = 90
@@ -225,6 +225,40 @@ def test_a_visitors_uploads_are_never_reachable_from_another_session(
         typed = AppTest.from_function(_typed, args=(str(extracted[0]),)).run()
         assert "only the owner may type a server path" in typed.exception[0].message
     assert not any(extracted[0].is_relative_to(root) for root in default_roots())
+
+
+def test_a_visitor_may_use_the_built_in_sample_but_still_not_type_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Visitors get the read-only sample built into maskdet as a data source (the Dataset page, the Compare
+    page's evaluations), beside their uploads; server folders and typed paths stay the owner's."""
+    from maskdet.data.local import SAMPLE_ROOT
+
+    monkeypatch.setenv("MASKDET_CACHE_DIR", str(tmp_path / "cache"))
+    with server_address("0.0.0.0"):
+        at = page_test(DATASET_PAGE, 120).run()
+        assert at.radio(key="dataset_source").options == [SOURCE_UPLOAD, SOURCE_SAMPLE]
+        at.radio(key="dataset_source").set_value(SOURCE_SAMPLE).run()
+        assert not at.exception and not at.error
+        assert at.selectbox(key="dataset_sample").value == "sample-faces"
+        assert at.metric, "the visitor was not shown the sample's audit"
+        assert not (tmp_path / "cache" / "sessions").exists() or not any((tmp_path / "cache" / "sessions").rglob("*.jpg"))
+
+        pickers = AppTest.from_function(_pick_both_kinds).run()  # the Compare page's two pickers
+        for key in ("unseen", "scenes"):
+            assert pickers.radio(key=f"{key}_source").options == [SOURCE_UPLOAD, SOURCE_SAMPLE]
+            pickers.radio(key=f"{key}_source").set_value(SOURCE_SAMPLE).run()
+        assert not pickers.exception
+        assert pickers.session_state["picked"] == {"unseen": str(SAMPLE_ROOT / "sample-faces"),
+                                                   "scenes": str(SAMPLE_ROOT / "sample-photos")}
+
+
+def _pick_both_kinds() -> None:
+    import streamlit as st
+
+    from ui.dataset_picker import BOXED_PHOTOS, IMAGE_FOLDERS, choose_dataset
+
+    st.session_state["picked"] = {key: str(choose_dataset(key, kind)) for key, kind in
+                                  (("unseen", IMAGE_FOLDERS), ("scenes", BOXED_PHOTOS))}
 
 
 def _typed(path: str) -> None:

@@ -4,7 +4,9 @@ A :class:`FolderKind` says which folders count: :data:`IMAGE_FOLDERS` (class sub
 default) or :data:`BOXED_PHOTOS` (``images/`` plus Pascal VOC ``annotations/`` or YOLO ``labels/``,
 for :mod:`maskdet.evaluation.scenes`). Offers the folders found under the data-set root, a folder path on the server (checked by
 :func:`ui.paths.typed_path`, confined when the dashboard is shared), or an uploaded .zip
-(extracted safely by :func:`maskdet.data.archive.extract_zip`). Each upload is extracted once per
+(extracted safely by :func:`maskdet.data.archive.extract_zip`). A visitor of a shared dashboard is offered its
+own uploads and the sample built into maskdet (``maskdet/sample/``: small, read-only, nothing written for
+it, so within any quota), never the server's folders nor typed paths. Each upload is extracted once per
 session and content: reruns reuse the folder, so its fingerprint and every cache keyed by it
 stay valid. Uploads are extracted into the session's own folder (:func:`ui.storage.session_uploads`),
 never reachable from another session and deleted when the session ends; an extraction stops at what is
@@ -26,7 +28,7 @@ import streamlit as st
 from maskdet.data.archive import KEPT_EXTRACTIONS, MAX_TOTAL_BYTES, ArchiveError, extract_zip, mark_used, prune_extractions
 from maskdet.data.datasets import list_datasets
 from maskdet.data.annotations import list_scene_sets
-from maskdet.data.local import dataset_roots, find_sets, is_sample
+from maskdet.data.local import SAMPLE_ROOT, dataset_roots, find_sets, is_sample
 from maskdet.sharing import Action
 from ui.access import may
 from ui.markup import code, plain
@@ -35,10 +37,15 @@ from ui.storage import session_uploads, storage_room
 
 logger = logging.getLogger(__name__)
 
+Prefer = Callable[[list[Path]], Path | None] | None
+"""Picks the preselected folder among those listed (``choose_dataset``'s ``prefer``)."""
+
 SOURCE_FOLDERS = "Data sets on the server"
 SOURCE_PATH = "Folder path"
 SOURCE_UPLOAD = "Upload a .zip"
+SOURCE_SAMPLE = "Sample built into maskdet"
 SOURCES = (SOURCE_FOLDERS, SOURCE_PATH, SOURCE_UPLOAD)
+VISITOR_SOURCES = (SOURCE_UPLOAD, SOURCE_SAMPLE)
 
 
 @dataclass(frozen=True)
@@ -69,24 +76,20 @@ BOXED_PHOTOS = FolderKind(
 
 
 def choose_dataset(key: str, kind: FolderKind = IMAGE_FOLDERS,
-                   prefer: Callable[[list[Path]], Path | None] | None = None) -> Path | None:
+                   prefer: Prefer = None) -> Path | None:
     """Let the user pick a data set folder of ``kind``; None until a usable choice is made.
 
     ``key`` prefixes every widget key, so several pickers can live in one app. Problems
     (no data sets, a missing path, a refused archive) are shown in place. ``prefer`` picks the
     preselected folder among those listed under the data-set root (the first one without it).
     """
-    # A visitor works on data sets of its own only (uploads); server folders and typed paths are the owner's.
-    sources = list(SOURCES) if may(Action.TYPE_PATH) else [SOURCE_UPLOAD]
+    # A visitor works on its own uploads and the built-in sample; server folders and typed paths are the owner's.
+    sources = SOURCES if may(Action.TYPE_PATH) else VISITOR_SOURCES
     source = st.radio("Data set source", sources, key=f"{key}_source", horizontal=True)
-    if source == SOURCE_FOLDERS:
-        return _choose_listed(key, kind, prefer)
-    if source == SOURCE_PATH:
-        return _choose_path(key, kind)
-    return _choose_upload(key, kind)
+    return CHOOSERS[source](key, kind, prefer)
 
 
-def _choose_listed(key: str, kind: FolderKind, prefer: Callable[[list[Path]], Path | None] | None) -> Path | None:
+def _choose_listed(key: str, kind: FolderKind, prefer: Prefer) -> Path | None:
     roots = ", ".join(f"`{root}`" for root in dataset_roots())
     datasets = {path.name: path for path in find_sets(kind.list_folders)}
     if not datasets:
@@ -105,7 +108,18 @@ def _choose_listed(key: str, kind: FolderKind, prefer: Callable[[list[Path]], Pa
     return datasets[name]
 
 
-def _choose_path(key: str, kind: FolderKind) -> Path | None:
+def _choose_sample(key: str, kind: FolderKind, prefer: Prefer) -> Path | None:
+    """The built-in sample's set of ``kind`` (read-only; shipped with maskdet, CC0)."""
+    samples = {path.name: path for path in kind.list_folders(SAMPLE_ROOT)}
+    if not samples:
+        st.info(f"maskdet has no built-in sample of this kind ({kind.layout}): upload a .zip.")
+        return None
+    name = st.selectbox("Sample", list(samples), key=f"{key}_sample",
+                        help="A small sample built into maskdet (CC0), the same for everyone and read-only.")
+    return samples[name]
+
+
+def _choose_path(key: str, kind: FolderKind, prefer: Prefer = None) -> Path | None:
     text = st.text_input("Folder on the server", key=f"{key}_path", placeholder=kind.placeholder).strip()
     show_path_limits()
     if not text:
@@ -121,7 +135,7 @@ def _choose_path(key: str, kind: FolderKind) -> Path | None:
     return path
 
 
-def _choose_upload(key: str, kind: FolderKind) -> Path | None:
+def _choose_upload(key: str, kind: FolderKind, prefer: Prefer = None) -> Path | None:
     upload = st.file_uploader(kind.zip_label, type=["zip"], key=f"{key}_zip", help=kind.zip_help)
     if upload is None:
         return None
@@ -145,3 +159,12 @@ def _choose_upload(key: str, kind: FolderKind) -> Path | None:
     prune_extractions(uploads, keep=KEPT_EXTRACTIONS, max_bytes=MAX_TOTAL_BYTES * KEPT_EXTRACTIONS,
                       protect=[Path(folder)])
     return Path(folder)
+
+
+CHOOSERS: dict[str, Callable[[str, FolderKind, Prefer], Path | None]] = {
+    SOURCE_FOLDERS: _choose_listed,
+    SOURCE_PATH: _choose_path,
+    SOURCE_UPLOAD: _choose_upload,
+    SOURCE_SAMPLE: _choose_sample,
+}
+"""How each source is chosen from (``choose_dataset``'s registry; ``prefer`` matters to listed folders only)."""

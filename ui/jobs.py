@@ -10,7 +10,16 @@ the whole page once the job has ended, so the page reads the results on an ordin
 
 The service also watches sessions (:func:`_watch_sessions`, a thread started once per server): a session
 that has been gone from Streamlit's runtime for ``MASKDET_SESSION_GRACE_S`` seconds has its jobs cancelled,
-its stream slots given back and, once nothing in it is in use, its files deleted.
+its stream slots given back, Streamlit's copy of it closed and, once nothing in it is in use, its files deleted.
+Every page run notes its session (:func:`note_session`), so sessions without jobs or files are watched too.
+
+Why close Streamlit's copy: Streamlit keeps a disconnected session for ``server.disconnectedSessionTTL`` (120 s)
+so that its tab may reconnect, with its script event loop (an epoll descriptor and a socket pair), its
+session state and its uploaded files; a server that many visitors pass through held ~3 descriptors per
+recently ended session (13 -> 82 after 16 visitors). Once the grace has passed, the session's jobs are
+cancelled and its files deleted, so resuming it would only give a broken page: it is closed at once
+(``Runtime.clear_user_info_for_session``, Streamlit's thread-safe call that marks a session non-resumable
+and shuts down its stored copy on the server's event loop), and a returning tab starts a fresh session.
 
 NOTE (threading): the jobs run in their own processes; the fragments only read immutable snapshots on the
 session's script thread; the session watcher never calls Streamlit's script API.
@@ -39,14 +48,35 @@ POLL_S = 0.5
 WATCH_S = 5.0
 
 
-def _watch_sessions(service: JobService, stop: threading.Event) -> None:
-    """Every :data:`WATCH_S` s: end the jobs, streams and files of sessions gone for longer than the grace."""
+class _SeenSessions:
+    """The sessions that ran a page and have not been ended yet (a thread-safe set)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: set[str] = set()
+
+    def add(self, session: str) -> None:
+        with self._lock:
+            self._sessions.add(session)
+
+    def discard(self, session: str) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    def snapshot(self) -> set[str]:
+        with self._lock:
+            return set(self._sessions)
+
+
+def _watch_sessions(service: JobService, seen: _SeenSessions, stop: threading.Event) -> None:
+    """Every :data:`WATCH_S` s: end the jobs, streams, Streamlit session and files of sessions gone for longer
+    than the grace."""
     gone_since: dict[str, float] = {}
     while not stop.wait(WATCH_S):
         if not Runtime.exists():
             continue
         runtime = Runtime.instance()
-        known = service.sessions() | {folder.name for folder in visitor_folders()}
+        known = service.sessions() | {folder.name for folder in visitor_folders()} | seen.snapshot()
         now = time.monotonic()
         for session in known - {NO_SESSION}:
             if runtime.is_active_session(session):
@@ -55,17 +85,32 @@ def _watch_sessions(service: JobService, stop: threading.Event) -> None:
             if now - gone_since.setdefault(session, now) < current_settings().session_grace_s:
                 continue
             service.end_session(session)
+            if session in seen.snapshot():
+                runtime.clear_user_info_for_session(session)  # closes Streamlit's stored copy (module docstring)
+                seen.discard(session)
             if end_session(session):
                 gone_since.pop(session, None)
 
 
 @st.cache_resource(show_spinner=False)
-def job_service() -> JobService:
-    """The server's job service (one per server process), with its session watcher."""
-    service = JobService()
-    threading.Thread(target=_watch_sessions, args=(service, threading.Event()), daemon=True,
+def _watched_service() -> tuple[JobService, _SeenSessions]:
+    """The server's job service and the sessions seen, with the session watcher (started once per server)."""
+    service, seen = JobService(), _SeenSessions()
+    threading.Thread(target=_watch_sessions, args=(service, seen, threading.Event()), daemon=True,
                      name="maskdet-session-watcher").start()
-    return service
+    return service, seen
+
+
+def job_service() -> JobService:
+    """The server's job service (one per server process)."""
+    return _watched_service()[0]
+
+
+def note_session() -> None:
+    """Watch this session: once it has been gone for the grace, it is ended and closed (module docstring)."""
+    session = session_id()
+    if session != NO_SESSION:
+        _watched_service()[1].add(session)
 
 
 def session_runner(key: str) -> SessionRunner:

@@ -91,7 +91,8 @@ def _candidates(models: list[str], detectors: list[str], folder: Path, scenes: S
                 params = {"model": model, "data": str(folder), "detector": config, "iou": float(iou),
                           "class_map": class_map}
                 candidates.append(Candidate(label=label, key=pipeline_key(pipeline, scenes.fingerprint, iou, class_map),
-                                            job=QueuedJob(label=label, kind="evaluate-scenes", params=params)))
+                                            job=QueuedJob(label=label, kind="evaluate-scenes", params=params,
+                                                         holds=(str(folder),))))
         except (CheckpointError, AssetUnavailableError) as exc:
             st.error(f"Cannot load {code(model)}: {plain(exc)}")
     return candidates

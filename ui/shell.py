@@ -18,6 +18,7 @@ import streamlit as st
 
 from ui.access import sign_in_controls, who_line
 from ui.exposure import exposure_notice
+from ui.jobs import note_session
 from ui.models import recover_models_once
 from ui.navigation import PageInfo, draw_navigation, page_named
 from ui.training import sidebar_status
@@ -57,6 +58,7 @@ def setup_page(title: str) -> PageInfo:
     page = page_named(title)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # once per process; later calls do nothing
     st.set_page_config(page_title=APP_NAME, page_icon=APP_ICON, layout="wide")
+    note_session()  # ended and closed once it has been gone for the grace (ui.jobs)
     recover_models_once()  # a save interrupted by a crash is undone once per server, under the models lock
     draw_navigation()
     for line in SIDEBAR_LINES:

@@ -9,6 +9,7 @@ with a dead worker (they are scored again), and returns the paths done.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -107,7 +108,7 @@ class ParquetSink:
         import pyarrow as pa
 
         self.path = Path(path)
-        self._temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        self._temporary = parquet_temporary(self.path, os.getpid())
         self._schema = pa.schema([("path", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
                                   ("error", pa.string()), ("faces", pa.string())])
         self._rows: list[dict] = []
@@ -153,6 +154,40 @@ class ParquetSink:
         if self._complete:
             return f"{self.records} records saved in {self.path}"
         return f"nothing was saved: {self.path} is written only when the run completes; rerun to score everything"
+
+
+def parquet_temporary(path: str | Path, pid: int | str) -> Path:
+    """The hidden file process ``pid`` writes a Parquet output's rows to until the run completes."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{pid}.partial")
+
+
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def after_killed_writer(output: str | Path) -> str:
+    """What a run writing ``output`` saved once its process was killed (no ``abandon`` ran), for the job's final
+    note; cleans up what it left: a Parquet output's hidden temporary of a writer that is gone is deleted
+    (nothing was saved); a JSON-lines file keeps its whole lines (a torn last one is cut off by a resumed run)."""
+    path = Path(output)
+    if is_parquet(path):
+        for temporary in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
+            if not _pid_alive(temporary.name[len(path.name) + 2:-len(".partial")]):
+                temporary.unlink(missing_ok=True)
+                logger.info("deleted %s, left by a killed run", temporary)
+        return f"nothing was saved: {path} is written only when the run completes; rerun to score everything"
+    try:
+        whole = path.read_bytes().count(b"\n")
+    except OSError:
+        whole = 0
+    return f"{whole} records saved in {path} (its whole lines); resume the run to score the rest"
 
 
 def is_parquet(path: str | Path) -> bool:

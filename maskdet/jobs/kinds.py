@@ -204,9 +204,15 @@ def _check_batch(params: dict) -> dict:
             "margin": float(params.get("margin", DEFAULT_MARGIN)), "ray_address": params.get("ray_address")}
 
 
+def _batch_after_kill(params: dict) -> str:
+    from maskdet.batch.sinks import after_killed_writer
+
+    return after_killed_writer(params["output"])
+
+
 @job_kind("score-batch", title="batch scoring", prepare=_check_batch,
           describe=lambda p: f"scoring {', '.join(p['inputs'])} with {Path(p['model']).name} ({p['engine']}) "
-                             f"into {p['output']}")
+                             f"into {p['output']}", after_kill=_batch_after_kill)
 def run_batch_scoring(params: dict, job: JobContext) -> dict:
     """:func:`maskdet.batch.run_batch` into the ``output`` file (JSON lines or Parquet), resumable, cancellable
     between batches; the result is the run's :class:`~maskdet.batch.BatchSummary` and the output path."""

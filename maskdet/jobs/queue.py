@@ -17,9 +17,11 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from maskdet.jobs.base import JobAlreadyRunning, JobState, JobStatus
 from maskdet.jobs.runner import JobRunner
+from maskdet.workspace import LEASES
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +30,14 @@ ENDED_STATES = frozenset({JobState.FINISHED, JobState.FAILED, JobState.CANCELLED
 
 @dataclass(frozen=True)
 class QueuedJob:
-    """One job of a queue: what users call it, its kind and its parameters."""
+    """One job of a queue: what users call it, its kind, its parameters and the folders it reads (``holds``:
+    leased, :data:`maskdet.workspace.LEASES`, from the list's submission until the list ends, so that no pruning
+    removes them while the job waits, runs, or waits for the job before it)."""
 
     label: str
     kind: str
     params: dict
+    holds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,8 @@ class JobQueue:
             self._jobs, self._ended, self._current = tuple(jobs), {}, None
             self._active, self._cancelled = True, False
             self._idle.clear()
-        threading.Thread(target=self._run, daemon=True, name="maskdet-job-queue").start()
+        held = [LEASES.acquire(path) for job in self._jobs for path in job.holds]
+        threading.Thread(target=self._run, args=(held,), daemon=True, name="maskdet-job-queue").start()
 
     def snapshot(self) -> QueueStatus:
         with self._lock:
@@ -111,13 +117,15 @@ class JobQueue:
         self._idle.wait(timeout)
         return self.snapshot()
 
-    def _run(self) -> None:
+    def _run(self, held: list[Path]) -> None:
         try:
             for index, job in enumerate(self._jobs):
                 status = self._run_one(job, index)
                 with self._lock:
                     self._ended[index], self._current = status, None
         finally:
+            for path in held:
+                LEASES.release(path)
             with self._lock:
                 self._active = False
             self._idle.set()

@@ -24,6 +24,9 @@ class JobKind:
     prepare: Callable[[dict], dict] | None = None  # runs in the caller: validate / resolve params, raise ValueError
     describe: Callable[[dict], str] | None = None  # the first log line, e.g. "training NAME (ARCH) on DATA"
     title: str = ""  # what users call it: "training", "folder evaluation"
+    # runs in the caller after the runner had to terminate the job (it ignored its cancel flag): cleans up what
+    # the job left half-written and says what was saved, the job's final note ("Cancelled: <that>")
+    after_kill: Callable[[dict], str] | None = None
 
     def prepared(self, params: dict) -> dict:
         return self.prepare(params) if self.prepare else dict(params)
@@ -37,14 +40,15 @@ _KINDS: dict[str, JobKind] = {}
 
 def job_kind(
     name: str, *, title: str = "", prepare: Callable[[dict], dict] | None = None,
-    describe: Callable[[dict], str] | None = None,
+    describe: Callable[[dict], str] | None = None, after_kill: Callable[[dict], str] | None = None,
 ) -> Callable[[JobFunction], JobFunction]:
     """Decorator registering a job function under ``name`` (a name registered twice is a programming error)."""
 
     def register(function: JobFunction) -> JobFunction:
         if name in _KINDS and _KINDS[name].run is not function:
             raise ValueError(f"job kind {name!r} is already registered")
-        _KINDS[name] = JobKind(name=name, run=function, prepare=prepare, describe=describe, title=title or name)
+        _KINDS[name] = JobKind(name=name, run=function, prepare=prepare, describe=describe, title=title or name,
+                               after_kill=after_kill)
         return function
 
     return register

@@ -65,6 +65,7 @@ class JobRunner:
         self._log: deque[str] = deque(maxlen=max_log_lines)
         self._handle: JobHandle | None = None
         self._cancel_asked: float | None = None
+        self._terminated = False  # the running job ignored its cancel flag and was terminated
         self._ended = threading.Event()
         self._ended.set()
 
@@ -84,7 +85,7 @@ class JobRunner:
                 )
             job_id = uuid.uuid4().hex[:12]
             self._log.clear()
-            self._cancel_asked = None
+            self._cancel_asked, self._terminated = None, False
             self._handle = self._executor.submit(job_kind.run, params)
             self._ended.clear()
             self._status = JobStatus(state=JobState.RUNNING, job_id=job_id, kind=kind, config=params,
@@ -126,7 +127,8 @@ class JobRunner:
                 cancelled = self._cancel_asked is not None
                 reason = None if cancelled else handle.exit_reason()
                 handle.stop()  # the process is gone: close this side's pipes too (a crash must leak nothing)
-                self._finish(job_id, JobState.CANCELLED if cancelled else JobState.FAILED, error=reason)
+                note = self._after_kill() if cancelled and self._terminated else None
+                self._finish(job_id, JobState.CANCELLED if cancelled else JobState.FAILED, error=reason, note=note)
                 return
             if message is None:
                 self._stop_if_overdue(handle)
@@ -145,7 +147,20 @@ class JobRunner:
         asked = self._cancel_asked
         if asked is not None and time.monotonic() - asked > self._cancel_grace_s:
             logger.warning("job ignored its cancel flag for %.0f s: terminating it", self._cancel_grace_s)
+            self._terminated = True
             handle.stop(wait=0.0)
+
+    def _after_kill(self) -> str | None:
+        """The final note of a terminated job: its kind's ``after_kill`` (what was saved, what it left cleaned up)."""
+        status = self._status
+        after_kill = get_job_kind(status.kind).after_kill
+        if after_kill is None:
+            return None
+        try:
+            return f"Cancelled (terminated): {after_kill(status.config)}"
+        except Exception:  # noqa: BLE001 - the job has ended whatever this says; the generic note stands
+            logger.exception("job %s: could not tell what the terminated job saved", status.job_id)
+            return None
 
     def _on_final(self, job_id: str, kind: str, payload: object) -> None:
         if kind == "done":

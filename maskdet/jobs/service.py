@@ -213,10 +213,14 @@ class JobService:
             return {j.session for j in self._jobs.values() if self._is_live(j)} | set(self._streams)
 
     def end_session(self, session: str) -> int:
-        """The session has ended: cancel its waiting and running jobs, give back its streams, refuse its later
-        submissions (a list it was running stops); returns how many jobs were cancelled."""
+        """The session has ended: cancel its visitors' waiting and running jobs, give back its streams, refuse its
+        later submissions (a list it was running stops); returns how many jobs were cancelled.
+
+        The owner's jobs (``owner=True``) outlive the tab that started them: an owner who starts a long training
+        and closes the tab finds it on the Train page of the next session (training is server-wide)."""
         with self._lock:
-            ids = [j.job_id for j in self._jobs.values() if j.session == session and self._is_live(j)]
+            ids = [j.job_id for j in self._jobs.values()
+                   if j.session == session and not j.owner and self._is_live(j)]
             self._streams.pop(session, None)
             self._ended_sessions.add(session)
         for job_id in ids:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
 import pytest
 from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
@@ -116,6 +117,30 @@ def running_dashboard(environment: dict[str, str], log: Path, address: str = "12
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def server_pid(url: str) -> int:
+    """The process id of the dashboard :func:`running_dashboard` started at ``url`` (matched by its port)."""
+    port = url.rsplit(":", 1)[1]
+    for process in psutil.Process().children():
+        command = process.cmdline()
+        if "streamlit" in " ".join(command) and port in command:
+            return process.pid
+    raise LookupError(f"no dashboard of this process listens on port {port}")
+
+
+def descriptor_kinds(pid: int) -> dict[str, int]:
+    """Process ``pid``'s open descriptors by kind: ``socket``, ``pipe``, ``anon_inode:[eventpoll]``, ``file``..."""
+    kinds: dict[str, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        kind = target.split(":")[0] if ":" in target and not target.startswith("/") else "file"
+        kind = f"{kind}:{target.split(':', 1)[1]}" if kind == "anon_inode" else kind
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
 
 
 def retrying(action: Callable[[], T], timeout: float = 30) -> T:
