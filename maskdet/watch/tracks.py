@@ -117,13 +117,18 @@ class TrackBook:
     def __init__(self, classes: tuple[str, ...], config: WatchConfig | None = None) -> None:
         from trackers import ByteTrackTracker
 
+        from maskdet.inference.detector import DEFAULT_THRESHOLD
+
         self.classes = tuple(classes)
         self.config = config or WatchConfig()
         # Fixed-rate mode (one step per detected frame): with timestamps, a gap of two frames counts as a
-        # missed frame and a new face is never confirmed. ``leave_after_s`` in detected frames:
+        # missed frame and a new face is never confirmed. ``leave_after_s`` in detected frames. Any face the
+        # product's detector reports may start a track (ByteTrack's 0.5 left faces scored 0.39-0.5, which the
+        # per-frame path labels, without a person: bench_streams, ilc-dev).
         detected_rate = self.config.frame_rate / self.config.detect_every
         self._tracker = ByteTrackTracker(
-            lost_track_buffer=max(1, round(self.config.leave_after_s * detected_rate)), frame_rate=detected_rate, track_activation_threshold=0.5, high_conf_det_threshold=0.5,
+            lost_track_buffer=max(1, round(self.config.leave_after_s * detected_rate)), frame_rate=detected_rate,
+            track_activation_threshold=DEFAULT_THRESHOLD, high_conf_det_threshold=DEFAULT_THRESHOLD,
             minimum_consecutive_frames=2,
         )
         self.tracks: dict[int, Track] = {}
