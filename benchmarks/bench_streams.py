@@ -7,8 +7,8 @@ Usage: python benchmarks/bench_streams.py [--model NAME_OR_PATH] [--frames 150] 
 Speed: each stream is a real scenes-dev photo (1-4 faces) scaled to cover 640x480 and panned 2 px per frame,
 decoded frames in memory. "Processed" is from a decoded frame to an annotated one: for the per-frame path
 (``LiveProcessor.process_frame`` with the product's detector setting, what the Webcam page ran before
-``maskdet.watch``) and for ``WatchSession.process`` with the default :class:`WatchConfig` and the live detector
-setting (``centerface-live``; track-aware: detection every ``detect_every``-th frame with the tracker's boxes
+``maskdet.watch``) and for ``WatchSession.process`` (default :class:`WatchConfig` but for each
+``--detect-every``) with the live detector setting (``centerface-live``; track-aware: detection every ``detect_every``-th frame with the tracker's boxes
 carried between, a face classified when its track is new, due or moved). Both run the dashboard's classifier
 (``backend="auto"``: onnxruntime for an fp32 model) and CenterFace single-threaded, inference in the process's
 one inference thread, as on the dashboard. Several streams run on threads of their own, sharing the models;
@@ -102,19 +102,22 @@ def run_streams(streams: list[list[np.ndarray]], process_of) -> tuple[list[float
     return rates, (time.process_time() - cpu) * 1000 / sum(len(stream) for stream in streams)
 
 
-def bench_speed(per_frame: FacePipeline, watch: FacePipeline, frames: int, streams: int) -> None:
+def bench_speed(per_frame: FacePipeline, watch: FacePipeline, frames: int, streams: int,
+                detect_every: list[int]) -> None:
     photos = stream_photos(streams)
     clips = [panned_stream(photo, frames) for photo in photos]
     worker = inference_worker()
-    paths = {
-        "per-frame (LiveProcessor)": lambda: LiveProcessor(per_frame).process_frame,
-        "watch (WatchSession)": lambda: (lambda s: lambda frame: s.process(frame))(
-            WatchSession(watch, WatchConfig(), run=worker.submit)),
-    }
+
+    def watched(every: int):
+        return lambda: (lambda s: lambda frame: s.process(frame))(
+            WatchSession(watch, WatchConfig(detect_every=every), run=worker.submit))
+
+    paths = {"per-frame (LiveProcessor)": lambda: LiveProcessor(per_frame).process_frame,
+             **{f"watch (detect_every={every})": watched(every) for every in detect_every}}
     for name, process_of in paths.items():
         (single,), single_cpu = run_streams(clips[:1], process_of)
         several, several_cpu = run_streams(clips, process_of)
-        print(f"{name:<28} 1 stream: {single:6.1f} frames/s ({single_cpu:.1f} CPU ms/frame)   {len(clips)} streams: "
+        print(f"{name:<30} 1 stream: {single:6.1f} frames/s ({single_cpu:.1f} CPU ms/frame)   {len(clips)} streams: "
               f"{' '.join(f'{rate:5.1f}' for rate in several)} frames/s each (min {min(several):.1f}; "
               f"{several_cpu:.1f} CPU ms/frame)", flush=True)
 
@@ -195,7 +198,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--faces", type=int, default=120, help="annotated faces per accuracy set")
     parser.add_argument("--detect-every", type=int, nargs="+", default=[WatchConfig().detect_every],
-                        help="detect_every values whose per-person accuracy is measured")
+                        help="detect_every values whose speed and per-person accuracy are measured")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
@@ -205,7 +208,7 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{v:.1f}' for v in os.getloadavg())}; cpus {os.cpu_count()}; "
           f"watch settings {WatchConfig()}", flush=True)
     if not args.skip_speed:
-        bench_speed(per_frame, watch, args.frames, args.streams)
+        bench_speed(per_frame, watch, args.frames, args.streams, args.detect_every)
     if not args.skip_accuracy:
         bench_accuracy(per_frame, watch, args.faces, args.detect_every)
     print(f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
