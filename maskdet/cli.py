@@ -452,14 +452,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from maskdet.inference.pipeline import build_pipeline
     from maskdet.video.decode import VideoDecodeError
     from maskdet.video.stream import Source, watch_source
-    from maskdet.watch import Privacy, WatchConfig, WatchSession
+    from maskdet.inference.predictor import AUTO_BACKEND
+    from maskdet.watch import WATCH_DETECTOR, Privacy, WatchConfig, WatchSession
 
     try:
         source = Source(args.source)  # before the models load: a wrong address is said at once
     except VideoDecodeError as exc:
         raise CliError(exc.reason) from exc
     config = WatchConfig(alert_after_s=args.alert_after, privacy=Privacy(args.privacy))
-    session = WatchSession(build_pipeline(args.model), config)
+    # a stream lives long: the fastest faithful classifier backend, as the dashboard serves it
+    session = WatchSession(build_pipeline(args.model, detector=WATCH_DETECTOR, backend=AUTO_BACKEND), config)
     show = (lambda e: print(json.dumps(e.to_json()), flush=True)) if args.json else (
         lambda e: print(f"{e.time:8.2f} s  track {e.track:<4} {e.kind:<8} {e.label or ''}", flush=True))
     try:

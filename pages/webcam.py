@@ -36,7 +36,7 @@ from maskdet.runtime import inference_worker
 from maskdet.sharing import Action
 from maskdet.store import atomic_write
 from maskdet.video.stream import Recorder, StreamRunner, is_url, prune_watch_folder, watch_folder
-from maskdet.watch import Privacy, WatchConfig, WatchSession
+from maskdet.watch import WATCH_DETECTOR, Privacy, WatchConfig, WatchSession
 from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.zoo.folders import CheckpointError
 from ui.access import explain_refusal, may, session_id
@@ -57,7 +57,6 @@ RECORDER_KEY = "webcam_recorder"
 SLOT_KEY = "webcam_stream_slot"  # this session's camera holds one of the server's live-stream slots
 REFUSED_KEY = "webcam_stream_refused"  # its last start found every slot taken: the stream is stopped
 READOUT_REFRESH_S = 0.5
-CAMERA_FPS = 15.0  # what a recording of the browser's camera is stamped with (frames come as processed)
 MEDIA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False}
 PRIVACY_LABELS = {Privacy.OFF: "Keep pictures", Privacy.BLUR: "Blur faces in every picture",
                   Privacy.NO_PICTURES: "Keep no pictures"}
@@ -149,7 +148,7 @@ def _recording_controls(session: WatchSession, privacy: Privacy) -> None:
     recording = left.toggle("Record", key="webcam_record", help="Write the annotated stream to an H.264 clip.")
     recorder: Recorder | None = st.session_state.get(RECORDER_KEY)
     if recording and recorder is None:
-        recorder = st.session_state[RECORDER_KEY] = Recorder(watch_folder() / f"camera-{_stamp()}.mp4", CAMERA_FPS)
+        recorder = st.session_state[RECORDER_KEY] = Recorder(watch_folder() / f"camera-{_stamp()}.mp4")
         session.record_to(recorder)
     elif not recording and recorder is not None:
         session.record_to(None)
@@ -177,20 +176,20 @@ def _streams_full_warning() -> None:
 
 
 def _add_source(source: str, pipeline: FacePipeline, config: WatchConfig) -> None:
-    """Start watching ``source`` if a server-wide live-stream slot is free (it is given back by :func:`_end_source`)."""
-    if not job_service().try_acquire_stream(session_id()):
+    """Start watching ``source`` if a server-wide live-stream slot is free; the runner gives it back when the
+    stream ends (removed, played out or broken off)."""
+    service, me = job_service(), session_id()
+    runner = StreamRunner(source, _new_session(pipeline, config), realtime=True,
+                          acquire=lambda: service.try_acquire_stream(me), release=lambda: service.release_stream(me))
+    if not runner.start():
         _streams_full_warning()
         return
-    runner = StreamRunner(source, _new_session(pipeline, config), realtime=True)
-    runner.start()
     st.session_state.setdefault(SOURCES_KEY, {})[uuid.uuid4().hex[:8]] = runner
 
 
 def _end_source(key: str) -> None:
-    """Stop a source and give its live-stream slot back."""
-    runner = st.session_state[SOURCES_KEY].pop(key)
-    runner.stop()
-    job_service().release_stream(session_id())
+    """Stop a source (its live-stream slot is given back as its stream ends)."""
+    st.session_state[SOURCES_KEY].pop(key).stop()
 
 
 @st.fragment(run_every=READOUT_REFRESH_S)
@@ -267,7 +266,7 @@ sound = controls[3].checkbox("Sound", value=False, key="webcam_sound", help="Pla
 mirror = controls[4].checkbox("Mirror", value=True, key="webcam_mirror", help="Flip left-right, like a mirror.")
 
 try:
-    pipeline = FacePipeline(get_classifier(name), get_detector("centerface", **LIVE_DETECTOR_OPTIONS))
+    pipeline = FacePipeline(get_classifier(name), get_detector(WATCH_DETECTOR, **LIVE_DETECTOR_OPTIONS))
 except (CheckpointError, AssetUnavailableError) as exc:
     st.error(f"Cannot load the models: {exc}")
     st.stop()

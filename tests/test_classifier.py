@@ -135,3 +135,16 @@ def test_a_bf16_model_is_served_by_the_compiled_backend_and_keeps_the_trained_la
     expected = trained_network_answers(served, inputs)
     answers = served.run(inputs)
     assert (answers.argmax(1) == expected.argmax(1)).all() and np.abs(answers - expected).max() < 0.05
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_preprocessing_is_the_training_normalisation_bit_for_bit(held_out_faces, channels) -> None:
+    """Serving normalises crops in NumPy (no wait on torch's thread pool); the numbers are training's exactly."""
+    from maskdet.zoo.architectures import InputConfig
+
+    config = InputConfig(size=96, channels=channels, mean=(0.485, 0.456, 0.406)[:channels],
+                         std=(0.229, 0.224, 0.225)[:channels])
+    images = [load_rgb(path) for path in held_out_faces["without_mask"][:3]]
+    served = config.to_tensor(images)
+    trained = config.normalize(torch.from_numpy(np.stack([config.to_uint8(image) for image in images])).permute(0, 3, 1, 2))
+    assert served.is_contiguous() and served.dtype == torch.float32 and torch.equal(served, trained)

@@ -312,6 +312,19 @@ def test_crop_box_random_boxes_inside_image_and_square_when_it_fits() -> None:
             assert left <= x0 and top <= y0 and right >= x1 and bottom >= y1  # the face is never cut
 
 
+def test_the_live_setting_runs_further_passes_only_when_the_main_one_finds_nothing(datasets_root: Path,
+                                                                                detector: CenterFaceDetector) -> None:
+    """Live video's setting: a frame whose faces the 480 px pass finds costs that pass alone; a close-up only the
+    further passes find is still found, as the product's setting finds it."""
+    live = get_detector("centerface-live")
+    main_only = CenterFaceDetector(extra_long_sides=(), zoom_below=None, model_path=detector.model_path)
+    close_up = np.asarray(load_rgb(datasets_root / "scenes-dev" / "images" / "16-photo.jpg"))  # the face fills it
+    assert main_only.detect(close_up) == [] and live.detect(close_up) == detector.detect(close_up) != []
+    photo = np.asarray(load_rgb(datasets_root / "face-mask-4k" / "with_mask" / "with_mask026.jpg"))
+    assert live.detect(photo) == main_only.detect(photo) != []
+    assert live.settings() == {**detector.settings(), "extra_when_empty": True}
+
+
 def test_small_photos_are_also_run_zoomed_and_webcam_frames_never(datasets_root: Path,
                                                                   detector: CenterFaceDetector) -> None:
     """A 400 px crowd photo gets a pass at twice its size (its faces of a few pixels); a 640x480 frame does not."""

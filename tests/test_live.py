@@ -48,8 +48,9 @@ def pipeline(tiny_mobilenet) -> FacePipeline:
     return FacePipeline(load_classifier(str(tiny_mobilenet)), detector)
 
 
-def test_the_webcam_finds_faces_with_the_photo_pages_detector_settings(pipeline) -> None:
-    """The Webcam page builds CenterFace with LIVE_DETECTOR_OPTIONS, the Photo page with none: same faces found."""
+def test_live_video_finds_faces_with_the_photo_pages_detector_settings(pipeline) -> None:
+    """Live video builds CenterFace with LIVE_DETECTOR_OPTIONS, the Photo page with none: same faces found (watched
+    streams run WATCH_DETECTOR: tests/test_detect.py::test_the_live_setting_runs_further_passes_...)."""
     photo_page = get_detector("centerface")
     assert pipeline.detector.settings() == photo_page.settings()
     assert set(LIVE_DETECTOR_OPTIONS) <= {"threads", "allow_spinning"}  # how it runs, not what it finds

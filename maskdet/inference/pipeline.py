@@ -80,17 +80,18 @@ class FacePipeline:
 
 def build_pipeline(
     model: str | None = None, whole_image: bool = False, detector: str = "centerface", margin: float = DEFAULT_MARGIN,
-    detector_options: dict | None = None,
+    detector_options: dict | None = None, backend: str | None = None,
 ) -> FacePipeline:
     """The classifier ``model`` (None = the default model) behind a face detector.
 
     ``whole_image`` skips detection and classifies each full image as one face (for inputs
-    that already are face crops); ``detector_options`` go to the detector (e.g. ``threads``). Raises :class:`maskdet.zoo.folders.CheckpointError` and
+    that already are face crops); ``detector_options`` go to the detector (e.g. ``threads``); ``backend`` is the
+    classifier's (:class:`maskdet.inference.predictor.Predictor`; ``"auto"`` for long-lived callers). Raises :class:`maskdet.zoo.folders.CheckpointError` and
     :class:`maskdet.zoo.assets.AssetUnavailableError` when the model or detector cannot be loaded.
     """
     from maskdet.inference.detector import get_detector
 
-    classifier = load_classifier(model)
+    classifier = load_classifier(model, backend=backend)
     face_detector = get_detector("whole-image") if whole_image else get_detector(detector, **(detector_options or {}))
     return FacePipeline(classifier, face_detector, margin=margin)
 

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 CODEC = "libx264"
 ENCODER_OPTIONS = {"preset": "veryfast", "crf": "23"}  # fast enough to keep up with the pipeline on 2 cores
 DEFAULT_FPS = 25.0
+TIME_BASE = Fraction(1, 1000)  # frames are stamped in milliseconds (a live camera's real times, or 1/fps apart)
 
 
 class AnnotatedVideoWriter:
@@ -35,13 +36,25 @@ class AnnotatedVideoWriter:
         rate = Fraction(fps).limit_denominator(1001) if fps and fps > 0 else Fraction(DEFAULT_FPS)
         self._stream = self._container.add_stream(CODEC, rate=rate, options=ENCODER_OPTIONS)
         self._stream.width, self._stream.height, self._stream.pix_fmt = self.width, self.height, "yuv420p"
+        self._stream.codec_context.time_base = TIME_BASE
+        self._rate = rate
+        self._first: float | None = None
+        self._pts = -1
         self.frames = 0
 
-    def write(self, image: np.ndarray) -> None:
-        """Append one RGB uint8 frame."""
+    def write(self, image: np.ndarray, t: float | None = None) -> None:
+        """Append one RGB uint8 frame, shown ``t`` seconds into the stream (from the first frame's ``t``: a live
+        camera's real times, however irregular), or by default 1/fps after the previous one."""
         import av
 
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: self.height, : self.width]), format="rgb24")
+        if t is None:
+            seconds = self.frames / self._rate
+        else:
+            self._first = t if self._first is None else self._first
+            seconds = t - self._first
+        self._pts = max(self._pts + 1, round(seconds / TIME_BASE))  # strictly increasing, as the muxer needs
+        frame.pts, frame.time_base = self._pts, TIME_BASE
         self._container.mux(self._stream.encode(frame))
         self.frames += 1
 

@@ -108,19 +108,22 @@ class Source:
 
 
 class Recorder:
-    """Annotated frames into an H.264 mp4, opened on the first frame (its size); :meth:`close` finishes it."""
+    """Annotated frames into an H.264 mp4, opened on the first frame (its size); :meth:`close` finishes it.
 
-    def __init__(self, path: str | Path, fps: float) -> None:
+    Each frame is stamped with the stream time it is given (a camera's frames come as fast as they are
+    processed, not at a fixed rate); ``fps`` is only the file's nominal rate."""
+
+    def __init__(self, path: str | Path, fps: float = DEFAULT_FPS) -> None:
         self.path = Path(path)
         self.fps = fps
         self._writer: AnnotatedVideoWriter | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, frame: np.ndarray) -> None:
+    def __call__(self, frame: np.ndarray, t: float) -> None:
         with self._lock:
             if self._writer is None:
                 self._writer = AnnotatedVideoWriter(self.path, frame.shape[1], frame.shape[0], self.fps)
-            self._writer.write(frame)
+            self._writer.write(frame, t)
 
     @property
     def frames(self) -> int:
@@ -156,17 +159,20 @@ def watch_source(source: str | Source, session: WatchSession, record: str | Path
 class StreamRunner:
     """A source watched on a thread of its own (for a page); read it with ``session.snapshot()``.
 
-    :meth:`start` and :meth:`stop` are the one place a stream begins and ends. ``error`` holds the one line
+    :meth:`start` and :meth:`stop` are the one place a stream begins and ends: ``acquire`` (e.g. the job
+    service's ``try_acquire_stream``, a server-wide cap) is asked at every start, which is refused when it says
+    no, and ``release`` gives the slot back once the stream has ended, however it ended (stopped, the clip
+    played out, the camera broke off), so a finished source never holds a slot. ``error`` holds the one line
     that ended it early (a URL that does not answer, a camera that broke off).
     """
 
     def __init__(self, source: str, session: WatchSession, realtime: bool = True,
-                 on_end: Callable[[], None] | None = None) -> None:
+                 acquire: Callable[[], bool] | None = None, release: Callable[[], None] | None = None) -> None:
         self.source = source
         self.session = session
         self.realtime = realtime
         self.error: str | None = None
-        self._on_end = on_end
+        self._acquire, self._release = acquire, release
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -174,14 +180,18 @@ class StreamRunner:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Start watching (figures afresh); False, and nothing started, when ``acquire`` refuses a slot."""
         if self.running:
-            return
+            return True
+        if self._acquire is not None and not self._acquire():
+            return False
         self._stop.clear()
         self.error = None
         self.session.reset()
         self._thread = threading.Thread(target=self._loop, name=f"watch-{self.source[:40]}", daemon=True)
         self._thread.start()
+        return True
 
     def stop(self, wait_s: float = 5.0) -> None:
         self._stop.set()
@@ -198,8 +208,8 @@ class StreamRunner:
             logger.exception("watch stream %s ended", self.source)
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
-            if self._on_end is not None:
-                self._on_end()
+            if self._release is not None:
+                self._release()
 
 
 def watch_folder() -> Path:

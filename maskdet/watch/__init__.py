@@ -12,8 +12,8 @@ May import: :mod:`maskdet.inference`, :mod:`maskdet.zoo`, :mod:`maskdet.data` an
 """
 
 from maskdet.watch.privacy import Privacy, blur_faces
-from maskdet.watch.session import WatchSession, WatchSnapshot
+from maskdet.watch.session import WATCH_DETECTOR, WatchSession, WatchSnapshot
 from maskdet.watch.tracks import UNDECIDED, Event, TrackBook, WatchConfig, compliance_ratio, events_csv
 
-__all__ = ["UNDECIDED", "Event", "Privacy", "TrackBook", "WatchConfig", "WatchSession", "WatchSnapshot",
+__all__ = ["UNDECIDED", "WATCH_DETECTOR", "Event", "Privacy", "TrackBook", "WatchConfig", "WatchSession", "WatchSnapshot",
            "blur_faces", "compliance_ratio", "events_csv"]

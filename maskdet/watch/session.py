@@ -3,7 +3,8 @@
 :class:`WatchSession` runs track-aware inference over a :class:`maskdet.inference.pipeline.FacePipeline`:
 
 - the detector runs on every ``detect_every``-th frame; between two, the faces of the last detected frame
-  are drawn again (the tracker's boxes carry them; a face moves a few pixels in 1/15 s);
+  are drawn where the tracker expects them (:meth:`TrackBook.carried_boxes`: its Kalman box moved on by its
+  velocity), with their labels; a face not yet tracked stays where it was found;
 - a detected face is classified only when its track needs a label (:meth:`TrackBook.needs_label`: new,
   undecided, every ``classify_every`` frames, or when its box moved a lot); otherwise its track's last
   label is reused. All faces that need a label on a frame are classified in one batch;
@@ -42,7 +43,15 @@ logger = logging.getLogger(__name__)
 FPS_WINDOW = 60  # processed frames per second over the last this many frames
 ID_COLOUR_RGB = (255, 255, 255)
 
-FrameSink = Callable[[np.ndarray], None]
+FrameSink = Callable[[np.ndarray, float], None]  # (annotated frame, its stream time in seconds)
+WATCH_DETECTOR = "centerface-live"
+"""The detector setting watched streams run (:data:`maskdet.inference.detector.DETECTORS`): the product's, with
+its 160 px pass only on frames where the main pass finds no face (``benchmarks/bench_streams.py``)."""
+
+
+def _clip(box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = box
+    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
 
 
 def model_classes(pipeline: FacePipeline) -> tuple[str, ...]:
@@ -90,7 +99,7 @@ class WatchSession:
             self.book = TrackBook(self.classes, self.config)
             self._started = self._clock()
             self._frames = 0
-            self._shown: list[FacePrediction] = []
+            self._detected: list[FacePrediction] = []  # the faces of the last detected frame
             self._durations: deque[float] = deque(maxlen=FPS_WINDOW)
             self._stamps: deque[float] = deque(maxlen=FPS_WINDOW)
             self._last_frame: np.ndarray | None = None
@@ -118,9 +127,9 @@ class WatchSession:
         """
         started = time.perf_counter()
         t = self._clock() - self._started if t is None else t
-        detect = self._frames % self.config.detect_every == 0
+        step = self._frames % self.config.detect_every
         try:
-            faces, events = self._track(rgb, t) if detect else (self._shown, [])
+            faces, events = self._carried(step / self.config.detect_every, rgb.shape) if step else self._track(rgb, t)
             annotated = self._draw(rgb, faces)
         except Exception as exc:  # noqa: BLE001 -- one bad frame must not end the stream; counted and shown
             logger.exception("watch: frame processing failed (the stream goes on)")
@@ -130,7 +139,8 @@ class WatchSession:
             height, width = rgb.shape[:2]
             annotated = blur_faces(rgb, [(0, 0, width, height)]) if self.config.privacy is Privacy.BLUR else rgb
         with self._lock:
-            self._shown = faces
+            if not step:
+                self._detected = faces
             self._frames += 1
             self._durations.append(time.perf_counter() - started)
             self._stamps.append(self._clock())
@@ -138,7 +148,7 @@ class WatchSession:
                 self._last_frame = annotated
             sink = self._sink
         if sink is not None:
-            sink(annotated)
+            sink(annotated, t)
         return annotated, events
 
     def _infer(self, rgb: np.ndarray) -> tuple[list[FacePrediction], list[bool]]:
@@ -174,6 +184,15 @@ class WatchSession:
             k += 1
         return faces, fresh
 
+    def _carried(self, fraction: float, shape: tuple[int, ...]) -> tuple[list[FacePrediction], list[Event]]:
+        """The last detected frame's faces moved to where the tracker expects them now (no events)."""
+        height, width = shape[:2]
+        with self._lock:
+            carried = self.book.carried_boxes(fraction)
+            faces = [replace(face, box=_clip(carried[face.track_id], width, height)) if face.track_id in carried
+                     else face for face in self._detected]
+        return faces, []
+
     def _track(self, rgb: np.ndarray, t: float) -> tuple[list[FacePrediction], list[Event]]:
         faces, fresh = self._run(self._infer, rgb).result() if self._run else self._infer(rgb)
         with self._lock:
@@ -205,7 +224,8 @@ class WatchSession:
     # --- outputs --------------------------------------------------------------------------------------
 
     def record_to(self, sink: FrameSink | None) -> None:
-        """Send every annotated frame to ``sink`` (a recorder) from now on; None stops. Refused in no-pictures mode."""
+        """Send every annotated frame and its stream time to ``sink`` (a recorder) from now on; None stops.
+        Refused in no-pictures mode."""
         if sink is not None and not self.config.privacy.keeps_pictures:
             raise ValueError("no-pictures privacy mode: nothing is recorded")
         with self._lock:

@@ -72,9 +72,14 @@ class InputConfig:
         return (batch.float().div_(255.0) - mean) / std
 
     def to_tensor(self, images: list[Image.Image]) -> torch.Tensor:
-        """A batch of RGB images as the model's normalised input (N, C, size, size)."""
-        batch = np.stack([self.to_uint8(img) for img in images])
-        return self.normalize(torch.from_numpy(batch).permute(0, 3, 1, 2))
+        """A batch of RGB images as the model's normalised input (N, C, size, size), contiguous.
+
+        The same float32 arithmetic as :meth:`normalize` (bit for bit), in NumPy: torch's element-wise ops
+        wait on its intra-op thread pool, which on a busy machine cost ~40 ms per webcam face batch against
+        ~1 ms here (``benchmarks/bench_streams.py``; issue 25)."""
+        batch = np.stack([self.to_uint8(img) for img in images]).astype(np.float32)
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        return torch.from_numpy(np.ascontiguousarray(((batch / np.float32(255.0) - mean) / std).transpose(0, 3, 1, 2)))
 
     def to_json(self) -> dict:
         return {"size": self.size, "channels": self.channels, "mean": list(self.mean), "std": list(self.std)}
