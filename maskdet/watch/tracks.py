@@ -50,9 +50,10 @@ class WatchConfig:
     leave_after_s: float = 1.0
     decide_after: int = 3
     classify_every: int = 6  # frames between two classifications of a tracked face (session)
-    # run the detector on every n-th frame; the tracker's boxes carry the others (session). 2, not 3: one more
-    # scenes-dev person of 100 right, the same on ilc-dev; both meet the speed targets (bench_streams, issue 25)
-    detect_every: int = 2
+    # run the detector on every n-th frame; the tracker's boxes carry the others (session). 3: on a quiet machine
+    # 2 gives one stream 59.9 frames/s, 3 gives 86.9 (4 streams 16.3 vs 24.3 each); the per-person verdict differs
+    # by one scenes-dev person of 100 and not at all on ilc-dev (bench_streams, issue 25)
+    detect_every: int = 3
     reclassify_below_iou: float = 0.5  # a face whose box moved this far from where it was classified: again
     frame_rate: float = 30.0
     privacy: Privacy = Privacy.OFF
