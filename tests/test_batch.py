@@ -37,9 +37,16 @@ def predict(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """A command started from a terminal has SIGINT's default action; a suite run as a background job of a
+    non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_predict(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "maskdet", "predict", *args], cwd=REPO, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_as_in_a_terminal)
 
 
 def read_records(path: Path) -> list[dict]:
