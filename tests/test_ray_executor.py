@@ -84,8 +84,10 @@ def test_an_evaluation_on_ray_reports_progress_and_matches_the_subprocess_job(
     on_ray, seen = run("ray", "evaluate-folder", params)
     assert on_ray.state == JobState.FINISHED, on_ray.error
     assert on_ray.worker_pid is None  # a Ray worker is not this server's process
-    phases = [s.progress.phase for s in seen if s.progress]
-    assert "classifying" in phases and on_ray.progress.fraction == 1.0
+    # Progress reached the server while the job ran, and its last report is complete. Which phases a 50 ms poll
+    # sees depends on the machine (on a quiet one, classifying 24 crops takes less than a poll), so the classifying
+    # phase is checked in the job's log, which keeps every report.
+    assert [s.progress.phase for s in seen if s.progress] and on_ray.progress.fraction == 1.0
     assert any("Classifying 24/24" in line for line in on_ray.log)
     assert len(list((tmp_path / "ray-cache" / "evaluations").glob("*.json"))) == 1
 
