@@ -43,16 +43,24 @@ CENTERFACE_ASSET = Asset(
 )
 
 
-# The product's settings, chosen on scenes-dev (benchmarks/bench_scene_detectors.py): every photo at a 480 px
-# long side plus a second pass at 160 px, where faces that fill the frame (webcam and phone close-ups, small
-# 240 px photos) shrink to sizes the model finds; peaks above 0.4 count. A border (``pad``), running small
-# photos at their own size (``upscale=False``) and lower thresholds found no more faces there or cost false
-# positives; a 320 px first pass lost small faces in crowd photos (kaggle-scenes).
+# The class defaults (video frames, the Webcam, watched streams), chosen on scenes-dev
+# (benchmarks/bench_scene_detectors.py): every image at a 480 px long side plus a second pass at 160 px, where
+# faces that fill the frame (webcam and phone close-ups, small 240 px photos) shrink to sizes the model finds;
+# peaks above 0.39 count. A border (``pad``), running small photos at their own size (``upscale=False``) and
+# lower thresholds found no more faces there or cost false positives; a 320 px first pass lost small faces in
+# crowd photos (kaggle-scenes).
 DEFAULT_THRESHOLD = 0.39
 DEFAULT_INPUT_LONG_SIDE = 480
 DEFAULT_EXTRA_LONG_SIDES = (160,)
 DEFAULT_ZOOM_BELOW = 512
 ZOOM_FACTOR = 2
+# Photos (the product's ``centerface`` setting) also run at a 1120 px long side, where the faces of ~35 px in an
+# 800 px web photo (21 px at 480) grow to ~49 px (issue 24, benchmarks/bench_detection_recall.py): ilc-dev
+# recall at IoU 0.4 0.913 -> 0.966 (faces under 24 px 0.596 -> 0.919), held-out kaggle-scenes photos 0.898 ->
+# 0.912, scenes-dev 0.990 with 5 false positives instead of 4; ~6x the detection time of an 800 px photo
+# (~170 ms on a quiet machine), so video frames keep the defaults. 960 px found less (0.962), twice a photo's
+# size up to 800 px a little more (0.968) at twice the cost and nothing on larger photos.
+PHOTO_EXTRA_LONG_SIDES = (160, 1120)
 
 
 @dataclass(frozen=True)
@@ -296,37 +304,48 @@ class CenterFaceDetector:
         zoom = (ZOOM_FACTOR * own,) if self.zoom_below is not None and max(shape) <= self.zoom_below else ()
         return (self.input_long_side, *self.extra_long_sides, *zoom)
 
+    def pass_candidates(self, image: np.ndarray, long_side: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One pass at ``long_side``: heatmap peaks above the threshold as boxes in ``image`` pixels, their scores
+        and their five landmarks (N, 5, 2) in ``image`` pixels (before NMS)."""
+        blob, scale, border = self._prepare(image, long_side)
+        heatmap, sizes, offsets, landmarks = self._session.run(self._output_names, {self._input_name: blob})
+        boxes, scores, points = self._decode(heatmap, sizes, offsets, landmarks)
+        return boxes / scale - border, scores, points / scale[:2] - border
+
     def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every heatmap peak above the threshold, from every scale, as boxes in ``image`` pixels (before NMS),
-        their scores and their five landmarks (N, 5, 2) in ``image`` pixels."""
+        """Every heatmap peak above the threshold, from every pass (:meth:`long_sides`), as in :meth:`pass_candidates`."""
         all_boxes, all_scores, all_points = [], [], []
         for long_side in self.long_sides(image.shape[:2]):
             if self.extra_when_empty and all_scores and len(all_scores[0]):
                 break  # the main pass found faces: the further passes are skipped (see the class)
-            blob, scale, border = self._prepare(image, long_side)
-            heatmap, sizes, offsets, landmarks = self._session.run(self._output_names, {self._input_name: blob})
-            boxes, scores, points = self._decode(heatmap, sizes, offsets, landmarks)
-            all_boxes.append(boxes / scale - border)
+            boxes, scores, points = self.pass_candidates(image, long_side)
+            all_boxes.append(boxes)
             all_scores.append(scores)
-            all_points.append(points / scale[:2] - border)
+            all_points.append(points)
         return np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_points)
 
     def detect(self, image: np.ndarray | Image.Image) -> list[Face]:
         """Faces in an RGB uint8 ``HxWx3`` array (a PIL image is accepted too), best score first."""
         rgb = as_rgb_array(image)
-        height, width = rgb.shape[:2]
-        boxes, scores, points = self.candidates(rgb)
-        if len(scores) == 0:
-            return []
-        faces = []
-        keep = nms(boxes, scores, self.nms_iou)
-        for box, score, landmarks in zip(boxes[keep], scores[keep], points[keep], strict=True):
-            x0, y0 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
-            x1, y1 = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
-            if x1 > x0 and y1 > y0:
-                faces.append(Face(box=(x0, y0, x1, y1), score=float(score),
-                                  landmarks=tuple((float(x), float(y)) for x, y in landmarks)))
-        return faces
+        return select_faces(*self.candidates(rgb), rgb.shape[:2], self.nms_iou)
+
+
+def select_faces(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, shape: tuple[int, int],
+                 nms_iou: float) -> list[Face]:
+    """Candidate boxes (x0, y0, x1, y1), scores and landmarks (N, 5, 2) in image pixels -> the faces kept by NMS at
+    ``nms_iou``, best score first, boxes clipped to an image of ``shape`` (height, width)."""
+    if len(scores) == 0:
+        return []
+    height, width = shape
+    faces = []
+    keep = nms(boxes, scores, nms_iou)
+    for box, score, landmarks in zip(boxes[keep], scores[keep], points[keep], strict=True):
+        x0, y0 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
+        x1, y1 = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
+        if x1 > x0 and y1 > y0:
+            faces.append(Face(box=(x0, y0, x1, y1), score=float(score),
+                              landmarks=tuple((float(x), float(y)) for x, y in landmarks)))
+    return faces
 
 
 class WholeImageDetector:
@@ -355,7 +374,8 @@ class DetectorSetting:
 
 
 DETECTORS: dict[str, DetectorSetting] = {
-    "centerface": DetectorSetting(CenterFaceDetector),
+    "centerface": DetectorSetting(CenterFaceDetector, {"extra_long_sides": PHOTO_EXTRA_LONG_SIDES}),
+    "centerface-frames": DetectorSetting(CenterFaceDetector),
     "centerface-480": DetectorSetting(CenterFaceDetector, {
         "threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True, "pad": 0.0,
         "extra_long_sides": (), "zoom_below": None}),
@@ -364,13 +384,16 @@ DETECTORS: dict[str, DetectorSetting] = {
 }
 """The one detector registry: setting name -> :class:`DetectorSetting`, for the pages, the CLI, the jobs and the tests.
 
-``centerface`` is the product's setting (the class defaults: the Photo page, the Webcam page
-and the CLI all use it); ``centerface-480`` is the setting before issue 19 (every photo scaled to
-a 480 px long side, no border, one scale, peaks above 0.35), with which the shipped default's crop
-set was cut and which is kept to compare against; ``centerface-live`` is the product's setting for live
-video (watched streams): the 160 px pass only on a frame where the 480 px pass found no face (it costs ~12%
-of a frame's detection and finds the close-ups that fill a frame, which then still get it);
-``whole-image`` takes each image as one face.
+``centerface`` is the product's photo setting (the Photo page, the CLI, batch jobs, cut-crops): the class
+defaults plus a 1120 px pass for the small faces of web photos (see PHOTO_EXTRA_LONG_SIDES);
+``centerface-frames`` is the class defaults, the photo setting before issue 24, for video frames (the Video
+page, ``maskdet bench``'s webcam figures), where the 1120 px pass would cost ~7x a frame's detection;
+``centerface-480`` is the setting before issue 19 (every photo scaled to a 480 px long side, no border, one
+scale, peaks above 0.35), with which the shipped default's crop set was cut and which is kept to compare
+against; ``centerface-live`` is the setting for live video (watched streams, the Webcam page): the frame
+setting with the 160 px pass only on a frame where the 480 px pass found no face (it costs ~12% of a frame's
+detection and finds the close-ups that fill a frame, which then still get it); ``whole-image`` takes each
+image as one face.
 """
 
 
