@@ -153,10 +153,11 @@ def compare_runtimes(loaded: LoadedModel, model: bytes, crops: list[Image.Image]
 
 def product_detector() -> tuple[bytes, dict]:
     """(the CenterFace graph the product runs, its settings): the verified file with a free input size
-    (:func:`maskdet.inference.detector.load_centerface_graph`) and the settings of the default detector."""
-    from maskdet.inference.detector import CenterFaceDetector, load_centerface_graph
+    (:func:`maskdet.inference.detector.load_centerface_graph`) and the settings of the product's photo setting
+    (``centerface``)."""
+    from maskdet.inference.detector import get_detector, load_centerface_graph
 
-    detector = CenterFaceDetector()
+    detector = get_detector("centerface")
     return load_centerface_graph(detector.model_path), detector.settings()
 
 
