@@ -33,7 +33,7 @@ from bench_detect import median_ms, test_frame  # noqa: E402
 from maskdet.data.annotations import SceneSet, load_scene_set  # noqa: E402
 from maskdet.data.images import load_rgb  # noqa: E402
 from maskdet.evaluation.scenes.matching import match_detections  # noqa: E402
-from maskdet.inference.detector import DETECTORS, CenterFaceDetector, get_detector, select_faces  # noqa: E402
+from maskdet.inference.detector import DETECTORS, CenterFaceDetector, select_faces  # noqa: E402
 from maskdet.settings import data_root  # noqa: E402
 from maskdet.training.crops import held_out_photos  # noqa: E402
 
@@ -46,6 +46,7 @@ SETTINGS: dict[str, dict] = {
     "480 + 160 + 800": {**BEFORE, "extra_long_sides": (160, 800)},
     "480 + 160 + 960": {**BEFORE, "extra_long_sides": (160, 960)},
     "480 + 160 + 1120": {**BEFORE, "extra_long_sides": (160, 1120)},
+    "480 + 160 + 1120 up to 2x": {**BEFORE, "extra_long_sides": (160, 1120), "extra_max_zoom": 2.0},
     "480 + 160, zoom <= 800": {**BEFORE, "zoom_below": 800},
     "480 + 160 + 960, threshold 0.35": {**BEFORE, "extra_long_sides": (160, 960), "threshold": 0.35},
     "480 + 160 + 960, threshold 0.45": {**BEFORE, "extra_long_sides": (160, 960), "threshold": 0.45},
@@ -126,8 +127,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10, help="timed detections per setting and image size")
     args = parser.parse_args()
     chosen = {name: options for name, options in SETTINGS.items() if not args.only or name in args.only}
-    detectors = {name: get_detector("centerface", **options) for name, options in chosen.items()}
-    base = get_detector("centerface", threshold=min(d.threshold for d in detectors.values()), pad=0.0)
+    detectors = {name: CenterFaceDetector(**options) for name, options in chosen.items()}
+    base = CenterFaceDetector(threshold=min(d.threshold for d in detectors.values()))
     if any(d.pad for d in detectors.values()):
         raise SystemExit("settings with a border (pad) are not supported here: use bench_scene_detectors.py")
 

@@ -61,6 +61,9 @@ ZOOM_FACTOR = 2
 # (~170 ms on a quiet machine), so video frames keep the defaults. 960 px found less (0.962), twice a photo's
 # size up to 800 px a little more (0.968) at twice the cost and nothing on larger photos.
 PHOTO_EXTRA_LONG_SIDES = (160, 1120)
+# ... but never enlarging an image more than twice (photos of at most 512 px get the 2x zoom instead): on a 196 px
+# close-up of one face the 1120 px pass (5.7x) found the face plus two "faces" around the eyes.
+PHOTO_EXTRA_MAX_ZOOM = 2.0
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,9 @@ class CenterFaceDetector:
     few pixels; a webcam frame of 640 px is never zoomed); with ``extra_when_empty`` those further passes
     run only on an image where the main pass found no face (live video: a close-up that fills the frame is
     still found, and a frame whose faces the main pass found costs one pass). Heatmap peaks above
-    ``threshold`` from every pass become boxes, merged by NMS at ``nms_iou``. ``input_long_side=None`` runs at the image's own
+    ``threshold`` from every pass become boxes, merged by NMS at ``nms_iou``. With ``extra_max_zoom`` an extra
+    pass that would enlarge the image more than that many times is skipped (a close-up of one face blown up
+    five times shows eyes and brows the model takes for faces). ``input_long_side=None`` runs at the image's own
     size (slower, finds smaller faces). ``pad`` adds a black border of that fraction of the long
     side around the image first (for faces cut by the frame edge). ``threads`` sets onnxruntime's intra-op threads; ``model_path``
     overrides the verified model file. One ``onnxruntime`` session is built per detector (~0.5 s): keep
@@ -197,6 +202,7 @@ class CenterFaceDetector:
         pad: float = 0.0,
         extra_long_sides: Sequence[int] = DEFAULT_EXTRA_LONG_SIDES,
         zoom_below: int | None = DEFAULT_ZOOM_BELOW,
+        extra_max_zoom: float | None = None,
         extra_when_empty: bool = False,
         threads: int = 2,
         allow_spinning: bool = False,
@@ -214,6 +220,8 @@ class CenterFaceDetector:
             raise ValueError(f"extra_long_sides must be at least 32, got {list(extra_long_sides)}")
         if zoom_below is not None and zoom_below < 16:
             raise ValueError(f"zoom_below must be at least 16 (or None), got {zoom_below}")
+        if extra_max_zoom is not None and extra_max_zoom < 1.0:
+            raise ValueError(f"extra_max_zoom must be at least 1 (or None), got {extra_max_zoom}")
         self.threshold = float(threshold)
         self.nms_iou = float(nms_iou)
         self.input_long_side = input_long_side
@@ -221,6 +229,7 @@ class CenterFaceDetector:
         self.pad = float(pad)
         self.extra_long_sides = tuple(int(side) for side in extra_long_sides)
         self.zoom_below = None if zoom_below is None else int(zoom_below)
+        self.extra_max_zoom = None if extra_max_zoom is None else float(extra_max_zoom)
         self.extra_when_empty = bool(extra_when_empty)
         if model_path is None:
             self.model_path = centerface_model_path()
@@ -245,11 +254,13 @@ class CenterFaceDetector:
         logger.debug("CenterFace loaded from %s (input long side %s)", self.model_path, input_long_side)
 
     def settings(self) -> dict[str, Any]:
-        """What changes the faces found: for reports and cache keys (``extra_when_empty`` only when set, so the
-        settings recorded before it existed, in crop-set manifests and caches, still match)."""
+        """What changes the faces found: for reports and cache keys (``extra_max_zoom`` and ``extra_when_empty``
+        only when set, so the settings recorded before they existed, in crop-set manifests and caches, still match)."""
         return {"threshold": self.threshold, "nms_iou": self.nms_iou, "input_long_side": self.input_long_side,
                 "upscale": self.upscale, "pad": self.pad, "extra_long_sides": list(self.extra_long_sides),
-                "zoom_below": self.zoom_below, **({"extra_when_empty": True} if self.extra_when_empty else {})}
+                "zoom_below": self.zoom_below,
+                **({"extra_max_zoom": self.extra_max_zoom} if self.extra_max_zoom is not None else {}),
+                **({"extra_when_empty": True} if self.extra_when_empty else {})}
 
     def _prepare(self, image: np.ndarray, long_side: int | None) -> tuple[np.ndarray, np.ndarray, int]:
         """Pad, resize (keeping the aspect ratio) and pad to multiples of 32.
@@ -299,10 +310,13 @@ class CenterFaceDetector:
 
     def long_sides(self, shape: tuple[int, int]) -> tuple[int | None, ...]:
         """The long side of each pass over an image of ``shape`` (height, width): the main one, the extra ones
-        and, for a photo whose long side is at most ``zoom_below``, ZOOM_FACTOR times its own size."""
+        (without those that would enlarge the image more than ``extra_max_zoom`` times) and, for a photo whose
+        long side is at most ``zoom_below``, ZOOM_FACTOR times its own size."""
         own = max(shape) + 2 * round(self.pad * max(shape))
+        extra = tuple(side for side in self.extra_long_sides
+                      if self.extra_max_zoom is None or side <= self.extra_max_zoom * own)
         zoom = (ZOOM_FACTOR * own,) if self.zoom_below is not None and max(shape) <= self.zoom_below else ()
-        return (self.input_long_side, *self.extra_long_sides, *zoom)
+        return (self.input_long_side, *extra, *zoom)
 
     def pass_candidates(self, image: np.ndarray, long_side: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One pass at ``long_side``: heatmap peaks above the threshold as boxes in ``image`` pixels, their scores
@@ -374,7 +388,8 @@ class DetectorSetting:
 
 
 DETECTORS: dict[str, DetectorSetting] = {
-    "centerface": DetectorSetting(CenterFaceDetector, {"extra_long_sides": PHOTO_EXTRA_LONG_SIDES}),
+    "centerface": DetectorSetting(CenterFaceDetector, {"extra_long_sides": PHOTO_EXTRA_LONG_SIDES,
+                                                       "extra_max_zoom": PHOTO_EXTRA_MAX_ZOOM}),
     "centerface-frames": DetectorSetting(CenterFaceDetector),
     "centerface-480": DetectorSetting(CenterFaceDetector, {
         "threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True, "pad": 0.0,
