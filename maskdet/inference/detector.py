@@ -55,14 +55,14 @@ DEFAULT_EXTRA_LONG_SIDES = (160,)
 DEFAULT_ZOOM_BELOW = 512
 ZOOM_FACTOR = 2
 # Photos (the product's ``centerface`` setting) also run at a 1120 px long side, where the faces of ~35 px in an
-# 800 px web photo (21 px at 480) grow to ~49 px (issue 24, benchmarks/bench_detection_recall.py): ilc-dev
-# recall at IoU 0.4 0.913 -> 0.966 (faces under 24 px 0.596 -> 0.919), held-out kaggle-scenes photos 0.898 ->
-# 0.912, scenes-dev 0.990 with 5 false positives instead of 4; ~6x the detection time of an 800 px photo
-# (~170 ms on a quiet machine), so video frames keep the defaults. 960 px found less (0.962), twice a photo's
-# size up to 800 px a little more (0.968) at twice the cost and nothing on larger photos.
+# 800 px web photo (21 px at 480) grow to ~49 px, but never enlarged more than twice (photos of at most 512 px get
+# the 2x zoom instead): on a 196 px close-up of one face the 1120 px pass (5.7x) found the face plus two "faces"
+# around the eyes. Issue 24, benchmarks/bench_detection_recall.py: ilc-dev recall at IoU 0.4 0.913 -> 0.965
+# (faces under 24 px 0.596 -> 0.914), scenes-dev unchanged (0.990, 4 false positives), ~5x the detection time
+# of an 800 px photo (80-170 ms measured, by load), so video frames keep the defaults. 960 px found less (0.962),
+# twice a photo's size up to 800 px a little more (0.968) at twice the cost and nothing on larger photos; lower
+# thresholds or a looser NMS cost scenes-dev false positives.
 PHOTO_EXTRA_LONG_SIDES = (160, 1120)
-# ... but never enlarging an image more than twice (photos of at most 512 px get the 2x zoom instead): on a 196 px
-# close-up of one face the 1120 px pass (5.7x) found the face plus two "faces" around the eyes.
 PHOTO_EXTRA_MAX_ZOOM = 2.0
 
 
@@ -327,7 +327,8 @@ class CenterFaceDetector:
         return boxes / scale - border, scores, points / scale[:2] - border
 
     def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every heatmap peak above the threshold, from every pass (:meth:`long_sides`), as in :meth:`pass_candidates`."""
+        """Every heatmap peak above the threshold, from every pass (:meth:`long_sides`), as in
+        :meth:`pass_candidates`."""
         all_boxes, all_scores, all_points = [], [], []
         for long_side in self.long_sides(image.shape[:2]):
             if self.extra_when_empty and all_scores and len(all_scores[0]):
@@ -402,7 +403,7 @@ DETECTORS: dict[str, DetectorSetting] = {
 ``centerface`` is the product's photo setting (the Photo page, the CLI, batch jobs, cut-crops): the class
 defaults plus a 1120 px pass for the small faces of web photos (see PHOTO_EXTRA_LONG_SIDES);
 ``centerface-frames`` is the class defaults, the photo setting before issue 24, for video frames (the Video
-page, ``maskdet bench``'s webcam figures), where the 1120 px pass would cost ~7x a frame's detection;
+page, ``maskdet bench``'s webcam figures), where the 1120 px pass would cost ~5-7x a frame's detection;
 ``centerface-480`` is the setting before issue 19 (every photo scaled to a 480 px long side, no border, one
 scale, peaks above 0.35), with which the shipped default's crop set was cut and which is kept to compare
 against; ``centerface-live`` is the setting for live video (watched streams, the Webcam page): the frame
