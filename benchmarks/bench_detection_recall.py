@@ -47,6 +47,10 @@ SETTINGS: dict[str, dict] = {
     "480 + 160 + 960": {**BEFORE, "extra_long_sides": (160, 960)},
     "480 + 160 + 1120": {**BEFORE, "extra_long_sides": (160, 1120)},
     "480 + 160 + 1120 up to 2x": {**BEFORE, "extra_long_sides": (160, 1120), "extra_max_zoom": 2.0},
+    "480 + 160 + 1120, faces <= 96 px there": {**BEFORE, "extra_long_sides": (160, 1120), "extra_max_face": 96},
+    "480 + 160 + 1120, faces <= 128 px there": {**BEFORE, "extra_long_sides": (160, 1120), "extra_max_face": 128},
+    "480 + 160 + 1120 up to 2x, faces <= 96 px there": {**BEFORE, "extra_long_sides": (160, 1120),
+                                                        "extra_max_zoom": 2.0, "extra_max_face": 96},
     "480 + 160, zoom <= 800": {**BEFORE, "zoom_below": 800},
     "480 + 160 + 960, threshold 0.35": {**BEFORE, "extra_long_sides": (160, 960), "threshold": 0.35},
     "480 + 160 + 960, threshold 0.45": {**BEFORE, "extra_long_sides": (160, 960), "threshold": 0.45},
@@ -98,7 +102,11 @@ def score(bench: BenchSet, detector: CenterFaceDetector) -> dict:
     by_size = [[0, 0] for _ in SIZE_BUCKETS]
     for scene in bench.scenes.images:
         shape = bench.shapes[scene.relpath]
-        parts = [bench.passes[scene.relpath, side] for side in passes_of(detector, shape)]
+        parts = []
+        for side in detector.long_sides(shape):
+            boxes, scores, points = bench.passes[scene.relpath, pass_size(side, shape, detector.upscale)]
+            keep = detector.kept_by_pass(side, shape, boxes)
+            parts.append((boxes[keep], scores[keep], points[keep]))
         boxes, scores, points = (np.concatenate(column) for column in zip(*parts, strict=True))
         keep = scores > detector.threshold
         detections = select_faces(boxes[keep], scores[keep], points[keep], shape, detector.nms_iou)

@@ -357,7 +357,7 @@ def test_the_photo_setting_finds_the_small_faces_of_web_photos(datasets_root: Pa
     setting (480 + 160 px) does not."""
     frames = get_detector("centerface-frames")
     assert detector.settings() == {**frames.settings(), "extra_long_sides": [160, 1120],
-                                   "extra_max_zoom": 2.0}  # what cache keys see
+                                   "extra_max_zoom": 2.0, "extra_max_face": 96}  # what cache keys see
     scenes = load_scene_set(datasets_root / "ilc-dev")
     photo = next(image for image in scenes.images if image.relpath == "images/25f370b3911cb9baab3ac8d42292cf75.jpg")
     faces = [face.box for face in photo.faces]
@@ -375,12 +375,17 @@ def test_the_photo_setting_finds_the_small_faces_of_web_photos(datasets_root: Pa
     assert new.best_iou[faces.index(small)] >= 0.5
 
 
-def test_the_photo_setting_does_not_blow_up_close_ups(datasets_root: Path, detector: CenterFaceDetector) -> None:
-    """A 196 px close-up of one face: at 1120 px (5.7x) CenterFace also reports two "faces" around the eyes; the photo
-    setting skips that pass (never more than 2x) and finds the one face, as the frame setting does."""
-    close_up = np.asarray(load_rgb(datasets_root / "synthetic-masks-2k" / "with_mask" / "with_mask_1.jpg"))
-    assert max(close_up.shape) < 1120 / 2 and detector.long_sides(close_up.shape[:2]) == (480, 160, 2 * 196)
-    unlimited = CenterFaceDetector(extra_long_sides=(160, 1120), model_path=detector.model_path)
-    assert len(unlimited.detect(close_up)) == 3
-    assert detector.detect(close_up) == get_detector("centerface-frames").detect(close_up)
-    assert len(detector.detect(close_up)) == 1
+def test_the_photo_setting_does_not_break_up_faces_that_fill_the_photo(datasets_root: Path,
+                                                                       detector: CenterFaceDetector) -> None:
+    """A face that fills the photo, at 196 px and enlarged to 4000 px: at 1120 px (5.7x, 0.28x) CenterFace also reports
+    one or two "faces" around the eyes; the photo setting skips that pass on the small one (never more than 2x) and keeps
+    only boxes of at most 96 px from it on the large one, so both give the one face, as the frame setting does."""
+    close_up = load_rgb(datasets_root / "synthetic-masks-2k" / "with_mask" / "with_mask_1.jpg")
+    large = close_up.resize((4000, 4000))
+    frames = get_detector("centerface-frames")
+    unfiltered = CenterFaceDetector(extra_long_sides=(160, 1120), model_path=detector.model_path)
+    assert detector.long_sides((196, 195)) == (480, 160, 2 * 196)
+    assert detector.long_sides((4000, 4000)) == (480, 160, 1120)
+    for photo in (np.asarray(close_up), np.asarray(large)):
+        assert len(unfiltered.detect(photo)) > 1  # the face and "faces" around its eyes
+        assert len(detector.detect(photo)) == 1 and detector.detect(photo) == frames.detect(photo)

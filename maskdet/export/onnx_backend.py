@@ -107,7 +107,8 @@ def load_exported_pipeline(folder: str | Path):
                            upscale=detector["input"].get("upscale", True),
                            extra_long_sides=tuple(detector["input"].get("extra_long_sides", ())),
                            zoom_below=detector["input"].get("zoom_below"),
-                           extra_max_zoom=detector["input"].get("extra_max_zoom")),
+                           extra_max_zoom=detector["input"].get("extra_max_zoom"),
+                           extra_max_face=detector["input"].get("extra_max_face")),
         margin=detector["crop_margin"],
     )
 

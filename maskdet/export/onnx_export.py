@@ -177,11 +177,13 @@ def detector_card(detector_bytes: bytes, settings: dict) -> dict:
                   # a black border of this fraction of the long side first; never upscale when false; then the
                   # same again at each extra long side and, for a photo whose long side is at most zoom_below,
                   # at zoom_factor times its own size; an extra pass that would enlarge the image more than
-                  # extra_max_zoom times (null: no limit) is skipped; all peaks merged by one NMS
+                  # extra_max_zoom times is skipped, one larger than the main pass keeps only boxes of at most
+                  # extra_max_face px at its scale (null: no limit); all peaks merged by one NMS
                   # (maskdet.inference.detector)
                   "border_fraction": settings["pad"], "upscale": settings["upscale"],
                   "extra_long_sides": list(settings["extra_long_sides"]), "zoom_below": settings["zoom_below"],
-                  "zoom_factor": ZOOM_FACTOR, "extra_max_zoom": settings.get("extra_max_zoom")},
+                  "zoom_factor": ZOOM_FACTOR, "extra_max_zoom": settings.get("extra_max_zoom"),
+                  "extra_max_face": settings.get("extra_max_face")},
         "outputs": ["heatmap", "scale", "offset", "landmarks"],
         "stride": 4,
         "decode": "peaks of heatmap > threshold; box size = exp(scale) * stride (h, w); "

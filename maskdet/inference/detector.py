@@ -55,15 +55,17 @@ DEFAULT_EXTRA_LONG_SIDES = (160,)
 DEFAULT_ZOOM_BELOW = 512
 ZOOM_FACTOR = 2
 # Photos (the product's ``centerface`` setting) also run at a 1120 px long side, where the faces of ~35 px in an
-# 800 px web photo (21 px at 480) grow to ~49 px, but never enlarged more than twice (photos of at most 512 px get
-# the 2x zoom instead): on a 196 px close-up of one face the 1120 px pass (5.7x) found the face plus two "faces"
-# around the eyes. Issue 24, benchmarks/bench_detection_recall.py: ilc-dev recall at IoU 0.4 0.913 -> 0.965
-# (faces under 24 px 0.596 -> 0.914), scenes-dev unchanged (0.990, 4 false positives), ~5x the detection time
-# of an 800 px photo (80-170 ms measured, by load), so video frames keep the defaults. 960 px found less (0.962),
-# twice a photo's size up to 800 px a little more (0.968) at twice the cost and nothing on larger photos; lower
-# thresholds or a looser NMS cost scenes-dev false positives.
+# 800 px web photo (21 px at 480) grow to ~49 px; that pass never enlarges a photo more than twice (photos of at
+# most 512 px get the 2x zoom instead) and keeps only boxes of at most 96 px at its scale: a face that fills the
+# photo (a 196 px close-up at 5.7x, the same face in a 4000 px photo at 0.28x) breaks up there into two more
+# "faces" around the eyes. Issue 24, benchmarks/bench_detection_recall.py: ilc-dev recall at IoU 0.4 0.913 ->
+# 0.963 (faces under 24 px 0.596 -> 0.914), scenes-dev unchanged (0.990, 4 false positives), ~5x the detection
+# time of an 800 px photo (80-170 ms measured, by load), so video frames keep the defaults. 960 px found less
+# (0.962 unfiltered), twice a photo's size up to 800 px a little more (0.968) at twice the cost and nothing on
+# larger photos; lower thresholds or a looser NMS cost scenes-dev false positives.
 PHOTO_EXTRA_LONG_SIDES = (160, 1120)
 PHOTO_EXTRA_MAX_ZOOM = 2.0
+PHOTO_EXTRA_MAX_FACE = 96
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,10 @@ class CenterFaceDetector:
     still found, and a frame whose faces the main pass found costs one pass). Heatmap peaks above
     ``threshold`` from every pass become boxes, merged by NMS at ``nms_iou``. With ``extra_max_zoom`` an extra
     pass that would enlarge the image more than that many times is skipped (a close-up of one face blown up
-    five times shows eyes and brows the model takes for faces). ``input_long_side=None`` runs at the image's own
-    size (slower, finds smaller faces). ``pad`` adds a black border of that fraction of the long
+    five times shows eyes and brows the model takes for faces); with ``extra_max_face`` an extra pass larger than
+    the main one keeps only boxes of at most that many pixels at its own scale (it is there for small faces; a
+    face that fills a large photo breaks up into "faces" around the eyes at 1120 px too).
+    ``input_long_side=None`` runs at the image's own size (slower, finds smaller faces). ``pad`` adds a black border of that fraction of the long
     side around the image first (for faces cut by the frame edge). ``threads`` sets onnxruntime's intra-op threads; ``model_path``
     overrides the verified model file. One ``onnxruntime`` session is built per detector (~0.5 s): keep
     the detector and reuse it; :meth:`detect` is safe to call from several threads.
@@ -203,6 +207,7 @@ class CenterFaceDetector:
         extra_long_sides: Sequence[int] = DEFAULT_EXTRA_LONG_SIDES,
         zoom_below: int | None = DEFAULT_ZOOM_BELOW,
         extra_max_zoom: float | None = None,
+        extra_max_face: int | None = None,
         extra_when_empty: bool = False,
         threads: int = 2,
         allow_spinning: bool = False,
@@ -222,6 +227,8 @@ class CenterFaceDetector:
             raise ValueError(f"zoom_below must be at least 16 (or None), got {zoom_below}")
         if extra_max_zoom is not None and extra_max_zoom < 1.0:
             raise ValueError(f"extra_max_zoom must be at least 1 (or None), got {extra_max_zoom}")
+        if extra_max_face is not None and extra_max_face < 8:
+            raise ValueError(f"extra_max_face must be at least 8 (or None), got {extra_max_face}")
         self.threshold = float(threshold)
         self.nms_iou = float(nms_iou)
         self.input_long_side = input_long_side
@@ -230,6 +237,7 @@ class CenterFaceDetector:
         self.extra_long_sides = tuple(int(side) for side in extra_long_sides)
         self.zoom_below = None if zoom_below is None else int(zoom_below)
         self.extra_max_zoom = None if extra_max_zoom is None else float(extra_max_zoom)
+        self.extra_max_face = None if extra_max_face is None else int(extra_max_face)
         self.extra_when_empty = bool(extra_when_empty)
         if model_path is None:
             self.model_path = centerface_model_path()
@@ -254,12 +262,14 @@ class CenterFaceDetector:
         logger.debug("CenterFace loaded from %s (input long side %s)", self.model_path, input_long_side)
 
     def settings(self) -> dict[str, Any]:
-        """What changes the faces found: for reports and cache keys (``extra_max_zoom`` and ``extra_when_empty``
-        only when set, so the settings recorded before they existed, in crop-set manifests and caches, still match)."""
+        """What changes the faces found: for reports and cache keys (``extra_max_zoom``, ``extra_max_face`` and
+        ``extra_when_empty`` only when set, so the settings recorded before they existed, in crop-set manifests and
+        caches, still match)."""
         return {"threshold": self.threshold, "nms_iou": self.nms_iou, "input_long_side": self.input_long_side,
                 "upscale": self.upscale, "pad": self.pad, "extra_long_sides": list(self.extra_long_sides),
                 "zoom_below": self.zoom_below,
                 **({"extra_max_zoom": self.extra_max_zoom} if self.extra_max_zoom is not None else {}),
+                **({"extra_max_face": self.extra_max_face} if self.extra_max_face is not None else {}),
                 **({"extra_when_empty": True} if self.extra_when_empty else {})}
 
     def _prepare(self, image: np.ndarray, long_side: int | None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -326,17 +336,30 @@ class CenterFaceDetector:
         boxes, scores, points = self._decode(heatmap, sizes, offsets, landmarks)
         return boxes / scale - border, scores, points / scale[:2] - border
 
+    def kept_by_pass(self, long_side: int | None, shape: tuple[int, int], boxes: np.ndarray) -> np.ndarray:
+        """Which of a pass's ``boxes`` (image pixels) count: all, except in an extra pass larger than the main one
+        with ``extra_max_face`` set, where only boxes of at most that many pixels at the pass's scale do."""
+        main = self.input_long_side or max(shape)
+        if self.extra_max_face is None or long_side is None or long_side not in self.extra_long_sides \
+                or long_side <= main:
+            return np.ones(len(boxes), dtype=bool)
+        own = max(shape) + 2 * round(self.pad * max(shape))
+        scale = (long_side if self.upscale else min(long_side, own)) / own
+        sizes = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * scale
+        return sizes <= self.extra_max_face
+
     def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every heatmap peak above the threshold, from every pass (:meth:`long_sides`), as in
+        """Every heatmap peak above the threshold, from every pass (:meth:`long_sides`, :meth:`kept_by_pass`), as in
         :meth:`pass_candidates`."""
         all_boxes, all_scores, all_points = [], [], []
         for long_side in self.long_sides(image.shape[:2]):
             if self.extra_when_empty and all_scores and len(all_scores[0]):
                 break  # the main pass found faces: the further passes are skipped (see the class)
             boxes, scores, points = self.pass_candidates(image, long_side)
-            all_boxes.append(boxes)
-            all_scores.append(scores)
-            all_points.append(points)
+            keep = self.kept_by_pass(long_side, image.shape[:2], boxes)
+            all_boxes.append(boxes[keep])
+            all_scores.append(scores[keep])
+            all_points.append(points[keep])
         return np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_points)
 
     def detect(self, image: np.ndarray | Image.Image) -> list[Face]:
@@ -390,7 +413,8 @@ class DetectorSetting:
 
 DETECTORS: dict[str, DetectorSetting] = {
     "centerface": DetectorSetting(CenterFaceDetector, {"extra_long_sides": PHOTO_EXTRA_LONG_SIDES,
-                                                       "extra_max_zoom": PHOTO_EXTRA_MAX_ZOOM}),
+                                                       "extra_max_zoom": PHOTO_EXTRA_MAX_ZOOM,
+                                                       "extra_max_face": PHOTO_EXTRA_MAX_FACE}),
     "centerface-frames": DetectorSetting(CenterFaceDetector),
     "centerface-480": DetectorSetting(CenterFaceDetector, {
         "threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True, "pad": 0.0,
