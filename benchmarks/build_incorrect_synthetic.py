@@ -8,6 +8,9 @@ Prints the manifest's ``synthetic`` record.
     python benchmarks/build_incorrect_synthetic.py \\
         --source $MASKDET_CACHE_DIR/crops/kaggle-scenes-3class-face-mask-4k \\
         --name kaggle-scenes-3class-synth-face-mask-4k --count 1000 --seed 0
+    # pairs: the same donor mask on the same bare face over the nose (with_mask) and low (incorrect_mask)
+    python benchmarks/build_incorrect_synthetic.py --source ... --name kaggle-scenes-3class-pairs-face-mask-4k \\
+        --count 1000 --seed 0 --paired
 """
 
 from __future__ import annotations
@@ -32,9 +35,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SynthesisSettings.seed)
     parser.add_argument("--chin-share", type=float, default=SynthesisSettings.chin_share,
                         help="share of faces with the mask on the chin (the rest: just below the nose)")
+    parser.add_argument("--paired", action="store_true",
+                        help="each low face gets a with_mask twin: the same donor mask on the same face over the nose")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = SynthesisSettings(count=args.count, seed=args.seed, chin_share=args.chin_share)
+    settings = SynthesisSettings(count=args.count, seed=args.seed, chin_share=args.chin_share,
+                                 paired=args.paired)
     record = build_synthetic_crop_set(args.source, crop_sets_dir() / args.name, settings)
     print(json.dumps(record, indent=1))
 

@@ -2,12 +2,11 @@
 precision, bare and incorrect faces called masked. For comparing three-class models on the same real
 validation faces (a model trained with ``--limit-per-class`` saved fewer of them than one trained without).
 
-    python benchmarks/three_class_split.py --split-of mobilenet_v2_3class_synth --split val \\
-        --data $MASKDET_CACHE_DIR/crops/kaggle-scenes-3class-face-mask-4k --model mobilenet_v2_3class \\
-        --model mobilenet_v2_3class_synth
+    python benchmarks/three_class_split.py --split-of mobilenet_v2_3class_pairs_robust --split val \\
+        --data $MASKDET_CACHE_DIR/crops/kaggle-scenes-3class-face-mask-4k --model mobilenet_v2_3class_pairs_robust
 
 Without ``--split-of``, every file of ``--data`` is scored (e.g. ilc-dev's annotated faces cut with the pipeline's
-margin, to compare models' classification without detection). Files under ``incorrect_mask/synthetic/`` are never
+margin, to compare models' classification without detection). Files under ``<class>/synthetic/`` are never
 scored (real faces only). Prints one JSON object.
 """
 

@@ -78,7 +78,7 @@ def test_compare_scores_every_model_on_one_held_out_set_and_defaults_to_unseen_d
     assert own.loc["mobilenet_v2", COL_N] == 1344 and own.loc["mlp", COL_N] == 613
     # Issue 24: the three-class model beside the default held out its whole crop set's test split, face-mask-4k's
     # 613 files among them (so the common set above stays those 613, now "held out by all 4").
-    assert own.loc["mobilenet_v2_3class_synth", COL_N] == 1351
+    assert own.loc["mobilenet_v2_3class_pairs_robust", COL_N] == 1351
 
 
 def test_unseen_data_says_when_every_listed_folder_was_trained_on(tmp_path: Path, datasets_root: Path,

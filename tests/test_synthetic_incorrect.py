@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdet.data.augment import lower_mask
+from maskdet.data.augment import lower_mask, proper_mask
 from maskdet.data.datasets import DATASET_MANIFEST
 from maskdet.data.images import load_rgb
 from maskdet.inference.detector import get_detector
@@ -69,6 +69,23 @@ def test_the_mask_goes_below_the_nose_tip_and_nothing_above_changes(bare_and_mas
         assert changed[band_y, x0:x1].mean() > 0.9
 
 
+def test_the_proper_twin_covers_the_nose_tip_and_the_low_one_leaves_it_bare(bare_and_masked):
+    """The pair a model learns the mask's position from: the same donor mask on the same bare face, once over
+    the nose (with_mask) and once below it (incorrect_mask); the nose tip is what tells them apart."""
+    (bare, bare_points), (masked, masked_points) = bare_and_masked[0][1], bare_and_masked[1][1]
+    pixels = np.asarray(bare, int)
+    proper = np.abs(np.asarray(proper_mask(bare, bare_points, masked, masked_points), int) - pixels).sum(axis=2)
+    low = np.abs(np.asarray(lower_mask(bare, bare_points, masked, masked_points, drop=0.3), int) - pixels).sum(axis=2)
+    nose_x, nose_y = np.round(bare_points[2]).astype(int)
+    tip = (slice(nose_y - 2, nose_y + 3), slice(nose_x - 2, nose_x + 3))
+    assert (proper[tip] > 0).all() and (low[tip] == 0).all()
+    eye_y = bare_points[:2, 1].mean()
+    assert (proper[: int(eye_y)] == 0).all()  # the eyes stay visible
+    mouth = bare_points[3:]
+    mouth_y, x0, x1 = round(mouth[:, 1].mean()), round(mouth[:, 0].min()), round(mouth[:, 0].max())
+    assert (proper[mouth_y, x0:x1] > 0).mean() > 0.9  # the mouth is covered too
+
+
 def test_degenerate_landmarks_are_refused_in_one_line(bare_and_masked):
     (bare, bare_points), (masked, masked_points) = bare_and_masked[0][0], bare_and_masked[1][0]
     upside_down = bare_points.copy()
@@ -118,3 +135,22 @@ def test_a_synthetic_crop_set_adds_train_faces_only_and_is_reproducible(small_cr
     for relpath in added:
         _, bare, masked = relpath.rsplit("/", 1)[-1].removesuffix(".png").split("__")
         assert bare in train_stems and masked in train_stems
+
+
+def test_a_paired_crop_set_gives_every_low_face_a_proper_twin(small_crop_set, detector, tmp_path):
+    settings = SynthesisSettings(count=3, seed=7, min_side=48)
+    single = build_synthetic_crop_set(small_crop_set, tmp_path / "single", settings, detector=detector)
+    paired = build_synthetic_crop_set(small_crop_set, tmp_path / "paired",
+                                      SynthesisSettings(count=3, seed=7, min_side=48, paired=True), detector=detector)
+    assert paired["made"] == 2 * single["made"] == 6 and paired["settings"]["paired"]
+    source_split = json.loads((small_crop_set / DATASET_MANIFEST).read_text())["split"]
+    split = json.loads((tmp_path / "paired" / DATASET_MANIFEST).read_text())["split"]
+    added = {r: s for r, s in split.items() if r not in source_split}
+    assert set(added.values()) == {"train"}
+    low = sorted(r.removeprefix("incorrect_mask/synthetic/") for r in added if r.startswith("incorrect_mask/"))
+    proper = sorted(r.removeprefix("with_mask/synthetic/") for r in added if r.startswith("with_mask/"))
+    assert len(low) == 3 and low == proper  # same bare face, same donor
+    for name in low:  # the low faces are those of an unpaired set with the same seed; the twin differs
+        low_bytes = (tmp_path / "paired" / "incorrect_mask" / "synthetic" / name).read_bytes()
+        assert low_bytes == (tmp_path / "single" / "incorrect_mask" / "synthetic" / name).read_bytes()
+        assert low_bytes != (tmp_path / "paired" / "with_mask" / "synthetic" / name).read_bytes()

@@ -20,6 +20,7 @@ CenterFace gives, so the nose stays bare: a mask worn incorrectly (``incorrect_m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -239,13 +240,17 @@ Landmarks = np.ndarray
 corner (CenterFace's order, :class:`maskdet.inference.detector.Face`)."""
 
 
+_MASK_TOP = 0.45
+"""Where a worn mask's upper edge sits: this share of the way from the eyes' height down to the nose tip."""
+
+
 def _mask_patch(masked: np.ndarray, points: Landmarks) -> tuple[np.ndarray, float, float, float]:
     """The mask of a masked face: from between the eyes and the nose tip (where a mask's upper edge sits) down
     to below the chin, as wide as the cheeks. Returns (RGB patch, its top's y, its centre x, inter-eye distance)
     in ``masked`` pixels; the patch is cut at the image's borders."""
     eyes, nose, mouth = points[:2], points[2], points[3:]
     eye_y, eye_d = float(eyes[:, 1].mean()), float(np.linalg.norm(eyes[1] - eyes[0]))
-    top = eye_y + 0.45 * (nose[1] - eye_y)
+    top = eye_y + _MASK_TOP * (nose[1] - eye_y)
     bottom = mouth[:, 1].mean() + 1.6 * (mouth[:, 1].mean() - nose[1])
     centre_x = float(mouth[:, 0].mean())
     half_w = 1.25 * eye_d
@@ -269,33 +274,29 @@ def _feathered_alpha(height: int, width: int, feather: float) -> np.ndarray:
     return alpha
 
 
-def lower_mask(bare: Image.Image, bare_points: Landmarks, masked: Image.Image, masked_points: Landmarks,
-               drop: float = 0.3, feather: float = 0.12) -> Image.Image:
-    """``bare`` with ``masked``'s mask pasted so that its upper edge sits ``drop`` of the nose-to-mouth distance
-    below ``bare``'s nose tip (0.2-0.6: under the nose over the mouth; >= 1: on the chin, mouth bare too).
-
-    The mask is scaled by the ratio of the two faces' inter-eye distances and centred on ``bare``'s mouth;
-    its outline is feathered (``feather`` of the patch's size) so no hard seam marks it. Only pixels lower
-    than the nose tip change, by construction: the nose stays visible. Returns a new RGB image of
-    ``bare``'s size (the caller labels it ``incorrect_mask``). Landmarks are (5, 2) arrays in each image's
-    pixels (:data:`Landmarks`). Raises ValueError when the landmarks are degenerate (eyes on top of each
-    other, mouth above the nose).
-    """
-    bare_rgb, masked_rgb = np.asarray(bare.convert("RGB")), np.asarray(masked.convert("RGB"))
-    bare_points, masked_points = np.asarray(bare_points, float), np.asarray(masked_points, float)
-    for points in (bare_points, masked_points):
+def _check_landmarks(*points_list: np.ndarray) -> None:
+    """ValueError unless every array is five (x, y) points with the eyes apart and the mouth below the nose."""
+    for points in points_list:
         if points.shape != (5, 2) or np.linalg.norm(points[1] - points[0]) < 2 or points[3:, 1].mean() <= points[2, 1]:
             raise ValueError("landmarks must be five (x, y) points with the eyes apart and the mouth below the nose")
+
+
+def _paste_mask(bare: Image.Image, bare_points: Landmarks, masked: Image.Image, masked_points: Landmarks,
+                top_of: Callable[[Landmarks], float], feather: float) -> Image.Image:
+    """``bare`` with ``masked``'s mask pasted, its upper edge at row ``top_of(bare_points)``, scaled by the ratio
+    of the inter-eye distances, centred on ``bare``'s mouth, outline feathered (see :func:`lower_mask`)."""
+    bare_rgb, masked_rgb = np.asarray(bare.convert("RGB")), np.asarray(masked.convert("RGB"))
+    bare_points, masked_points = np.asarray(bare_points, float), np.asarray(masked_points, float)
+    _check_landmarks(bare_points, masked_points)
     patch, _, patch_cx, masked_eye_d = _mask_patch(masked_rgb, masked_points)
     if patch.shape[0] < 2 or patch.shape[1] < 2:
         raise ValueError("the masked face's mask region lies outside its image")
-    eyes, nose, mouth = bare_points[:2], bare_points[2], bare_points[3:]
+    eyes, mouth = bare_points[:2], bare_points[3:]
     scale = float(np.linalg.norm(eyes[1] - eyes[0])) / masked_eye_d
     new_w, new_h = max(2, round(patch.shape[1] * scale)), max(2, round(patch.shape[0] * scale))
     patch = np.asarray(Image.fromarray(patch).resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.float32)
     alpha = _feathered_alpha(new_h, new_w, feather)[..., None]
-    nose_to_mouth = float(mouth[:, 1].mean() - nose[1])
-    top = math.ceil(nose[1] + drop * nose_to_mouth) + 1  # strictly below the nose tip
+    top = math.ceil(top_of(bare_points))
     left = round(float(mouth[:, 0].mean()) - patch_cx * scale)
     height, width = bare_rgb.shape[:2]
     # Clip the patch to the image.
@@ -308,3 +309,38 @@ def lower_mask(bare: Image.Image, bare_points: Landmarks, masked: Image.Image, m
         a = alpha[region]
         out[y0:y1, x0:x1] = a * patch[region] + (1 - a) * out[y0:y1, x0:x1]
     return Image.fromarray(np.clip(out.round(), 0, 255).astype(np.uint8))
+
+
+def lower_mask(bare: Image.Image, bare_points: Landmarks, masked: Image.Image, masked_points: Landmarks,
+               drop: float = 0.3, feather: float = 0.12) -> Image.Image:
+    """``bare`` with ``masked``'s mask pasted so that its upper edge sits ``drop`` of the nose-to-mouth distance
+    below ``bare``'s nose tip (0.2-0.6: under the nose over the mouth; >= 1: on the chin, mouth bare too).
+
+    The mask is scaled by the ratio of the two faces' inter-eye distances and centred on ``bare``'s mouth;
+    its outline is feathered (``feather`` of the patch's size) so no hard seam marks it. Only pixels lower
+    than the nose tip change, by construction: the nose stays visible. Returns a new RGB image of
+    ``bare``'s size (the caller labels it ``incorrect_mask``). Landmarks are (5, 2) arrays in each image's
+    pixels (:data:`Landmarks`). Raises ValueError when the landmarks are degenerate (eyes on top of each
+    other, mouth above the nose).
+    """
+    def below_nose(points: Landmarks) -> float:
+        nose_y = float(points[2, 1])
+        return nose_y + drop * float(points[3:, 1].mean() - nose_y) + 1  # strictly below the nose tip
+
+    return _paste_mask(bare, bare_points, masked, masked_points, below_nose, feather)
+
+
+def proper_mask(bare: Image.Image, bare_points: Landmarks, masked: Image.Image, masked_points: Landmarks,
+                feather: float = 0.12) -> Image.Image:
+    """``bare`` with ``masked``'s mask pasted at the height it had on ``masked``: its upper edge between the eyes
+    and the nose tip, so the nose tip is covered (the caller labels it ``with_mask``).
+
+    The twin of :func:`lower_mask`: the same donor on the same bare face, once here and once low, differ only
+    in the mask's position, which is what a model must learn to tell a mask from one worn below the nose.
+    Same scaling, feathering, landmarks and errors as :func:`lower_mask`.
+    """
+    def over_nose(points: Landmarks) -> float:
+        eye_y = float(points[:2, 1].mean())
+        return eye_y + _MASK_TOP * (float(points[2, 1]) - eye_y)
+
+    return _paste_mask(bare, bare_points, masked, masked_points, over_nose, feather)

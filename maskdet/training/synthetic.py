@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskdet.data.augment import lower_mask
+from maskdet.data.augment import lower_mask, proper_mask
 from maskdet.data.datasets import DATASET_MANIFEST, DatasetError, read_manifest
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.inference.detector import FaceDetector, get_detector
@@ -36,7 +36,9 @@ from maskdet.store import write_json
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC_FOLDER = "synthetic"  # incorrect_mask/synthetic/<target>__<donor>.png
+METHOD = "maskdet.data.augment.lower_mask on CenterFace landmarks"
+METHOD_PAIRED = f"{METHOD}, each with its twin from maskdet.data.augment.proper_mask (with_mask)"
+SYNTHETIC_FOLDER = "synthetic"  # <class>/synthetic/<index>__<target>__<donor>.png
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class SynthesisSettings:
     below_nose: tuple[float, float] = (0.15, 0.6)  # upper edge between the nose tip and the mouth
     on_chin: tuple[float, float] = (0.9, 1.3)  # upper edge below the mouth
     chin_share: float = 0.3  # share of faces with the mask on the chin
+    paired: bool = False  # each low face gets a twin: the same donor mask on the same face over the nose (with_mask)
 
 
 def face_landmarks(detector: FaceDetector, image: Image.Image, min_face_share: float) -> np.ndarray | None:
@@ -123,8 +126,8 @@ def build_synthetic_crop_set(source: Path, out: Path, settings: SynthesisSetting
             link = staging / relpath
             link.parent.mkdir(parents=True, exist_ok=True)
             os.symlink((source / relpath).absolute(), link)
-        folder = staging / KNOWN_CLASSES[2] / SYNTHETIC_FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
+        for label in (KNOWN_CLASSES[2], CLASSES[1]) if settings.paired else (KNOWN_CLASSES[2],):
+            (staging / label / SYNTHETIC_FOLDER).mkdir(parents=True, exist_ok=True)
         split = dict(manifest["split"])
         made = 0
         for index in range(settings.count):
@@ -133,16 +136,19 @@ def build_synthetic_crop_set(source: Path, out: Path, settings: SynthesisSetting
             chin = rng.random() < settings.chin_share
             drop = float(rng.uniform(*(settings.on_chin if chin else settings.below_nose)))
             try:
-                image = lower_mask(target, target_points, donor, donor_points, drop=drop)
+                images = {KNOWN_CLASSES[2]: lower_mask(target, target_points, donor, donor_points, drop=drop)}
+                if settings.paired:
+                    images[CLASSES[1]] = proper_mask(target, target_points, donor, donor_points)
             except ValueError as exc:  # degenerate landmarks on one of the two
                 logger.info("skipped %s + %s: %s", target_path, donor_path, exc)
                 continue
             name = f"{index:05d}__{Path(target_path).stem}__{Path(donor_path).stem}.png"
-            image.save(folder / name)
-            split[f"{KNOWN_CLASSES[2]}/{SYNTHETIC_FOLDER}/{name}"] = "train"
-            made += 1
+            for label, image in images.items():
+                image.save(staging / label / SYNTHETIC_FOLDER / name)
+                split[f"{label}/{SYNTHETIC_FOLDER}/{name}"] = "train"
+                made += 1
         record = {"source": str(source), "made": made, "bare_faces": len(targets), "masked_donors": len(donors),
-                  "settings": asdict(settings), "method": "maskdet.data.augment.lower_mask on CenterFace landmarks",
+                  "settings": asdict(settings), "method": METHOD_PAIRED if settings.paired else METHOD,
                   "command": " ".join(sys.argv)}
         counts = {name: {} for name in ("train", "val", "test")}
         for relpath, name in split.items():
