@@ -189,9 +189,10 @@ class CenterFaceDetector:
     the main one keeps only boxes of at most that many pixels at its own scale (it is there for small faces; a
     face that fills a large photo breaks up into "faces" around the eyes at 1120 px too).
     ``input_long_side=None`` runs at the image's own size (slower, finds smaller faces). ``pad`` adds a black
-    border of that fraction of the long side around the image first (for faces cut by the frame edge). ``threads`` sets onnxruntime's intra-op threads; ``model_path``
-    overrides the verified model file. One ``onnxruntime`` session is built per detector (~0.5 s): keep
-    the detector and reuse it; :meth:`detect` is safe to call from several threads.
+    border of that fraction of the long side around the image first (for faces cut by the frame edge).
+    ``threads`` sets onnxruntime's intra-op threads; ``model_path`` overrides the verified model file. One
+    ``onnxruntime`` session is built per detector (~0.5 s): keep the detector and reuse it; :meth:`detect` is
+    safe to call from several threads.
     """
 
     name = "centerface"
