@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.inference.detector import get_detector
+from maskdet.inference.detector import FaceDetector, get_detector
 from maskdet.data.images import load_rgb
 from maskdet.settings import data_root
 
@@ -31,6 +31,18 @@ def test_frame() -> np.ndarray:
         return np.asarray(load_rgb(photo).resize((640, 480)))
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+
+
+def median_ms(detector: FaceDetector, image: np.ndarray, runs: int, warmup: int = 3) -> float:
+    """Median milliseconds of ``detector.detect(image)`` over ``runs`` timed calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        detector.detect(image)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        detector.detect(image)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
 
 
 def bench(detector_name: str, runs: int, warmup: int, **kwargs: object) -> tuple[float, float, int]:

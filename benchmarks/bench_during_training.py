@@ -87,7 +87,7 @@ def main() -> None:
     streamlit.logger.set_log_level("error")  # AppTest outside a server warns about its missing context on every run
     served = str(resolve_model(None))
     webcam = LiveProcessor(FacePipeline(load_classifier(served, backend=AUTO_BACKEND),
-                                        get_detector("centerface", **LIVE_DETECTOR_OPTIONS)))
+                                        get_detector("centerface-frames", **LIVE_DETECTOR_OPTIONS)))
     frame = compose_frame(sample_face())
     config = TrainConfig(arch=args.arch, data=args.data or data_root() / "face-mask-4k", img_size=args.img_size,
                          epochs=100, patience=100, seed=0, name="bench-during-training").resolved()

@@ -57,7 +57,7 @@ def frames(count: int) -> list[np.ndarray]:
 def bench(classifier: Predictor, long_side: int, threads: int, images: list[np.ndarray],
           warmup: int) -> tuple[float, float, int]:
     """(median ms per frame, CPU ms per frame, frames with exactly one face found)."""
-    detector = get_detector("centerface", **{**LIVE_DETECTOR_OPTIONS, "input_long_side": long_side, "threads": threads})
+    detector = get_detector("centerface-frames", **{**LIVE_DETECTOR_OPTIONS, "input_long_side": long_side, "threads": threads})
     processor = LiveProcessor(FacePipeline(classifier, detector))
     for image in images[:warmup]:
         processor.process_frame(image)

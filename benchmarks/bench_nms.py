@@ -34,9 +34,7 @@ def candidates(detector: CenterFaceDetector) -> list[tuple[np.ndarray, np.ndarra
     """(boxes, scores) before NMS for every scenes-dev photo with at least one peak."""
     found = []
     for path in sorted((data_root() / "scenes-dev" / "images").iterdir()):
-        blob, _ = detector._prepare(np.asarray(load_rgb(path)))
-        heatmap, sizes, offsets, _ = detector._session.run(detector._output_names, {detector._input_name: blob})
-        boxes, scores = detector._decode(heatmap, sizes, offsets)
+        boxes, scores, _ = detector.candidates(np.asarray(load_rgb(path)))
         if len(scores):
             found.append((boxes, scores))
     return found

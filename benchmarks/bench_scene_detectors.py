@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_detect import test_frame  # noqa: E402
+from bench_detect import median_ms, test_frame  # noqa: E402
 
 from maskdet.inference.predictor import AUTO_BACKEND, load_classifier  # noqa: E402
 from maskdet.training.crops import held_out_photos  # noqa: E402
-from maskdet.inference.detector import DETECTORS, get_detector  # noqa: E402
+from maskdet.inference.detector import DETECTORS, CenterFaceDetector  # noqa: E402
 from maskdet.inference.pipeline import FacePipeline  # noqa: E402
 from maskdet.data.annotations import load_scene_set
 from maskdet.evaluation.scenes import evaluate_scenes
@@ -53,16 +51,7 @@ SETTINGS: dict[str, dict] = {
 
 
 def frame_ms(options: dict, threads: int, runs: int) -> float:
-    detector = get_detector("centerface", **options, threads=threads)
-    frame = test_frame()
-    for _ in range(3):
-        detector.detect(frame)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        detector.detect(frame)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return median_ms(CenterFaceDetector(**options, threads=threads), test_frame(), runs)
 
 
 def pct(value: float | None) -> str:
@@ -89,7 +78,7 @@ def main() -> None:
     for name, options in SETTINGS.items():
         if args.only and name not in args.only:
             continue
-        metrics = evaluate_scenes(FacePipeline(classifier, get_detector("centerface", **options)), scenes).to_json()
+        metrics = evaluate_scenes(FacePipeline(classifier, CenterFaceDetector(**options)), scenes).to_json()
         missed = sum(error["kind"] == "missed" for error in metrics["errors"])
         print(f"| {name} | {pct(metrics['detection_recall'])} ({missed} missed) "
               f"| {metrics['false_positives']} | {pct(metrics['accuracy_on_detected'])} "

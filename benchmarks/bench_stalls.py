@@ -69,7 +69,7 @@ def main() -> None:
     print(f"model {classifier.name} ({classifier.precision}) loaded and compiled in "
           f"{time.perf_counter() - start:.1f} s (process CPU {time.process_time():.1f} s); "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    get_detector("centerface", **LIVE_DETECTOR_OPTIONS)
+    get_detector("centerface-frames", **LIVE_DETECTOR_OPTIONS)
     gc.collect()
     print(f"full gc.collect(): {median_ms(gc.collect, args.runs):.0f} ms (median of {args.runs}); "
           f"{len(gc.get_objects()):,} tracked objects")

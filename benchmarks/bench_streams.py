@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
     classifier = load_classifier(args.model, backend=AUTO_BACKEND)  # as the dashboard serves it
-    per_frame = FacePipeline(classifier, get_detector("centerface", **LIVE_DETECTOR_OPTIONS))
+    per_frame = FacePipeline(classifier, get_detector("centerface-frames", **LIVE_DETECTOR_OPTIONS))
     watch = FacePipeline(classifier, get_detector(WATCH_DETECTOR, **LIVE_DETECTOR_OPTIONS))
     print(f"load average before: {' '.join(f'{v:.1f}' for v in os.getloadavg())}; cpus {os.cpu_count()}; "
           f"watch settings {WatchConfig()}", flush=True)

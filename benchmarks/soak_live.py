@@ -72,7 +72,7 @@ def main() -> int:
 
     classifier = load_classifier(args.model, backend=AUTO_BACKEND)  # as ui.resources.get_classifier does
     classifier.wait_for_compilation()
-    processor = LiveProcessor(FacePipeline(classifier, get_detector("centerface", **LIVE_DETECTOR_OPTIONS)))
+    processor = LiveProcessor(FacePipeline(classifier, get_detector("centerface-frames", **LIVE_DETECTOR_OPTIONS)))
     pool = frame_pool()
     loaded = rss_mb()
 

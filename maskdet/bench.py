@@ -100,7 +100,7 @@ def run_benchmarks(model: str | None = None, quick: bool = False) -> dict:
     repeats = 10 if quick else 50
     threads = configure_threads()
     classifier = load_classifier(model, backend=AUTO_BACKEND)  # as the dashboard runs it
-    detector = get_detector("centerface", **LIVE_DETECTOR_OPTIONS)  # as the Webcam page runs it
+    detector = get_detector("centerface-frames", **LIVE_DETECTOR_OPTIONS)  # video frames, single-threaded as live video runs them
     webcam = LiveProcessor(FacePipeline(classifier, detector))
     frame = compose_frame(sample_face())
     faces = detector.detect(frame)

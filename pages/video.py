@@ -23,7 +23,7 @@ import plotly.express as px
 import streamlit as st
 
 from maskdet.zoo.folders import CheckpointError, operating_threshold, read_metadata, resolve_model
-from maskdet.inference.detector import DEFAULT_ZOOM_BELOW, ZOOM_FACTOR
+from maskdet.inference.detector import DEFAULT_ZOOM_BELOW, PHOTO_EXTRA_LONG_SIDES, ZOOM_FACTOR
 from maskdet.inference.drawing import LABEL_TEXT, hex_colour
 from maskdet.jobs import JobRefused, JobState, SessionRunner
 from maskdet.video import VIDEO_SUFFIXES
@@ -39,7 +39,7 @@ setup_page("Video")
 
 THUMBNAIL_COLUMNS = 3
 UPLOAD_LIMIT_MB = 200  # server.maxUploadSize in .streamlit/config.toml
-DETECTOR = "centerface"  # the product's face detector setting, as on the Photo page
+DETECTOR = "centerface-frames"  # video frames: the Photo page's setting without its 1120 px pass (~5-7x the cost)
 RUNNER_KEY = "video_runner"  # this session's runner on the job service (ui.jobs.session_runner)
 ENDED_NOTES = {
     JobState.CANCELLED: "Stopped: nothing was kept.",
@@ -118,10 +118,11 @@ def show_results(results: VideoResults, name: str) -> None:
                      title="Faces per class over time")
     figure.update_yaxes(rangemode="tozero", dtick=1)
     st.plotly_chart(with_room_for_the_toolbar(figure), key="video_counts")
-    st.caption(f"Why a crowd finds fewer faces here than in a photo: photos up to {DEFAULT_ZOOM_BELOW} px are also "
-               f"searched at {ZOOM_FACTOR}x their size, so faces of a few pixels are found; video frames (640x480 "
-               "and larger) are not, which would cost the frame rate, so faces smaller than about 10 px in a frame "
-               "are missed. Film closer, or analyse a still of the crowd on the Photo page.")
+    st.caption(f"Why a crowd finds fewer faces here than in a photo: photos are also searched at a "
+               f"{max(PHOTO_EXTRA_LONG_SIDES)} px long side and, up to {DEFAULT_ZOOM_BELOW} px, at {ZOOM_FACTOR}x "
+               "their size, so faces of a few pixels are found; video frames are not, which would cost the frame "
+               "rate, so faces smaller than about 10-20 px in a frame are often missed. Film closer, or analyse a "
+               "still of the crowd on the Photo page.")
     clip = results.annotated.read_bytes()
     st.video(clip, format="video/mp4")
     st.download_button("Download the annotated clip", clip, file_name=f"{PurePath(name).stem}-annotated.mp4",

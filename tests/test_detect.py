@@ -316,20 +316,24 @@ def test_the_live_setting_runs_further_passes_only_when_the_main_one_finds_nothi
                                                                                 detector: CenterFaceDetector) -> None:
     """Live video's setting: a frame whose faces the 480 px pass finds costs that pass alone; a close-up only the
     further passes find is still found, as the product's setting finds it."""
-    live = get_detector("centerface-live")
+    live, frames = get_detector("centerface-live"), get_detector("centerface-frames")
     main_only = CenterFaceDetector(extra_long_sides=(), zoom_below=None, model_path=detector.model_path)
     close_up = np.asarray(load_rgb(datasets_root / "scenes-dev" / "images" / "16-photo.jpg"))  # the face fills it
-    assert main_only.detect(close_up) == [] and live.detect(close_up) == detector.detect(close_up) != []
+    assert main_only.detect(close_up) == [] and live.detect(close_up) == frames.detect(close_up) != []
     photo = np.asarray(load_rgb(datasets_root / "face-mask-4k" / "with_mask" / "with_mask026.jpg"))
     assert live.detect(photo) == main_only.detect(photo) != []
-    assert live.settings() == {**detector.settings(), "extra_when_empty": True}
+    assert live.settings() == {**frames.settings(), "extra_when_empty": True}
 
 
 def test_small_photos_are_also_run_zoomed_and_webcam_frames_never(datasets_root: Path,
                                                                   detector: CenterFaceDetector) -> None:
-    """A 400 px crowd photo gets a pass at twice its size (its faces of a few pixels); a 640x480 frame does not."""
-    assert detector.long_sides((300, 400)) == (480, 160, 800)
-    assert detector.long_sides((480, 640)) == (480, 160)
+    """A 400 px crowd photo gets a pass at twice its size (its faces of a few pixels); a 640x480 frame does not.
+    (The photo setting's 1120 px pass is skipped there: it would enlarge the photo more than twice.)"""
+    frames = get_detector("centerface-frames")
+    assert frames.long_sides((300, 400)) == (480, 160, 800)
+    assert frames.long_sides((480, 640)) == (480, 160)
+    assert detector.long_sides((300, 400)) == (480, 160, 800)  # 1120 px would enlarge it 2.8x
+    assert detector.long_sides((480, 640)) == (480, 160, 1120)
     unzoomed = CenterFaceDetector(zoom_below=None, model_path=detector.model_path)
     assert unzoomed.long_sides((300, 400)) == (480, 160)
     crowd = load_scene_set(datasets_root / "kaggle-scenes")
@@ -342,4 +346,46 @@ def test_small_photos_are_also_run_zoomed_and_webcam_frames_never(datasets_root:
         matching = match_detections([b.box for b in boxes], [b.score for b in boxes], faces, iou=0.5)
         return sum(face is not None for face in matching.face_of)
 
-    assert found(detector) >= found(unzoomed) + 5, "the zoomed pass finds the back rows' faces"  # 52 vs 45 of 61
+    assert found(frames) >= found(unzoomed) + 5, "the zoomed pass finds the back rows' faces"  # 52 vs 45 of 61
+    assert found(detector) == found(frames)
+
+
+def test_the_photo_setting_finds_the_small_faces_of_web_photos(datasets_root: Path,
+                                                                detector: CenterFaceDetector) -> None:
+    """An 800 px web photo (ilc-dev) with a face of 16 px, 10 px at 480: the photo setting's 1120 px pass finds it
+    where it is in the image (and finds the photo's other faces, with no more stray boxes); the video frames'
+    setting (480 + 160 px) does not."""
+    frames = get_detector("centerface-frames")
+    assert detector.settings() == {**frames.settings(), "extra_long_sides": [160, 1120],
+                                   "extra_max_zoom": 2.0, "extra_max_face": 96}  # what cache keys see
+    scenes = load_scene_set(datasets_root / "ilc-dev")
+    photo = next(image for image in scenes.images if image.relpath == "images/25f370b3911cb9baab3ac8d42292cf75.jpg")
+    faces = [face.box for face in photo.faces]
+    small = next(box for box in faces if box[2] - box[0] < 24)
+    rgb = np.asarray(load_rgb(scenes.root / photo.relpath))
+    assert rgb.shape[:2] == (420, 800) and detector.long_sides(rgb.shape[:2]) == (480, 160, 1120)
+
+    def matching(detector: CenterFaceDetector):
+        found = detector.detect(rgb)
+        return match_detections([f.box for f in found], [f.score for f in found], faces, iou=0.4)
+
+    new, old = matching(detector), matching(frames)
+    assert faces.index(small) in new.found and faces.index(small) not in old.found
+    assert new.found == set(range(len(faces))) and len(new.false_positives) <= len(old.false_positives)
+    assert new.best_iou[faces.index(small)] >= 0.5
+
+
+def test_the_photo_setting_does_not_break_up_faces_that_fill_the_photo(datasets_root: Path,
+                                                                       detector: CenterFaceDetector) -> None:
+    """A face that fills the photo, at 196 px and enlarged to 4000 px: at 1120 px (5.7x, 0.28x) CenterFace also reports
+    one or two "faces" around the eyes; the photo setting skips that pass on the small one (never more than 2x) and keeps
+    only boxes of at most 96 px from it on the large one, so both give the one face, as the frame setting does."""
+    close_up = load_rgb(datasets_root / "synthetic-masks-2k" / "with_mask" / "with_mask_1.jpg")
+    large = close_up.resize((4000, 4000))
+    frames = get_detector("centerface-frames")
+    unfiltered = CenterFaceDetector(extra_long_sides=(160, 1120), model_path=detector.model_path)
+    assert detector.long_sides((196, 195)) == (480, 160, 2 * 196)
+    assert detector.long_sides((4000, 4000)) == (480, 160, 1120)
+    for photo in (np.asarray(close_up), np.asarray(large)):
+        assert len(unfiltered.detect(photo)) > 1  # the face and "faces" around its eyes
+        assert len(detector.detect(photo)) == 1 and detector.detect(photo) == frames.detect(photo)

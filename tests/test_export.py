@@ -92,6 +92,8 @@ def test_shipped_model_round_trip_and_card(shipped_export, datasets_root) -> Non
     assert (detector["input"]["border_fraction"], detector["input"]["upscale"], detector["input"]["extra_long_sides"],
             detector["input"]["zoom_below"]) == (settings["pad"], settings["upscale"], settings["extra_long_sides"],
                                                  settings["zoom_below"])
+    assert (detector["input"]["extra_max_zoom"], detector["input"]["extra_max_face"]) == (
+        settings["extra_max_zoom"], settings["extra_max_face"]) == (2.0, 96)
 
 
 def test_batch_axis_is_dynamic(shipped_export, datasets_root) -> None:

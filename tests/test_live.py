@@ -40,7 +40,7 @@ LEFT, RIGHT = (60, 150, FACE), (400, 150, FACE)
 @pytest.fixture(scope="module")
 def pipeline(tiny_mobilenet) -> FacePipeline:
     try:
-        detector = get_detector("centerface", **LIVE_DETECTOR_OPTIONS)
+        detector = get_detector("centerface-frames", **LIVE_DETECTOR_OPTIONS)
     except AssetUnavailableError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"CenterFace model unavailable: {exc}")
@@ -48,11 +48,11 @@ def pipeline(tiny_mobilenet) -> FacePipeline:
     return FacePipeline(load_classifier(str(tiny_mobilenet)), detector)
 
 
-def test_live_video_finds_faces_with_the_photo_pages_detector_settings(pipeline) -> None:
-    """Live video builds CenterFace with LIVE_DETECTOR_OPTIONS, the Photo page with none: same faces found (watched
+def test_live_video_finds_faces_with_the_frame_detector_settings(pipeline) -> None:
+    """Live video builds CenterFace with LIVE_DETECTOR_OPTIONS, the Video page with none: same faces found (watched
     streams run WATCH_DETECTOR: tests/test_detect.py::test_the_live_setting_runs_further_passes_...)."""
-    photo_page = get_detector("centerface")
-    assert pipeline.detector.settings() == photo_page.settings()
+    video_page = get_detector("centerface-frames")
+    assert pipeline.detector.settings() == video_page.settings()
     assert set(LIVE_DETECTOR_OPTIONS) <= {"threads", "allow_spinning"}  # how it runs, not what it finds
 
 

@@ -106,7 +106,9 @@ def load_exported_pipeline(folder: str | Path):
                            pad=detector["input"].get("border_fraction", 0.0),
                            upscale=detector["input"].get("upscale", True),
                            extra_long_sides=tuple(detector["input"].get("extra_long_sides", ())),
-                           zoom_below=detector["input"].get("zoom_below")),
+                           zoom_below=detector["input"].get("zoom_below"),
+                           extra_max_zoom=detector["input"].get("extra_max_zoom"),
+                           extra_max_face=detector["input"].get("extra_max_face")),
         margin=detector["crop_margin"],
     )
 

@@ -153,10 +153,11 @@ def compare_runtimes(loaded: LoadedModel, model: bytes, crops: list[Image.Image]
 
 def product_detector() -> tuple[bytes, dict]:
     """(the CenterFace graph the product runs, its settings): the verified file with a free input size
-    (:func:`maskdet.inference.detector.load_centerface_graph`) and the settings of the default detector."""
-    from maskdet.inference.detector import CenterFaceDetector, load_centerface_graph
+    (:func:`maskdet.inference.detector.load_centerface_graph`) and the settings of the product's photo setting
+    (``centerface``)."""
+    from maskdet.inference.detector import get_detector, load_centerface_graph
 
-    detector = CenterFaceDetector()
+    detector = get_detector("centerface")
     return load_centerface_graph(detector.model_path), detector.settings()
 
 
@@ -175,10 +176,14 @@ def detector_card(detector_bytes: bytes, settings: dict) -> dict:
                   "resize_long_side_to": settings["input_long_side"], "pad_to_multiple_of": 32,
                   # a black border of this fraction of the long side first; never upscale when false; then the
                   # same again at each extra long side and, for a photo whose long side is at most zoom_below,
-                  # at zoom_factor times its own size; all peaks merged by one NMS (maskdet.inference.detector)
+                  # at zoom_factor times its own size; an extra pass that would enlarge the image more than
+                  # extra_max_zoom times is skipped, one larger than the main pass keeps only boxes of at most
+                  # extra_max_face px at its scale (null: no limit); all peaks merged by one NMS
+                  # (maskdet.inference.detector)
                   "border_fraction": settings["pad"], "upscale": settings["upscale"],
                   "extra_long_sides": list(settings["extra_long_sides"]), "zoom_below": settings["zoom_below"],
-                  "zoom_factor": ZOOM_FACTOR},
+                  "zoom_factor": ZOOM_FACTOR, "extra_max_zoom": settings.get("extra_max_zoom"),
+                  "extra_max_face": settings.get("extra_max_face")},
         "outputs": ["heatmap", "scale", "offset", "landmarks"],
         "stride": 4,
         "decode": "peaks of heatmap > threshold; box size = exp(scale) * stride (h, w); "

@@ -43,16 +43,29 @@ CENTERFACE_ASSET = Asset(
 )
 
 
-# The product's settings, chosen on scenes-dev (benchmarks/bench_scene_detectors.py): every photo at a 480 px
-# long side plus a second pass at 160 px, where faces that fill the frame (webcam and phone close-ups, small
-# 240 px photos) shrink to sizes the model finds; peaks above 0.4 count. A border (``pad``), running small
-# photos at their own size (``upscale=False``) and lower thresholds found no more faces there or cost false
-# positives; a 320 px first pass lost small faces in crowd photos (kaggle-scenes).
+# The class defaults (video frames, the Webcam, watched streams), chosen on scenes-dev
+# (benchmarks/bench_scene_detectors.py): every image at a 480 px long side plus a second pass at 160 px, where
+# faces that fill the frame (webcam and phone close-ups, small 240 px photos) shrink to sizes the model finds;
+# peaks above 0.39 count. A border (``pad``), running small photos at their own size (``upscale=False``) and
+# lower thresholds found no more faces there or cost false positives; a 320 px first pass lost small faces in
+# crowd photos (kaggle-scenes).
 DEFAULT_THRESHOLD = 0.39
 DEFAULT_INPUT_LONG_SIDE = 480
 DEFAULT_EXTRA_LONG_SIDES = (160,)
 DEFAULT_ZOOM_BELOW = 512
 ZOOM_FACTOR = 2
+# Photos (the product's ``centerface`` setting) also run at a 1120 px long side, where the faces of ~35 px in an
+# 800 px web photo (21 px at 480) grow to ~49 px; that pass never enlarges a photo more than twice (photos of at
+# most 512 px get the 2x zoom instead) and keeps only boxes of at most 96 px at its scale: a face that fills the
+# photo (a 196 px close-up at 5.7x, the same face in a 4000 px photo at 0.28x) breaks up there into two more
+# "faces" around the eyes. Issue 24, benchmarks/bench_detection_recall.py: ilc-dev recall at IoU 0.4 0.913 ->
+# 0.963 (faces under 24 px 0.596 -> 0.914), scenes-dev unchanged (0.990, 4 false positives), ~5x the detection
+# time of an 800 px photo (80-170 ms measured, by load), so video frames keep the defaults. 960 px found less
+# (0.962 unfiltered), twice a photo's size up to 800 px a little more (0.968) at twice the cost and nothing on
+# larger photos; lower thresholds or a looser NMS cost scenes-dev false positives.
+PHOTO_EXTRA_LONG_SIDES = (160, 1120)
+PHOTO_EXTRA_MAX_ZOOM = 2.0
+PHOTO_EXTRA_MAX_FACE = 96
 
 
 @dataclass(frozen=True)
@@ -170,11 +183,16 @@ class CenterFaceDetector:
     few pixels; a webcam frame of 640 px is never zoomed); with ``extra_when_empty`` those further passes
     run only on an image where the main pass found no face (live video: a close-up that fills the frame is
     still found, and a frame whose faces the main pass found costs one pass). Heatmap peaks above
-    ``threshold`` from every pass become boxes, merged by NMS at ``nms_iou``. ``input_long_side=None`` runs at the image's own
-    size (slower, finds smaller faces). ``pad`` adds a black border of that fraction of the long
-    side around the image first (for faces cut by the frame edge). ``threads`` sets onnxruntime's intra-op threads; ``model_path``
-    overrides the verified model file. One ``onnxruntime`` session is built per detector (~0.5 s): keep
-    the detector and reuse it; :meth:`detect` is safe to call from several threads.
+    ``threshold`` from every pass become boxes, merged by NMS at ``nms_iou``. With ``extra_max_zoom`` an extra
+    pass that would enlarge the image more than that many times is skipped (a close-up of one face blown up
+    five times shows eyes and brows the model takes for faces); with ``extra_max_face`` an extra pass larger than
+    the main one keeps only boxes of at most that many pixels at its own scale (it is there for small faces; a
+    face that fills a large photo breaks up into "faces" around the eyes at 1120 px too).
+    ``input_long_side=None`` runs at the image's own size (slower, finds smaller faces). ``pad`` adds a black
+    border of that fraction of the long side around the image first (for faces cut by the frame edge).
+    ``threads`` sets onnxruntime's intra-op threads; ``model_path`` overrides the verified model file. One
+    ``onnxruntime`` session is built per detector (~0.5 s): keep the detector and reuse it; :meth:`detect` is
+    safe to call from several threads.
     """
 
     name = "centerface"
@@ -189,6 +207,8 @@ class CenterFaceDetector:
         pad: float = 0.0,
         extra_long_sides: Sequence[int] = DEFAULT_EXTRA_LONG_SIDES,
         zoom_below: int | None = DEFAULT_ZOOM_BELOW,
+        extra_max_zoom: float | None = None,
+        extra_max_face: int | None = None,
         extra_when_empty: bool = False,
         threads: int = 2,
         allow_spinning: bool = False,
@@ -206,6 +226,10 @@ class CenterFaceDetector:
             raise ValueError(f"extra_long_sides must be at least 32, got {list(extra_long_sides)}")
         if zoom_below is not None and zoom_below < 16:
             raise ValueError(f"zoom_below must be at least 16 (or None), got {zoom_below}")
+        if extra_max_zoom is not None and extra_max_zoom < 1.0:
+            raise ValueError(f"extra_max_zoom must be at least 1 (or None), got {extra_max_zoom}")
+        if extra_max_face is not None and extra_max_face < 8:
+            raise ValueError(f"extra_max_face must be at least 8 (or None), got {extra_max_face}")
         self.threshold = float(threshold)
         self.nms_iou = float(nms_iou)
         self.input_long_side = input_long_side
@@ -213,6 +237,8 @@ class CenterFaceDetector:
         self.pad = float(pad)
         self.extra_long_sides = tuple(int(side) for side in extra_long_sides)
         self.zoom_below = None if zoom_below is None else int(zoom_below)
+        self.extra_max_zoom = None if extra_max_zoom is None else float(extra_max_zoom)
+        self.extra_max_face = None if extra_max_face is None else int(extra_max_face)
         self.extra_when_empty = bool(extra_when_empty)
         if model_path is None:
             self.model_path = centerface_model_path()
@@ -237,11 +263,15 @@ class CenterFaceDetector:
         logger.debug("CenterFace loaded from %s (input long side %s)", self.model_path, input_long_side)
 
     def settings(self) -> dict[str, Any]:
-        """What changes the faces found: for reports and cache keys (``extra_when_empty`` only when set, so the
-        settings recorded before it existed, in crop-set manifests and caches, still match)."""
+        """What changes the faces found: for reports and cache keys (``extra_max_zoom``, ``extra_max_face`` and
+        ``extra_when_empty`` only when set, so the settings recorded before they existed, in crop-set manifests and
+        caches, still match)."""
         return {"threshold": self.threshold, "nms_iou": self.nms_iou, "input_long_side": self.input_long_side,
                 "upscale": self.upscale, "pad": self.pad, "extra_long_sides": list(self.extra_long_sides),
-                "zoom_below": self.zoom_below, **({"extra_when_empty": True} if self.extra_when_empty else {})}
+                "zoom_below": self.zoom_below,
+                **({"extra_max_zoom": self.extra_max_zoom} if self.extra_max_zoom is not None else {}),
+                **({"extra_max_face": self.extra_max_face} if self.extra_max_face is not None else {}),
+                **({"extra_when_empty": True} if self.extra_when_empty else {})}
 
     def _prepare(self, image: np.ndarray, long_side: int | None) -> tuple[np.ndarray, np.ndarray, int]:
         """Pad, resize (keeping the aspect ratio) and pad to multiples of 32.
@@ -291,42 +321,70 @@ class CenterFaceDetector:
 
     def long_sides(self, shape: tuple[int, int]) -> tuple[int | None, ...]:
         """The long side of each pass over an image of ``shape`` (height, width): the main one, the extra ones
-        and, for a photo whose long side is at most ``zoom_below``, ZOOM_FACTOR times its own size."""
+        (without those that would enlarge the image more than ``extra_max_zoom`` times) and, for a photo whose
+        long side is at most ``zoom_below``, ZOOM_FACTOR times its own size."""
         own = max(shape) + 2 * round(self.pad * max(shape))
+        extra = tuple(side for side in self.extra_long_sides
+                      if self.extra_max_zoom is None or side <= self.extra_max_zoom * own)
         zoom = (ZOOM_FACTOR * own,) if self.zoom_below is not None and max(shape) <= self.zoom_below else ()
-        return (self.input_long_side, *self.extra_long_sides, *zoom)
+        return (self.input_long_side, *extra, *zoom)
+
+    def pass_candidates(self, image: np.ndarray, long_side: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One pass at ``long_side``: heatmap peaks above the threshold as boxes in ``image`` pixels, their scores
+        and their five landmarks (N, 5, 2) in ``image`` pixels (before NMS)."""
+        blob, scale, border = self._prepare(image, long_side)
+        heatmap, sizes, offsets, landmarks = self._session.run(self._output_names, {self._input_name: blob})
+        boxes, scores, points = self._decode(heatmap, sizes, offsets, landmarks)
+        return boxes / scale - border, scores, points / scale[:2] - border
+
+    def kept_by_pass(self, long_side: int | None, shape: tuple[int, int], boxes: np.ndarray) -> np.ndarray:
+        """Which of a pass's ``boxes`` (image pixels) count: all, except in an extra pass larger than the main one
+        with ``extra_max_face`` set, where only boxes of at most that many pixels at the pass's scale do."""
+        main = self.input_long_side or max(shape)
+        if self.extra_max_face is None or long_side is None or long_side not in self.extra_long_sides \
+                or long_side <= main:
+            return np.ones(len(boxes), dtype=bool)
+        own = max(shape) + 2 * round(self.pad * max(shape))
+        scale = (long_side if self.upscale else min(long_side, own)) / own
+        sizes = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * scale
+        return sizes <= self.extra_max_face
 
     def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every heatmap peak above the threshold, from every scale, as boxes in ``image`` pixels (before NMS),
-        their scores and their five landmarks (N, 5, 2) in ``image`` pixels."""
+        """Every heatmap peak above the threshold, from every pass (:meth:`long_sides`, :meth:`kept_by_pass`), as in
+        :meth:`pass_candidates`."""
         all_boxes, all_scores, all_points = [], [], []
         for long_side in self.long_sides(image.shape[:2]):
             if self.extra_when_empty and all_scores and len(all_scores[0]):
                 break  # the main pass found faces: the further passes are skipped (see the class)
-            blob, scale, border = self._prepare(image, long_side)
-            heatmap, sizes, offsets, landmarks = self._session.run(self._output_names, {self._input_name: blob})
-            boxes, scores, points = self._decode(heatmap, sizes, offsets, landmarks)
-            all_boxes.append(boxes / scale - border)
-            all_scores.append(scores)
-            all_points.append(points / scale[:2] - border)
+            boxes, scores, points = self.pass_candidates(image, long_side)
+            keep = self.kept_by_pass(long_side, image.shape[:2], boxes)
+            all_boxes.append(boxes[keep])
+            all_scores.append(scores[keep])
+            all_points.append(points[keep])
         return np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_points)
 
     def detect(self, image: np.ndarray | Image.Image) -> list[Face]:
         """Faces in an RGB uint8 ``HxWx3`` array (a PIL image is accepted too), best score first."""
         rgb = as_rgb_array(image)
-        height, width = rgb.shape[:2]
-        boxes, scores, points = self.candidates(rgb)
-        if len(scores) == 0:
-            return []
-        faces = []
-        keep = nms(boxes, scores, self.nms_iou)
-        for box, score, landmarks in zip(boxes[keep], scores[keep], points[keep], strict=True):
-            x0, y0 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
-            x1, y1 = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
-            if x1 > x0 and y1 > y0:
-                faces.append(Face(box=(x0, y0, x1, y1), score=float(score),
-                                  landmarks=tuple((float(x), float(y)) for x, y in landmarks)))
-        return faces
+        return select_faces(*self.candidates(rgb), rgb.shape[:2], self.nms_iou)
+
+
+def select_faces(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, shape: tuple[int, int],
+                 nms_iou: float) -> list[Face]:
+    """Candidate boxes (x0, y0, x1, y1), scores and landmarks (N, 5, 2) in image pixels -> the faces kept by NMS at
+    ``nms_iou``, best score first, boxes clipped to an image of ``shape`` (height, width)."""
+    if len(scores) == 0:
+        return []
+    height, width = shape
+    faces = []
+    keep = nms(boxes, scores, nms_iou)
+    for box, score, landmarks in zip(boxes[keep], scores[keep], points[keep], strict=True):
+        x0, y0 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
+        x1, y1 = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
+        if x1 > x0 and y1 > y0:
+            faces.append(Face(box=(x0, y0, x1, y1), score=float(score),
+                              landmarks=tuple((float(x), float(y)) for x, y in landmarks)))
+    return faces
 
 
 class WholeImageDetector:
@@ -355,7 +413,10 @@ class DetectorSetting:
 
 
 DETECTORS: dict[str, DetectorSetting] = {
-    "centerface": DetectorSetting(CenterFaceDetector),
+    "centerface": DetectorSetting(CenterFaceDetector, {"extra_long_sides": PHOTO_EXTRA_LONG_SIDES,
+                                                       "extra_max_zoom": PHOTO_EXTRA_MAX_ZOOM,
+                                                       "extra_max_face": PHOTO_EXTRA_MAX_FACE}),
+    "centerface-frames": DetectorSetting(CenterFaceDetector),
     "centerface-480": DetectorSetting(CenterFaceDetector, {
         "threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True, "pad": 0.0,
         "extra_long_sides": (), "zoom_below": None}),
@@ -364,13 +425,16 @@ DETECTORS: dict[str, DetectorSetting] = {
 }
 """The one detector registry: setting name -> :class:`DetectorSetting`, for the pages, the CLI, the jobs and the tests.
 
-``centerface`` is the product's setting (the class defaults: the Photo page, the Webcam page
-and the CLI all use it); ``centerface-480`` is the setting before issue 19 (every photo scaled to
-a 480 px long side, no border, one scale, peaks above 0.35), with which the shipped default's crop
-set was cut and which is kept to compare against; ``centerface-live`` is the product's setting for live
-video (watched streams): the 160 px pass only on a frame where the 480 px pass found no face (it costs ~12%
-of a frame's detection and finds the close-ups that fill a frame, which then still get it);
-``whole-image`` takes each image as one face.
+``centerface`` is the product's photo setting (the Photo page, the CLI, batch jobs, cut-crops): the class
+defaults plus a 1120 px pass for the small faces of web photos (see PHOTO_EXTRA_LONG_SIDES);
+``centerface-frames`` is the class defaults, the photo setting before issue 24, for video frames (the Video
+page, ``maskdet bench``'s webcam figures), where the 1120 px pass would cost ~5-7x a frame's detection;
+``centerface-480`` is the setting before issue 19 (every photo scaled to a 480 px long side, no border, one
+scale, peaks above 0.35), with which the shipped default's crop set was cut and which is kept to compare
+against; ``centerface-live`` is the setting for live video (watched streams, the Webcam page): the frame
+setting with the 160 px pass only on a frame where the 480 px pass found no face (it costs ~12% of a frame's
+detection and finds the close-ups that fill a frame, which then still get it); ``whole-image`` takes each
+image as one face.
 """
 
 

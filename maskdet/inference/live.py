@@ -68,8 +68,8 @@ HISTORY_FRAMES = 240  # bound on remembered frame timestamps / durations (a few 
 ICE_SERVERS_ENV = env_variable("ice_servers")
 LIVE_DETECTOR_OPTIONS = {"threads": 1}
 """How live video runs CenterFace: single-threaded (see the NOTE on CPU). Only how it runs, never what it
-finds: :class:`LiveProcessor` runs the product's setting, the Photo page's (``DETECTORS["centerface"]``); watched
-streams run :data:`maskdet.watch.session.WATCH_DETECTOR`."""
+finds: :class:`LiveProcessor` runs the video frame setting (``DETECTORS["centerface-frames"]``, the Photo page's
+without its 1120 px pass); watched streams and the Webcam page run :data:`maskdet.watch.session.WATCH_DETECTOR`."""
 
 
 @dataclass(frozen=True)
