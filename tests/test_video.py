@@ -418,3 +418,40 @@ def test_page_reports_a_corrupt_clip_and_a_truncated_one(new_page, clips) -> Non
     assert any("truncated" in w.value for w in at.warning), texts(at.warning)
     frames_read = list(at.dataframe[0].value["frame"])
     assert 0 < len(frames_read) < 2 * HALF
+
+
+class CountingDetector:
+    """A real detector that counts the images it is given."""
+
+    def __init__(self, detector) -> None:
+        self.detector, self.images = detector, 0
+
+    def detect(self, image):
+        self.images += 1
+        return self.detector.detect(image)
+
+
+def test_clips_get_the_frame_setting_and_photos_the_photo_setting(clips, frames, tmp_path) -> None:
+    """A clip given to ``predict`` or a batch job is detected with the frame setting (no 1120 px pass per frame),
+    a photo beside it with the photo setting; both labelled by the one classifier."""
+    from maskdet.batch.records import score_paths
+    from maskdet.inference.detector import DETECTORS, get_detector
+    from maskdet.inference.pipeline import FacePipeline, build_pipeline
+
+    built = build_pipeline(str(SHIPPED))
+    assert DETECTORS["centerface"].frames == "centerface-frames"
+    assert built.frame_pipeline.detector.settings() == get_detector("centerface-frames").settings()
+    assert built.detector.settings() != built.frame_pipeline.detector.settings()
+    assert built.frame_pipeline.classifier is built.classifier
+    assert build_pipeline(str(SHIPPED), detector="centerface-frames").frame_pipeline.detector.settings() == \
+        built.frame_pipeline.detector.settings()
+
+    photo_detector = CountingDetector(built.detector)
+    frame_detector = CountingDetector(built.frame_pipeline.detector)
+    pipeline = FacePipeline(built.classifier, photo_detector, frame_detector=lambda: frame_detector)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(frames[0]).save(photo)
+    records = score_paths(pipeline, [clips["mp4"], photo])
+    assert (frame_detector.images, photo_detector.images) == (2 * HALF, 1)
+    assert_labels(records[:-1], clips["mp4"], list(range(2 * HALF)))
+    assert [f["label"] for f in records[-1]["faces"]] == ["with_mask"]

@@ -402,10 +402,12 @@ class WholeImageDetector:
 
 @dataclass(frozen=True)
 class DetectorSetting:
-    """A named detector setting: the detector class and the options it is built with."""
+    """A named detector setting: the detector class and the options it is built with; ``frames`` names the
+    setting that video frames get instead, when this one costs too much per frame (the photo setting's 1120 px pass)."""
 
     factory: Callable[..., FaceDetector]
     options: Mapping[str, Any] = field(default_factory=dict)
+    frames: str | None = None
 
     def build(self, **overrides: Any) -> FaceDetector:
         """The detector with this setting's options; ``overrides`` replace single options (e.g. ``threads``)."""
@@ -415,7 +417,8 @@ class DetectorSetting:
 DETECTORS: dict[str, DetectorSetting] = {
     "centerface": DetectorSetting(CenterFaceDetector, {"extra_long_sides": PHOTO_EXTRA_LONG_SIDES,
                                                        "extra_max_zoom": PHOTO_EXTRA_MAX_ZOOM,
-                                                       "extra_max_face": PHOTO_EXTRA_MAX_FACE}),
+                                                       "extra_max_face": PHOTO_EXTRA_MAX_FACE},
+                                  frames="centerface-frames"),
     "centerface-frames": DetectorSetting(CenterFaceDetector),
     "centerface-480": DetectorSetting(CenterFaceDetector, {
         "threshold": 0.35, "nms_iou": 0.3, "input_long_side": 480, "upscale": True, "pad": 0.0,
@@ -428,7 +431,7 @@ DETECTORS: dict[str, DetectorSetting] = {
 ``centerface`` is the product's photo setting (the Photo page, the CLI, batch jobs, cut-crops): the class
 defaults plus a 1120 px pass for the small faces of web photos (see PHOTO_EXTRA_LONG_SIDES);
 ``centerface-frames`` is the class defaults, the photo setting before issue 24, for video frames (the Video
-page, ``maskdet bench``'s webcam figures), where the 1120 px pass would cost ~5-7x a frame's detection;
+page, clips given to ``predict`` and batch jobs with the photo setting, ``maskdet bench``'s webcam figures), where the 1120 px pass would cost ~5-7x a frame's detection;
 ``centerface-480`` is the setting before issue 19 (every photo scaled to a 480 px long side, no border, one
 scale, peaks above 0.35), with which the shipped default's crop set was cut and which is kept to compare
 against; ``centerface-live`` is the setting for live video (watched streams, the Webcam page): the frame
