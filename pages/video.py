@@ -39,7 +39,7 @@ setup_page("Video")
 
 THUMBNAIL_COLUMNS = 3
 UPLOAD_LIMIT_MB = 200  # server.maxUploadSize in .streamlit/config.toml
-DETECTOR = "centerface-frames"  # video frames: the Photo page's setting without its 1120 px pass (~5-7x the cost)
+DETECTOR = "centerface"  # the product's setting; its frames get the frame setting (maskdet.video.analyse_video)
 RUNNER_KEY = "video_runner"  # this session's runner on the job service (ui.jobs.session_runner)
 ENDED_NOTES = {
     JobState.CANCELLED: "Stopped: nothing was kept.",

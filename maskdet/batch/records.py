@@ -40,8 +40,7 @@ def score_paths(pipeline: FacePipeline, items: Sequence[Item], every: int = 1,
     """The records of ``items``: faces found and labelled, or why a file could not be scored.
 
     Images are decoded and detected one by one and all their face crops classified in one batch;
-    clips are decoded frame by frame (``every`` N-th frame; ``annotate`` writes the annotated clip) and
-    detected with the pipeline's frame setting.
+    clips are decoded frame by frame (``every`` N-th frame; ``annotate`` writes the annotated clip).
     An unreadable file is a record, never an exception: a large run must not stop for one.
     """
     from maskdet.video import is_video_path, predict_video
@@ -52,7 +51,7 @@ def score_paths(pipeline: FacePipeline, items: Sequence[Item], every: int = 1,
         if isinstance(item, Skipped):
             results[index] = [skipped_record(item)]
         elif is_video_path(item):
-            results[index] = list(predict_video(pipeline.frame_pipeline, item, every=every, annotate=annotate))
+            results[index] = list(predict_video(pipeline, item, every=every, annotate=annotate))
         else:
             try:
                 image, _info = open_image(item)

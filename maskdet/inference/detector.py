@@ -319,11 +319,15 @@ class CenterFaceDetector:
                            boxes[:, None, 1] + relative[:, :, 0] * box_h[:, None]], axis=2)
         return boxes, scores, points
 
+    def _padded_long_side(self, shape: tuple[int, int]) -> int:
+        """The long side of an image of ``shape`` (height, width) with its ``pad`` border, before any resize."""
+        return max(shape) + 2 * round(self.pad * max(shape))
+
     def long_sides(self, shape: tuple[int, int]) -> tuple[int | None, ...]:
         """The long side of each pass over an image of ``shape`` (height, width): the main one, the extra ones
         (without those that would enlarge the image more than ``extra_max_zoom`` times) and, for a photo whose
         long side is at most ``zoom_below``, ZOOM_FACTOR times its own size."""
-        own = max(shape) + 2 * round(self.pad * max(shape))
+        own = self._padded_long_side(shape)
         extra = tuple(side for side in self.extra_long_sides
                       if self.extra_max_zoom is None or side <= self.extra_max_zoom * own)
         zoom = (ZOOM_FACTOR * own,) if self.zoom_below is not None and max(shape) <= self.zoom_below else ()
@@ -344,7 +348,7 @@ class CenterFaceDetector:
         if self.extra_max_face is None or long_side is None or long_side not in self.extra_long_sides \
                 or long_side <= main:
             return np.ones(len(boxes), dtype=bool)
-        own = max(shape) + 2 * round(self.pad * max(shape))
+        own = self._padded_long_side(shape)
         scale = (long_side if self.upscale else min(long_side, own)) / own
         sizes = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * scale
         return sizes <= self.extra_max_face
@@ -430,8 +434,8 @@ DETECTORS: dict[str, DetectorSetting] = {
 
 ``centerface`` is the product's photo setting (the Photo page, the CLI, batch jobs, cut-crops): the class
 defaults plus a 1120 px pass for the small faces of web photos (see PHOTO_EXTRA_LONG_SIDES);
-``centerface-frames`` is the class defaults, the photo setting before issue 24, for video frames (the Video
-page, clips given to ``predict`` and batch jobs with the photo setting, ``maskdet bench``'s webcam figures), where the 1120 px pass would cost ~5-7x a frame's detection;
+``centerface-frames`` is the class defaults, the photo setting before issue 24, for video frames (the frames of
+every clip the photo setting is given: the Video page, ``predict``, batch jobs; ``maskdet bench``'s webcam figures), where the 1120 px pass would cost ~5-7x a frame's detection;
 ``centerface-480`` is the setting before issue 19 (every photo scaled to a 480 px long side, no border, one
 scale, peaks above 0.35), with which the shipped default's crop set was cut and which is kept to compare
 against; ``centerface-live`` is the setting for live video (watched streams, the Webcam page): the frame
