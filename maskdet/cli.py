@@ -94,6 +94,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compose_cascade(args: argparse.Namespace) -> int:
+    from maskdet.training.cascade import compose_cascade
+    from maskdet.zoo.folders import read_metadata
+
+    path = compose_cascade(args.bare, args.position, Path(args.data), args.name,
+                           command="python -m maskdet " + shlex.join(sys.argv[1:]))
+    meta = read_metadata(path)
+    print(f"saved {path} (operating threshold {meta['operating_threshold']:g}, chosen on its validation scores)")
+    _print_metrics("validation", meta["metrics"]["val"])
+    _print_metrics("test (held out)", meta["metrics"]["test"])
+    return 0
+
+
 def cmd_cut_crops(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -529,6 +542,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set-default", action="store_true", help="make the new model the default")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
+
+    cascade = sub.add_parser("compose-cascade", help="compose a three-class model from a two-class model (bare or "
+                                                     "masked) and a three-class one (where the mask sits)")
+    cascade.add_argument("--bare", required=True, help="the two-class mobilenet_v2 model (name or folder)")
+    cascade.add_argument("--position", required=True, help="the three-class mobilenet_v2 model (name or folder)")
+    cascade.add_argument("--data", required=True, help="the folder the three-class model was trained on: the "
+                                                       "cascade is scored on its validation and test splits")
+    cascade.add_argument("--name", required=True, help="the new model's folder name in models/")
+    cascade.set_defaults(func=cmd_compose_cascade)
 
     cut = sub.add_parser("cut-crops", help="cut the faces of boxed photos with the product's detector into a "
                          "training set under the cache folder; prints its path")

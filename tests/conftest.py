@@ -165,3 +165,13 @@ def three_class_mobilenet(tmp_path_factory, three_class_dataset) -> Path:
         result = fit(TrainConfig(arch="mobilenet_v2", data=three_class_dataset, name="three-class", epochs=6,
                                  img_size=112, feature_views=1, lr=3e-3))
     return result.path
+
+
+@pytest.fixture(scope="session")
+def cascade_mobilenet(tmp_path_factory, tiny_mobilenet, three_class_mobilenet, three_class_dataset) -> Path:
+    """Folder of a cascade (:mod:`maskdet.training.cascade`) of the two real tiny MobileNetV2 models above (both
+    112 px): ``tiny_mobilenet`` says bare or masked, ``three_class_mobilenet`` where the mask sits. Read-only."""
+    from maskdet.training.cascade import compose_cascade
+
+    return compose_cascade(tiny_mobilenet, three_class_mobilenet, three_class_dataset, "cascade",
+                           directory=tmp_path_factory.mktemp("cascade"))

@@ -237,3 +237,10 @@ def test_an_arch_that_cannot_be_exported_is_refused_and_nothing_is_written(monke
     assert main(["export", "--model", str(folder), "--output", str(out)]) == 2
     assert "cannot be exported" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+
+
+@pytest.mark.slow
+def test_a_cascade_round_trips(cascade_mobilenet, tmp_path, datasets_root) -> None:
+    report = export_model(str(cascade_mobilenet), tmp_path / "out")
+    assert report.labels_agree and report.max_prob_diff <= TOLERANCE
+    assert_round_trip(cascade_mobilenet, report.output, held_out_crops(cascade_mobilenet, datasets_root, per_class=4))

@@ -101,33 +101,46 @@ def test_hand_built_counts_and_rates(hand_built) -> None:
 
 
 def test_hand_built_average_precision(hand_built) -> None:
-    # with_mask: the top-scored with_mask detection is the one masked face -> precision 1 at every recall: AP 1.
-    # without_mask: its only detection (on B) is false -> AP 0. The ignored detection on C takes no part.
+    # Every detected face is one detection per class, scored detector score x that class's probability.
+    # with_mask: the masked face tops its ranking (0.9 x 0.9) -> precision 1 at every recall: AP 1.
+    # without_mask: B's detection (0.6 x 0.9), the masked face's two (0.09, 0.08) rank above the bare face called
+    # masked (0.7 x 0.1): precision 1/4 up to recall 1/2 (C's bare face is missed) -> AP 51 x 0.25 / 101.
+    # The ignored detection on C takes no part.
     assert hand_built["per_class"]["with_mask"]["ap50"] == pytest.approx(1.0)
-    assert hand_built["per_class"]["without_mask"]["ap50"] == pytest.approx(0.0)
-    assert hand_built["map50"] == pytest.approx(0.5)
+    assert hand_built["per_class"]["without_mask"]["ap50"] == pytest.approx(51 * 0.25 / 101)
+    assert hand_built["map50"] == pytest.approx((1.0 + 51 * 0.25 / 101) / 2)
 
 
 def _three_class_photos(model_classes: tuple[str, ...]) -> dict:
-    """One photo: a masked, a bare and two incorrectly masked faces; the model calls one incorrect face right."""
+    """One photo: a masked, a bare and two incorrectly masked faces; the model calls the first incorrect face
+    right and the second, detected most surely, masked."""
     faces = [("with_mask", (0, 0, 100, 100)), ("without_mask", (200, 0, 300, 100)),
              ("incorrect_mask", (400, 0, 500, 100)), ("incorrect_mask", (600, 0, 700, 100))]
-    called = ["with_mask", "without_mask", "incorrect_mask", "with_mask"]
-    if "incorrect_mask" not in model_classes:
-        called[2] = "without_mask"
-    predictions = [prediction(box, label, 0.9 - 0.1 * i) for i, ((_, box), label) in enumerate(zip(faces, called))]
+    probabilities = [{"with_mask": 0.9, "without_mask": 0.05, "incorrect_mask": 0.05},
+                     {"with_mask": 0.05, "without_mask": 0.9, "incorrect_mask": 0.05},
+                     {"with_mask": 0.1, "without_mask": 0.1, "incorrect_mask": 0.8},
+                     {"with_mask": 0.95, "without_mask": 0.03, "incorrect_mask": 0.02}]
+    predictions = []
+    for i, ((_, box), probs) in enumerate(zip(faces, probabilities)):
+        if "incorrect_mask" not in model_classes:
+            probs = {"with_mask": probs["with_mask"], "without_mask": 1 - probs["with_mask"]}
+        label = max(probs, key=probs.get)
+        predictions.append(FacePrediction(box=box, label=label, confidence=probs[label], face_score=0.6 + 0.1 * i,
+                                          probabilities=probs))
     return summarize_outcomes([outcome("a.jpg", faces, predictions, model_classes)])
 
 
 def test_three_class_model_has_ap50_per_class_on_boxed_photos() -> None:
     m = _three_class_photos(KNOWN_CLASSES)
     assert m["end_to_end_accuracy"] == pytest.approx(3 / 4) and m["faces_outside_model_classes"] == 0
-    # incorrect_mask: one of two faces detected as incorrect, at the top of its ranking: AP = 1/2 (COCO 101-point).
-    assert m["per_class"]["incorrect_mask"]["ap50"] == pytest.approx(51 / 101)
+    # incorrect_mask: 0.64 (right), then the bare and masked faces' 0.035 and 0.03, then the incorrect face
+    # called masked (0.9 x 0.02): precision 1 to recall 1/2, 2/4 at recall 1 -> AP (51 + 50 x 0.5) / 101.
+    assert m["per_class"]["incorrect_mask"]["ap50"] == pytest.approx(76 / 101)
     assert m["per_class"]["incorrect_mask"]["accuracy_on_detected"] == pytest.approx(1 / 2)
-    # with_mask: its top detection is right, the second lands on an incorrect face: precision 1 at recall 1.
-    assert m["per_class"]["with_mask"]["ap50"] == pytest.approx(1.0)
-    assert m["map50"] == pytest.approx(np.mean([1.0, 1.0, 51 / 101]))
+    # with_mask: the incorrect face called masked (0.855) outranks the masked face (0.54): precision 1/2 -> AP 0.5.
+    assert m["per_class"]["with_mask"]["ap50"] == pytest.approx(0.5)
+    assert m["per_class"]["without_mask"]["ap50"] == pytest.approx(1.0)
+    assert m["map50"] == pytest.approx(np.mean([0.5, 1.0, 76 / 101]))
 
 
 def test_two_class_model_on_three_class_photos_reports_the_third_class_apart() -> None:
@@ -137,7 +150,8 @@ def test_two_class_model_on_three_class_photos_reports_the_third_class_apart() -
     incorrect = m["per_class"]["incorrect_mask"]
     assert incorrect["faces"] == 2 and incorrect["ap50"] is None and incorrect["accuracy_on_detected"] is None
     assert incorrect["called"] == {"without_mask": 1, "with_mask": 1}
-    assert m["per_class"]["with_mask"]["ap50"] == pytest.approx(1.0)  # the detection on an incorrect face is left out
+    # The incorrect face called masked (0.855) would top with_mask's ranking: left out, the masked face does.
+    assert m["per_class"]["with_mask"]["ap50"] == pytest.approx(1.0)
     assert m["model_classes"] == list(CLASSES)
 
 

@@ -4,6 +4,9 @@ Shaped like timm's ``@register_model``: a builder function per architecture plus
 :class:`ModelSpec` (input size, channels, normalisation, pretrained weights, training
 defaults). Every model is a :class:`MaskClassifier` = ``head(backbone(x))`` so the
 training engine can cache backbone features when the backbone is frozen.
+
+A *composed* architecture (the cascade) is built from trained models, never trained itself:
+:func:`list_architectures` leaves it out unless asked, so the Train page and ``train --arch`` do not offer it.
 """
 
 from __future__ import annotations
@@ -170,6 +173,8 @@ class ModelSpec:
     supports_finetune: bool = False
     sizes: tuple[int, int] = DEFAULT_SIZES
     """Smallest and largest input side in pixels the network is built for (checked in model metadata too)."""
+    composed: bool = False
+    """Built from trained model folders (``maskdet compose-cascade``), not trainable from data."""
 
     def check_size(self, size: int) -> None:
         """:class:`ValueError` unless ``size`` px is an input side this architecture supports."""
@@ -200,6 +205,7 @@ def register_model(
     defaults: TrainDefaults | None = None,
     supports_finetune: bool = False,
     sizes: tuple[int, int] = DEFAULT_SIZES,
+    composed: bool = False,
 ) -> Callable[[Callable[[ModelSpec, BuildOptions], MaskClassifier]], Callable[[ModelSpec, BuildOptions], MaskClassifier]]:
     """Decorator adding a builder and its spec to the registry."""
 
@@ -216,6 +222,7 @@ def register_model(
             defaults=defaults or TrainDefaults(),
             supports_finetune=supports_finetune,
             sizes=sizes,
+            composed=composed,
         )
         return builder
 
@@ -229,9 +236,9 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(_REGISTRY)}") from None
 
 
-def list_architectures() -> list[str]:
-    """The registered architecture names, in registration order."""
-    return list(_REGISTRY)
+def list_architectures(include_composed: bool = False) -> list[str]:
+    """The registered architecture names, in registration order: the trainable ones, or every one."""
+    return [name for name, spec in _REGISTRY.items() if include_composed or not spec.composed]
 
 
 def pretrained_weights_path(asset: Asset) -> Path:
@@ -384,6 +391,53 @@ def build_mobilenet_v2(spec: ModelSpec, options: BuildOptions) -> MaskClassifier
         _set_trainable(block, True)
     head = nn.Sequential(nn.Linear(1280, 128), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(128, options.num_classes))
     return MaskClassifier(backbone, head)
+
+
+class CascadeMembers(nn.Module):
+    """The cascade's two trained networks side by side: (N, 5) = the two-class logits, then the three-class ones."""
+
+    def __init__(self, bare: MaskClassifier, position: MaskClassifier) -> None:
+        super().__init__()
+        self.bare = bare
+        self.position = position
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.bare(x), self.position(x)], dim=1)
+
+
+class CascadeHead(nn.Module):
+    """Log-probabilities of (without_mask, with_mask, incorrect_mask) from :class:`CascadeMembers`' logits.
+
+    p(without_mask) and p(masked at all) are the two-class model's; the three-class model only says where the
+    mask sits, r = p3(with_mask) / (p3(with_mask) + p3(incorrect_mask)), splitting p(masked at all) into
+    with_mask (x r) and incorrect_mask (x (1 - r)). Its own p(without_mask) is not used. Log-probabilities are
+    logits whose softmax is those probabilities, so every consumer (softmax, ONNX, explanations) takes them as
+    any model's outputs. No parameters.
+    """
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        bare = torch.log_softmax(logits[:, :2], dim=1)
+        position = logits[:, 3] - logits[:, 4]  # log r - log (1 - r): masked vs incorrectly masked
+        return torch.stack([bare[:, 0], bare[:, 1] + nn.functional.logsigmoid(position),
+                            bare[:, 1] + nn.functional.logsigmoid(-position)], dim=1)
+
+
+@register_model(
+    "mobilenet_v2_cascade",
+    title="MobileNetV2 cascade (two trained models)",
+    description="Two trained MobileNetV2 models in one: a two-class model says bare or masked, a three-class "
+    "model only where the mask sits (with_mask vs incorrect_mask). Built with `maskdet compose-cascade`, "
+    "not trained; twice a MobileNetV2's cost.",
+    input=InputConfig(size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    composed=True,
+)
+def build_mobilenet_v2_cascade(spec: ModelSpec, options: BuildOptions) -> MaskClassifier:
+    if options.num_classes != 3:
+        raise ValueError(f"a cascade has 3 classes, not {options.num_classes}")
+    member = get_spec("mobilenet_v2")
+    bare, position = (member.build(BuildOptions(pretrained=False, img_size=options.img_size, num_classes=classes))
+                      for classes in (2, 3))
+    return MaskClassifier(CascadeMembers(bare, position), CascadeHead())
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

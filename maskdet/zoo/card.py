@@ -97,8 +97,9 @@ class ModelCard(BaseModel):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, arch: str) -> str:
-        if arch not in list_architectures():
-            raise ValueError(f"unknown architecture {arch[:40]!r} (known: {', '.join(list_architectures())})")
+        known = list_architectures(include_composed=True)
+        if arch not in known:
+            raise ValueError(f"unknown architecture {arch[:40]!r} (known: {', '.join(known)})")
         return arch
 
     @field_validator("classes")

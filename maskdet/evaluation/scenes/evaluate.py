@@ -6,9 +6,11 @@ one face, best detector score first, see :func:`maskdet.evaluation.scenes.matchi
 
 - ``detection_recall`` = found / faces; ``detection_precision`` = found / (found + false positives);
 - ``accuracy_on_detected`` = labelled right / found; ``end_to_end_accuracy`` = labelled right / faces;
-- ``map50`` = the mean over classes of pycocotools' AP at IoU ``iou`` of the labelled detections,
-  scored by detector score x classifier confidence; ``per_class`` gives ``ap50``, ``recall``, ``faces``
-  (and accuracy on the detected faces of that class);
+- ``map50`` = the mean over classes of pycocotools' AP at IoU ``iou``. As detectors are scored (YOLOv5's and
+  Ultralytics' validation keep every class above a 0.001 confidence per box), each detected face is one
+  detection *per class*, scored detector score x that class's probability: AP measures how well each class's
+  faces are ranked, whatever the operating threshold (the labelling figures use the decision rule);
+  ``per_class`` gives ``ap50``, ``recall``, ``faces`` (and accuracy on the detected faces of that class);
 - ``errors``: one record per missed face, false positive and mislabelled face.
 
 Faces of a class the model does not know (``incorrect_mask`` for a two-class model) count for the detector
@@ -88,6 +90,11 @@ def _errors(outcome: ImageOutcome) -> list[dict]:
     return records
 
 
+def _probabilities(face: FacePrediction) -> dict[str, float]:
+    """The face's class probabilities; a record without them (built by hand) has only its label's."""
+    return face.probabilities or {face.label: face.confidence}
+
+
 def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
@@ -124,12 +131,15 @@ def summarize_outcomes(outcomes: list[ImageOutcome], iou: float = DEFAULT_IOU) -
                 counts["right"] += 1
                 right += 1
         errors.extend(_errors(outcome))
-        kept = [d for d, skip in enumerate(matching.ignored) if not skip and d not in outside]
+        kept = [predictions[d] for d, skip in enumerate(matching.ignored) if not skip and d not in outside]
         scored = [face for face in known if face.label in model_classes]
+        per_class_scores = [(face.box, name, face.face_score * _probabilities(face).get(name, 0.0))
+                            for face in kept for name in model_classes]
         boxes.append(ImageBoxes(
             truth_boxes=[face.box for face in scored], truth_labels=[face.label for face in scored],
-            detected_boxes=[predictions[d].box for d in kept], detected_labels=[predictions[d].label for d in kept],
-            detected_scores=[predictions[d].face_score * predictions[d].confidence for d in kept],
+            detected_boxes=[box for box, _, _ in per_class_scores],
+            detected_labels=[name for _, name, _ in per_class_scores],
+            detected_scores=[score for _, _, score in per_class_scores],
         ))
     ap = average_precision(boxes, iou=iou, classes=model_classes)
     present = [value for value in ap.values() if value is not None]
