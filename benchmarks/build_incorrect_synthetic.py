@@ -11,6 +11,9 @@ Prints the manifest's ``synthetic`` record.
     # pairs: the same donor mask on the same bare face over the nose (with_mask) and low (incorrect_mask)
     python benchmarks/build_incorrect_synthetic.py --source ... --name kaggle-scenes-3class-pairs-face-mask-4k \\
         --count 1000 --seed 0 --paired
+    # several heights: each bare face low three times (each height drawn anew), one twin for the three
+    python benchmarks/build_incorrect_synthetic.py --source ... --name kaggle-scenes-3class-pairs3-face-mask-4k \\
+        --count 1000 --seed 0 --paired --heights-per-face 3
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ def main() -> None:
                         help="share of faces with the mask on the chin (the rest: just below the nose)")
     parser.add_argument("--paired", action="store_true",
                         help="each low face gets a with_mask twin: the same donor mask on the same face over the nose")
+    parser.add_argument("--heights-per-face", type=int, default=SynthesisSettings.heights_per_face,
+                        help="low faces per bare face and donor, each at its own height (one twin for all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = SynthesisSettings(count=args.count, seed=args.seed, chin_share=args.chin_share,
-                                 paired=args.paired)
+                                 paired=args.paired, heights_per_face=args.heights_per_face)
     record = build_synthetic_crop_set(args.source, crop_sets_dir() / args.name, settings)
     print(json.dumps(record, indent=1))
 

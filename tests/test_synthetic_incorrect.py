@@ -154,3 +154,27 @@ def test_a_paired_crop_set_gives_every_low_face_a_proper_twin(small_crop_set, de
         low_bytes = (tmp_path / "paired" / "incorrect_mask" / "synthetic" / name).read_bytes()
         assert low_bytes == (tmp_path / "single" / "incorrect_mask" / "synthetic" / name).read_bytes()
         assert low_bytes != (tmp_path / "paired" / "with_mask" / "synthetic" / name).read_bytes()
+
+
+def test_several_heights_per_face_only_add_low_faces_to_a_one_height_build(small_crop_set, detector, tmp_path):
+    one = build_synthetic_crop_set(small_crop_set, tmp_path / "one",
+                                   SynthesisSettings(count=3, seed=7, min_side=48, paired=True), detector=detector)
+    three = build_synthetic_crop_set(small_crop_set, tmp_path / "three", SynthesisSettings(
+        count=3, seed=7, min_side=48, paired=True, heights_per_face=3), detector=detector)
+    assert one["made"] == 6 and three["made"] == 12  # per face: three low faces and one twin
+    source_split = json.loads((small_crop_set / DATASET_MANIFEST).read_text())["split"]
+    split = json.loads((tmp_path / "three" / DATASET_MANIFEST).read_text())["split"]
+    added = {r for r in split if r not in source_split}
+    assert {split[r] for r in added} == {"train"}
+    one_added = {r for r in json.loads((tmp_path / "one" / DATASET_MANIFEST).read_text())["split"]
+                 if r not in source_split}
+    assert one_added < added  # the one-height build's faces and twins, the very same bytes
+    for relpath in one_added:
+        assert (tmp_path / "three" / relpath).read_bytes() == (tmp_path / "one" / relpath).read_bytes()
+    for relpath in sorted(one_added):  # each bare face: three low faces, each mask at its own height
+        if relpath.startswith("incorrect_mask/"):
+            stem = relpath.removesuffix(".png")
+            lows = [np.asarray(Image.open(tmp_path / "three" / f"{stem}{suffix}.png"), float)
+                    for suffix in ("", "__1", "__2")]
+            assert lows[0].shape == lows[1].shape == lows[2].shape
+            assert all(np.abs(a - b).mean() > 0.5 for a, b in ((lows[0], lows[1]), (lows[0], lows[2]), (lows[1], lows[2])))

@@ -53,6 +53,7 @@ class SynthesisSettings:
     on_chin: tuple[float, float] = (0.9, 1.3)  # upper edge below the mouth
     chin_share: float = 0.3  # share of faces with the mask on the chin
     paired: bool = False  # each low face gets a twin: the same donor mask on the same face over the nose (with_mask)
+    heights_per_face: int = 1  # low faces per bare face and donor, each at its own drawn height (one twin for all)
 
 
 def face_landmarks(detector: FaceDetector, image: Image.Image, min_face_share: float) -> np.ndarray | None:
@@ -110,6 +111,9 @@ def build_synthetic_crop_set(source: Path, out: Path, settings: SynthesisSetting
         raise DatasetError(f"{out} exists already: choose another name or remove it")
     detector = detector or get_detector("centerface")
     rng = np.random.default_rng(settings.seed)
+    # Heights after the first draw from their own generator: the first low face of every bare face (and its twin)
+    # is then byte-identical to a one-height build's, so a build with more heights only adds faces.
+    more_heights = np.random.default_rng([settings.seed, 1])
     bare = _train_crops(source, manifest, CLASSES[0], settings.min_side)
     masked = _train_crops(source, manifest, CLASSES[1], settings.min_side)
     rng.shuffle(bare)
@@ -133,19 +137,25 @@ def build_synthetic_crop_set(source: Path, out: Path, settings: SynthesisSetting
         for index in range(settings.count):
             target_path, target, target_points = targets[index % len(targets)]
             donor_path, donor, donor_points = donors[int(rng.integers(len(donors)))]
-            chin = rng.random() < settings.chin_share
-            drop = float(rng.uniform(*(settings.on_chin if chin else settings.below_nose)))
+            name = f"{index:05d}__{Path(target_path).stem}__{Path(donor_path).stem}"
+            images = {}  # relpath -> image
             try:
-                images = {KNOWN_CLASSES[2]: lower_mask(target, target_points, donor, donor_points, drop=drop)}
+                for height in range(settings.heights_per_face):
+                    draw = rng if height == 0 else more_heights
+                    chin = draw.random() < settings.chin_share
+                    drop = float(draw.uniform(*(settings.on_chin if chin else settings.below_nose)))
+                    suffix = f"__{height}" if height else ""  # the first height keeps the one-height name
+                    images[f"{KNOWN_CLASSES[2]}/{SYNTHETIC_FOLDER}/{name}{suffix}.png"] = lower_mask(
+                        target, target_points, donor, donor_points, drop=drop)
                 if settings.paired:
-                    images[CLASSES[1]] = proper_mask(target, target_points, donor, donor_points)
+                    images[f"{CLASSES[1]}/{SYNTHETIC_FOLDER}/{name}.png"] = proper_mask(
+                        target, target_points, donor, donor_points)
             except ValueError as exc:  # degenerate landmarks on one of the two
                 logger.info("skipped %s + %s: %s", target_path, donor_path, exc)
                 continue
-            name = f"{index:05d}__{Path(target_path).stem}__{Path(donor_path).stem}.png"
-            for label, image in images.items():
-                image.save(staging / label / SYNTHETIC_FOLDER / name)
-                split[f"{label}/{SYNTHETIC_FOLDER}/{name}"] = "train"
+            for relpath, image in images.items():
+                image.save(staging / relpath)
+                split[relpath] = "train"
                 made += 1
         record = {"source": str(source), "made": made, "bare_faces": len(targets), "masked_donors": len(donors),
                   "settings": asdict(settings), "method": METHOD_PAIRED if settings.paired else METHOD,
