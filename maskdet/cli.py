@@ -321,16 +321,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not rows:
         print("no trained models yet: run `python -m maskdet train --arch mobilenet_v2 --data DIR`")
         return 0
-    print(f"{'':2}{'name':<28}{'arch':<14}{'size':>5}{'test acc':>10}{'roc auc':>9}{'threshold':>11}  created")
+    name_width = max(28, *(len(str(row["name"])) + 2 for row in rows))
+    arch_width = max(14, *(len(str(row.get("arch", ""))) + 2 for row in rows))
+    print(f"{'':2}{'name':<{name_width}}{'arch':<{arch_width}}{'size':>5}{'test acc':>10}{'roc auc':>9}{'threshold':>11}"
+          "  created")
     for row in rows[: len(models)]:
         auc = row["test_roc_auc"]
         accuracy = row["test_accuracy"]
-        print(f"{'*' if row['default'] else ' ':2}{row['name']:<28}{row['arch']:<14}{row['input_size']:>5}"
+        print(f"{'*' if row['default'] else ' ':2}{row['name']:<{name_width}}{row['arch']:<{arch_width}}{row['input_size']:>5}"
               f"{_format_pct(accuracy if isinstance(accuracy, float) else None):>10}"
               f"{f'{auc:.4f}' if isinstance(auc, float) else 'n/a':>9}{row['operating_threshold']:>11.3g}"
               f"  {row['created']}")
     for item in broken:
-        print(f"{'':2}{item.name:<28}BROKEN: {item.reason}")
+        print(f"{'':2}{item.name:<{name_width}}BROKEN: {item.reason}")
     return 0
 
 

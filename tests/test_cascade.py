@@ -79,3 +79,17 @@ def test_the_cli_composes_one(tmp_path, monkeypatch, tiny_mobilenet, three_class
     out = capsys.readouterr().out
     assert f"saved {tmp_path / 'from-cli'} (operating threshold" in out and "incorrect_mask" in out
     assert json.loads((tmp_path / "from-cli" / "metadata.json").read_text())["arch"] == "mobilenet_v2_cascade"
+
+
+def test_every_class_of_a_cascade_is_explained_and_grad_cam_is_refused(cascade_mobilenet, three_class_dataset) -> None:
+    from maskdet.inference.explain import ExplanationUnsupported, explainer_for
+
+    classifier = load_classifier(str(cascade_mobilenet), precision="fp32")
+    explainer = explainer_for(classifier)
+    face = _val_faces(cascade_mobilenet, three_class_dataset)[0]
+    for target in classifier.classes:  # without_mask flows through the bare member only, the others through both
+        result = explainer.explain(face, method="smoothgrad", target=target, steps=4)
+        assert result.label == target and np.abs(result.attribution).max() > 0
+    # Its last feature map would be one member's: a class only the other member decides would get an empty map.
+    with pytest.raises(ExplanationUnsupported, match="one last convolutional feature map"):
+        explainer.explain(face, method="gradcam", target="without_mask")

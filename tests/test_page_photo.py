@@ -140,7 +140,7 @@ def test_mlp_model_explains_without_gradcam_and_whole_image_mode(models: Path, h
     method = method_key(at, 0)
     at.selectbox(key=method).set_value("gradcam").run()
     assert_clean(at)
-    assert "Grad-CAM needs a convolutional feature map" in texts(at.warning)
+    assert "Grad-CAM needs one last convolutional feature map" in texts(at.warning)
 
 
 def sections(at: AppTest) -> dict[str, list]:
@@ -217,15 +217,21 @@ def test_models_that_are_not_ours_are_refused_and_the_others_still_work(models: 
     assert not marker.exists()
 
 
-def test_a_three_class_model_shows_and_explains_the_third_class(isolated_models_dir: Path, three_class_mobilenet: Path,
-                                                                three_class_dataset: Path) -> None:
-    shutil.copytree(three_class_mobilenet, isolated_models_dir / "three-class")
-    set_default_model("three-class")
-    crops = sorted((three_class_dataset / "mask_weared_incorrect").iterdir())[:4]
+def _whole_crops_with_default(model: Path, models_dir: Path, crops: list[Path]) -> AppTest:
+    """The page after uploading ``crops`` (PNG face crops, each one face) with ``model`` as the default."""
+    shutil.copytree(model, models_dir / model.name)
+    set_default_model(model.name)
     at = start()
     at.radio(key="photo_detector").set_value("whole-image")
     at = upload(at.run(), *[(path.name, path.read_bytes(), "image/png") for path in crops])
     assert_clean(at)
+    return at
+
+
+def test_a_three_class_model_shows_and_explains_the_third_class(isolated_models_dir: Path, three_class_mobilenet: Path,
+                                                                three_class_dataset: Path) -> None:
+    crops = sorted((three_class_dataset / "mask_weared_incorrect").iterdir())[:4]
+    at = _whole_crops_with_default(three_class_mobilenet, isolated_models_dir, crops)
     shown = texts(at.markdown)
     assert "😶 mask worn incorrectly" in shown  # a face called incorrect_mask (seen in training: most are)
     assert shown.count("😶 mask worn incorrectly ") >= len(crops)  # every face lists its probability of the class
@@ -267,3 +273,18 @@ def test_many_photos_are_analysed_once_and_capped_per_session(models, held_out_f
     calls.clear()
     at.run()  # any rerun (a slider, a tab): nothing is analysed again
     assert calls == []
+
+
+def test_a_cascade_labels_and_explains_every_class_but_offers_no_grad_cam(isolated_models_dir: Path,
+                                                                          cascade_mobilenet: Path,
+                                                                          three_class_dataset: Path) -> None:
+    crops = sorted((three_class_dataset / "with_mask").iterdir())[:2]
+    at = _whole_crops_with_default(cascade_mobilenet, isolated_models_dir, crops)
+    assert texts(at.markdown).count("😶 mask worn incorrectly ") >= len(crops)  # the third class's probability
+    target = next(s for s in at.selectbox if s.key and s.key.endswith("_0_target"))
+    target.set_value("without_mask").run()  # decided by the two-class member alone
+    assert_clean(at)
+    assert any(caption.endswith("heatmap") for caption in image_captions(at))
+    at.selectbox(key=method_key(at, 0)).set_value("gradcam").run()
+    assert_clean(at)
+    assert "Grad-CAM needs one last convolutional feature map" in texts(at.warning)

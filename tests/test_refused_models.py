@@ -60,7 +60,8 @@ def hostile_models(tmp_path_factory, tiny_models_dir: Path) -> tuple[Path, Path]
 
 def test_shipped_models_pass_the_schema() -> None:
     models, broken = scan_models(REPO_ROOT / "models")
-    assert {m["name"] for m in models} == {"mlp", "simple_cnn", "mobilenet_v2", "mobilenet_v2_3class_pairs_robust"}
+    assert {m["name"] for m in models} == {"mlp", "simple_cnn", "mobilenet_v2", "mobilenet_v2_3class_pairs_robust",
+                                           "mobilenet_v2_cascade"}
     assert broken == []
 
 

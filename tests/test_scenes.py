@@ -398,3 +398,19 @@ def test_shipped_pipeline_on_scenes_dev_stays_above_its_floors(datasets_root) ->
     assert metrics["detection_recall"] >= 0.97
     assert metrics["false_positives"] <= 5
     assert metrics["end_to_end_accuracy"] >= 0.96
+
+
+def test_a_cached_scene_evaluation_is_keyed_by_the_operating_threshold_too(tiny_mobilenet, tmp_path) -> None:
+    """Choosing a model's threshold again changes its labels: its cached evaluations must not be reused."""
+    import shutil
+
+    from maskdet.evaluation.scenes.runs import pipeline_key
+    from maskdet.inference.pipeline import build_pipeline
+    from maskdet.zoo.folders import set_operating_threshold
+
+    moved = tmp_path / "moved-threshold"
+    shutil.copytree(tiny_mobilenet, moved)
+    set_operating_threshold(moved, 0.8)
+    keys = {pipeline_key(build_pipeline(str(folder)), "fingerprint", 0.5, {}) for folder in (tiny_mobilenet, moved)}
+    assert len(keys) == 2
+    assert pipeline_key(build_pipeline(str(moved)), "fingerprint", 0.5, {}) in keys  # and stable for one pipeline

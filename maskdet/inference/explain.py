@@ -54,6 +54,7 @@ from torch import nn
 
 from maskdet.inference.predictor import Predictor
 from maskdet.runtime import fold_batchnorm
+from maskdet.zoo.architectures import CascadeMembers
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,11 @@ BASELINES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray] | None]] = {
 
 
 def _last_feature_map(model: nn.Module, size: int, channels: int) -> nn.Module | None:
-    """The last leaf module whose output is a spatial map (N, C, h, w) with h, w > 1; None if there is none."""
+    """The last leaf module whose output is a spatial map (N, C, h, w) with h, w > 1; None if there is none, or
+    when the network runs two networks side by side (a cascade): the last map traced would be only one member's,
+    and a class that only the other member decides would get an empty map."""
+    if any(isinstance(module, CascadeMembers) for module in model.modules()):
+        return None
     found: list[nn.Module] = []
 
     def record(module: nn.Module, _inputs: object, output: object) -> None:
@@ -241,7 +246,7 @@ class Explainer:
             return self._converged_ig(crop, target, baseline)
         if method == "gradcam" and not self.supports(method):
             raise ExplanationUnsupported(
-                f"Grad-CAM needs a convolutional feature map; the {self.arch} model has none "
+                f"Grad-CAM needs one last convolutional feature map, which the {self.arch} model does not have "
                 "(use Integrated Gradients, SmoothGrad or Occlusion)"
             )
         steps = spec.default_steps if steps is None else int(steps)

@@ -1,7 +1,7 @@
 """Scene evaluations of (model, detector) pipelines, cached on disk.
 
-An evaluation is cached per (classifier weights, detector settings, folder fingerprint, IoU,
-class map): the ``evaluate-scenes`` job (:mod:`maskdet.jobs.kinds`) writes it with
+An evaluation is cached per (classifier weights and operating threshold, detector settings, folder
+fingerprint, IoU, class map): the ``evaluate-scenes`` job (:mod:`maskdet.jobs.kinds`) writes it with
 :func:`evaluate_cached`, and the Compare page reads it back with :func:`cached_metrics` under the
 key :func:`pipeline_key` gives for the same pipeline, so reruns, other sessions and later jobs on
 the same machine reuse it.
@@ -25,21 +25,25 @@ from maskdet.store import write_json
 logger = logging.getLogger(__name__)
 
 CACHE_SUBDIR = "scene-evaluations"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+"""2: AP over every class of every detected face (issue 24), and the operating threshold in the key."""
 
 
-def cache_key(weights_sha256: str, detector: Mapping[str, Any], fingerprint: str, iou: float,
+def cache_key(weights_sha256: str, threshold: float, detector: Mapping[str, Any], fingerprint: str, iou: float,
               class_map: Mapping[str, str]) -> str:
-    """A file-name-safe key over everything that changes a scene evaluation's result."""
-    described = {"version": CACHE_VERSION, "weights": weights_sha256, "detector": dict(detector),
+    """A file-name-safe key over everything that changes a scene evaluation's result (the threshold changes the
+    labels: a model whose threshold was chosen again is evaluated again)."""
+    described = {"version": CACHE_VERSION, "weights": weights_sha256, "threshold": threshold, "detector": dict(detector),
                  "fingerprint": fingerprint, "iou": iou, "class_map": dict(sorted(class_map.items()))}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def pipeline_key(pipeline: FacePipeline, fingerprint: str, iou: float, class_map: Mapping[str, str]) -> str:
-    """:func:`cache_key` of ``pipeline`` (its classifier's weights, its detector's settings) on a folder version."""
+    """:func:`cache_key` of ``pipeline`` (its classifier's weights and threshold, its detector's settings) on a
+    folder version."""
     weights = str(pipeline.classifier.loaded.metadata["weights"]["sha256"])
-    return cache_key(weights, describe_detector(pipeline.detector), fingerprint, float(iou), class_map)
+    return cache_key(weights, float(pipeline.classifier.threshold), describe_detector(pipeline.detector), fingerprint,
+                     float(iou), class_map)
 
 
 def _cache_path(key: str) -> Path:
