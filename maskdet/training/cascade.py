@@ -29,12 +29,11 @@ from maskdet.runtime import configure_threads
 from maskdet.settings import CLASSES, KNOWN_CLASSES
 from maskdet.training.loop import EVAL_BATCH, ImageItems, NormalizedBatches, evaluate, make_loader
 from maskdet.zoo.architectures import BuildOptions, count_parameters, get_spec
+from maskdet.zoo.decision import choose_threshold, threshold_rule
 from maskdet.zoo.folders import (
     CheckpointError,
     LoadedModel,
     ModelFolder,
-    choose_operating_threshold,
-    read_metadata,
     save_model,
     stored_scores,
     validate_model_name,
@@ -127,13 +126,15 @@ def compose_cascade(bare: str | Path, position: str | Path, data: str | Path, na
         "params": {"total": total, "trainable": 0},
         "training_seconds": round(time.monotonic() - started, 1),
         "device": "cpu",
+        # Chosen as `maskdet threshold` chooses, and saved with the folder: it never exists without its threshold.
+        "operating_threshold": choose_threshold(val_y, val_scores),
+        "operating_threshold_chosen_on": f"validation split ({threshold_rule()})",
     }
     val_files = [p for p in split["val"] if p in labels]
     probe = select_probe_crops(model, config, scan.root, val_files, [labels[p] for p in val_files])
     metadata["serving"] = check_precision(model, config, probe).to_json()
     path = save_model(model, metadata, name, split=split, directory=directory, probe=probe,
                       seen=_seen_union(bare_folder, position_folder), crops=position_folder.crops())
-    choose_operating_threshold(path)
     logger.info("composed %s from %s and %s: operating threshold %s", name, bare_model.name, position_model.name,
-                read_metadata(path).get("operating_threshold"))
+                metadata["operating_threshold"])
     return path
