@@ -236,6 +236,13 @@ def _field(metadata: dict, *keys: str) -> object:
 def cmd_threshold(args: argparse.Namespace) -> int:
     from maskdet.zoo.folders import choose_operating_threshold, resolve_model, set_operating_threshold
 
+    if args.on is not None:
+        from maskdet.evaluation.folder import choose_threshold_on_folder
+
+        if args.value is not None:
+            raise CliError("--on chooses the threshold on a folder of faces; --value sets one: give one of them")
+        print(choose_threshold_on_folder(args.model, Path(args.on), args.max_bare_called_masked).summary())
+        return 0
     folder = resolve_model(args.model)
     if args.value is not None:
         metadata = set_operating_threshold(folder, args.value, chosen_on=args.chosen_on)
@@ -602,9 +609,12 @@ def build_parser() -> argparse.ArgumentParser:
     threshold.add_argument("--model", default=None, help="model name or folder (default: the default model)")
     threshold.add_argument("--value", type=float, default=None, help="set this threshold instead of choosing one")
     threshold.add_argument("--chosen-on", default=None, help="with --value: the data it was chosen on")
+    threshold.add_argument("--on", metavar="FOLDER", default=None,
+                           help="choose on this folder of labelled faces from your camera (class sub-folders) "
+                                "instead of the validation scores")
     threshold.add_argument("--max-bare-called-masked", type=float, default=MAX_BARE_CALLED_MASKED,
                            help="choose the lowest threshold calling at most this fraction of the not-masked "
-                                "validation faces masked (default %(default)s)")
+                                "faces masked, validation's or --on's (default %(default)s)")
     threshold.set_defaults(func=cmd_threshold)
 
     fingerprint = sub.add_parser("fingerprint-model", help="add the hashes of a model's train / val files to its "

@@ -179,3 +179,55 @@ def test_photo_page_labels_at_the_saved_threshold(model: Path, masked_face: tupl
     verdicts = "\n".join(m.value for m in at.markdown)
     assert f"Face 1**: 🙂 without mask, {1 - p:.1%} confident" in verdicts
     assert f"from p(with mask) ≥ {threshold:g}," in texts(at.caption)
+
+
+def _unseen_faces(datasets_root: Path, root: Path, per_class: int) -> Path:
+    """``per_class`` real faces per class from synthetic-masks-2k (no shipped model trained on it) under ``root``."""
+    source = datasets_root / "synthetic-masks-2k"
+    return build(root, {cls: sorted((source / cls).glob("*.jpg"))[:per_class] for cls in ("with_mask", "without_mask")})
+
+
+def test_the_threshold_is_chosen_on_a_folder_of_faces_from_the_camera(model: Path, datasets_root: Path,
+                                                                       tmp_path: Path, capsys) -> None:
+    """`threshold --on FOLDER`: the one rule on the deployer's own labelled faces, recorded with the folder."""
+    from maskdet.zoo.decision import choose_threshold
+
+    data = _unseen_faces(datasets_root, tmp_path / "camera", 40)
+    scored = evaluate_folder(load_classifier(str(model)), data)
+    expected = choose_threshold(scored.labels, scored.scores)
+    assert expected > 0.5  # the mlp calls some of these bare faces masked at 0.5: the choice has work to do
+    weights = (model / WEIGHTS_FILE).read_bytes()
+
+    assert main(["threshold", "--model", "mlp", "--on", str(data)]) == 0
+    out = capsys.readouterr().out
+    card = read_metadata(model)
+    assert card["operating_threshold"] == expected
+    assert str(data) in card["operating_threshold_chosen_on"] and "40 without_mask, 40 with_mask" in \
+        card["operating_threshold_chosen_on"] and "seen in training" not in card["operating_threshold_chosen_on"]
+    p_masked = scored.scores
+    bare, masked = scored.labels == 0, scored.labels == 1
+    before = int((bare & (p_masked >= 0.5)).sum())
+    after = int((bare & (p_masked >= expected)).sum())
+    assert after < before
+    assert f"operating threshold 0.5 -> {expected:g}" in out
+    assert f"not-masked called masked {before} -> {after} of 40" in out
+    assert f"masked called masked {int((masked & (p_masked >= 0.5)).sum())} -> " \
+           f"{int((masked & (p_masked >= expected)).sum())} of 40" in out
+    assert (model / WEIGHTS_FILE).read_bytes() == weights and load_classifier(str(model)).threshold == expected
+
+
+def test_choosing_on_training_faces_is_said_and_on_masked_faces_alone_is_refused(model: Path, datasets_root: Path,
+                                                                                 tmp_path: Path, capsys) -> None:
+    trained_on = build(tmp_path / "seen", {cls: real_jpegs(datasets_root, cls, 6) for cls in ("with_mask", "without_mask")})
+    assert main(["threshold", "--model", "mlp", "--on", str(trained_on)]) == 0
+    chosen_on = read_metadata(model)["operating_threshold_chosen_on"]
+    assert "seen in training" in chosen_on  # face-mask-4k is the mlp's training data: allowed, never silent
+    capsys.readouterr()
+
+    card = (model / METADATA_FILE).read_text()
+    masked_only = build(tmp_path / "masked", {"with_mask": real_jpegs(datasets_root, "with_mask", 5)})
+    assert main(["threshold", "--model", "mlp", "--on", str(masked_only)]) != 0
+    assert "holds no bare or incorrectly masked face" in capsys.readouterr().err
+    assert main(["threshold", "--model", "mlp", "--on", str(trained_on), "--value", "0.7"]) != 0
+    assert "give one of them" in capsys.readouterr().err
+    assert (model / METADATA_FILE).read_text() == card  # nothing written

@@ -15,6 +15,10 @@ drawing them on the fly.
 :func:`lower_mask` makes a third-class example the way MaskedFace-Net did: it pastes the lower face of a
 masked person onto a bare face *below its nose tip* (or on its chin), aligned by the five landmarks
 CenterFace gives, so the nose stays bare: a mask worn incorrectly (``incorrect_mask``).
+
+:func:`add_eyewear` draws sunglasses over the eyes, from the same landmarks. A classifier that learnt "an
+unoccluded face is bare" calls bare faces in sunglasses masked (ilc-dev's costliest errors); the same glasses on
+bare and masked training faces, labels unchanged, are meant to take that cue away (tried, not shipped).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "LowLight",
     "LowResolution",
     "MotionBlur",
+    "add_eyewear",
     "camera_corruptions",
     "lower_mask",
     "occlude_mouth",
@@ -344,3 +349,79 @@ def proper_mask(bare: Image.Image, bare_points: Landmarks, masked: Image.Image, 
         return eye_y + _MASK_TOP * (float(points[2, 1]) - eye_y)
 
     return _paste_mask(bare, bare_points, masked, masked_points, over_nose, feather)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sunglasses: an occluded face that is no masked face
+# ------------------------------------------------------------------------------------------------
+
+_LENS_TINTS = {"black": (15, 15, 18), "brown": (60, 36, 20), "grey": (50, 55, 60), "green": (40, 60, 35),
+               "blue": (30, 50, 90), "mirror": (150, 130, 70)}
+_FRAME_COLOURS = ((10, 10, 10), (70, 50, 30), (185, 170, 140), (120, 120, 125))
+
+
+def _lens_outline(centre_x: float, centre_y: float, width: float, height: float, shape: str, side: float,
+                  steps: int = 32) -> list[tuple[float, float]]:
+    """A lens as a polygon: an ellipse (round), a squarer superellipse (rect) or a teardrop (aviator, wider at
+    the top and dropping towards the nose). ``side`` is -1 for the left lens, +1 for the right one."""
+    exponent = {"round": 2.0, "rect": 4.0, "aviator": 2.0}[shape]
+    outline = []
+    for t in np.linspace(0, 2 * math.pi, steps, endpoint=False):
+        c, s = math.cos(t), math.sin(t)
+        x = math.copysign(abs(c) ** (2 / exponent), c) * width / 2
+        y = math.copysign(abs(s) ** (2 / exponent), s) * height / 2
+        if shape == "aviator" and s > 0:  # lower half: deeper on the nose's side
+            y *= 1.0 + 0.35 * max(0.0, -c * side)
+        outline.append((centre_x + x, centre_y + y))
+    return outline
+
+
+def add_eyewear(image: Image.Image, points: Landmarks, rng: np.random.Generator) -> Image.Image:
+    """``image`` with sunglasses drawn over the eyes of the face whose five landmarks are ``points``.
+
+    Lens shape (round, rectangular, aviator), size (0.75-0.95 of the inter-eye distance each), tint (dark
+    colours mostly, some mirrored), opacity (mostly opaque, the eyes show faintly through some), frame colour and
+    thickness vary; the glasses follow the eye line's tilt and carry a faint reflection. Drawn at 4x and shrunk,
+    then blurred to the crop's sharpness. Only the band around the eyes changes: the mouth and what covers it are
+    untouched, so the caller keeps the face's label. Returns a new RGB image of ``image``'s size; raises
+    ValueError for degenerate landmarks (as :func:`lower_mask`).
+    """
+    points = np.asarray(points, float)
+    _check_landmarks(points)
+    rgb = image.convert("RGB")
+    width, height = rgb.size
+    scale = 4
+    left_eye, right_eye = points[0] * scale, points[1] * scale
+    eye_distance = float(np.linalg.norm(right_eye - left_eye))
+    tilt = math.degrees(math.atan2(right_eye[1] - left_eye[1], right_eye[0] - left_eye[0]))
+    centre_x, centre_y = (left_eye + right_eye) / 2
+    centre_y += rng.uniform(-0.03, 0.1) * eye_distance  # glasses sit on the nose, a little below the pupils
+    lens_w = eye_distance * rng.uniform(0.75, 0.95)
+    lens_h = lens_w * rng.uniform(0.6, 0.85)
+    shape = str(rng.choice(["round", "rect", "aviator"]))
+    tint = _LENS_TINTS[str(rng.choice(list(_LENS_TINTS), p=[0.35, 0.2, 0.15, 0.1, 0.1, 0.1]))]
+    lens = tuple(int(np.clip(c * rng.uniform(0.75, 1.25), 0, 255)) for c in tint) + (int(rng.uniform(200, 250)),)
+    frame = _FRAME_COLOURS[int(rng.integers(len(_FRAME_COLOURS)))] + (255,)
+    frame_w = max(1, round(eye_distance * rng.uniform(0.02, 0.06)))
+
+    layer = Image.new("RGBA", (width * scale, height * scale), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    for side in (-1.0, 1.0):
+        lens_x = centre_x + side * eye_distance / 2
+        outline = _lens_outline(lens_x, centre_y, lens_w, lens_h, shape, side)
+        draw.polygon(outline, fill=lens, outline=frame, width=frame_w)
+        glint_x, glint_y = lens_x - 0.2 * lens_w, centre_y - 0.22 * lens_h
+        draw.ellipse([glint_x - 0.15 * lens_w, glint_y - 0.06 * lens_h, glint_x + 0.15 * lens_w, glint_y + 0.06 * lens_h],
+                     fill=(255, 255, 255, int(rng.uniform(10, 45))))
+        temple_x = lens_x + side * lens_w / 2
+        draw.line([(temple_x, centre_y - 0.3 * lens_h), (temple_x + side * 0.45 * eye_distance, centre_y - 0.38 * lens_h)],
+                  fill=frame, width=frame_w)
+    bridge_y = centre_y - 0.25 * lens_h
+    draw.line([(centre_x - eye_distance / 2 + lens_w / 2, bridge_y), (centre_x + eye_distance / 2 - lens_w / 2, bridge_y)],
+              fill=frame, width=frame_w)
+    layer = layer.rotate(-tilt, resample=Image.Resampling.BICUBIC, center=(centre_x, centre_y))
+    layer = layer.resize((width, height), Image.Resampling.LANCZOS)
+    layer = layer.filter(ImageFilter.GaussianBlur(radius=max(0.3, width / 300)))
+    out = rgb.copy()
+    out.paste(layer, (0, 0), layer)
+    return out

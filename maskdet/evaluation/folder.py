@@ -4,6 +4,10 @@
 files (the folder must be its training folder). Either way the result says how much of what was
 scored the model has seen (:func:`maskdet.evaluation.leakage.training_overlap`): evaluating on the training
 folder is allowed, never silent.
+
+:func:`choose_threshold_on_folder` chooses a model's operating threshold on a labelled folder of faces from the
+camera it will watch, by the one rule (:func:`maskdet.zoo.decision.choose_threshold`): the probabilities shift with
+the camera, so a threshold chosen on our validation faces can call a new camera's bare faces masked.
 """
 
 from __future__ import annotations
@@ -15,13 +19,22 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdet.zoo.folders import load_split
-from maskdet.inference.predictor import Predictor
+from maskdet.zoo.folders import load_split, resolve_model, set_operating_threshold
+from maskdet.inference.predictor import Predictor, load_classifier
 from maskdet.data.datasets import ProgressFn, load_catalog
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.evaluation.leakage import TrainingOverlap, training_overlap
 from maskdet.evaluation.metrics import compute_metrics
-from maskdet.zoo.decision import THRESHOLD, compact_scores
+from maskdet.settings import KNOWN_CLASSES
+from maskdet.zoo.decision import (
+    MAX_BARE_CALLED_MASKED,
+    THRESHOLD,
+    WITH_MASK,
+    as_probabilities,
+    choose_threshold,
+    compact_scores,
+    threshold_rule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,3 +130,86 @@ def _split_records(classifier: Predictor, readable: list, root: Path, split: str
         raise ValueError(f"{root} holds {len(records)} of the {len(wanted)} {split} files of {classifier.name}'s saved "
                          "split: evaluate its training folder, or use split 'all'")
     return records
+
+
+@dataclass(frozen=True)
+class ChosenThreshold:
+    """An operating threshold chosen on a folder of faces, and what it does to them compared with the old one."""
+
+    model: str
+    data: Path
+    previous: float
+    threshold: float
+    faces: dict[str, int]  # per class, as labelled in the folder
+    not_masked_called_masked: tuple[int, int]  # (at the previous threshold, at the new one)
+    masked_called_masked: tuple[int, int]
+    chosen_on: str  # what the card records beside the threshold
+    max_bare_called_masked: float = MAX_BARE_CALLED_MASKED
+
+    @property
+    def not_masked_faces(self) -> int:
+        """Bare and incorrectly masked faces in the folder: those the bound is about."""
+        return sum(n for name, n in self.faces.items() if name != KNOWN_CLASSES[WITH_MASK])
+
+    @property
+    def bound_met(self) -> bool:
+        """Whether the chosen threshold keeps the not-masked faces called masked within the bound (at 0.99, the
+        highest the rule goes, it may not: the model does not rank these faces apart)."""
+        return self.not_masked_called_masked[1] <= self.max_bare_called_masked * self.not_masked_faces
+
+    def summary(self) -> str:
+        """For the CLI: the new threshold, the faces of the folder at the old and the new one, and a warning when
+        the bound is not met."""
+        not_masked = self.not_masked_faces
+        masked = self.faces.get(KNOWN_CLASSES[WITH_MASK], 0)
+        return (f"{self.model}: operating threshold {self.previous:g} -> {self.threshold:g} (chosen on {self.chosen_on})\n"
+                f"  on these faces: not-masked called masked {self.not_masked_called_masked[0]} -> "
+                f"{self.not_masked_called_masked[1]} of {not_masked}; masked called masked "
+                f"{self.masked_called_masked[0]} -> {self.masked_called_masked[1]} of {masked}"
+                + ("" if self.bound_met else f"\n  even at {self.threshold:g} more than {self.max_bare_called_masked:.1%} of "
+                   "the not-masked faces are called masked: check the folder's labels, or allow more with "
+                   "--max-bare-called-masked"))
+
+
+def choose_threshold_on_folder(model: str | Path | None, data: str | Path,
+                               max_bare_called_masked: float = MAX_BARE_CALLED_MASKED,
+                               progress: ProgressFn | None = None) -> ChosenThreshold:
+    """Choose ``model``'s operating threshold on every readable face of the class folders in ``data`` (crops from
+    the camera the model will watch: ``without_mask``, ``with_mask`` and, if any, ``incorrect_mask``) and record it
+    in its card, with the folder, its faces and content fingerprint (``metadata.json`` only, atomically).
+
+    The rule is the one the validation scores use: the lowest threshold >= 0.5 calling at most
+    ``max_bare_called_masked`` of the not-masked faces (bare or worn incorrectly) masked. Raises ValueError (nothing
+    written) when the folder holds no not-masked face to bound. Faces the model trained on are allowed, never silent:
+    how many is recorded with the folder (a threshold chosen on them promises more than a new camera keeps).
+    """
+    folder = resolve_model(None if model is None else str(model))
+    classifier = load_classifier(str(folder))
+    catalog = load_catalog(data)
+    evaluation = evaluate_folder(classifier, catalog.root, progress=progress)
+    labels = evaluation.labels
+    faces = {name: int((labels == index).sum()) for index, name in enumerate(KNOWN_CLASSES) if (labels == index).any()}
+    if not (labels != WITH_MASK).any():
+        raise ValueError(f"{catalog.root} holds no bare or incorrectly masked face: the threshold bounds how many of "
+                         "them are called masked, so it cannot be chosen on masked faces alone")
+    threshold = choose_threshold(labels, evaluation.scores, max_bare_called_masked=max_bare_called_masked)
+    p_masked = as_probabilities(evaluation.scores)[:, WITH_MASK]
+
+    def called_masked(mask: np.ndarray, at: float) -> int:
+        return int((mask & (p_masked >= at)).sum())
+
+    counts = ", ".join(f"{n} {name}" for name, n in faces.items())
+    seen = evaluation.overlap.overlapping if evaluation.overlap is not None else 0
+    if seen:  # allowed, never silent: the card and the summary say it
+        counts += f"; {seen} of them seen in training"
+    if evaluation.unreadable:
+        counts += f"; {len(evaluation.unreadable)} unreadable files left out"
+    chosen_on = f"{catalog.root} ({counts}; content fingerprint {catalog.fingerprint}; {threshold_rule(max_bare_called_masked)})"
+    previous = classifier.threshold
+    set_operating_threshold(folder, threshold, chosen_on=chosen_on)
+    not_masked, masked = labels != WITH_MASK, labels == WITH_MASK
+    logger.info("operating threshold of %s chosen on %s: %g", folder.name, catalog.root, threshold)
+    return ChosenThreshold(model=folder.name, data=catalog.root, previous=previous, threshold=threshold, faces=faces,
+                           not_masked_called_masked=(called_masked(not_masked, previous), called_masked(not_masked, threshold)),
+                           masked_called_masked=(called_masked(masked, previous), called_masked(masked, threshold)),
+                           chosen_on=chosen_on, max_bare_called_masked=max_bare_called_masked)

@@ -1,7 +1,7 @@
-"""Synthetic masks worn below the nose (issue 24): on real faces, CenterFace's landmarks are found, the mask is
-pasted only below the nose tip (the nose stays bare, nothing above changes), and a crop set built with them keeps
-its validation and test files as they were, adds synthetic faces to train only, the same seed giving the same
-images."""
+"""Synthetic training faces (issue 24), on real faces: CenterFace's landmarks are found; a mask worn low is pasted
+only below the nose tip (the nose stays bare, nothing above changes); sunglasses cover the eyes and nothing at the
+mouth; a crop set built with either keeps its validation and test files as they were, adds synthetic faces to
+train only, the same seed giving the same images."""
 
 from __future__ import annotations
 
@@ -9,15 +9,20 @@ import json
 
 import numpy as np
 import pytest
+from datasets_helpers import real_jpegs
 from PIL import Image
 
-from maskdet.data.augment import lower_mask, proper_mask
-from maskdet.data.datasets import DATASET_MANIFEST
+from maskdet.data.augment import add_eyewear, lower_mask, proper_mask
+from maskdet.data.datasets import DATASET_MANIFEST, DatasetError
 from maskdet.data.images import load_rgb
 from maskdet.inference.detector import get_detector
-from maskdet.training.synthetic import SynthesisSettings, build_synthetic_crop_set, face_landmarks
-
-from datasets_helpers import real_jpegs
+from maskdet.training.synthetic import (
+    EyewearSettings,
+    SynthesisSettings,
+    build_eyewear_crop_set,
+    build_synthetic_crop_set,
+    face_landmarks,
+)
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +183,59 @@ def test_several_heights_per_face_only_add_low_faces_to_a_one_height_build(small
                     for suffix in ("", "__1", "__2")]
             assert lows[0].shape == lows[1].shape == lows[2].shape
             assert all(np.abs(a - b).mean() > 0.5 for a, b in ((lows[0], lows[1]), (lows[0], lows[2]), (lows[1], lows[2])))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_sunglasses_cover_the_eyes_and_leave_the_mouth_alone(bare_and_masked, seed):
+    """The label stays the face's own only if the mouth and whatever covers it are untouched."""
+    for image, points in (bare_and_masked[0][seed % 2], bare_and_masked[1][seed % 2]):
+        out = add_eyewear(image, points, np.random.default_rng(seed))
+        assert out.size == image.size and out.mode == "RGB"
+        assert out.tobytes() == add_eyewear(image, points, np.random.default_rng(seed)).tobytes()  # seeded
+        difference = np.abs(np.asarray(out, int) - np.asarray(image, int)).sum(axis=2)
+        nose_y, mouth_y = points[2, 1], points[3:, 1].mean()
+        assert not (difference[int(np.ceil((nose_y + mouth_y) / 2)):] > 24).any()  # nothing from mid nose-mouth down
+        for eye_x, eye_y in np.round(points[:2]).astype(int):  # both eyes behind a lens (a dark pupil may stay dark)
+            assert (difference[eye_y - 2 : eye_y + 3, eye_x - 2 : eye_x + 3] > 0).mean() >= 0.8
+
+
+def test_sunglasses_refuse_degenerate_landmarks_in_one_line(bare_and_masked):
+    image, points = bare_and_masked[0][0]
+    squashed = points.copy()
+    squashed[1] = squashed[0]  # both eyes on one point
+    with pytest.raises(ValueError, match="eyes apart"):
+        add_eyewear(image, squashed, np.random.default_rng(0))
+
+
+def test_an_eyewear_crop_set_adds_both_classes_to_train_only_with_their_labels(small_crop_set, detector, tmp_path):
+    settings = EyewearSettings(share=0.5, seed=3, min_side=48)
+    first = build_eyewear_crop_set(small_crop_set, tmp_path / "a", settings, detector=detector)
+    second = build_eyewear_crop_set(small_crop_set, tmp_path / "b", settings, detector=detector)
+    assert first["made"] == second["made"] > 0 and first["settings"]["share"] == 0.5
+    assert first["per_class"]["without_mask"] > 0 and first["per_class"]["with_mask"] > 0  # bare and masked alike
+    source_split = json.loads((small_crop_set / DATASET_MANIFEST).read_text())["split"]
+    manifest = json.loads((tmp_path / "a" / DATASET_MANIFEST).read_text())
+    added = {r: s for r, s in manifest["split"].items() if r not in source_split}
+    assert len(added) == first["made"] and set(added.values()) == {"train"}
+    assert {r: s for r, s in manifest["split"].items() if r in source_split} == source_split  # val / test unchanged
+    assert manifest["synthetic"] == first
+    train_stems = {r: r.rsplit("/", 1)[-1].rsplit(".", 1)[0] for r, s in source_split.items() if s == "train"}
+    for relpath in added:
+        label, folder, name = relpath.split("/")
+        assert folder == "eyewear"
+        stem = name.removesuffix(".png").split("__", 1)[1]
+        # each copy is of a train face of its own class
+        assert any(source.startswith(f"{label}/") and train_stem == stem for source, train_stem in train_stems.items())
+        assert (tmp_path / "a" / relpath).read_bytes() == (tmp_path / "b" / relpath).read_bytes()
+    assert first["per_class"] == {label: sum(r.startswith(f"{label}/") for r in added) for label in first["per_class"]}
+
+
+def test_an_eyewear_crop_set_is_refused_over_an_existing_folder_or_a_folder_without_a_split(small_crop_set, detector,
+                                                                                          tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(DatasetError, match="exists already"):
+        build_eyewear_crop_set(small_crop_set, tmp_path / "taken", detector=detector)
+    (tmp_path / "plain" / "with_mask").mkdir(parents=True)
+    with pytest.raises(DatasetError):
+        build_eyewear_crop_set(tmp_path / "plain", tmp_path / "out", detector=detector)
+    assert not (tmp_path / "out").exists() and list((tmp_path / "taken").iterdir()) == []
