@@ -13,7 +13,7 @@ from maskdet.data.datasets import DatasetError
 from maskdet.data.images import load_rgb
 from maskdet.inference.predictor import load_classifier
 from maskdet.training.cascade import compose_cascade
-from maskdet.zoo.architectures import list_architectures
+from maskdet.zoo.architectures import CascadeMembers, list_architectures
 from maskdet.zoo.decision import choose_threshold
 from maskdet.zoo.folders import CheckpointError, card_scores, load_split, read_metadata, read_seen
 
@@ -81,8 +81,9 @@ def test_the_cli_composes_one(tmp_path, monkeypatch, tiny_mobilenet, three_class
     assert json.loads((tmp_path / "from-cli" / "metadata.json").read_text())["arch"] == "mobilenet_v2_cascade"
 
 
-def test_every_class_of_a_cascade_is_explained_and_grad_cam_is_refused(cascade_mobilenet, three_class_dataset) -> None:
-    from maskdet.inference.explain import ExplanationUnsupported, explainer_for
+def test_every_class_of_a_cascade_is_explained_grad_cam_with_each_members_map(cascade_mobilenet, tiny_mobilenet,
+                                                                             three_class_dataset) -> None:
+    from maskdet.inference.explain import explainer_for
 
     classifier = load_classifier(str(cascade_mobilenet), precision="fp32")
     explainer = explainer_for(classifier)
@@ -90,6 +91,17 @@ def test_every_class_of_a_cascade_is_explained_and_grad_cam_is_refused(cascade_m
     for target in classifier.classes:  # without_mask flows through the bare member only, the others through both
         result = explainer.explain(face, method="smoothgrad", target=target, steps=4)
         assert result.label == target and np.abs(result.attribution).max() > 0
-    # Its last feature map would be one member's: a class only the other member decides would get an empty map.
-    with pytest.raises(ExplanationUnsupported, match="one last convolutional feature map"):
-        explainer.explain(face, method="gradcam", target="without_mask")
+        cam = explainer.explain(face, method="gradcam", target=target).attribution
+        assert np.isfinite(cam).all() and cam.min() >= 0 and cam.max() > 0
+    members = [module for module in explainer.network.modules() if isinstance(module, CascadeMembers)][0]
+    layers = explainer.feature_layers()  # one last map per member, not just the last one traced (the position's)
+    assert len(layers) == 2
+    assert any(layer is m for m in members.bare.modules() for layer in layers[:1])
+    assert any(layer is m for m in members.position.modules() for layer in layers[1:])
+    # without_mask is the bare member's alone: its map is that model's own Grad-CAM (up to the scale calibration
+    # puts on the log-odds), where the last traced map alone would have been empty.
+    own = explainer_for(load_classifier(str(tiny_mobilenet), precision="fp32"))
+    cascade_map = explainer.explain(face, method="gradcam", target="without_mask").attribution
+    own_map = own.explain(face, method="gradcam", target="without_mask").attribution
+    assert own_map.max() > 0
+    np.testing.assert_allclose(cascade_map / cascade_map.max(), own_map / own_map.max(), atol=1e-4)

@@ -14,7 +14,8 @@ at the model's input resolution, a colour heatmap of its magnitude, an overlay o
 - ``occlusion``: slide a patch of the baseline over the crop and record how much the
   decision drops; model-agnostic, coarse (patch-sized blobs).
 - ``gradcam``: captum ``LayerGradCam`` on the last convolutional feature map, upsampled;
-  coarse but robust. Not available for the ``mlp`` baseline, which has no feature map.
+  coarse but robust. A cascade runs two networks: each one's last map is weighed by the same class score and
+  the two maps are summed. Not available for the ``mlp`` baseline, which has no feature map.
 
 What is explained is the **log-odds** of the class, ``logit[c] - logit[other]``, not its
 probability: a softmax output saturates (0.999 on the input and 0.99 on the baseline would
@@ -161,11 +162,7 @@ BASELINES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray] | None]] = {
 
 
 def _last_feature_map(model: nn.Module, size: int, channels: int) -> nn.Module | None:
-    """The last leaf module whose output is a spatial map (N, C, h, w) with h, w > 1; None if there is none, or
-    when the network runs two networks side by side (a cascade): the last map traced would be only one member's,
-    and a class that only the other member decides would get an empty map."""
-    if any(isinstance(module, CascadeMembers) for module in model.modules()):
-        return None
+    """The last leaf module of ``model`` whose output is a spatial map (N, C, h, w) with h, w > 1; None if none."""
     found: list[nn.Module] = []
 
     def record(module: nn.Module, _inputs: object, output: object) -> None:
@@ -181,6 +178,15 @@ def _last_feature_map(model: nn.Module, size: int, channels: int) -> nn.Module |
         for handle in handles:
             handle.remove()
     return found[-1] if found else None
+
+
+def _feature_maps(model: nn.Module, size: int, channels: int) -> list[nn.Module]:
+    """The layers Grad-CAM weighs: the last spatial feature map of each network the model runs. One for a plain
+    network; one per member for a cascade (:class:`CascadeMembers`), whose classes flow through either member or
+    both, so that a class only one member decides still gets its map. Empty when there is no spatial map."""
+    members = next((m for m in model.modules() if isinstance(m, CascadeMembers)), None)
+    networks = [members.bare, members.position] if members is not None else [model]
+    return [layer for network in networks if (layer := _last_feature_map(network, size, channels)) is not None]
 
 
 class Explainer:
@@ -201,18 +207,16 @@ class Explainer:
         self.network = network
         self.forward = _LogOdds(network).eval()
         self._lock = threading.Lock()
-        self._feature_layer: nn.Module | None = None
-        self._feature_layer_known = False
+        self._feature_layers: list[nn.Module] | None = None
 
-    def feature_layer(self) -> nn.Module | None:
-        """The layer Grad-CAM uses (found once, by tracing a forward pass)."""
-        if not self._feature_layer_known:
-            self._feature_layer = _last_feature_map(self.network, self.input.size, self.input.channels)
-            self._feature_layer_known = True
-        return self._feature_layer
+    def feature_layers(self) -> list[nn.Module]:
+        """The layers Grad-CAM uses (found once, by tracing a forward pass; see :func:`_feature_maps`)."""
+        if self._feature_layers is None:
+            self._feature_layers = _feature_maps(self.network, self.input.size, self.input.channels)
+        return self._feature_layers
 
     def supports(self, method: str) -> bool:
-        return method != "gradcam" or self.feature_layer() is not None
+        return method != "gradcam" or bool(self.feature_layers())
 
     def prepare(self, crop: Image.Image, baseline: str) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """(uint8 model view HxWxC, normalised input (1,C,H,W), normalised baseline (1,C,H,W))."""
@@ -246,7 +250,7 @@ class Explainer:
             return self._converged_ig(crop, target, baseline)
         if method == "gradcam" and not self.supports(method):
             raise ExplanationUnsupported(
-                f"Grad-CAM needs one last convolutional feature map, which the {self.arch} model does not have "
+                f"Grad-CAM needs a convolutional feature map, which the {self.arch} model does not have "
                 "(use Integrated Gradients, SmoothGrad or Occlusion)"
             )
         steps = spec.default_steps if steps is None else int(steps)
@@ -350,10 +354,11 @@ def _gradcam(
 ) -> tuple[np.ndarray, float | None]:
     from captum.attr import LayerAttribution, LayerGradCam
 
-    layer = explainer.feature_layer()
-    cam = LayerGradCam(explainer.forward, layer).attribute(inputs, target=target, relu_attributions=True)
-    upsampled = LayerAttribution.interpolate(cam.detach(), tuple(inputs.shape[-2:]), interpolate_mode="bilinear")
-    return upsampled[0, 0].numpy(), None
+    heatmap = torch.zeros(tuple(inputs.shape[-2:]))
+    for layer in explainer.feature_layers():  # a cascade: each member's map, weighed by the same class score, summed
+        cam = LayerGradCam(explainer.forward, layer).attribute(inputs, target=target, relu_attributions=True)
+        heatmap += LayerAttribution.interpolate(cam.detach(), tuple(inputs.shape[-2:]), interpolate_mode="bilinear")[0, 0]
+    return heatmap.numpy(), None
 
 
 METHODS: dict[str, Method] = {
