@@ -93,7 +93,7 @@ def test_every_class_of_a_cascade_is_explained_grad_cam_with_each_members_map(ca
         assert result.label == target and np.abs(result.attribution).max() > 0
         cam = explainer.explain(face, method="gradcam", target=target).attribution
         assert np.isfinite(cam).all() and cam.min() >= 0 and cam.max() > 0
-    members = [module for module in explainer.network.modules() if isinstance(module, CascadeMembers)][0]
+    members = next(module for module in explainer.network.modules() if isinstance(module, CascadeMembers))
     layers = explainer.feature_layers()  # one last map per member, not just the last one traced (the position's)
     assert len(layers) == 2
     assert any(layer is m for m in members.bare.modules() for layer in layers[:1])
