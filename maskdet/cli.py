@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenes.set_defaults(func=cmd_evaluate_scenes)
 
     threshold = sub.add_parser("threshold", help="set a model's operating threshold, or choose it on the validation "
-                                                 "scores its card stores (the default)")
+                                                 "scores its card stores (the default) or on your camera's faces (--on)")
     threshold.add_argument("--model", default=None, help="model name or folder (default: the default model)")
     threshold.add_argument("--value", type=float, default=None, help="set this threshold instead of choosing one")
     threshold.add_argument("--chosen-on", default=None, help="with --value: the data it was chosen on")
