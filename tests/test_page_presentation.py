@@ -165,3 +165,15 @@ def test_dataset_page_warns_when_the_aspect_ratio_alone_predicts_the_class(tmp_p
     table = next(d.value for d in at.dataframe if "property" in d.value.columns).set_index("property")
     assert table.loc["aspect ratio (width / height)", "balanced accuracy"] == 1.0
     assert table.loc["image size (pixels)", "balanced accuracy"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_tables_keep_whole_numbers_whole_and_shares_as_percentages() -> None:
+    """The Photo page's faces table read "1.0000" for face 1: an integer column the name rule knows nothing about."""
+    from ui.tables import styled
+
+    frame = pd.DataFrame({"face": [1, 2], "confidence": [0.49041, 0.9985], "detector score": [0.831, 0.76],
+                          "accuracy": [0.98512, 0.9], "errors": [3.0, 12.0]})
+    html = styled(frame, {"detector score": "{:.2f}"}).to_html()
+    assert ">1<" in html and ">2<" in html and "1.0000" not in html
+    assert "0.4904" in html  # a share the name rule does not know keeps four decimals
+    assert "98.51%" in html and "0.83" in html and ">12<" in html

@@ -34,13 +34,20 @@ def column_format(column: str) -> str | None:
     return DECIMALS
 
 
+def _format_of(column: pd.Series) -> str | None:
+    """:func:`column_format` by the column's name; whole numbers stay whole where the name says nothing (a face's
+    number reads 1, not 1.0000)."""
+    chosen = column_format(str(column.name))
+    return COUNT if chosen == DECIMALS and pd.api.types.is_integer_dtype(column) else chosen
+
+
 def styled(frame: pd.DataFrame, formats: Mapping[str, str] | None = None, highlight: pd.DataFrame | None = None,
            text_columns: Iterable[str] = ()) -> pd.io.formats.style.Styler:
     """``frame`` with every numeric column formatted by :func:`column_format` (``formats`` overrides by column)
     and the cells where ``highlight`` is True highlighted; missing values read "—"."""
     text = set(text_columns)
     numeric = [c for c in frame.columns if c not in text and pd.api.types.is_numeric_dtype(frame[c])]
-    chosen = {c: column_format(c) for c in numeric} | dict(formats or {})
+    chosen = {c: _format_of(frame[c]) for c in numeric} | dict(formats or {})
     style = frame.style.format(chosen, na_rep="—")
     if highlight is not None:
         style = style.apply(lambda _: np.where(highlight, HIGHLIGHT_CSS, ""), axis=None)
