@@ -34,6 +34,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from maskdet.zoo.decision import threshold_rule
 from maskdet.zoo.folders import CheckpointError, choose_operating_threshold, set_operating_threshold
 from maskdet.evaluation.compare import (
     COL_ARCH,
@@ -224,10 +225,19 @@ def _save_threshold(summary: ModelSummary, slider_key: str, source: str) -> None
         "the Photo and Webcam pages and `predict` now label with it."))
 
 
-def _choose_threshold(summary: ModelSummary, slider_key: str) -> None:
-    """Button callback: choose and save the threshold on the validation scores the model's card stores."""
+def _choose_threshold(summary: ModelSummary, slider_key: str, files: ScoredFiles | None = None) -> None:
+    """Button callback: choose and save the threshold by the one rule, on the validation scores the model's card
+    stores or on ``files`` (the unseen data's: faces from the camera the model will watch)."""
+    if not may(Action.SAVE_THRESHOLD):  # the button is disabled for visitors; a stale page is refused here too
+        st.session_state[SAVED_MESSAGE_KEY] = ("error", f"Only the owner may {Action.SAVE_THRESHOLD.value}.")
+        return
     try:
-        metadata = choose_operating_threshold(summary.path)
+        if files is None:
+            metadata = choose_operating_threshold(summary.path)
+        else:
+            metadata = choose_operating_threshold(summary.path, scored=(np.asarray(files.labels),
+                                                                        np.asarray(files.scores)),
+                                                  chosen_on=f"{files.source} ({len(files.labels):,} faces)")
     except CheckpointError as exc:
         st.session_state[SAVED_MESSAGE_KEY] = ("error", f"Cannot choose the threshold of `{summary.name}`: {exc}")
         return
@@ -377,9 +387,18 @@ def operating_point_section(files: Mapping[str, ScoredFiles], by_name: Mapping[s
                       help=None if may(Action.SAVE_THRESHOLD) else "Only the owner may save a threshold.",
                       on_click=_save_threshold, args=(summary, key, source))
         column.button("Choose on its validation scores", key=f"compare_choose_{name}", on_click=_choose_threshold,
-                      args=(summary, key), disabled=not summary.has_validation_scores,
-                      help="The lowest threshold calling at most 0.5% of the not-masked validation faces masked "
-                           "(a bare or incorrectly masked face called masked is the costly error).")
+                      args=(summary, key), disabled=not summary.has_validation_scores or not may(Action.SAVE_THRESHOLD),
+                      help=f"The {threshold_rule()}, on its validation faces (a bare or incorrectly masked face "
+                           "called masked is the costly error)."
+                           + ("" if may(Action.SAVE_THRESHOLD) else " Only the owner may save a threshold."))
+        if source != TEST_SPLIT:  # the unseen data: faces from another camera, the rule on them
+            column.button(f"Choose on {files[name].source} by the same rule", key=f"compare_choose_unseen_{name}",
+                          on_click=_choose_threshold, args=(summary, key, files[name]),
+                          disabled=not may(Action.SAVE_THRESHOLD),
+                          help=f"The {threshold_rule()}, on this folder's faces: the probabilities shift "
+                               "with the camera, so faces from the camera the model will watch choose better than "
+                               "our validation faces (`python -m maskdet threshold --on FOLDER` does the same)."
+                               + ("" if may(Action.SAVE_THRESHOLD) else " Only the owner may save a threshold."))
     at_threshold = {name: compute_metrics(f.labels, f.scores, thresholds[name]) for name, f in files.items()}
     rows = []
     for name, metrics in at_threshold.items():

@@ -263,3 +263,42 @@ def test_error_gallery_and_operating_point_on_shipped_models(app: Path, tmp_path
         c for image in tab.image for c in image.captions}
     assert f"Why `mlp` said **{hardest['predicted label']}**" in texts(tab.markdown)
     assert "convergence error" in texts(tab.caption) + texts(tab.warning)
+
+
+def test_the_owner_chooses_a_threshold_on_the_unseen_data_by_the_rule_and_a_visitor_cannot(
+        app: str, tiny_models_dir: Path, datasets_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faces from the camera a model will watch choose its threshold better than our validation faces; choosing
+    writes the model's card, which on a shared dashboard is the owner's (the validation button was offered to all)."""
+    from test_sharing import server_address
+
+    from maskdet.zoo.decision import choose_threshold
+
+    models = Path(shutil.copytree(tiny_models_dir, tmp_path / "models"))
+    monkeypatch.setenv("MASKDET_MODELS_DIR", str(models))
+    source = datasets_root / "synthetic-masks-2k"
+    camera = tmp_path / "camera"
+    for cls in ("with_mask", "without_mask"):
+        link_files(camera, source, [f"{cls}/{p.name}" for p in sorted((source / cls).glob("*.jpg"))[:30]])
+    at = open_compare(app)
+    choose_folder(at, camera)
+    evaluate_unseen(at)
+    at.radio(key="compare_source").set_value("camera (unseen data)").run()
+    assert_clean(at)
+    button = at.button(key="compare_choose_unseen_tiny-mlp")
+    assert button.label == "Choose on camera by the same rule" and not button.disabled
+    button.click().run()
+    assert_clean(at)
+    scored = evaluate_folder(load_classifier(str(models / "tiny-mlp")), camera)
+    expected = choose_threshold(scored.labels, scored.scores)
+    card = json.loads((models / "tiny-mlp" / "metadata.json").read_text())
+    assert card["operating_threshold"] == expected != 0.5  # the rule had work to do on these faces
+    assert card["operating_threshold_chosen_on"].startswith("camera (60 faces) (lowest threshold >= 0.5")
+    assert f"Saved {expected:.2f} as the operating threshold of `tiny-mlp`" in texts(at.success)
+
+    monkeypatch.setenv("MASKDET_OWNER_SECRET", "correct horse battery staple")
+    with server_address("0.0.0.0"):
+        visitor = open_compare(app)
+        assert_clean(visitor)
+        choose = visitor.button(key="compare_choose_tiny-cnn")
+        assert choose.disabled and "Only the owner may save a threshold." in choose.help
+        assert visitor.button(key="compare_save_tiny-cnn").disabled

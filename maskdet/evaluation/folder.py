@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdet.zoo.folders import load_split, resolve_model, set_operating_threshold
+from maskdet.zoo.folders import choose_operating_threshold, load_split, resolve_model
 from maskdet.inference.predictor import Predictor, load_classifier
 from maskdet.data.datasets import ProgressFn, load_catalog
 from maskdet.data.images import ImageDecodeError, load_rgb
@@ -31,9 +31,7 @@ from maskdet.zoo.decision import (
     THRESHOLD,
     WITH_MASK,
     as_probabilities,
-    choose_threshold,
     compact_scores,
-    threshold_rule,
 )
 
 logger = logging.getLogger(__name__)
@@ -192,7 +190,6 @@ def choose_threshold_on_folder(model: str | Path | None, data: str | Path,
     if not (labels != WITH_MASK).any():
         raise ValueError(f"{catalog.root} holds no bare or incorrectly masked face: the threshold bounds how many of "
                          "them are called masked, so it cannot be chosen on masked faces alone")
-    threshold = choose_threshold(labels, evaluation.scores, max_bare_called_masked=max_bare_called_masked)
     p_masked = as_probabilities(evaluation.scores)[:, WITH_MASK]
 
     def called_masked(mask: np.ndarray, at: float) -> int:
@@ -204,9 +201,10 @@ def choose_threshold_on_folder(model: str | Path | None, data: str | Path,
         counts += f"; {seen} of them seen in training"
     if evaluation.unreadable:
         counts += f"; {len(evaluation.unreadable)} unreadable files left out"
-    chosen_on = f"{catalog.root} ({counts}; content fingerprint {catalog.fingerprint}; {threshold_rule(max_bare_called_masked)})"
     previous = classifier.threshold
-    set_operating_threshold(folder, threshold, chosen_on=chosen_on)
+    metadata = choose_operating_threshold(folder, max_bare_called_masked, scored=(labels, evaluation.scores),
+                                          chosen_on=f"{catalog.root}: {counts}; content fingerprint {catalog.fingerprint}")
+    threshold, chosen_on = metadata["operating_threshold"], metadata["operating_threshold_chosen_on"]
     not_masked, masked = labels != WITH_MASK, labels == WITH_MASK
     logger.info("operating threshold of %s chosen on %s: %g", folder.name, catalog.root, threshold)
     return ChosenThreshold(model=folder.name, data=catalog.root, previous=previous, threshold=threshold, faces=faces,

@@ -377,19 +377,23 @@ def set_card_scores(folder: Path, split: str, labels: np.ndarray, probabilities:
     return metadata
 
 
-def choose_operating_threshold(folder: Path, max_bare_called_masked: float = MAX_BARE_CALLED_MASKED) -> dict:
-    """Choose the model's operating threshold on the validation scores its card stores
-    (:func:`maskdet.zoo.decision.choose_threshold`) and save it; returns the new metadata.
+def choose_operating_threshold(folder: Path, max_bare_called_masked: float = MAX_BARE_CALLED_MASKED,
+                               scored: tuple[np.ndarray, np.ndarray] | None = None,
+                               chosen_on: str = "validation split") -> dict:
+    """Choose the model's operating threshold by the one rule (:func:`maskdet.zoo.decision.choose_threshold`) and
+    save it; returns the new metadata. On the validation scores its card stores, or on ``scored`` (labels, scores)
+    of other faces, e.g. the camera's the model will watch, which ``chosen_on`` names in the card (with the rule).
 
-    Raises :class:`CheckpointError` when the card holds no validation scores (add them with
-    ``benchmarks/add_validation_scores.py``)."""
+    Raises :class:`CheckpointError` when no ``scored`` is given and the card holds no validation scores (add them
+    with ``benchmarks/add_validation_scores.py``)."""
     folder = resolve_model_dir(Path(folder))
-    scored = card_scores(read_metadata(folder), "val")
     if scored is None:
-        raise CheckpointError(f"{folder}: its card holds no validation scores to choose a threshold on")
+        scored = card_scores(read_metadata(folder), "val")
+        if scored is None:
+            raise CheckpointError(f"{folder}: its card holds no validation scores to choose a threshold on")
     threshold = choose_threshold(*scored, max_bare_called_masked=max_bare_called_masked)
     return set_operating_threshold(folder, threshold,
-                                   chosen_on=f"validation split ({threshold_rule(max_bare_called_masked)})")
+                                   chosen_on=f"{chosen_on} ({threshold_rule(max_bare_called_masked)})")
 
 
 def model_classes(metadata: dict) -> tuple[str, ...]:
