@@ -238,7 +238,7 @@ def _choose_threshold(summary: ModelSummary, slider_key: str, files: ScoredFiles
             metadata = choose_operating_threshold(summary.path, scored=(np.asarray(files.labels),
                                                                         np.asarray(files.scores)),
                                                   chosen_on=f"{files.source} ({len(files.labels):,} faces)")
-    except CheckpointError as exc:
+    except (CheckpointError, ValueError) as exc:
         st.session_state[SAVED_MESSAGE_KEY] = ("error", f"Cannot choose the threshold of `{summary.name}`: {exc}")
         return
     invalidate_models()

@@ -231,3 +231,17 @@ def test_choosing_on_training_faces_is_said_and_on_masked_faces_alone_is_refused
     assert main(["threshold", "--model", "mlp", "--on", str(trained_on), "--value", "0.7"]) != 0
     assert "give one of them" in capsys.readouterr().err
     assert (model / METADATA_FILE).read_text() == card  # nothing written
+
+
+def test_the_rule_refuses_faces_without_a_single_not_masked_one(model: Path) -> None:
+    """The page's unseen data and `--on` share this refusal: with only masked faces any threshold meets the bound."""
+    from maskdet.zoo.folders import choose_operating_threshold
+
+    card = (model / METADATA_FILE).read_text()
+    with pytest.raises(ValueError, match="camera holds no bare or incorrectly masked face among its 3"):
+        choose_operating_threshold(model, scored=(np.ones(3, int), np.array([0.6, 0.9, 0.99])), chosen_on="camera")
+    assert (model / METADATA_FILE).read_text() == card
+    chosen = choose_operating_threshold(model, scored=(np.array([0, 1, 1]), np.array([0.7, 0.9, 0.99])),
+                                        chosen_on="camera")
+    assert chosen["operating_threshold"] == 0.71  # the one bare face at 0.7 stays below it
+    assert chosen["operating_threshold_chosen_on"].startswith("camera (lowest threshold >= 0.5")

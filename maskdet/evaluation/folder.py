@@ -187,9 +187,6 @@ def choose_threshold_on_folder(model: str | Path | None, data: str | Path,
     evaluation = evaluate_folder(classifier, catalog.root, progress=progress)
     labels = evaluation.labels
     faces = {name: int((labels == index).sum()) for index, name in enumerate(KNOWN_CLASSES) if (labels == index).any()}
-    if not (labels != WITH_MASK).any():
-        raise ValueError(f"{catalog.root} holds no bare or incorrectly masked face: the threshold bounds how many of "
-                         "them are called masked, so it cannot be chosen on masked faces alone")
     p_masked = as_probabilities(evaluation.scores)[:, WITH_MASK]
 
     def called_masked(mask: np.ndarray, at: float) -> int:

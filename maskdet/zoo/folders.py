@@ -385,12 +385,17 @@ def choose_operating_threshold(folder: Path, max_bare_called_masked: float = MAX
     of other faces, e.g. the camera's the model will watch, which ``chosen_on`` names in the card (with the rule).
 
     Raises :class:`CheckpointError` when no ``scored`` is given and the card holds no validation scores (add them
-    with ``benchmarks/add_validation_scores.py``)."""
+    with ``benchmarks/add_validation_scores.py``), ValueError when the faces hold no bare or incorrectly masked one
+    (the bound would hold at any threshold). Nothing is written then."""
     folder = resolve_model_dir(Path(folder))
     if scored is None:
         scored = card_scores(read_metadata(folder), "val")
         if scored is None:
             raise CheckpointError(f"{folder}: its card holds no validation scores to choose a threshold on")
+    labels = np.asarray(scored[0])
+    if not (labels != WITH_MASK).any():
+        raise ValueError(f"{chosen_on} holds no bare or incorrectly masked face among its {len(labels):,}: the threshold "
+                         "bounds how many of them are called masked, so it cannot be chosen on masked faces alone")
     threshold = choose_threshold(*scored, max_bare_called_masked=max_bare_called_masked)
     return set_operating_threshold(folder, threshold,
                                    chosen_on=f"{chosen_on} ({threshold_rule(max_bare_called_masked)})")
