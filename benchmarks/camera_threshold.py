@@ -26,11 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.data.annotations import load_scene_set
-from maskdet.data.images import load_rgb
 from maskdet.evaluation.folder import choose_threshold_on_folder, evaluate_folder
-from maskdet.inference.detector import crop_box
-from maskdet.inference.pipeline import DEFAULT_MARGIN
+from maskdet.evaluation.scenes.faces import annotated_faces
 from maskdet.inference.predictor import load_classifier
 from maskdet.settings import KNOWN_CLASSES
 from maskdet.zoo.decision import MAX_BARE_CALLED_MASKED, WITH_MASK, as_probabilities, choose_threshold
@@ -41,14 +38,11 @@ def cut_halves(root: Path, out: Path) -> list[Path]:
     """Every annotated face of the boxed-photo set ``root`` as ``out/half<h>/<class>/<photo>_<i>.png``, the photos
     split in two halves by a hash of their relative path."""
     halves = [out / "half0", out / "half1"]
-    for scene in load_scene_set(root).images:
-        half = halves[int(hashlib.sha256(scene.relpath.encode()).hexdigest(), 16) % 2]
-        image = load_rgb(root / scene.relpath)
-        for index, face in enumerate(scene.faces):
-            if face.label in KNOWN_CLASSES:
-                target = half / face.label / f"{Path(scene.relpath).stem}_{index}.png"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                image.crop(crop_box(face.box, image.size, DEFAULT_MARGIN)).save(target)
+    for face in annotated_faces(root):
+        half = halves[int(hashlib.sha256(face.relpath.encode()).hexdigest(), 16) % 2]
+        target = half / face.label / f"{Path(face.relpath).stem}_{face.index}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        face.crop.save(target)
     return halves
 
 

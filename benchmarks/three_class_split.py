@@ -25,16 +25,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.data.annotations import load_scene_set  # noqa: E402
-from maskdet.data.datasets import load_catalog  # noqa: E402
-from maskdet.inference.detector import crop_box  # noqa: E402
-from maskdet.inference.pipeline import DEFAULT_MARGIN  # noqa: E402
-from maskdet.data.images import load_rgb  # noqa: E402
-from maskdet.evaluation.metrics import compute_metrics  # noqa: E402
-from maskdet.inference.predictor import load_classifier  # noqa: E402
-from maskdet.settings import KNOWN_CLASSES  # noqa: E402
-from maskdet.zoo.decision import WITH_MASK, as_probabilities  # noqa: E402
-from maskdet.zoo.folders import load_split, resolve_model  # noqa: E402
+from maskdet.data.datasets import load_catalog
+from maskdet.data.images import load_rgb
+from maskdet.evaluation.metrics import compute_metrics
+from maskdet.evaluation.scenes.faces import annotated_faces
+from maskdet.inference.predictor import load_classifier
+from maskdet.settings import KNOWN_CLASSES
+from maskdet.zoo.decision import WITH_MASK, as_probabilities
+from maskdet.zoo.folders import load_split, resolve_model
 
 INCORRECT = KNOWN_CLASSES.index("incorrect_mask")
 
@@ -56,14 +54,8 @@ def masked_vs_incorrect_auc(labels: np.ndarray, scores: np.ndarray) -> float | N
 
 def boxed_faces(root: Path) -> tuple[np.ndarray, list]:
     """(labels, crops) of every annotated face of the boxed-photo set at ``root`` with a known class."""
-    labels, crops = [], []
-    for scene in load_scene_set(root).images:
-        image = load_rgb(root / scene.relpath)
-        for face in scene.faces:
-            if face.label in KNOWN_CLASSES:
-                labels.append(KNOWN_CLASSES.index(face.label))
-                crops.append(image.crop(crop_box(face.box, image.size, DEFAULT_MARGIN)))
-    return np.array(labels), crops
+    faces = list(annotated_faces(root))
+    return np.array([KNOWN_CLASSES.index(face.label) for face in faces]), [face.crop for face in faces]
 
 
 def main() -> None:

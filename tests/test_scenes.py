@@ -414,3 +414,26 @@ def test_a_cached_scene_evaluation_is_keyed_by_the_operating_threshold_too(tiny_
     keys = {pipeline_key(build_pipeline(str(folder)), "fingerprint", 0.5, {}) for folder in (tiny_mobilenet, moved)}
     assert len(keys) == 2
     assert pipeline_key(build_pipeline(str(moved)), "fingerprint", 0.5, {}) in keys  # and stable for one pipeline
+
+
+def test_annotated_faces_cuts_each_known_face_from_its_box_with_the_pipelines_margin(tmp_path) -> None:
+    """The classification-only benchmarks score exactly these crops: every face of a known class (aliases read as
+    the class), square with the pipeline's margin, faces of other classes left out, indices counted over all."""
+    from maskdet.evaluation.scenes.faces import annotated_faces
+    from maskdet.inference.detector import crop_box
+    from maskdet.inference.pipeline import DEFAULT_MARGIN
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+    boxes = {"mask_weared_incorrect": (10, 10, 50, 60), "head": (100, 100, 140, 150),
+             "without_mask": (269, 189, 319, 239)}
+    root = build_scene_folder(tmp_path / "set", {"a.png": (photo, voc("a.png", list(boxes.items())))})
+
+    faces = list(annotated_faces(root))
+
+    assert [(f.relpath, f.index, f.label) for f in faces] == [
+        ("images/a.png", 0, "incorrect_mask"), ("images/a.png", 2, "without_mask")]
+    for face, box in zip(faces, (boxes["mask_weared_incorrect"], boxes["without_mask"])):
+        window = crop_box(box, photo.size, DEFAULT_MARGIN)
+        assert face.crop.size[0] == face.crop.size[1] == round(50 * (1 + 2 * DEFAULT_MARGIN))
+        assert np.array_equal(np.asarray(face.crop), np.asarray(photo.crop(window)))
