@@ -64,6 +64,7 @@ from maskdet.evaluation.errors import (
     misclassified,
     missing_note,
 )
+from maskdet.evaluation.folder import describe_faces_chosen_on
 from maskdet.evaluation.latency import LATENCY_RUNS, with_latency
 from maskdet.evaluation.summary import ModelSummary
 from maskdet.evaluation.unseen import DataEvaluation, cached_evaluation, dataset_fingerprint
@@ -235,9 +236,12 @@ def _choose_threshold(summary: ModelSummary, slider_key: str, files: ScoredFiles
         if files is None:
             metadata = choose_operating_threshold(summary.path)
         else:
+            overlap = (_overlap(summary.cache_key, str(summary.path), str(files.root), files.fingerprint)
+                       if files.root is not None and files.fingerprint else None)
+            chosen_on = describe_faces_chosen_on(files.root or files.source, files.labels, files.fingerprint,
+                                                 seen=overlap.overlapping if overlap is not None else 0)
             metadata = choose_operating_threshold(summary.path, scored=(np.asarray(files.labels),
-                                                                        np.asarray(files.scores)),
-                                                  chosen_on=f"{files.source} ({len(files.labels):,} faces)")
+                                                                        np.asarray(files.scores)), chosen_on=chosen_on)
     except (CheckpointError, ValueError) as exc:
         st.session_state[SAVED_MESSAGE_KEY] = ("error", f"Cannot choose the threshold of `{summary.name}`: {exc}")
         return

@@ -271,6 +271,7 @@ def test_the_owner_chooses_a_threshold_on_the_unseen_data_by_the_rule_and_a_visi
     writes the model's card, which on a shared dashboard is the owner's (the validation button was offered to all)."""
     from test_sharing import server_address
 
+    from maskdet.evaluation.unseen import dataset_fingerprint
     from maskdet.zoo.decision import choose_threshold
 
     models = Path(shutil.copytree(tiny_models_dir, tmp_path / "models"))
@@ -292,7 +293,10 @@ def test_the_owner_chooses_a_threshold_on_the_unseen_data_by_the_rule_and_a_visi
     expected = choose_threshold(scored.labels, scored.scores)
     card = json.loads((models / "tiny-mlp" / "metadata.json").read_text())
     assert card["operating_threshold"] == expected != 0.5  # the rule had work to do on these faces
-    assert card["operating_threshold_chosen_on"].startswith("camera (60 faces) (lowest threshold >= 0.5")
+    # named as `threshold --on` names a folder: its faces and which version of it (its content fingerprint)
+    assert card["operating_threshold_chosen_on"].startswith(
+        f"{camera}: 30 without_mask, 30 with_mask; content fingerprint {dataset_fingerprint(camera)} "
+        "(lowest threshold >= 0.5")
     assert f"Saved {expected:.2f} as the operating threshold of `tiny-mlp`" in texts(at.success)
 
     monkeypatch.setenv("MASKDET_OWNER_SECRET", "correct horse battery staple")

@@ -45,6 +45,7 @@ class ScoredFiles:
     labels: list[int] = field(repr=False)
     scores: list = field(repr=False)  # P(with_mask), or class probabilities of a three-class model
     provenance: CropProvenance | None = field(default=None, repr=False)  # a crop-set model's crops.json
+    fingerprint: str | None = None  # the evaluated folder's content fingerprint; None for a test split
 
     def file_key(self, relpath: str) -> str:
         """What identifies a file across models: its path (two models' test splits of one folder meet here)."""

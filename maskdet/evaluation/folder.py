@@ -169,6 +169,21 @@ class ChosenThreshold:
                    "--max-bare-called-masked"))
 
 
+def describe_faces_chosen_on(root: str | Path, labels: np.ndarray, fingerprint: str | None, seen: int = 0,
+                             unreadable: int = 0) -> str:
+    """How a model card names the faces a threshold was chosen on, wherever it is chosen (``threshold --on``, the
+    Compare page): the folder, its faces per class, how many the model trained on and how many files were left
+    out, and the folder's content fingerprint (which version of it)."""
+    labels = np.asarray(labels)
+    text = f"{root}: " + ", ".join(f"{int((labels == index).sum())} {name}" for index, name in enumerate(KNOWN_CLASSES)
+                                   if (labels == index).any())
+    if seen:  # allowed, never silent: a threshold chosen on training faces promises more than a new camera keeps
+        text += f"; {seen} of them seen in training"
+    if unreadable:
+        text += f"; {unreadable} unreadable files left out"
+    return text + (f"; content fingerprint {fingerprint}" if fingerprint else "")
+
+
 def choose_threshold_on_folder(model: str | Path | None, data: str | Path,
                                max_bare_called_masked: float = MAX_BARE_CALLED_MASKED,
                                progress: ProgressFn | None = None) -> ChosenThreshold:
@@ -192,15 +207,11 @@ def choose_threshold_on_folder(model: str | Path | None, data: str | Path,
     def called_masked(mask: np.ndarray, at: float) -> int:
         return int((mask & (p_masked >= at)).sum())
 
-    counts = ", ".join(f"{n} {name}" for name, n in faces.items())
     seen = evaluation.overlap.overlapping if evaluation.overlap is not None else 0
-    if seen:  # allowed, never silent: the card and the summary say it
-        counts += f"; {seen} of them seen in training"
-    if evaluation.unreadable:
-        counts += f"; {len(evaluation.unreadable)} unreadable files left out"
     previous = classifier.threshold
     metadata = choose_operating_threshold(folder, max_bare_called_masked, scored=(labels, evaluation.scores),
-                                          chosen_on=f"{catalog.root}: {counts}; content fingerprint {catalog.fingerprint}")
+                                          chosen_on=describe_faces_chosen_on(catalog.root, labels, catalog.fingerprint,
+                                                                             seen, len(evaluation.unreadable)))
     threshold, chosen_on = metadata["operating_threshold"], metadata["operating_threshold_chosen_on"]
     not_masked, masked = labels != WITH_MASK, labels == WITH_MASK
     logger.info("operating threshold of %s chosen on %s: %g", folder.name, catalog.root, threshold)

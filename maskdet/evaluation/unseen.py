@@ -56,7 +56,7 @@ class DataEvaluation:
     def scored_files(self) -> ScoredFiles:
         """The evaluated files with their labels and scores, for the error gallery."""
         return ScoredFiles(source=Path(self.data).name, root=Path(self.data), relpaths=self.relpaths,
-                           labels=self.labels, scores=self.scores)
+                           labels=self.labels, scores=self.scores, fingerprint=self.fingerprint)
 
 
 def dataset_fingerprint(data: str | Path) -> str:
