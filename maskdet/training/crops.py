@@ -95,6 +95,12 @@ def crop_sets_dir() -> Path:
     return cache_dir() / "crops"
 
 
+def split_counts(split: dict[str, str]) -> dict[str, dict[str, int]]:
+    """A crop set's ``counts``: files per class (the first folder of each path) in each split, from its ``split``."""
+    return {name: dict(Counter(relpath.split("/", 1)[0] for relpath, placed in split.items() if placed == name))
+            for name in SPLIT_NAMES}
+
+
 def held_out_photos(crop_set: str | Path, split: str) -> dict[Path, set[str]]:
     """Boxed-photo folder (resolved) -> the photos (relative paths) that ``crop_set`` put in ``split``.
 
@@ -319,7 +325,7 @@ def build_crop_set(
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command,
             "settings": {**asdict(settings), "detector": describe_detector(detector)},
             "sources": sources,
-            "counts": {s: dict(Counter(r.split("/", 1)[0] for r, v in split.items() if v == s)) for s in SPLIT_NAMES},
+            "counts": split_counts(split),
             "split": split,
         }
         write_json(staging / DATASET_MANIFEST, manifest)

@@ -39,6 +39,7 @@ from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.inference.detector import FaceDetector, get_detector
 from maskdet.settings import CLASSES, KNOWN_CLASSES
 from maskdet.store import write_json
+from maskdet.training.crops import split_counts
 
 logger = logging.getLogger(__name__)
 
@@ -199,11 +200,8 @@ def _write_crop_set(source: Path, manifest: dict, out: Path, made: Iterable[tupl
             label = relpath.split("/", 1)[0]
             per_class[label] = per_class.get(label, 0) + 1
         record = describe(per_class)
-        counts = {name: {} for name in ("train", "val", "test")}
-        for relpath, name in split.items():
-            label = relpath.split("/", 1)[0]
-            counts[name][label] = counts[name].get(label, 0) + 1
-        write_json(staging / DATASET_MANIFEST, {**manifest, "split": split, "counts": counts, "synthetic": record})
+        write_json(staging / DATASET_MANIFEST, {**manifest, "split": split, "counts": split_counts(split),
+                                                "synthetic": record})
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
