@@ -55,7 +55,7 @@ from torch import nn
 
 from maskdet.inference.predictor import Predictor
 from maskdet.runtime import fold_batchnorm
-from maskdet.zoo.architectures import CascadeMembers
+from maskdet.zoo.architectures import ComposedNetworks
 
 logger = logging.getLogger(__name__)
 
@@ -182,10 +182,11 @@ def _last_feature_map(model: nn.Module, size: int, channels: int) -> nn.Module |
 
 def _feature_maps(model: nn.Module, size: int, channels: int) -> list[nn.Module]:
     """The layers Grad-CAM weighs: the last spatial feature map of each network the model runs. One for a plain
-    network; one per member for a cascade (:class:`CascadeMembers`), whose classes flow through either member or
-    both, so that a class only one member decides still gets its map. Empty when there is no spatial map."""
-    members = next((m for m in model.modules() if isinstance(m, CascadeMembers)), None)
-    networks = [members.bare, members.position] if members is not None else [model]
+    network; one per network of a composed one (:class:`ComposedNetworks`, a cascade's members), whose classes flow
+    through either network or both, so that a class only one of them decides still gets its map. Empty when there
+    is no spatial map."""
+    composed = next((m for m in model.modules() if isinstance(m, ComposedNetworks)), None)
+    networks = composed.networks() if composed is not None else [model]
     return [layer for network in networks if (layer := _last_feature_map(network, size, channels)) is not None]
 
 

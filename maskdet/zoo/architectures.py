@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -393,6 +394,14 @@ def build_mobilenet_v2(spec: ModelSpec, options: BuildOptions) -> MaskClassifier
     return MaskClassifier(backbone, head)
 
 
+@runtime_checkable
+class ComposedNetworks(Protocol):
+    """A module that runs several trained networks on the same input and combines their outputs. Whoever reads a
+    network's layers (Grad-CAM's last feature map) asks it for each network instead of knowing the composition."""
+
+    def networks(self) -> list[nn.Module]: ...
+
+
 class CascadeMembers(nn.Module):
     """The cascade's two trained networks side by side: (N, 5) = the two-class logits, then the three-class ones."""
 
@@ -403,6 +412,10 @@ class CascadeMembers(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.bare(x), self.position(x)], dim=1)
+
+    def networks(self) -> list[nn.Module]:
+        """The trained networks this module runs side by side (see :class:`ComposedNetworks`)."""
+        return [self.bare, self.position]
 
 
 class CascadeHead(nn.Module):
