@@ -61,6 +61,7 @@ class Evaluation:
     operating_metrics: dict | None = None  # compute_metrics at ``threshold``; None when it is 0.5
     split: str = "all"
     overlap: TrainingOverlap | None = None  # what of the scored images the model has seen; None = not checkable
+    fingerprint: str | None = None  # the folder's content fingerprint when it was scored (which version of it)
 
     def to_json(self) -> dict:
         """The ``evaluate --json`` contract: model, split, n, accuracy, roc_auc, ... at 0.5 (see the CLI), then
@@ -115,6 +116,7 @@ def evaluate_folder(
         operating_metrics=None if threshold == THRESHOLD else compute_metrics(labels, scores, threshold),
         split=split,
         overlap=training_overlap(classifier.loaded.path, catalog.root, [r.relpath for r in records], catalog),
+        fingerprint=catalog.fingerprint,
     )
 
 
@@ -198,8 +200,7 @@ def choose_threshold_on_folder(model: str | Path | None, data: str | Path,
     """
     folder = resolve_model(None if model is None else str(model))
     classifier = load_classifier(str(folder))
-    catalog = load_catalog(data)
-    evaluation = evaluate_folder(classifier, catalog.root, progress=progress)
+    evaluation = evaluate_folder(classifier, data, progress=progress)
     labels = evaluation.labels
     faces = {name: int((labels == index).sum()) for index, name in enumerate(KNOWN_CLASSES) if (labels == index).any()}
     p_masked = as_probabilities(evaluation.scores)[:, WITH_MASK]
@@ -210,12 +211,12 @@ def choose_threshold_on_folder(model: str | Path | None, data: str | Path,
     seen = evaluation.overlap.overlapping if evaluation.overlap is not None else 0
     previous = classifier.threshold
     metadata = choose_operating_threshold(folder, max_bare_called_masked, scored=(labels, evaluation.scores),
-                                          chosen_on=describe_faces_chosen_on(catalog.root, labels, catalog.fingerprint,
+                                          chosen_on=describe_faces_chosen_on(evaluation.data, labels, evaluation.fingerprint,
                                                                              seen, len(evaluation.unreadable)))
     threshold, chosen_on = metadata["operating_threshold"], metadata["operating_threshold_chosen_on"]
     not_masked, masked = labels != WITH_MASK, labels == WITH_MASK
-    logger.info("operating threshold of %s chosen on %s: %g", folder.name, catalog.root, threshold)
-    return ChosenThreshold(model=folder.name, data=catalog.root, previous=previous, threshold=threshold, faces=faces,
+    logger.info("operating threshold of %s chosen on %s: %g", folder.name, evaluation.data, threshold)
+    return ChosenThreshold(model=folder.name, data=evaluation.data, previous=previous, threshold=threshold, faces=faces,
                            not_masked_called_masked=(called_masked(not_masked, previous), called_masked(not_masked, threshold)),
                            masked_called_masked=(called_masked(masked, previous), called_masked(masked, threshold)),
                            chosen_on=chosen_on, max_bare_called_masked=max_bare_called_masked)
