@@ -33,7 +33,8 @@ from maskdet.inference.faces import FacePrediction
 from maskdet.inference.photo import analyse_photo, compact_photo, PhotoResult
 from maskdet.inference.pipeline import FacePipeline
 from maskdet.inference.drawing import LABEL_TEXT
-from maskdet.settings import current_settings
+from maskdet.settings import POSITIVE_CLASS, current_settings
+from maskdet.zoo.decision import held_back_by_threshold
 from ui.explanation import show_explanation
 from ui.markup import code, plain
 from ui.models import choose_model
@@ -99,6 +100,11 @@ def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, dete
     odds = " · ".join(f"{LABEL_TEXT[name]} {p:.1%}" for name, p in face.probabilities.items())
     st.markdown(f"**Face {index + 1}**: {LABEL_TEXT[face.label]}, {face.confidence:.1%} confident "
                 f"(detector score {face.face_score:.2f}, box {list(face.box)})  \n{odds}")
+    held_back = held_back_by_threshold(face.probabilities, face.label, classifier.threshold)
+    if held_back is not None:
+        st.caption(f"{LABEL_TEXT[POSITIVE_CLASS]} is the likeliest at {held_back:.1%}, but under this model's "
+                   f"operating threshold {classifier.threshold:g}: a bare or incorrectly masked face called masked is "
+                   "the costly error, so the face gets the likelier of the other classes.")
     if index >= AUTO_EXPLAIN_FACES and not st.toggle("Explain this face", key=f"{key}_explain"):
         return
     settings = st.columns(4)

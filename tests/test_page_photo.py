@@ -242,6 +242,27 @@ def test_a_three_class_model_shows_and_explains_the_third_class(isolated_models_
     assert any(caption.endswith("heatmap") for caption in image_captions(at))
 
 
+def test_a_face_the_threshold_keeps_from_masked_says_why(isolated_models_dir: Path, three_class_mobilenet: Path,
+                                                          three_class_dataset: Path, tmp_path: Path) -> None:
+    """Below the operating threshold a face whose likeliest class is masked gets the likelier of the other two, at
+    a probability that can be small ("18% confident"): the page says the threshold decided, not the model."""
+    from maskdet.inference.predictor import load_classifier
+    from maskdet.zoo.decision import predicted_labels
+    from maskdet.zoo.folders import set_operating_threshold
+
+    model = Path(shutil.copytree(three_class_mobilenet, tmp_path / "strict"))
+    set_operating_threshold(model, 0.99, chosen_on="a test")
+    crops = sorted((three_class_dataset / "with_mask").iterdir())[:6]
+    probabilities = load_classifier(str(model)).predict_proba([Image.open(p).convert("RGB") for p in crops])
+    held_back = int(((probabilities.argmax(axis=1) == 1) & (predicted_labels(probabilities, 0.99) != 1)).sum())
+    assert held_back  # the tiny model is not that sure of these masked faces
+
+    at = _whole_crops_with_default(model, isolated_models_dir, crops)
+    notes = [c for c in texts(at.caption).split("\n") if "under this model's operating threshold 0.99" in c]
+    assert len(notes) == held_back
+    assert all(note.startswith("😷 with mask is the likeliest at ") for note in notes)
+
+
 def test_many_photos_are_analysed_once_and_capped_per_session(models, held_out_faces, monkeypatch) -> None:
     """Defect 12: with 33 or more photos every rerun analysed every photo again (a cache of 32 read in upload
     order), and nothing capped the photos of a session."""

@@ -12,6 +12,7 @@ from PIL import Image
 
 from maskdet.data.audit import audit_dataset
 from maskdet.data.datasets import normalize_class_name, scan_dataset
+from maskdet.settings import KNOWN_CLASSES
 from maskdet.zoo.card import CardError, parse_model_card
 from maskdet.zoo.decision import choose_threshold
 
@@ -67,6 +68,26 @@ def test_the_card_lists_two_or_three_classes_in_order(tiny_models_dir) -> None:
         parse_model_card(json.dumps({**card, "classes": ["without_mask", "incorrect_mask"]}).encode())
     with pytest.raises(CardError, match="not maskdet's classes"):
         parse_model_card(json.dumps({**card, "classes": ["with_mask", "without_mask", "incorrect_mask"]}).encode())
+
+
+def test_the_threshold_holds_back_exactly_the_faces_whose_likeliest_class_is_masked() -> None:
+    """held_back_by_threshold (what the Photo page explains) agrees with the one rule: it names p(with_mask) for
+    the faces the rule does not call masked although masked is their likeliest class, and only those."""
+    from maskdet.zoo.decision import held_back_by_threshold, predicted_labels
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet((1.0, 1.0, 1.0), size=500)
+    for threshold in (0.5, 0.8, 0.95):
+        labels = predicted_labels(probabilities, threshold)
+        held = [held_back_by_threshold(dict(zip(KNOWN_CLASSES, p)), KNOWN_CLASSES[label], threshold)
+                for p, label in zip(probabilities, labels)]
+        expected = (probabilities.argmax(axis=1) == 1) & (labels != 1)
+        assert expected.any()
+        assert [h is not None for h in held] == expected.tolist()
+        assert all(h == p[1] for h, p in zip(held, probabilities) if h is not None)
+    # a two-class model: p(with_mask) 0.7 under 0.91 is called bare at 30%, and that is why
+    assert held_back_by_threshold({"without_mask": 0.3, "with_mask": 0.7}, "without_mask", 0.91) == 0.7
+    assert held_back_by_threshold({"without_mask": 0.3, "with_mask": 0.7}, "with_mask", 0.5) is None
 
 
 def test_choose_threshold_bounds_bare_and_incorrect_faces_called_masked() -> None:

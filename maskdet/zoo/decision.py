@@ -12,6 +12,7 @@ metrics say never disagree. :func:`choose_threshold` picks the operating thresho
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -62,6 +63,16 @@ def predicted_labels(scores: np.ndarray, threshold: float = THRESHOLD) -> np.nda
     others = probabilities.copy()
     others[:, WITH_MASK] = -np.inf
     return np.where(probabilities[:, WITH_MASK] >= threshold, WITH_MASK, others.argmax(axis=1)).astype(np.int64)
+
+
+def held_back_by_threshold(probabilities: Mapping[str, float], label: str, threshold: float) -> float | None:
+    """p(with_mask) when the rule kept a face from being called masked although masked was its most probable class
+    (p(with_mask) the highest, under ``threshold``): its verdict is then the likelier of the other classes, whose
+    own probability can be small, and the pages say why. None when the verdict is the most probable class."""
+    p_masked = probabilities.get(POSITIVE_CLASS)
+    if p_masked is None or label == POSITIVE_CLASS or p_masked >= threshold:
+        return None
+    return p_masked if p_masked == max(probabilities.values()) else None
 
 
 def threshold_rule(max_bare_called_masked: float = MAX_BARE_CALLED_MASKED) -> str:
