@@ -517,7 +517,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from maskdet.inference.detector import DETECTORS
-    from maskdet.zoo.architectures import list_architectures
+    from maskdet.zoo.architectures import get_spec, list_architectures
 
     parser = argparse.ArgumentParser(prog="python -m maskdet", description="Face-mask detection studio.")
     parser.add_argument("--version", action="version", version=f"maskdet {__version__}")
@@ -533,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="model name (default: ARCH-DATE-TIME)")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
-    train.add_argument("--finetune-blocks", type=int, default=0, help="mobilenet_v2: fine-tune the last N blocks")
+    train.add_argument("--finetune-blocks", type=int, default=0, help="fine-tune the last N backbone blocks: " + ", ".join(
+        f"{spec.name} up to {spec.finetune_depth}" for spec in map(get_spec, list_architectures()) if spec.supports_finetune))
     train.add_argument("--feature-views", type=int, default=2,
                        help="frozen backbones: feature views per training image (1 clean + N-1 augmented)")
     train.add_argument("--no-augment", action="store_true")

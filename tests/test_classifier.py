@@ -11,7 +11,8 @@ from torch import nn
 from maskdet.zoo.folders import load_model
 from maskdet.inference.predictor import AUTO_BACKEND, BACKENDS, SERVING_BACKENDS, Predictor
 from maskdet.data.images import load_rgb
-from maskdet.runtime import configure_threads, cpu_has_fast_bf16
+from maskdet.runtime import configure_threads, cpu_has_fast_bf16, inference_network
+from maskdet.zoo.architectures import BuildOptions, get_spec
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +149,18 @@ def test_preprocessing_is_the_training_normalisation_bit_for_bit(held_out_faces,
     served = config.to_tensor(images)
     trained = config.normalize(torch.from_numpy(np.stack([config.to_uint8(image) for image in images])).permute(0, 3, 1, 2))
     assert served.is_contiguous() and served.dtype == torch.float32 and torch.equal(served, trained)
+
+
+def test_folding_keeps_a_normalisation_that_also_activates(held_out_faces) -> None:
+    """timm's BatchNormAct2d (EfficientNet-Lite0's stem and head) normalises and then applies ReLU6: folded into
+    the convolution before it, the activation would be lost. Only plain BatchNorm2d is folded (MobileNetV2's)."""
+    faces = [load_rgb(p) for p in held_out_faces["with_mask"][:4]]
+    for arch, plain_norms_left in (("efficientnet_lite0", None), ("mobilenet_v2", 0)):
+        spec = get_spec(arch)
+        network = spec.build(BuildOptions(pretrained=True)).eval()
+        inputs = spec.input_config(96).to_tensor(faces)
+        folded = inference_network(network, torch.float32)
+        with torch.inference_mode():
+            np.testing.assert_allclose(folded(inputs).numpy(), network(inputs).numpy(), atol=1e-4)
+        if plain_norms_left is not None:
+            assert sum(type(m) is nn.BatchNorm2d for m in folded.modules()) == plain_norms_left

@@ -158,6 +158,19 @@ def test_gradcam_needs_a_convolutional_model(tiny_models_dir, masked_face: Image
     assert explain(cnn, masked_face, method="gradcam").attribution.shape == (cnn.input.size,) * 2
 
 
+def test_gradcam_of_an_efficientnet_lite0_weighs_its_last_feature_map(tiny_efficientnet_lite0,
+                                                                     masked_face: Image.Image) -> None:
+    """timm's blocks are not Sequentials: Grad-CAM still finds the network's last spatial map (the 1280 channels
+    after the head convolution's activation), not an earlier one, and maps the predicted class."""
+    classifier = load_classifier(str(tiny_efficientnet_lite0))
+    explanation = explain(classifier, masked_face, method="gradcam")
+    explainer = explainer_for(classifier)
+    head_unit = explainer.network.backbone[-3]  # the 1x1 convolution to 1280 channels and its normalisation
+    assert explainer.feature_layers() == [head_unit[1].act]
+    assert explanation.attribution.shape == (classifier.input.size,) * 2
+    assert np.abs(explanation.attribution).max() > 0
+
+
 def test_integrated_gradients_runs_every_forward_pass_under_the_explainers_lock(classifier: Predictor,
                                                                               masked_face: Image.Image) -> None:
     """Issue 18, defect 6: the log-odds gap (two forward passes) ran after the lock was released, where another

@@ -128,6 +128,14 @@ def test_tiny_trained_models_round_trip(name, tiny_models_dir, tmp_path, dataset
     assert_round_trip(tiny_models_dir / name, report.output, held_out_crops(tiny_models_dir / name, datasets_root))
 
 
+def test_an_efficientnet_lite0_round_trips(tiny_efficientnet_lite0, tmp_path, datasets_root) -> None:
+    """timm's network (TensorFlow's asymmetric 'same' padding, normalisation with its activation) exports and
+    answers as PyTorch does, fine-tuned block included."""
+    report = export_model(str(tiny_efficientnet_lite0), tmp_path / "out")
+    assert report.labels_agree and report.max_prob_diff <= TOLERANCE
+    assert_round_trip(tiny_efficientnet_lite0, report.output, held_out_crops(tiny_efficientnet_lite0, datasets_root))
+
+
 @pytest.mark.slow
 def test_a_three_class_model_round_trips(three_class_mobilenet, tmp_path, datasets_root) -> None:
     report = export_model(str(three_class_mobilenet), tmp_path / "out")

@@ -12,7 +12,8 @@ from maskdet.training.loop import CancelToken, TrainConfig, TrainingCancelled, f
 from maskdet.inference.predictor import Predictor
 from maskdet.zoo.architectures import PretrainedWeightsMissing, get_spec, pretrained_weights_path
 
-TINY = {"mlp": {}, "simple_cnn": {"img_size": 48}, "mobilenet_v2": {"img_size": 96}, "densenet121": {"img_size": 64}}
+TINY = {"mlp": {}, "simple_cnn": {"img_size": 48}, "mobilenet_v2": {"img_size": 96}, "densenet121": {"img_size": 64},
+        "efficientnet_lite0": {"img_size": 64, "finetune_blocks": 1}}
 
 
 @pytest.mark.parametrize("arch", list(TINY))
