@@ -68,7 +68,8 @@ def predicted_labels(scores: np.ndarray, threshold: float = THRESHOLD) -> np.nda
 def held_back_by_threshold(probabilities: Mapping[str, float], label: str, threshold: float) -> float | None:
     """p(with_mask) when the rule kept a face from being called masked although masked was its most probable class
     (p(with_mask) the highest, under ``threshold``): its verdict is then the likelier of the other classes, whose
-    own probability can be small, and the pages say why. None when the verdict is the most probable class."""
+    own probability can be small; the Photo page says so beside the face. None when the verdict is the most
+    probable class."""
     p_masked = probabilities.get(POSITIVE_CLASS)
     if p_masked is None or label == POSITIVE_CLASS or p_masked >= threshold:
         return None
