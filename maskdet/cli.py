@@ -533,8 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="model name (default: ARCH-DATE-TIME)")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
-    train.add_argument("--finetune-blocks", type=int, default=0, help="fine-tune the last N backbone blocks: " + ", ".join(
-        f"{spec.name} up to {spec.finetune_depth}" for spec in map(get_spec, list_architectures()) if spec.supports_finetune))
+    finetunable = [spec for spec in map(get_spec, list_architectures()) if spec.supports_finetune]
+    train.add_argument("--finetune-blocks", type=int, default=0, help="fine-tune the last N backbone blocks: "
+                       + ", ".join(f"{spec.name} up to {spec.finetune_depth}" for spec in finetunable))
     train.add_argument("--feature-views", type=int, default=2,
                        help="frozen backbones: feature views per training image (1 clean + N-1 augmented)")
     train.add_argument("--no-augment", action="store_true")

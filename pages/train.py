@@ -144,7 +144,8 @@ def _config_form(spec: ModelSpec, data: Path | None, blocked: bool) -> TrainConf
             )
         if spec.supports_finetune:
             finetune_blocks = cols[2].number_input(
-                "Fine-tune depth (blocks)", 0, spec.finetune_depth, min(base.finetune_blocks, spec.finetune_depth), key=f"{key}_finetune",
+                "Fine-tune depth (blocks)", 0, spec.finetune_depth, min(base.finetune_blocks, spec.finetune_depth),
+                key=f"{key}_finetune",
                 help="0 = frozen backbone (fast, cached features). N > 0 also trains the last N backbone blocks "
                 "end to end: slower, sometimes more accurate.",
             )

@@ -90,6 +90,7 @@ def test_form_defaults_follow_the_architecture():
         "Epochs": 20, "Batch size": 64, "Learning rate": 0.001, "Image size (px)": 224, "Feature views": 2,
         "Fine-tune depth (blocks)": 0, "Early-stopping patience (epochs)": 4, "Seed": 0,
     }
+    assert at.number_input(key="train_mobilenet_v2_finetune").max == 19
     assert "No training job has run" in texts(at.info)
     assert not start_button(at).disabled  # a data set is listed by default
 
@@ -106,6 +107,13 @@ def test_form_defaults_follow_the_architecture():
     at.selectbox(key="train_arch").set_value("mlp").run()
     at.selectbox(key="train_arch").set_value("simple_cnn").run()
     assert numbers(at)["Epochs"] == 25  # switching architecture brings back that architecture's defaults
+
+    at.selectbox(key="train_arch").set_value("efficientnet_lite0").run()
+    assert_clean(at)
+    assert "EfficientNet-Lite0 features" in texts(at.markdown)
+    assert numbers(at)["Image size (px)"] == 224
+    depth = at.number_input(key="train_efficientnet_lite0_finetune")
+    assert (depth.value, depth.max) == (0, 17)  # its 16 blocks and the head convolution, not MobileNetV2's 19
 
 
 def test_no_data_set_disables_start(tmp_path, monkeypatch):
