@@ -16,58 +16,21 @@ what moved, per split.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import shutil
 import sys
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maskdet.data.datasets import DATASET_MANIFEST, DatasetError, read_manifest
+from maskdet.data.datasets import DatasetError
 from maskdet.settings import KNOWN_CLASSES
-from maskdet.store import write_json
-from maskdet.training.crops import crop_sets_dir, split_counts
+from maskdet.training.crops import crop_sets_dir
+from maskdet.training.derived import relabel_crop_set
 
 
 def read_list(path: Path) -> list[str]:
     """The paths inside the included data set, one per line; ``#`` starts a comment."""
     return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-
-
-def relabel(source: Path, out: Path, included: str, paths: list[str], to: str, list_file: Path) -> dict:
-    """Write ``out`` (staged, renamed into place) and return the manifest's ``relabelled`` record."""
-    manifest = read_manifest(source)
-    if not isinstance(manifest.get("split"), dict):
-        raise DatasetError(f"{source}: not a crop set with a declared split (cut one with `maskdet cut-crops`)")
-    if out.exists():
-        raise DatasetError(f"{out} exists already: choose another name or remove it")
-    # the crop set's layout: <class>/<source folder name>/<path inside the source>
-    moves = {f"{path.split('/', 1)[0]}/{included}/{path}": f"{to}/{included}/{path}" for path in paths}
-    missing = sorted(set(moves) - set(manifest["split"]))
-    if missing:
-        raise DatasetError(f"{len(missing)} listed faces are not in {source}, e.g. {missing[0]}")
-    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
-    try:
-        split = {}
-        for relpath, name in manifest["split"].items():
-            target = moves.get(relpath, relpath)
-            (staging / target).parent.mkdir(parents=True, exist_ok=True)
-            os.symlink((source / relpath).absolute(), staging / target)
-            split[target] = name
-        counts = split_counts(split)
-        moved = {name: sum(1 for target in moves.values() if split[target] == name) for name in counts}
-        record = {"included": included, "to": to, "list": str(list_file),
-                  "list_sha256": hashlib.sha256(list_file.read_bytes()).hexdigest(), "moved": moved,
-                  "command": " ".join(["python", *sys.argv])}
-        write_json(staging / DATASET_MANIFEST, {**manifest, "split": split, "counts": counts, "relabelled": record})
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return record
 
 
 def main() -> None:
@@ -79,8 +42,8 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="name of the new crop set (under the cache's crops/)")
     args = parser.parse_args()
     try:
-        record = relabel(args.source, crop_sets_dir() / args.name, args.included, read_list(args.list), args.to,
-                         args.list)
+        record = relabel_crop_set(args.source, crop_sets_dir() / args.name, args.included, read_list(args.list),
+                                  args.to, args.list, command=" ".join(["python", *sys.argv]))
     except DatasetError as exc:
         sys.exit(f"Error: {exc}")
     print(json.dumps(record, indent=1))

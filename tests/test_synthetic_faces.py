@@ -6,6 +6,7 @@ train only, the same seed giving the same images."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -239,3 +240,73 @@ def test_an_eyewear_crop_set_is_refused_over_an_existing_folder_or_a_folder_with
     with pytest.raises(DatasetError):
         build_eyewear_crop_set(tmp_path / "plain", tmp_path / "out", detector=detector)
     assert not (tmp_path / "out").exists() and list((tmp_path / "taken").iterdir()) == []
+
+
+
+@pytest.fixture(scope="module")
+def included_crop_set(tmp_path_factory, datasets_root):
+    """A crop set laid out as ``cut-crops --include face-mask-4k`` lays one out (``<class>/face-mask-4k/<path inside
+    face-mask-4k>``): 6 real files per class, split train / val / test in turn."""
+    root = tmp_path_factory.mktemp("included") / "with-face-mask-4k"
+    split = {}
+    for class_name in ("without_mask", "with_mask"):
+        for index, path in enumerate(real_jpegs(datasets_root, class_name, 6)):
+            relpath = f"{class_name}/face-mask-4k/{class_name}/{path.name}"
+            (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+            (root / relpath).symlink_to(path)
+            split[relpath] = ("train", "val", "test")[index % 3]
+    (root / DATASET_MANIFEST).write_text(json.dumps({"format": "maskdet-crop-set", "version": 1, "split": split}))
+    return root
+
+def test_relabelling_moves_the_listed_faces_each_in_its_own_split(included_crop_set, tmp_path):
+    """face-mask-4k's masks below the nose, moved to incorrect_mask: the same files, the same split (a listed test
+    face stays a test face), every other face as it was, and the manifest says what moved where."""
+    from maskdet.training.derived import relabel_crop_set
+
+    source_split = json.loads((included_crop_set / DATASET_MANIFEST).read_text())["split"]
+    masked = sorted(r for r in source_split if r.startswith("with_mask/face-mask-4k/"))[:3]
+    listed = [r.split("/", 2)[2] for r in masked]  # paths inside face-mask-4k, as the list names them
+    list_file = tmp_path / "below-nose.txt"
+    list_file.write_text("\n".join(listed) + "\n")
+    record = relabel_crop_set(included_crop_set, tmp_path / "out", "face-mask-4k", listed, "incorrect_mask", list_file,
+                              command="a test")
+    split = json.loads((tmp_path / "out" / DATASET_MANIFEST).read_text())["split"]
+    moved = {r: f"incorrect_mask/face-mask-4k/{path}" for r, path in zip(masked, listed)}
+    assert split == {moved.get(r, r): placed for r, placed in source_split.items()}
+    for relpath in source_split:
+        assert (tmp_path / "out" / moved.get(relpath, relpath)).read_bytes() == (included_crop_set / relpath).read_bytes()
+    placed = [source_split[r] for r in masked]
+    assert record["moved"] == {name: placed.count(name) for name in ("train", "val", "test")}
+    manifest = json.loads((tmp_path / "out" / DATASET_MANIFEST).read_text())
+    assert manifest["relabelled"] == record and record["to"] == "incorrect_mask" and record["command"] == "a test"
+    assert sum(manifest["counts"][name].get("incorrect_mask", 0) for name in manifest["counts"]) == 3
+
+
+def test_relabelling_refuses_a_list_naming_absent_faces_and_a_taken_name_writing_nothing(included_crop_set, tmp_path):
+    """The script's one-line refusals (the list is checked before anything is written)."""
+    import subprocess
+    import sys
+
+    from maskdet.settings import REPO_ROOT
+
+    present = min(r for r in json.loads((included_crop_set / DATASET_MANIFEST).read_text())["split"]
+                  if r.startswith("with_mask/face-mask-4k/")).split("/", 2)[2]
+    list_file = tmp_path / "list.txt"
+    list_file.write_text(f"# checked by eye\n{present}\nwith_mask/not-a-face.jpg\n")
+    (tmp_path / "crops" / "taken").mkdir(parents=True)
+
+    def relabel(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "relabel_crop_set.py"), "--source",
+                               str(included_crop_set), "--included", "face-mask-4k", "--list", str(list_file), "--to",
+                               "incorrect_mask", "--name", name], capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, "MASKDET_CACHE_DIR": str(tmp_path)})
+
+    absent = relabel("new")
+    assert absent.returncode == 1 and absent.stdout == ""
+    assert absent.stderr.strip() == (f"Error: 1 listed faces are not in {included_crop_set}, e.g. "
+                                     "with_mask/face-mask-4k/with_mask/not-a-face.jpg")
+    list_file.write_text(f"{present}\n")
+    taken = relabel("taken")
+    assert taken.returncode == 1 and taken.stderr.strip().endswith("taken exists already: choose another name or remove it")
+    assert sorted(p.name for p in (tmp_path / "crops").iterdir()) == ["taken"]  # nothing written, nothing staged
+    assert list((tmp_path / "crops" / "taken").iterdir()) == []

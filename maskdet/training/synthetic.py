@@ -22,11 +22,8 @@ the source, the seed, the settings and the command; the same seed gives the same
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import sys
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,12 +31,11 @@ import numpy as np
 from PIL import Image
 
 from maskdet.data.augment import add_eyewear, lower_mask, proper_mask
-from maskdet.data.datasets import DATASET_MANIFEST, DatasetError, read_manifest
+from maskdet.data.datasets import DatasetError
 from maskdet.data.images import ImageDecodeError, load_rgb
 from maskdet.inference.detector import FaceDetector, get_detector
 from maskdet.settings import CLASSES, KNOWN_CLASSES
-from maskdet.store import write_json
-from maskdet.training.crops import split_counts
+from maskdet.training.derived import source_crop_manifest, write_derived_crop_set
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +119,7 @@ def build_synthetic_crop_set(source: Path, out: Path, settings: SynthesisSetting
     """Write ``out``: ``source`` (a crop set) linked in, plus ``settings.count`` synthetic ``incorrect_mask``
     train faces. Returns the manifest's ``synthetic`` record (counts, settings, source). ``out`` must not exist;
     it appears whole or not at all."""
-    manifest = _source_manifest(source, out)
+    manifest = source_crop_manifest(source, out)
     detector = detector or get_detector("centerface")
     rng = np.random.default_rng(settings.seed)
     # Heights after the first draw from their own generator: the first low face of every bare face (and its twin)
@@ -166,47 +162,7 @@ def build_synthetic_crop_set(source: Path, out: Path, settings: SynthesisSetting
                 "masked_donors": len(donors), "settings": asdict(settings),
                 "method": METHOD_PAIRED if settings.paired else METHOD, "command": " ".join(sys.argv)}
 
-    return _write_crop_set(source, manifest, out, low_faces(), describe)
-
-
-def _source_manifest(source: Path, out: Path) -> dict:
-    """The manifest of the crop set ``source``; DatasetError unless it declares a split and ``out`` is free."""
-    manifest = read_manifest(source)
-    if not isinstance(manifest.get("split"), dict):
-        raise DatasetError(f"{source}: not a crop set with a declared split (cut one with `maskdet cut-crops`)")
-    if out.exists():
-        raise DatasetError(f"{out} exists already: choose another name or remove it")
-    return manifest
-
-
-def _write_crop_set(source: Path, manifest: dict, out: Path, made: Iterable[tuple[str, Image.Image]],
-                    describe: Callable[[dict[str, int]], dict]) -> dict:
-    """Write ``out``: every file of ``source`` linked in with the split it declares, plus the ``made`` images
-    (relpath, image; each saved as it comes, so they are never all in memory), all declared ``train``, and a
-    manifest whose ``synthetic`` entry is ``describe(images made per class)``, which it returns (``describe`` may
-    raise to refuse the result). Staged beside ``out`` and renamed into place: ``out`` appears whole or not at all."""
-    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
-    try:
-        for relpath in manifest["split"]:
-            link = staging / relpath
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink((source / relpath).absolute(), link)
-        split = dict(manifest["split"])
-        per_class: dict[str, int] = {}
-        for relpath, image in made:
-            (staging / relpath).parent.mkdir(parents=True, exist_ok=True)
-            image.save(staging / relpath)
-            split[relpath] = "train"
-            label = relpath.split("/", 1)[0]
-            per_class[label] = per_class.get(label, 0) + 1
-        record = describe(per_class)
-        write_json(staging / DATASET_MANIFEST, {**manifest, "split": split, "counts": split_counts(split),
-                                                "synthetic": record})
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return record
+    return write_derived_crop_set(source, manifest, out, "synthetic", describe, made=low_faces())
 
 
 def build_eyewear_crop_set(source: Path, out: Path, settings: EyewearSettings = EyewearSettings(),
@@ -218,7 +174,7 @@ def build_eyewear_crop_set(source: Path, out: Path, settings: EyewearSettings = 
     at all. The same seed gives the same images."""
     if not 0.0 < settings.share <= 1.0:
         raise ValueError(f"share must be in (0, 1], got {settings.share}")
-    manifest = _source_manifest(source, out)
+    manifest = source_crop_manifest(source, out)
     detector = detector or get_detector("centerface")
     rng = np.random.default_rng(settings.seed)
     labels = [label for label in KNOWN_CLASSES if any(path.startswith(f"{label}/") for path in manifest["split"])]
@@ -241,4 +197,4 @@ def build_eyewear_crop_set(source: Path, out: Path, settings: EyewearSettings = 
         return {"source": str(source), "made": sum(made.values()), "per_class": made, "settings": asdict(settings),
                 "method": METHOD_EYEWEAR, "command": " ".join(sys.argv)}
 
-    return _write_crop_set(source, manifest, out, faces_in_sunglasses(), describe)
+    return write_derived_crop_set(source, manifest, out, "synthetic", describe, made=faces_in_sunglasses())
