@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from pathlib import PurePath
 
 import pandas as pd
@@ -34,10 +35,9 @@ from maskdet.inference.photo import analyse_photo, compact_photo, PhotoResult
 from maskdet.inference.pipeline import FacePipeline
 from maskdet.inference.drawing import LABEL_TEXT
 from maskdet.settings import POSITIVE_CLASS, current_settings
-from maskdet.zoo.decision import held_back_by_threshold
 from ui.explanation import show_explanation
 from ui.markup import code, plain
-from ui.models import choose_model
+from ui.models import choose_model, threshold_caption
 from ui.resources import get_classifier, get_detector
 from ui.shell import setup_page
 from ui.tables import PERCENT, styled
@@ -86,11 +86,14 @@ def _explain(digest: str, face: int, model_key: str, detector: str, label: str, 
     return explain(_classifier, _crop, method=method, target=label, steps=steps, baseline=baseline)
 
 
-def faces_table(faces: list[FacePrediction]) -> pd.DataFrame:
-    """One row per face, numbered as in the details below: verdict, confidence, detector score, box."""
+def faces_table(faces: list[FacePrediction], classes: Sequence[str]) -> pd.DataFrame:
+    """One row per face, numbered as in the details below: verdict, each class's probability, detector score, box.
+
+    Every class's probability, not the verdict's alone: a face the operating threshold kept from masked has a
+    verdict whose own probability can be small, and the row shows the masked probability that was not enough."""
     return pd.DataFrame({"face": range(1, len(faces) + 1), "verdict": [LABEL_TEXT[f.label] for f in faces],
-                         "confidence": [f.confidence for f in faces], "detector score": [f.face_score for f in faces],
-                         "box": [str(list(f.box)) for f in faces]})
+                         **{f"p({LABEL_TEXT[c]})": [f.probabilities[c] for f in faces] for c in classes},
+                         "detector score": [f.face_score for f in faces], "box": [str(list(f.box)) for f in faces]})
 
 
 def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, detector: str,
@@ -100,7 +103,7 @@ def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, dete
     odds = " · ".join(f"{LABEL_TEXT[name]} {p:.1%}" for name, p in face.probabilities.items())
     st.markdown(f"**Face {index + 1}**: {LABEL_TEXT[face.label]}, {face.confidence:.1%} confident "
                 f"(detector score {face.face_score:.2f}, box {list(face.box)})  \n{odds}")
-    held_back = held_back_by_threshold(face.probabilities, face.label, classifier.threshold)
+    held_back = face.held_back
     if held_back is not None:
         st.caption(f"{LABEL_TEXT[POSITIVE_CLASS]} is the likeliest at {held_back:.1%}, but under this model's "
                    f"operating threshold {classifier.threshold:g}: a bare or incorrectly masked face called masked is "
@@ -153,8 +156,7 @@ except (CheckpointError, AssetUnavailableError) as exc:
     st.stop()
 # The operating threshold is part of the key: saving a new one on the Compare page relabels cached photos.
 model_key = f"{classifier.loaded.metadata['weights']['sha256']}@{classifier.threshold:g}"
-st.caption(f"A face is labelled with mask from p(with mask) ≥ {classifier.threshold:g}, the model's operating "
-           "threshold (set on the Compare page).")
+st.caption(threshold_caption(classifier.threshold))
 
 uploads = st.file_uploader("Photos", type=UPLOAD_TYPES, accept_multiple_files=True, key="photo_uploads",
                            max_upload_size=UPLOAD_LIMIT_MB,
@@ -205,8 +207,9 @@ for number, ((name, data), content) in enumerate(zip(photos, digests, strict=Tru
         continue
     with st.expander(f"Every face ({len(analysis.faces)}): verdicts and explanations",
                      expanded=len(analysis.faces) <= EXPANDED_FACES):
-        st.dataframe(styled(faces_table(analysis.faces), {"confidence": PERCENT, "detector score": "{:.2f}"},
-                            text_columns=("verdict", "box")),
+        table = faces_table(analysis.faces, classifier.classes)
+        st.dataframe(styled(table, {column: PERCENT for column in table.columns if column.startswith("p(")}
+                            | {"detector score": "{:.2f}"}, text_columns=("verdict", "box")),
                      hide_index=True, key=f"{digest}_faces")
         for index in range(len(analysis.faces)):
             _show_face(index, analysis, f"{digest}_{index}", model_key, detector_name, classifier)

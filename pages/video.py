@@ -31,7 +31,7 @@ from maskdet.video.results import VideoResults, analysis_folder, analysis_key, r
 from ui.jobs import session_runner, show_job_progress
 from ui.markup import code, plain
 from ui.figures import with_room_for_the_toolbar
-from ui.models import choose_model
+from ui.models import choose_model, threshold_caption
 from ui.shell import setup_page
 from ui.storage import ensure_storage, session_files
 
@@ -153,6 +153,7 @@ except CheckpointError as exc:
     st.error(f"Cannot use the model: {exc}")
     st.stop()
 threshold = operating_threshold(card)
+st.caption(threshold_caption(threshold))
 
 upload = st.file_uploader("Clip", type=sorted(s.lstrip(".") for s in VIDEO_SUFFIXES), key="video_upload",
                           max_upload_size=UPLOAD_LIMIT_MB, help="MP4, WebM, MOV, AVI or MKV.")

@@ -41,7 +41,7 @@ from maskdet.zoo.assets import AssetUnavailableError
 from maskdet.zoo.folders import CheckpointError
 from ui.access import explain_refusal, may, session_id
 from ui.jobs import job_service
-from ui.models import choose_model
+from ui.models import choose_model, threshold_caption
 from ui.resources import get_classifier, get_detector
 from ui.shell import setup_page
 from ui.watch_panel import receiving, show_banner, show_figures, show_history
@@ -270,6 +270,7 @@ try:
 except (CheckpointError, AssetUnavailableError) as exc:
     st.error(f"Cannot load the models: {exc}")
     st.stop()
+st.caption(threshold_caption(pipeline.classifier.threshold))
 try:
     ice = _ice_configuration()
 except ValueError as exc:

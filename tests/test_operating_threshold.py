@@ -179,6 +179,27 @@ def test_photo_page_labels_at_the_saved_threshold(model: Path, masked_face: tupl
     verdicts = "\n".join(m.value for m in at.markdown)
     assert f"Face 1**: 🙂 without mask, {1 - p:.1%} confident" in verdicts
     assert f"from p(with mask) ≥ {threshold:g}," in texts(at.caption)
+    assert "as in 'No mask (mask 93%)'" in texts(at.caption)  # how its box reads
+    (table,) = at.dataframe
+    row = table.value.iloc[0]  # the verdict, and the probability the threshold found too small
+    assert (row["verdict"], row["p(😷 with mask)"]) == ("🙂 without mask", pytest.approx(p, abs=1e-6))
+    assert row["p(🙂 without mask)"] == pytest.approx(1 - p, abs=1e-6)
+
+
+@pytest.mark.parametrize("page", ["pages/webcam.py", "pages/video.py"])
+def test_live_pages_say_the_saved_threshold_and_how_a_held_back_face_reads(model: Path, page: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Webcam and Video label faces by the same rule as Photo, and say so in the same words."""
+    from maskdet.inference.live import ICE_SERVERS_ENV
+
+    # AppTest cannot run the camera's component: a refused ICE setting stops the Webcam page just after the caption
+    monkeypatch.setenv(ICE_SERVERS_ENV, "not json")
+    at = page_test(page, TIMEOUT).run()
+    assert not at.exception, texts(at.exception)
+    assert "from p(with mask) ≥ 0.5," in texts(at.caption) and "No mask (mask" not in texts(at.caption)
+    set_operating_threshold(model, 0.93)
+    at.run()
+    assert "from p(with mask) ≥ 0.93," in texts(at.caption) and "as in 'No mask (mask 93%)'" in texts(at.caption)
 
 
 def _unseen_faces(datasets_root: Path, root: Path, per_class: int) -> Path:

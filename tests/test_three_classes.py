@@ -71,23 +71,31 @@ def test_the_card_lists_two_or_three_classes_in_order(tiny_models_dir) -> None:
 
 
 def test_the_threshold_holds_back_exactly_the_faces_whose_likeliest_class_is_masked() -> None:
-    """held_back_by_threshold (what the Photo page explains) agrees with the one rule: it names p(with_mask) for
-    the faces the rule does not call masked although masked is their likeliest class, and only those."""
+    """The face record's ``held_back`` (what the Photo page explains and every drawn box says) agrees with the one
+    rule: it names p(with_mask) for the faces the rule does not call masked although masked is their likeliest
+    class, and only those; their boxes read 'No mask (mask 70%)', never the verdict's own small probability."""
+    from types import SimpleNamespace
+
+    from maskdet.inference.drawing import label_text
+    from maskdet.inference.pipeline import face_predictions
     from maskdet.zoo.decision import held_back_by_threshold, predicted_labels
 
     rng = np.random.default_rng(0)
     probabilities = rng.dirichlet((1.0, 1.0, 1.0), size=500)
+    detected = [SimpleNamespace(box=(0, 0, 10, 10), score=0.9)] * len(probabilities)
     for threshold in (0.5, 0.8, 0.95):
         labels = predicted_labels(probabilities, threshold)
-        held = [held_back_by_threshold(dict(zip(KNOWN_CLASSES, p)), KNOWN_CLASSES[label], threshold)
-                for p, label in zip(probabilities, labels)]
+        faces = face_predictions(detected, probabilities, threshold, KNOWN_CLASSES)
         expected = (probabilities.argmax(axis=1) == 1) & (labels != 1)
         assert expected.any()
-        assert [h is not None for h in held] == expected.tolist()
-        assert all(h == p[1] for h, p in zip(held, probabilities) if h is not None)
+        assert [face.held_back is not None for face in faces] == expected.tolist()
+        assert all(face.held_back == p[1] for face, p in zip(faces, probabilities) if face.held_back is not None)
+        assert all(f"(mask {face.held_back:.0%})" in label_text(face) for face in faces if face.held_back)
     # a two-class model: p(with_mask) 0.7 under 0.91 is called bare at 30%, and that is why
-    assert held_back_by_threshold({"without_mask": 0.3, "with_mask": 0.7}, "without_mask", 0.91) == 0.7
-    assert held_back_by_threshold({"without_mask": 0.3, "with_mask": 0.7}, "with_mask", 0.5) is None
+    bare, masked = face_predictions(detected[:2], np.array([[0.3, 0.7], [0.03, 0.97]]), 0.91, KNOWN_CLASSES[:2])
+    assert (bare.label, bare.held_back, label_text(bare)) == ("without_mask", 0.7, "No mask (mask 70%)")
+    assert (masked.held_back, label_text(masked)) == (None, "Mask 97%")
+    assert held_back_by_threshold({"without_mask": 0.3, "with_mask": 0.7}, "with_mask") is None
 
 
 def test_choose_threshold_bounds_bare_and_incorrect_faces_called_masked() -> None:

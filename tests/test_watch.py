@@ -144,6 +144,31 @@ def test_flickering_labels_give_one_verdict(photos, pipeline):
     assert session.summary()["people"] == {"without_mask": 0, "with_mask": 1}
 
 
+def test_a_person_verdict_is_drawn_with_its_votes_not_a_dissenting_frames_probabilities(photos, pipeline):
+    """A tracked face is drawn with its person's verdict and share of votes. A frame that voted otherwise keeps
+    no probabilities: drawn with them, a masked person's bare frame would read 'Mask (...)' of a bare frame's
+    probabilities, or as a face the threshold held back."""
+    from dataclasses import replace
+
+    from maskdet.inference.drawing import label_text
+
+    book = TrackBook(("without_mask", "with_mask"), WatchConfig(frame_rate=FPS, detect_every=1, classify_every=1))
+    masked, bare = photos["with_mask"][0], photos["without_mask"][0]
+    decided = []  # (the frame's face, as drawn) once the person has a verdict
+    for index in range(12):
+        (face,) = pipeline.predict(canvas([(bare if index % 4 == 3 else masked, 200)]))
+        (track,) = book.assign([face.box], [face.face_score])
+        (drawn,), _events = book.observe([replace(face, track_id=track)], [True], index / FPS)
+        if track in book.tracks and book.tracks[track].verdict is not None:  # a confirmed track, decided
+            decided.append((face, drawn))
+    dissent = [(face, drawn) for face, drawn in decided if face.label == "without_mask"]
+    assert dissent and len(dissent) < len(decided)  # the bare frames after the verdict, and agreeing ones
+    for face, drawn in decided:
+        assert drawn.label == "with_mask" and drawn.track_id is not None
+        assert drawn.probabilities == ({} if face.label == "without_mask" else face.probabilities)
+        assert label_text(drawn) == f"Mask {drawn.confidence:.0%}" and drawn.confidence < 1
+
+
 def test_boxes_between_detections_follow_a_moving_face():
     """Between two detected frames the tracker carries a face's box along its velocity (not left behind)."""
     book = TrackBook(("with_mask", "without_mask"), WatchConfig(frame_rate=30, detect_every=3))

@@ -19,7 +19,9 @@ from pathlib import Path
 import streamlit as st
 
 from maskdet.zoo.folders import DEFAULT_POINTER, BrokenModel, default_model_name, recover_interrupted_saves, scan_models
-from maskdet.settings import models_dir
+from maskdet.inference.drawing import BOX_TEXT
+from maskdet.settings import POSITIVE_CLASS, models_dir
+from maskdet.zoo.decision import THRESHOLD
 from ui.markup import code, plain
 
 logger = logging.getLogger(__name__)
@@ -90,3 +92,17 @@ def choose_model(container, key: str) -> str:
     names = [m["name"] for m in models]
     default = default_model_name()
     return container.selectbox("Model", names, index=names.index(default) if default in names else 0, key=key)
+
+
+def threshold_caption(threshold: float) -> str:
+    """How the chosen model's operating threshold labels faces, in one caption (Photo, Webcam and Video say the same).
+
+    Above 0.5 a face can be likeliest masked yet not called masked: its box then reads like 'No mask (mask 93%)',
+    and the caption says so, since the verdict's own probability would look like a contradiction."""
+    rule = (f"A face is labelled with mask from p(with mask) ≥ {threshold:g}, the model's operating threshold (set "
+            "on the Compare page).")
+    if threshold <= THRESHOLD:
+        return rule
+    return (f"{rule} A face likeliest masked but under it gets the likelier of the other classes, and its box says "
+            f"how likely the mask was, as in '{BOX_TEXT['without_mask']} ({BOX_TEXT[POSITIVE_CLASS].lower()} 93%)': "
+            "a bare or incorrectly masked face called masked is the costly error.")

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from maskdet.settings import POSITIVE_CLASS
+
 if TYPE_CHECKING:
     from maskdet.inference.faces import FacePrediction
 
@@ -28,8 +30,14 @@ LABEL_MIN_SCALE = 0.3  # below this cv2 font scale (about 7 px high) a label is 
 
 
 def label_text(face: FacePrediction, uncertain: bool = False) -> str:
-    """What a face's label says: 'Mask 97%', 'No mask 61%', 'Unsure: Mask 55%'."""
-    return f"{'Unsure: ' if uncertain else ''}{BOX_TEXT[face.label]} {face.confidence:.0%}"
+    """What a face's label says: 'Mask 97%', 'No mask 61%', 'Unsure: Mask 55%', and for a face the operating
+    threshold kept from masked, its likeliest class, 'No mask (mask 93%)': the verdict with the probability that
+    was not enough, never the verdict's own small one ('No mask 5%' would read as a contradiction)."""
+    prefix = "Unsure: " if uncertain else ""
+    held_back = face.held_back
+    if held_back is not None:
+        return f"{prefix}{BOX_TEXT[face.label]} ({BOX_TEXT[POSITIVE_CLASS].lower()} {held_back:.0%})"
+    return f"{prefix}{BOX_TEXT[face.label]} {face.confidence:.0%}"
 
 
 def label_scale(text: str, box_width: int, box_height: int, preferred: float) -> float | None:

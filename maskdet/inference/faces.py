@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from maskdet.settings import POSITIVE_CLASS
+from maskdet.zoo.decision import held_back_by_threshold
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ class FacePrediction:
     def p_with_mask(self) -> float:
         """p(with_mask): the score the operating threshold applies to."""
         return self.probabilities.get(POSITIVE_CLASS, 0.0)
+
+    @property
+    def held_back(self) -> float | None:
+        """p(with_mask) when the operating threshold kept this face from masked, its likeliest class; else None."""
+        return held_back_by_threshold(self.probabilities, self.label)
 
     def to_json(self) -> dict:
         """``{"box", "label", "confidence", "face_score"}`` (+ ``track_id`` when tracked): the ``predict --json`` face."""

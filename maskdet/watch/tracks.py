@@ -194,7 +194,7 @@ class TrackBook:
         """Record one frame's faces (``track_id`` set by :meth:`assign`; ``fresh[i]``: classified on this frame).
 
         Returns the faces as drawn, labelled with their person's verdict where decided (their confidence
-        is then the share of the track's votes), and the events of this frame. ``image`` (the frame)
+        is then the share of the track's votes, and a frame that voted otherwise keeps no probabilities), and the events of this frame. ``image`` (the frame)
         gives the tracks' clearest faces for the event log.
         """
         self.now = t
@@ -237,7 +237,11 @@ class TrackBook:
         if track.verdict is None:
             return face
         share = track.votes[track.verdict] / sum(track.votes.values())
-        return replace(face, label=track.verdict, confidence=share)
+        if track.verdict == face.label:
+            return replace(face, confidence=share)
+        # The person's verdict is not this frame's: the frame's probabilities do not speak for it (drawn, they
+        # would read as a frame the threshold held back), so the box says the verdict and its share of votes.
+        return replace(face, label=track.verdict, confidence=share, probabilities={})
 
     def _keep_clearest(self, track: Track, face: FacePrediction, image: np.ndarray) -> None:
         x0, y0, x1, y1 = face.box

@@ -65,13 +65,13 @@ def predicted_labels(scores: np.ndarray, threshold: float = THRESHOLD) -> np.nda
     return np.where(probabilities[:, WITH_MASK] >= threshold, WITH_MASK, others.argmax(axis=1)).astype(np.int64)
 
 
-def held_back_by_threshold(probabilities: Mapping[str, float], label: str, threshold: float) -> float | None:
+def held_back_by_threshold(probabilities: Mapping[str, float], label: str) -> float | None:
     """p(with_mask) when the rule kept a face from being called masked although masked was its most probable class
-    (p(with_mask) the highest, under ``threshold``): its verdict is then the likelier of the other classes, whose
-    own probability can be small; the Photo page says so beside the face. None when the verdict is the most
-    probable class."""
+    (p(with_mask) the highest, yet under the operating threshold, since ``label``, the rule's verdict, is another
+    class): its verdict is then the likelier of the other classes, whose own probability can be small, so the
+    pages draw and explain such a face apart. None when the verdict is the most probable class."""
     p_masked = probabilities.get(POSITIVE_CLASS)
-    if p_masked is None or label == POSITIVE_CLASS or p_masked >= threshold:
+    if p_masked is None or label == POSITIVE_CLASS:
         return None
     return p_masked if p_masked == max(probabilities.values()) else None
 
