@@ -101,9 +101,10 @@ def _show_face(index: int, analysis: PhotoResult, key: str, model_key: str, dete
     """One face: its verdict, the explanation settings, and Original | heatmap | overlay."""
     face, crop = analysis.faces[index], analysis.crops[index]
     odds = " · ".join(f"{LABEL_TEXT[name]} {p:.1%}" for name, p in face.probabilities.items())
-    st.markdown(f"**Face {index + 1}**: {LABEL_TEXT[face.label]}, {face.confidence:.1%} confident "
-                f"(detector score {face.face_score:.2f}, box {list(face.box)})  \n{odds}")
     held_back = face.held_back
+    how = "by the operating threshold" if held_back is not None else f"{face.confidence:.1%} confident"
+    st.markdown(f"**Face {index + 1}**: {LABEL_TEXT[face.label]}, {how} "
+                f"(detector score {face.face_score:.2f}, box {list(face.box)})  \n{odds}")
     if held_back is not None:
         st.caption(f"{LABEL_TEXT[POSITIVE_CLASS]} is the likeliest at {held_back:.1%}, but under this model's "
                    f"operating threshold {classifier.threshold:g}: a bare or incorrectly masked face called masked is "

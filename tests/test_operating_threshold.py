@@ -177,7 +177,8 @@ def test_photo_page_labels_at_the_saved_threshold(model: Path, masked_face: tupl
     at.run()
     assert not at.exception, texts(at.exception)
     verdicts = "\n".join(m.value for m in at.markdown)
-    assert f"Face 1**: 🙂 without mask, {1 - p:.1%} confident" in verdicts
+    assert "Face 1**: 🙂 without mask, by the operating threshold (" in verdicts  # not "{1 - p:.1%} confident"
+    assert f"😷 with mask {p:.1%}" in verdicts
     assert f"from p(with mask) ≥ {threshold:g}," in texts(at.caption)
     assert "as in 'No mask (mask 93%)'" in texts(at.caption)  # how its box reads
     (table,) = at.dataframe

@@ -245,7 +245,8 @@ def test_a_three_class_model_shows_and_explains_the_third_class(isolated_models_
 def test_a_face_the_threshold_keeps_from_masked_says_why(isolated_models_dir: Path, three_class_mobilenet: Path,
                                                           three_class_dataset: Path, tmp_path: Path) -> None:
     """Below the operating threshold a face whose likeliest class is masked gets the likelier of the other two, at
-    a probability that can be small ("18% confident"): the page says the threshold decided, not the model."""
+    a probability that can be small: the page says the threshold decided, not the model ("by the operating
+    threshold", never "18% confident")."""
     from maskdet.inference.predictor import load_classifier
     from maskdet.zoo.decision import predicted_labels
     from maskdet.zoo.folders import set_operating_threshold
@@ -261,6 +262,7 @@ def test_a_face_the_threshold_keeps_from_masked_says_why(isolated_models_dir: Pa
     notes = [c for c in texts(at.caption).split("\n") if "under this model's operating threshold 0.99" in c]
     assert len(notes) == held_back
     assert all(note.startswith("😷 with mask is the likeliest at ") for note in notes)
+    assert texts(at.markdown).count(", by the operating threshold (") == held_back
 
 
 def test_many_photos_are_analysed_once_and_capped_per_session(models, held_out_faces, monkeypatch) -> None:

@@ -194,8 +194,8 @@ class TrackBook:
         """Record one frame's faces (``track_id`` set by :meth:`assign`; ``fresh[i]``: classified on this frame).
 
         Returns the faces as drawn, labelled with their person's verdict where decided (their confidence
-        is then the share of the track's votes, and a frame that voted otherwise keeps no probabilities), and the events of this frame. ``image`` (the frame)
-        gives the tracks' clearest faces for the event log.
+        is then the share of the track's votes, and a frame that voted otherwise keeps no probabilities), and
+        the events of this frame. ``image`` (the frame) gives the tracks' clearest faces for the event log.
         """
         self.now = t
         events: list[Event] = []
